@@ -1,0 +1,166 @@
+"""Batched, fail-closed audit writing.
+
+Statement events are appended to an in-memory batch and written with ``COPY`` every
+``flush_interval`` or every ``batch_size`` events, so recording costs the proxy path a list
+append. A failed write keeps the batch (it is retried until the store answers again) and
+flips :attr:`AuditRecorder.available` to False; the proxy then refuses new statements, so
+nothing runs unrecorded and nothing already accepted is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime
+from uuid import UUID
+
+import asyncpg
+
+from audit.events import EVENT_COLUMNS, SessionRecord, StatementEvent
+from jitgate.errors import StoreUnavailable
+
+log = logging.getLogger("jitgate.audit")
+
+_STORE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+_HEALTH_INTERVAL = 1.0
+_RETRY_BACKOFF_MAX = 2.0
+
+
+class AuditRecorder:
+    def __init__(self, pool: asyncpg.Pool, *, flush_interval: float, batch_size: int) -> None:
+        self._pool = pool
+        self._flush_interval = flush_interval
+        self._batch_size = batch_size
+        self._events: list[StatementEvent] = []
+        self._session_ends: list[tuple[UUID, datetime, str]] = []
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._last_ok = time.monotonic()
+        self.available = True
+        self.written = 0
+
+    @property
+    def pending(self) -> int:
+        return len(self._events) + len(self._session_ends)
+
+    def record(self, event: StatementEvent) -> None:
+        """Queue a finished statement event; never blocks."""
+        self._events.append(event)
+        if len(self._events) >= self._batch_size:
+            self._wake.set()
+
+    async def open_session(self, session: SessionRecord) -> None:
+        """Write the session row now: a session the store cannot see is not accepted."""
+        try:
+            await self._pool.execute(
+                "INSERT INTO sessions (id, identity, resource, client_addr, application_name,"
+                " gateway, started_at, cancel_pid, cancel_secret, upstream_host, upstream_port,"
+                " upstream_pid, upstream_secret)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                session.id,
+                session.identity,
+                session.resource,
+                session.client_addr,
+                session.application_name,
+                session.gateway,
+                session.started_at,
+                session.cancel_pid,
+                session.cancel_secret,
+                session.upstream_host,
+                session.upstream_port,
+                session.upstream_pid,
+                session.upstream_secret,
+                timeout=5,
+            )
+        except _STORE_ERRORS as exc:
+            self._mark_down(exc)
+            raise StoreUnavailable(f"cannot record the session: {exc}") from exc
+
+    def close_session(self, session_id: UUID, reason: str) -> None:
+        self._session_ends.append((session_id, datetime.now(UTC), reason))
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Flush forever; cancel to stop (then call :meth:`close`)."""
+        backoff = self._flush_interval
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=backoff)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            if await self.flush():
+                backoff = self._flush_interval
+            else:
+                backoff = min(max(backoff * 2, 0.05), _RETRY_BACKOFF_MAX)
+
+    async def flush(self) -> bool:
+        """Write everything queued; True when the store took it (or nothing was queued)."""
+        events, ends = self._events, self._session_ends
+        if not events and not ends:
+            if time.monotonic() - self._last_ok > _HEALTH_INTERVAL:
+                return await self._ping()
+            return True
+        self._events, self._session_ends = [], []
+        try:
+            async with self._pool.acquire(timeout=5) as conn:
+                if events:
+                    await conn.copy_records_to_table(
+                        "statement_events",
+                        records=[e.as_record() for e in events],
+                        columns=EVENT_COLUMNS,
+                        timeout=10,
+                    )
+                if ends:
+                    await conn.execute(
+                        "UPDATE sessions s SET ended_at = v.ended_at, end_reason = v.reason"
+                        " FROM unnest($1::uuid[], $2::timestamptz[], $3::text[])"
+                        " AS v(id, ended_at, reason) WHERE s.id = v.id",
+                        [e[0] for e in ends],
+                        [e[1] for e in ends],
+                        [e[2] for e in ends],
+                        timeout=10,
+                    )
+        except _STORE_ERRORS as exc:
+            # Put the batch back in front of anything queued meanwhile, in order.
+            self._events = events + self._events
+            self._session_ends = ends + self._session_ends
+            self._mark_down(exc)
+            return False
+        self.written += len(events)
+        self._mark_up()
+        return True
+
+    async def close(self, deadline: float = 10.0) -> None:
+        """Write what is left, retrying until ``deadline`` seconds have passed."""
+        self._closing = True
+        give_up = time.monotonic() + deadline
+        while self.pending and time.monotonic() < give_up:
+            if not await self.flush():
+                await asyncio.sleep(0.2)
+        if self.pending:
+            log.error(
+                "audit store unreachable at shutdown",
+                extra={"events_unwritten": len(self._events)},
+            )
+
+    async def _ping(self) -> bool:
+        try:
+            await self._pool.fetchval("SELECT 1", timeout=2)
+        except _STORE_ERRORS as exc:
+            self._mark_down(exc)
+            return False
+        self._mark_up()
+        return True
+
+    def _mark_down(self, exc: BaseException) -> None:
+        if self.available:
+            log.error("audit store unavailable; refusing statements", extra={"error": str(exc)})
+        self.available = False
+
+    def _mark_up(self) -> None:
+        if not self.available:
+            log.warning("audit store reachable again; accepting statements")
+        self.available = True
+        self._last_ok = time.monotonic()

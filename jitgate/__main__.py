@@ -1,0 +1,5 @@
+import sys
+
+from jitgate.cli import main
+
+sys.exit(main())

@@ -1,0 +1,142 @@
+"""The ``jitgate`` command line.
+
+Every failure the operator can fix ends with one line on stderr and a non-zero exit:
+2 for a usage or configuration problem, 1 when something outside jitgate failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+
+import uvloop
+
+from jitgate.config import load_config, parse_duration
+from jitgate.errors import ConfigError, JitgateError, PeerError, UsageError
+from jitgate.logs import configure_logging
+from store.db import connect_pool, migrate
+from store.tokens import issue_token, revoke_tokens
+
+log = logging.getLogger("jitgate")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], Awaitable[int]] = args.handler
+    try:
+        return uvloop.run(handler(args))
+    except ConfigError as exc:
+        print(f"jitgate: config error: {exc}", file=sys.stderr)
+        return 2
+    except UsageError as exc:
+        print(f"jitgate: {exc}", file=sys.stderr)
+        return 2
+    except PeerError as exc:
+        print(f"jitgate: {exc}", file=sys.stderr)
+        return 1
+    except JitgateError as exc:
+        print(f"jitgate: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jitgate", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the gateway")
+    serve.add_argument("--config", required=True)
+    serve.add_argument("--log-level", default="INFO")
+    serve.set_defaults(handler=_serve)
+
+    mig = commands.add_parser("migrate", help="apply the store's schema migrations")
+    mig.add_argument("--config", required=True)
+    mig.set_defaults(handler=_migrate)
+
+    token = commands.add_parser("token", help="issue or revoke access tokens")
+    token_commands = token.add_subparsers(dest="token_command", required=True)
+    issue = token_commands.add_parser("issue", help="print a new access token")
+    issue.add_argument("--config", required=True)
+    issue.add_argument("--user", required=True)
+    issue.add_argument("--ttl", default="8h")
+    issue.set_defaults(handler=_token_issue)
+    revoke = token_commands.add_parser("revoke", help="revoke one token or all of a user's")
+    revoke.add_argument("--config", required=True)
+    target = revoke.add_mutually_exclusive_group(required=True)
+    target.add_argument("--user")
+    target.add_argument("--token", help="the token itself (or - to read it from stdin)")
+    revoke.set_defaults(handler=_token_revoke)
+    return parser
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    from jitgate.gateway import Gateway
+
+    configure_logging(args.log_level)
+    config = load_config(args.config)
+    gateway = await Gateway.open(config)
+    await gateway.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(
+        f"jitgate: postgres on {config.postgres.listen.host}:{gateway.proxy.port},"
+        f" http on {config.http_listen.host}:{gateway.http_port}",
+        file=sys.stderr,
+        flush=True,
+    )
+    await stop.wait()
+    log.info("shutting down: draining sessions")
+    await gateway.stop(drain_timeout=config.postgres.hold_timeout)
+    return 0
+
+
+
+
+async def _migrate(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    pool = await connect_pool(config.database_url, max_size=2)
+    try:
+        applied = await migrate(pool)
+    finally:
+        await pool.close()
+    print(f"applied {len(applied)} migration(s)" + (f": {applied}" if applied else ""))
+    return 0
+
+
+async def _token_issue(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    ttl = parse_duration(args.ttl, "--ttl")
+    if not config.groups_of(args.user):
+        raise UsageError(f"user {args.user} is in no group of the configuration")
+    pool = await connect_pool(config.database_url, max_size=2)
+    try:
+        await migrate(pool)
+        token = await issue_token(pool, args.user, ttl)
+    finally:
+        await pool.close()
+    print(token)
+    return 0
+
+
+async def _token_revoke(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    token = sys.stdin.readline().strip() if args.token == "-" else args.token
+    pool = await connect_pool(config.database_url, max_size=2)
+    try:
+        await migrate(pool)
+        count = await revoke_tokens(pool, email=args.user, token=token)
+    finally:
+        await pool.close()
+    print(f"revoked {count} token(s)")
+    return 0 if count else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

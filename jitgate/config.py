@@ -1,0 +1,348 @@
+"""The gateway's configuration: one YAML file, validated once at start, then frozen.
+
+``${VAR}`` in any string value reads the environment; secrets live only there. Every
+problem raises :class:`~jitgate.errors.ConfigError` naming the dotted key, so
+``jitgate serve`` can exit with one line such as
+``resources.prod.access.engineers.write: 'maybe' is not one of allow, review, deny``.
+Unknown keys are errors too: a typo in a security policy must not pass silently.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, cast
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import yaml
+
+from jitgate.errors import ConfigError
+
+STATEMENT_CLASSES = ("read", "write", "ddl", "destructive", "privilege", "opaque")
+ACTIONS = ("allow", "review", "deny")
+Action = Literal["allow", "review", "deny"]
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamURL:
+    """Where a resource lives and the credentials the gateway uses there."""
+
+    host: str
+    port: int
+    database: str
+    user: str
+    password: str | None = field(repr=False)
+    sslmode: str = "prefer"
+
+
+@dataclass(frozen=True, slots=True)
+class Resource:
+    name: str
+    type: str
+    url: UpstreamURL
+    access: Mapping[str, Mapping[str, Action]]
+    approvers: tuple[str, ...]
+    approvals_required: int
+    request_ttl: float
+    notify_slack: str | None
+    notify_teams: str | None
+    masking: str
+
+
+@dataclass(frozen=True, slots=True)
+class PostgresListener:
+    listen: Listen
+    hold_timeout: float
+    tls_cert: Path | None
+    tls_key: Path | None
+    client_auth: Literal["password", "scram"]
+    max_message_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class SlackSettings:
+    bot_token: str | None = field(repr=False)
+    signing_secret: str | None = field(repr=False)
+    app_token: str | None = field(repr=False)
+    api_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    database_url: str = field(repr=False)
+    public_url: str
+    http_listen: Listen
+    postgres: PostgresListener
+    groups: Mapping[str, frozenset[str]]
+    resources: Mapping[str, Resource]
+    alerts_slack: str | None
+    slack: SlackSettings
+    audit_flush_interval: float
+    audit_batch_size: int
+
+    def groups_of(self, user: str) -> frozenset[str]:
+        """The static groups ``user`` (an email, compared case-insensitively) belongs to."""
+        user = user.lower()
+        return frozenset(name for name, members in self.groups.items() if user in members)
+
+
+def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
+    """Read, expand and validate the YAML file at ``path``."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("", f"cannot read config file {path}: {exc.strerror}") from exc
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError("", f"{path} is not valid YAML: {exc}".replace("\n", " ")) from exc
+    return parse_config(raw, os.environ if environ is None else environ)
+
+
+def parse_config(raw: object, environ: Mapping[str, str]) -> Config:
+    """Validate an already-parsed YAML document into a frozen :class:`Config`."""
+    root = _Node("", _expand(raw, "", environ))
+    root.only(
+        "database_url", "public_url", "http", "postgres", "groups", "resources",
+        "alerts", "slack", "teams", "audit",
+    )  # fmt: skip
+    http = root.child("http", {})
+    http.only("listen")
+    pg = root.child("postgres", {})
+    pg.only("listen", "hold_timeout", "tls", "client_auth", "max_message_size")
+    tls = pg.child("tls", {})
+    tls.only("cert", "key")
+    cert, key = tls.optional_str("cert"), tls.optional_str("key")
+    if (cert is None) != (key is None):
+        raise ConfigError(tls.path or "postgres.tls", "needs both cert and key")
+    groups = _groups(root.child("groups", {}))
+    alerts = root.child("alerts", {})
+    alerts.only("slack", "teams")
+    slack = root.child("slack", {})
+    slack.only("bot_token", "signing_secret", "app_token", "api_url")
+    audit = root.child("audit", {})
+    audit.only("flush_interval", "batch_size")
+    return Config(
+        database_url=root.required_str("database_url"),
+        public_url=root.text("public_url", "http://127.0.0.1:8080").rstrip("/"),
+        http_listen=http.listen("listen", "127.0.0.1:8080"),
+        postgres=PostgresListener(
+            listen=pg.listen("listen", "127.0.0.1:15432"),
+            hold_timeout=pg.duration("hold_timeout", 120.0),
+            tls_cert=Path(cert) if cert else None,
+            tls_key=Path(key) if key else None,
+            client_auth=cast(
+                Literal["password", "scram"], pg.choice("client_auth", ("password", "scram"))
+            ),
+            max_message_size=pg.integer("max_message_size", 1 << 30, minimum=1024),
+        ),
+        groups=groups,
+        resources=_resources(root.child("resources", {}), groups),
+        alerts_slack=alerts.optional_str("slack"),
+        slack=SlackSettings(
+            bot_token=slack.optional_str("bot_token"),
+            signing_secret=slack.optional_str("signing_secret"),
+            app_token=slack.optional_str("app_token"),
+            api_url=slack.text("api_url", "https://slack.com/api/"),
+        ),
+        audit_flush_interval=audit.duration("flush_interval", 0.05),
+        audit_batch_size=audit.integer("batch_size", 1000, minimum=1),
+    )
+
+
+def parse_duration(value: object, key: str) -> float:
+    """``"120s"``, ``"1h"``, ``"500ms"``, ``"8h"`` or a number of seconds."""
+    if isinstance(value, bool):
+        raise ConfigError(key, f"{value!r} is not a duration")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ConfigError(key, f"{value!r} is not a duration (use e.g. 120s, 30m, 8h, 1d)")
+        seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if seconds <= 0:
+        raise ConfigError(key, "must be positive")
+    return seconds
+
+
+def parse_upstream_url(url: str, key: str) -> UpstreamURL:
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgres", "postgresql"):
+        raise ConfigError(key, f"scheme must be postgresql://, not {parts.scheme!r}")
+    try:
+        port = parts.port or 5432
+    except ValueError as exc:
+        raise ConfigError(key, "has an invalid port") from exc
+    query = parse_qs(parts.query)
+    sslmode = query.get("sslmode", ["prefer"])[-1]
+    if sslmode not in ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"):
+        raise ConfigError(key, f"sslmode {sslmode!r} is not a libpq sslmode")
+    database = unquote(parts.path.lstrip("/"))
+    if not parts.hostname or not database or not parts.username:
+        raise ConfigError(key, "must name a user, a host and a database (postgresql://u@h/db)")
+    return UpstreamURL(
+        host=parts.hostname,
+        port=port,
+        database=database,
+        user=unquote(parts.username),
+        password=unquote(parts.password) if parts.password is not None else None,
+        sslmode=sslmode,
+    )
+
+
+def _groups(node: _Node) -> dict[str, frozenset[str]]:
+    groups: dict[str, frozenset[str]] = {}
+    for name in node.names():
+        members = node.value.get(name) or []
+        if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
+            raise ConfigError(node.key(name), "must be a list of email addresses")
+        groups[name] = frozenset(m.strip().lower() for m in members)
+    return groups
+
+
+def _resources(node: _Node, groups: Mapping[str, frozenset[str]]) -> dict[str, Resource]:
+    resources: dict[str, Resource] = {}
+    for name in node.names():
+        res = node.child(name)
+        res.only(
+            "type", "url", "access", "approvers", "approvals_required", "request_ttl",
+            "notify", "masking",
+        )  # fmt: skip
+        kind = res.choice("type", ("postgres",))
+        access_node = res.child("access", {})
+        access: dict[str, dict[str, Action]] = {}
+        for group in access_node.names():
+            if group not in groups:
+                raise ConfigError(access_node.key(group), f"unknown group {group!r}")
+            rules = access_node.child(group)
+            rules.only(*STATEMENT_CLASSES)
+            access[group] = {c: cast(Action, rules.choice(c, ACTIONS)) for c in rules.names()}
+        approvers = res.str_list("approvers")
+        for group in approvers:
+            if group not in groups:
+                raise ConfigError(res.key("approvers"), f"unknown group {group!r}")
+        notify = res.child("notify", {})
+        notify.only("slack", "teams")
+        resources[name] = Resource(
+            name=name,
+            type=kind,
+            url=parse_upstream_url(res.required_str("url"), res.key("url")),
+            access=access,
+            approvers=tuple(approvers),
+            approvals_required=res.integer("approvals_required", 1, minimum=1),
+            request_ttl=res.duration("request_ttl", 3600.0),
+            notify_slack=notify.optional_str("slack"),
+            notify_teams=notify.optional_str("teams"),
+            masking=res.text("masking", "default"),
+        )
+    return resources
+
+
+def _expand(value: object, key: str, environ: Mapping[str, str]) -> object:
+    if isinstance(value, str):
+
+        def substitute(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in environ:
+                raise ConfigError(key, f"environment variable {name} is not set")
+            return environ[name]
+
+        return _ENV_REF.sub(substitute, value)
+    if isinstance(value, dict):
+        return {k: _expand(v, f"{key}.{k}" if key else str(k), environ) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, f"{key}[{i}]", environ) for i, v in enumerate(value)]
+    return value
+
+
+class _Node:
+    """A mapping in the YAML document, with the dotted path used in error messages."""
+
+    def __init__(self, path: str, value: object) -> None:
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            raise ConfigError(path, "must be a mapping")
+        self.path = path
+        self.value: dict[str, Any] = value
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def names(self) -> list[str]:
+        return [str(k) for k in self.value]
+
+    def only(self, *allowed: str) -> None:
+        for name in self.value:
+            if name not in allowed:
+                raise ConfigError(self.key(str(name)), "unknown key")
+
+    def child(self, name: str, default: object = None) -> _Node:
+        if name not in self.value and default is None:
+            raise ConfigError(self.key(name), "is required")
+        return _Node(self.key(name), self.value.get(name, default))
+
+    def optional_str(self, name: str) -> str | None:
+        value = self.value.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, str | int):
+            raise ConfigError(self.key(name), "must be a string")
+        return str(value)
+
+    def text(self, name: str, default: str) -> str:
+        value = self.optional_str(name)
+        return default if value is None else value
+
+    def required_str(self, name: str) -> str:
+        value = self.optional_str(name)
+        if not value:
+            raise ConfigError(self.key(name), "is required")
+        return value
+
+    def str_list(self, name: str) -> list[str]:
+        value = self.value.get(name) or []
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(self.key(name), "must be a list of strings")
+        return value
+
+    def choice(self, name: str, choices: tuple[str, ...]) -> str:
+        value = self.value.get(name, choices[0])
+        if value not in choices:
+            raise ConfigError(self.key(name), f"{value!r} is not one of {', '.join(choices)}")
+        return cast(str, value)
+
+    def integer(self, name: str, default: int, *, minimum: int) -> int:
+        value = self.value.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(self.key(name), f"{value!r} is not an integer")
+        if value < minimum:
+            raise ConfigError(self.key(name), f"must be at least {minimum}")
+        return value
+
+    def duration(self, name: str, default: float) -> float:
+        return parse_duration(self.value.get(name, default), self.key(name))
+
+    def listen(self, name: str, default: str) -> Listen:
+        value = self.text(name, default)
+        host, sep, port = value.rpartition(":")
+        if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ConfigError(self.key(name), f"{value!r} is not host:port")
+        return Listen(host.strip("[]") or "127.0.0.1", int(port))

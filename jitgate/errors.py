@@ -1,0 +1,69 @@
+"""jitgate's exception tree.
+
+Every error jitgate raises on purpose is a :class:`JitgateError`. The tree separates
+"the caller misused jitgate" from "a peer misbehaved", so a handler can tell a bug or a
+bad configuration from a hostile or broken client, upstream or store::
+
+    JitgateError
+    ├── UsageError                 the caller misused jitgate (operator, CLI, config)
+    │   └── ConfigError            the configuration file is invalid; names the key
+    └── PeerError                  something outside jitgate misbehaved
+        ├── ProtocolError          malformed bytes on a Postgres wire (client or upstream)
+        ├── AuthenticationError    a client or an upstream failed authentication
+        ├── UpstreamError          the target database is unreachable or refused us
+        └── StoreUnavailable       the gateway's own store cannot be reached
+
+Errors that travel to a Postgres client carry a SQLSTATE; the constructors that turn
+them into ErrorResponse messages live in :mod:`proxy.pgerrors`.
+"""
+
+from __future__ import annotations
+
+
+class JitgateError(Exception):
+    """Base of every error jitgate raises on purpose."""
+
+
+class UsageError(JitgateError):
+    """The caller misused jitgate: a bad argument, command or configuration."""
+
+
+class ConfigError(UsageError):
+    """The configuration is invalid. ``key`` is the dotted path of the offending key."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}" if key else problem)
+        self.key = key
+        self.problem = problem
+
+
+class PeerError(JitgateError):
+    """Something outside jitgate misbehaved or went away."""
+
+
+class ProtocolError(PeerError):
+    """Malformed bytes on a Postgres wire. ``sqlstate`` is what the client is told."""
+
+    def __init__(self, message: str, sqlstate: str = "08P01") -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
+class AuthenticationError(PeerError):
+    """A client presented bad credentials, or an upstream rejected ours."""
+
+    def __init__(self, message: str, sqlstate: str = "28P01") -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
+class UpstreamError(PeerError):
+    """The target database could not be reached or refused the connection."""
+
+    def __init__(self, message: str, sqlstate: str = "08006") -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
+class StoreUnavailable(PeerError):
+    """The gateway's own store cannot be reached; the proxy fails closed."""

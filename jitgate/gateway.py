@@ -1,0 +1,79 @@
+"""The composition root: builds every part from the config and runs them in order.
+
+Start-up: store pool → migrations → audit recorder → Postgres listener → HTTP listener.
+Shut-down runs the reverse: stop accepting, drain sessions, flush the audit trail, close
+the pool. Everything a gateway process knows that matters lives in the store, so any
+number of processes can share one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import asyncpg
+from aiohttp import web
+
+from audit.recorder import AuditRecorder
+from jitgate.config import Config
+from jitgate.metrics import GatewayMetrics
+from proxy.hooks import default_chain
+from proxy.server import ProxyServer
+from store.db import connect_pool, migrate
+
+log = logging.getLogger("jitgate")
+
+
+class Gateway:
+    def __init__(self, config: Config, pool: asyncpg.Pool) -> None:
+        self.config = config
+        self.pool = pool
+        self.metrics = GatewayMetrics()
+        self.recorder = AuditRecorder(
+            pool, flush_interval=config.audit_flush_interval, batch_size=config.audit_batch_size
+        )
+        self.proxy = ProxyServer(config, pool, self.recorder, default_chain(self.recorder), self.metrics)
+        self._recorder_task: asyncio.Task[None] | None = None
+        self._http_runner: web.AppRunner | None = None
+
+    @classmethod
+    async def open(cls, config: Config) -> Gateway:
+        pool = await connect_pool(config.database_url)
+        await migrate(pool)
+        return cls(config, pool)
+
+    @property
+    def http_port(self) -> int:
+        assert self._http_runner is not None
+        return int(self._http_runner.addresses[0][1])
+
+    async def start(self) -> None:
+        from jitgate.web import build_http_app
+
+        self._recorder_task = asyncio.create_task(self.recorder.run(), name="audit-recorder")
+        await self.proxy.start()
+        self._http_runner = web.AppRunner(build_http_app(self), access_log=None)
+        await self._http_runner.setup()
+        listen = self.config.http_listen
+        await web.TCPSite(self._http_runner, listen.host, listen.port).start()
+        log.info("http listener up", extra={"listen": f"{listen.host}:{self.http_port}"})
+
+    async def stop(self, drain_timeout: float = 10.0) -> None:
+        await self.proxy.stop(drain_timeout)
+        if self._http_runner is not None:
+            await self._http_runner.cleanup()
+        if self._recorder_task is not None:
+            self._recorder_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._recorder_task
+        await self.recorder.close()
+        await self.pool.close()
+        log.info("gateway stopped")
+
+    async def store_reachable(self) -> bool:
+        try:
+            await self.pool.fetchval("SELECT 1", timeout=2)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            return False
+        return True

@@ -1,0 +1,156 @@
+"""The chain every statement travels: classify → decide → hold → execute → mask → record.
+
+Each member is one small class behind :class:`StatementHook`. A member may answer the client
+itself by returning a :class:`Refusal` (an ERROR; the session goes on); the relay then never
+sends the statement to the target. ``execute`` is the relay itself; ``mask`` acts on results
+(:class:`ResultMask`); ``record`` both gates (no audit store, no statement: fail closed) and
+writes the event when the statement completes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+from uuid import UUID
+
+from audit.events import StatementEvent
+from audit.recorder import AuditRecorder
+from jitgate.config import Action, Resource
+from proxy import pgerrors
+
+_ACTION_RANK = {"deny": 0, "review": 1, "allow": 2}
+
+
+@dataclass(frozen=True, slots=True)
+class SessionContext:
+    """Who is connected to what; fixed for the life of a client connection."""
+
+    session_id: UUID
+    identity: str
+    groups: frozenset[str]
+    resource: Resource
+    client_addr: str | None
+
+
+@dataclass(slots=True)
+class Statement:
+    """One statement on its way through the chain. ``protocol`` is ``simple`` (a Query),
+    ``parse`` (an extended-protocol Parse) or ``execute`` (an Execute of a parsed one,
+    whose class and decision were settled at Parse)."""
+
+    context: SessionContext
+    sql: str
+    protocol: str
+    event: StatementEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """The hook's answer to the client: the ErrorResponse bytes to send instead of a result."""
+
+    error: bytes
+    decision: str
+
+
+class StatementHook(Protocol):
+    def on_statement(self, statement: Statement) -> Refusal | None: ...
+
+
+class ResultMask(Protocol):
+    """Rewrites result rows in flight. ``active`` False lets the relay skip it entirely."""
+
+    active: bool
+
+
+class Classify:
+    """Gives each statement its class. Every statement is ``read`` until the guardrail
+    classifier takes this place."""
+
+    def on_statement(self, statement: Statement) -> Refusal | None:
+        if statement.protocol != "execute":
+            statement.event.statement_class = "read"
+        return None
+
+
+class Decide:
+    """Maps (the user's groups × the statement's class) to allow / review / deny by the
+    resource's ``access`` table. Across several groups the most permissive action wins; a
+    class no group mentions is denied."""
+
+    def on_statement(self, statement: Statement) -> Refusal | None:
+        event = statement.event
+        if statement.protocol == "execute":
+            return None
+        event.decision = decide(statement.context, event.statement_class)
+        if event.decision == "deny":
+            return Refusal(pgerrors.statement_denied(event.reasons), "deny")
+        return None
+
+
+def decide(context: SessionContext, statement_class: str) -> Action:
+    best: Action = "deny"
+    for group in context.groups:
+        action = context.resource.access.get(group, {}).get(statement_class)
+        if action is not None and _ACTION_RANK[action] > _ACTION_RANK[best]:
+            best = action
+    return best
+
+
+class Hold:
+    """Statements policy sends to review are answered with "approval required" until the
+    approvals workflow holds them instead."""
+
+    def on_statement(self, statement: Statement) -> Refusal | None:
+        if statement.event.decision == "review":
+            return Refusal(pgerrors.approval_required(statement.event.reasons), "review")
+        return None
+
+
+class PassThroughMask:
+    """Results leave unchanged until the masking engine takes this place."""
+
+    active = False
+
+
+class Record:
+    """Fails closed when the audit store is unavailable and records every finished event."""
+
+    def __init__(self, recorder: AuditRecorder) -> None:
+        self._recorder = recorder
+
+    def on_statement(self, statement: Statement) -> Refusal | None:
+        if not self._recorder.available:
+            return Refusal(pgerrors.audit_unavailable(), "refused")
+        return None
+
+    def complete(self, event: StatementEvent) -> None:
+        self._recorder.record(event)
+
+
+class HookChain:
+    """The ordered members; :meth:`admit` runs the statement hooks until one refuses."""
+
+    def __init__(
+        self, hooks: Sequence[StatementHook], mask: ResultMask, record: Record
+    ) -> None:
+        self.hooks = (*hooks, record)
+        self.mask = mask
+        self.record = record
+
+    def admit(self, statement: Statement) -> Refusal | None:
+        for hook in self.hooks:
+            refusal = hook.on_statement(statement)
+            if refusal is not None:
+                statement.event.outcome = "refused"
+                if refusal.decision != "refused" or statement.event.decision == "allow":
+                    statement.event.decision = refusal.decision
+                return refusal
+        return None
+
+    def complete(self, event: StatementEvent) -> None:
+        self.record.complete(event)
+
+
+def default_chain(recorder: AuditRecorder) -> HookChain:
+    return HookChain([Classify(), Decide(), Hold()], PassThroughMask(), Record(recorder))

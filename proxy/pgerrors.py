@@ -1,0 +1,119 @@
+"""Every error the gateway itself sends to a Postgres client, as a named constructor.
+
+Each returns the wire bytes of an ErrorResponse. Severity ERROR leaves the session usable
+(the relay follows it with ReadyForQuery); FATAL is reserved for when the connection must
+end: failed authentication, an unknown resource, a broken protocol stream, shutdown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from proxy.messages import ErrorResponse, NoticeResponse
+
+
+def _error(code: str, message: str, *, detail: str | None = None, hint: str | None = None) -> bytes:
+    return ErrorResponse.build("ERROR", code, message, detail=detail, hint=hint).encode()
+
+
+def _fatal(code: str, message: str, *, detail: str | None = None, hint: str | None = None) -> bytes:
+    return ErrorResponse.build("FATAL", code, message, detail=detail, hint=hint).encode()
+
+
+def _reasons(reasons: Sequence[str]) -> str | None:
+    return "; ".join(reasons) if reasons else None
+
+
+# -- during startup (FATAL: the connection ends) ---------------------------------------
+
+
+def protocol_violation(message: str, sqlstate: str = "08P01") -> bytes:
+    return _fatal(sqlstate, message)
+
+
+def authentication_failed(user: str) -> bytes:
+    return _fatal(
+        "28P01",
+        f'password authentication failed for user "{user}"',
+        hint="Use a jitgate access token as the password (jitgate token issue).",
+    )
+
+
+def unknown_resource(name: str) -> bytes:
+    return _fatal(
+        "3D000",
+        f'resource "{name}" does not exist',
+        hint="The database name selects a jitgate resource from the gateway's configuration.",
+    )
+
+
+def no_access(user: str, resource: str) -> bytes:
+    return _fatal("28000", f'user "{user}" has no access to resource "{resource}"')
+
+
+def replication_refused() -> bytes:
+    return _fatal("28000", "replication connections are not supported through jitgate")
+
+
+def store_unavailable_at_startup() -> bytes:
+    return _fatal(
+        "57P03",
+        "jitgate cannot record sessions right now: its store is unavailable",
+        hint="Try again shortly; no statement runs unrecorded.",
+    )
+
+
+def upstream_unreachable(resource: str, reason: str) -> bytes:
+    return _fatal("08006", f'could not connect to resource "{resource}": {reason}')
+
+
+def upstream_lost(resource: str) -> bytes:
+    return _fatal("08006", f'connection to resource "{resource}" was lost')
+
+
+def shutting_down() -> bytes:
+    return _fatal("57P01", "terminating connection: jitgate is shutting down")
+
+
+def startup_timeout() -> bytes:
+    return _fatal("08P01", "startup did not complete in time")
+
+
+# -- during a session (ERROR: the session goes on) -------------------------------------
+
+
+def statement_denied(reasons: Sequence[str]) -> bytes:
+    return _error(
+        "42501",
+        "statement denied by jitgate policy",
+        detail=_reasons(reasons),
+        hint="Ask an approver to change the resource's access policy if this is needed.",
+    )
+
+
+def approval_required(reasons: Sequence[str]) -> bytes:
+    return _error(
+        "42501",
+        "approval required: this statement must be reviewed before it runs",
+        detail=_reasons(reasons),
+    )
+
+
+def audit_unavailable() -> bytes:
+    return _error(
+        "57P03",
+        "statement refused: jitgate cannot record it because its audit store is unavailable",
+        hint="Nothing was run. Retry when the gateway's store is back.",
+    )
+
+
+def function_call_refused() -> bytes:
+    return _error(
+        "0A000",
+        "the FunctionCall protocol message is not supported through jitgate",
+        hint="Call the function with SELECT instead.",
+    )
+
+
+def notice(message: str, *, detail: str | None = None) -> bytes:
+    return NoticeResponse.build("NOTICE", "00000", message, detail=detail).encode()

@@ -1,0 +1,563 @@
+"""The per-connection relay: one :class:`ClientSession` per client, on asyncio Protocols.
+
+Startup (TLS negotiation, token authentication, resource selection, the upstream
+connection) is sequential code in a task. After it, every chunk from either side is framed
+in bulk by the sans-IO codec, each statement goes through the hook chain, and the chunk is
+forwarded with one write — rewritten only when a hook answered for the target.
+
+A refused statement is never sent. Its place in the stream is taken by a statement that
+cannot parse (``jitgate refused statement``), so the target fails that very step exactly
+as a real error would — aborting the implicit or explicit transaction and skipping the rest
+of a pipeline up to Sync — and the gateway swaps the target's syntax error for its own
+ErrorResponse. Response order, transaction status and pipelines stay exactly right.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import ssl
+import time
+import uuid
+from collections import deque
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, cast
+
+from audit.events import SessionRecord, StatementEvent
+from jitgate.errors import AuthenticationError, ProtocolError, StoreUnavailable, UpstreamError
+from proxy import messages as m
+from proxy import pgerrors
+from proxy.clientauth import authenticate_client
+from proxy.codec import (
+    Framer,
+    command_complete_tag,
+    decode_startup,
+    error_sqlstate,
+    query_text,
+)
+from proxy.hooks import SessionContext, Statement
+from proxy.upstream import UpstreamProtocol, connect_upstream
+
+if TYPE_CHECKING:
+    from proxy.server import ProxyServer
+
+log = logging.getLogger("jitgate.proxy")
+
+QUERY, PARSE, BIND, DESCRIBE, EXECUTE = m.QUERY, m.PARSE, m.BIND, m.DESCRIBE, m.EXECUTE
+SYNC, CLOSE, FLUSH, TERMINATE, FUNCTION_CALL = m.SYNC, m.CLOSE, m.FLUSH, m.TERMINATE, m.FUNCTION_CALL
+COPY_MESSAGES = frozenset((m.COPY_DATA, m.COPY_DONE, m.COPY_FAIL))
+DATA_ROW, COMMAND_COMPLETE, READY_FOR_QUERY = m.DATA_ROW, m.COMMAND_COMPLETE, m.READY_FOR_QUERY
+ERROR_RESPONSE, EMPTY_QUERY = m.ERROR_RESPONSE, m.EMPTY_QUERY_RESPONSE
+SIMPLE_COMPLETIONS = frozenset((m.PARSE_COMPLETE, m.BIND_COMPLETE, m.CLOSE_COMPLETE))
+DESCRIBE_ENDS = frozenset((m.ROW_DESCRIPTION, m.NO_DATA))
+PORTAL_SUSPENDED = m.PORTAL_SUSPENDED
+
+STARTUP_TIMEOUT = 30.0
+POISON_SQL = "jitgate refused statement"
+POISON_QUERY = m.Query(POISON_SQL).encode()
+
+# Startup parameters passed on to the target. Anything else (notably ``options`` and
+# arbitrary GUCs such as session_replication_role) is dropped: a client must not change
+# safety settings behind the guardrails' back.
+FORWARDED_PARAMETERS = frozenset(
+    (
+        "application_name", "client_encoding", "DateStyle", "TimeZone", "IntervalStyle",
+        "extra_float_digits", "search_path", "bytea_output", "statement_timeout",
+        "lock_timeout", "idle_in_transaction_session_timeout", "lc_monetary", "lc_numeric",
+        "lc_time", "standard_conforming_strings",
+    )
+)  # fmt: skip
+
+
+class _Pending:
+    """A client message still owed a response by the target, in stream order."""
+
+    __slots__ = ("event", "kind", "substitute")
+
+    def __init__(
+        self, kind: int, event: StatementEvent | None = None, substitute: bytes | None = None
+    ) -> None:
+        self.kind = kind
+        self.event = event
+        self.substitute = substitute
+
+
+class _Prepared:
+    __slots__ = ("decision", "reasons", "sql", "statement_class")
+
+    def __init__(self, sql: str, event: StatementEvent) -> None:
+        self.sql = sql
+        self.statement_class = event.statement_class
+        self.decision = event.decision
+        self.reasons = event.reasons
+
+
+_UNKNOWN_PREPARED = _Prepared("", StatementEvent(uuid.UUID(int=0), 0, "", "", 0.0))
+
+
+class ClientSession(asyncio.Protocol):
+    def __init__(self, server: ProxyServer) -> None:
+        self.server = server
+        self.framer = Framer(startup=True, max_message_size=server.config.postgres.max_message_size)
+        self.transport: asyncio.Transport | None = None
+        self.upstream: UpstreamProtocol | None = None
+        self.context: SessionContext | None = None
+        self.cancel_key: tuple[int, bytes] | None = None
+        self.tx_status = "I"
+        self._inbox: deque[tuple[int, bytes]] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._startup_task: asyncio.Task[None] | None = None
+        self._relaying = False
+        self._closed = False
+        self._draining = False
+        self._pending: deque[_Pending] = deque()
+        self._prepared: dict[bytes, _Prepared] = {}
+        self._portals: dict[bytes, _Prepared] = {}
+        self._rows = 0
+        self._seq = 0
+        self._end_reason = "client disconnected"
+        self._session_open = False
+
+    # -- asyncio callbacks ---------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.server.sessions.add(self)
+        self._startup_task = asyncio.get_running_loop().create_task(self._startup())
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            buf, frames = self.framer.feed(data)
+        except ProtocolError as exc:
+            self._fatal(pgerrors.protocol_violation(str(exc), exc.sqlstate))
+            return
+        if self._relaying:
+            if frames:
+                self._from_client(buf, frames)
+            return
+        self._inbox.extend((t, bytes(buf[s:e])) for t, s, e in frames)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        if self._startup_task is not None and not self._startup_task.done():
+            self._startup_task.cancel()
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_exception(ConnectionResetError("client went away"))
+        if self.upstream is not None:
+            self.upstream.close()
+        self._interrupt_pending()
+        if self.cancel_key is not None:
+            self.server.cancel_keys.pop(self.cancel_key, None)
+        if self._session_open and self.context is not None:
+            self.server.recorder.close_session(self.context.session_id, self._end_reason)
+            self.server.metrics.sessions_active.dec()
+        self.server.sessions.discard(self)
+
+    def pause_writing(self) -> None:
+        if self.upstream is not None and self.upstream.transport is not None:
+            self.upstream.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.upstream is not None and self.upstream.transport is not None:
+            self.upstream.transport.resume_reading()
+
+    def pause_client_reading(self) -> None:
+        if self.transport is not None and not self._closed:
+            self.transport.pause_reading()
+
+    def resume_client_reading(self) -> None:
+        if self.transport is not None and not self._closed:
+            self.transport.resume_reading()
+
+    # -- startup ---------------------------------------------------------------------------
+
+    async def _startup(self) -> None:
+        try:
+            async with asyncio.timeout(STARTUP_TIMEOUT):
+                await self._handshake()
+        except TimeoutError:
+            self._fatal(pgerrors.startup_timeout())
+        except ProtocolError as exc:
+            self._fatal(pgerrors.protocol_violation(str(exc), exc.sqlstate))
+        except ConnectionResetError:
+            pass
+        except Exception:
+            log.exception("unexpected error during startup")
+            self._fatal(pgerrors.protocol_violation("internal error during startup", "XX000"))
+
+    async def _recv(self) -> tuple[int, bytes]:
+        while not self._inbox:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._inbox.popleft()
+
+    async def _handshake(self) -> None:
+        startup = await self._read_startup()
+        if startup is None:
+            return
+        params = dict(startup.params)
+        user = params.get("user", "").strip()
+        if not user:
+            raise ProtocolError("no user name given in the startup packet", "28000")
+        if params.get("replication", "false").lower() not in ("false", "off", "no", "0"):
+            self._fatal(pgerrors.replication_refused())
+            return
+        try:
+            await authenticate_client(self, user)
+        except AuthenticationError:
+            self.server.metrics.auth_failures.inc()
+            self._fatal(pgerrors.authentication_failed(user))
+            return
+        except StoreUnavailable:
+            self._fatal(pgerrors.store_unavailable_at_startup())
+            return
+        resource_name = params.get("database") or user
+        resource = self.server.config.resources.get(resource_name)
+        if resource is None:
+            self._fatal(pgerrors.unknown_resource(resource_name))
+            return
+        groups = self.server.config.groups_of(user)
+        if not groups & resource.access.keys():
+            self._fatal(pgerrors.no_access(user, resource_name))
+            return
+        forwarded = {k: v for k, v in params.items() if k in FORWARDED_PARAMETERS}
+        try:
+            ready = await connect_upstream(resource.url, forwarded)
+        except (UpstreamError, AuthenticationError, ProtocolError) as exc:
+            log.warning("upstream connection failed", extra={"resource": resource_name, "error": str(exc)})
+            self._fatal(pgerrors.upstream_unreachable(resource_name, str(exc)))
+            return
+        self.upstream = ready.protocol
+        peer = self.transport.get_extra_info("peername") if self.transport else None
+        self.context = SessionContext(
+            session_id=uuid.uuid4(),
+            identity=user.lower(),
+            groups=groups,
+            resource=resource,
+            client_addr=f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else None,
+        )
+        self.cancel_key = (secrets.randbits(31), secrets.token_bytes(4))
+        try:
+            await self.server.recorder.open_session(
+                SessionRecord(
+                    id=self.context.session_id,
+                    identity=self.context.identity,
+                    resource=resource_name,
+                    client_addr=self.context.client_addr,
+                    application_name=params.get("application_name"),
+                    gateway=self.server.gateway_id,
+                    started_at=datetime.now(UTC),
+                    cancel_pid=self.cancel_key[0],
+                    cancel_secret=self.cancel_key[1],
+                    upstream_host=resource.url.host,
+                    upstream_port=resource.url.port,
+                    upstream_pid=ready.process_id,
+                    upstream_secret=ready.secret_key,
+                )
+            )
+        except StoreUnavailable:
+            self._fatal(pgerrors.store_unavailable_at_startup())
+            return
+        if self._closed:
+            return
+        self._session_open = True
+        self.server.metrics.sessions_active.inc()
+        self.server.metrics.sessions_total.inc()
+        self.server.cancel_keys[self.cancel_key] = (
+            resource.url.host,
+            resource.url.port,
+            ready.process_id,
+            ready.secret_key,
+        )
+        self.tx_status = ready.status
+        greeting = [m.AuthenticationOk().encode()]
+        greeting += [m.ParameterStatus(k, v).encode() for k, v in ready.parameters]
+        greeting.append(m.BackendKeyData(*self.cancel_key).encode())
+        greeting.append(m.ReadyForQuery(ready.status).encode())
+        self._write(b"".join(greeting))
+        leftover = ready.protocol.attach(self)
+        self._relaying = True
+        log.info(
+            "session started",
+            extra={"session": str(self.context.session_id), "identity": user, "resource": resource_name},
+        )
+        if leftover:
+            self.upstream_data(leftover)
+        if self._inbox:
+            early = b"".join(bytes([t]) + (len(p) + 4).to_bytes(4, "big") + p for t, p in self._inbox)
+            self._inbox.clear()
+            buf, frames = Framer().feed(early)
+            self._from_client(buf, frames)
+        if self._draining:
+            self.drain()
+
+    async def _read_startup(self) -> m.StartupMessage | None:
+        while True:
+            _, payload = await self._recv()
+            packet = decode_startup(payload)
+            if isinstance(packet, m.SSLRequest):
+                await self._negotiate_tls()
+            elif isinstance(packet, m.GSSENCRequest):
+                self._write(b"N")
+            elif isinstance(packet, m.CancelRequest):
+                await self.server.cancel(packet.process_id, packet.secret_key)
+                self._close()
+                return None
+            else:
+                self._negotiate_version(packet)
+                return packet
+
+    async def _negotiate_tls(self) -> None:
+        context = self.server.tls_context
+        if context is None or self.transport is None:
+            self._write(b"N")
+            return
+        self._write(b"S")
+        loop = asyncio.get_running_loop()
+        try:
+            transport = await loop.start_tls(self.transport, self, context, server_side=True)
+        except (ssl.SSLError, OSError) as exc:
+            raise ConnectionResetError(f"TLS handshake failed: {exc}") from exc
+        self.transport = cast(asyncio.Transport, transport)
+
+    def _negotiate_version(self, startup: m.StartupMessage) -> None:
+        minor = startup.protocol & 0xFFFF
+        unknown = tuple(k for k, _ in startup.params if k.startswith("_pq_."))
+        if minor > 0 or unknown:
+            self._write(m.NegotiateProtocolVersion(0, unknown).encode())
+
+    # -- relay: client to target ---------------------------------------------------------
+
+    def _from_client(self, buf: bytes, frames: list[tuple[int, int, int]]) -> None:
+        upstream = self.upstream
+        if upstream is None or upstream.closed:
+            return
+        pending = self._pending
+        pieces: list[bytes] | None = None
+        cursor = 0
+        for type_code, start, end in frames:
+            replacement: bytes | None = None
+            if type_code == QUERY:
+                event = self._event(query_text(buf, start, end), "simple")
+                refusal = self.server.chain.admit(Statement(self.context, event.sql, "simple", event))  # type: ignore[arg-type]
+                if refusal is None:
+                    pending.append(_Pending(QUERY, event))
+                else:
+                    pending.append(_Pending(QUERY, event, refusal.error))
+                    replacement = POISON_QUERY
+            elif type_code == EXECUTE:
+                portal = buf[start : buf.index(0, start)]
+                prepared = self._portals.get(portal, _UNKNOWN_PREPARED)
+                event = self._event(prepared.sql, "extended")
+                event.statement_class = prepared.statement_class
+                event.decision = prepared.decision
+                event.reasons = prepared.reasons
+                refusal = self.server.chain.admit(Statement(self.context, prepared.sql, "execute", event))  # type: ignore[arg-type]
+                if refusal is None:
+                    pending.append(_Pending(EXECUTE, event))
+                else:
+                    # An Execute cannot be turned into a failing one, so a bogus portal
+                    # name makes the target fail this step instead.
+                    pending.append(_Pending(EXECUTE, event, refusal.error))
+                    replacement = m.Execute(POISON_SQL, 0).encode()
+            elif type_code == BIND:
+                nul = buf.index(0, start)
+                statement = buf[nul + 1 : buf.index(0, nul + 1)]
+                self._portals[buf[start:nul]] = self._prepared.get(statement, _UNKNOWN_PREPARED)
+                pending.append(_Pending(BIND))
+            elif type_code == PARSE:
+                replacement = self._parse(buf, start, end)
+            elif type_code == SYNC:
+                pending.append(_Pending(SYNC))
+            elif type_code == DESCRIBE:
+                pending.append(_Pending(DESCRIBE))
+            elif type_code == CLOSE:
+                name = buf[start + 1 : buf.index(0, start + 1)]
+                (self._prepared if buf[start] == 0x53 else self._portals).pop(name, None)
+                pending.append(_Pending(CLOSE))
+            elif type_code == FLUSH or type_code in COPY_MESSAGES:
+                pass
+            elif type_code == TERMINATE:
+                self._end_reason = "client terminated"
+            elif type_code == FUNCTION_CALL:
+                event = self._event("<FunctionCall message>", "function-call")
+                event.outcome, event.decision = "refused", "deny"
+                event.reasons = ("the FunctionCall message is refused",)
+                pending.append(_Pending(QUERY, event, pgerrors.function_call_refused()))
+                replacement = POISON_QUERY
+            else:
+                self._fatal(
+                    pgerrors.protocol_violation(f"unexpected message type {chr(type_code)!r}")
+                )
+                return
+            if replacement is not None:
+                if pieces is None:
+                    pieces = []
+                pieces.append(buf[cursor : start - 5])
+                pieces.append(replacement)
+                cursor = end
+        if pieces is None:
+            upstream.write(buf)
+        else:
+            pieces.append(buf[cursor:])
+            upstream.write(b"".join(pieces))
+
+    def _parse(self, buf: bytes, start: int, end: int) -> bytes | None:
+        nul = buf.index(0, start)
+        name = buf[start:nul]
+        sql = buf[nul + 1 : buf.index(0, nul + 1)].decode("utf-8", "surrogateescape")
+        event = self._event(sql, "extended")
+        refusal = self.server.chain.admit(Statement(self.context, sql, "parse", event))  # type: ignore[arg-type]
+        self._prepared[name] = _Prepared(sql, event)
+        if refusal is None:
+            self._pending.append(_Pending(PARSE))
+            return None
+        self._pending.append(_Pending(PARSE, event, refusal.error))
+        return m.Parse(name.decode("utf-8", "surrogateescape"), POISON_SQL, ()).encode()
+
+    def _event(self, sql: str, protocol: str) -> StatementEvent:
+        assert self.context is not None
+        return StatementEvent(self.context.session_id, 0, sql, protocol, time.time())
+
+    # -- relay: target to client ---------------------------------------------------------
+
+    def upstream_data(self, data: bytes) -> None:
+        assert self.upstream is not None
+        try:
+            buf, frames = self.upstream.framer.feed(data)
+        except ProtocolError as exc:
+            log.error("upstream protocol error", extra={"error": str(exc)})
+            self._end_reason = "upstream protocol error"
+            self._fatal(pgerrors.upstream_lost(self._resource_name()))
+            return
+        if not frames:
+            return
+        pending = self._pending
+        pieces: list[bytes] | None = None
+        cursor = 0
+        for type_code, start, end in frames:
+            if type_code == DATA_ROW:
+                self._rows += 1
+            elif type_code == COMMAND_COMPLETE:
+                if pending:
+                    head = pending[0]
+                    event = head.event
+                    if event is not None:
+                        tag = command_complete_tag(buf, start, end)
+                        event.command_tag = tag
+                        event.rows += _tag_rows(tag, self._rows)
+                    self._rows = 0
+                    if head.kind == EXECUTE:
+                        self._finish(pending.popleft())
+            elif type_code == READY_FOR_QUERY:
+                self.tx_status = chr(buf[start])
+                while pending:
+                    head = pending.popleft()
+                    kind = head.kind
+                    if kind == QUERY or kind == SYNC:
+                        self._finish(head)
+                        break
+                    if head.event is not None and head.event.outcome == "ok":
+                        head.event.outcome = "skipped"
+                    self._finish(head)
+            elif type_code == ERROR_RESPONSE:
+                if pending:
+                    head = pending[0]
+                    if head.substitute is not None:
+                        if pieces is None:
+                            pieces = []
+                        pieces.append(buf[cursor : start - 5])
+                        pieces.append(head.substitute)
+                        cursor = end
+                        head.substitute = None
+                    elif head.event is not None:
+                        head.event.outcome = "error"
+                        head.event.sqlstate = error_sqlstate(buf, start, end)
+                    if head.kind != QUERY and head.kind != SYNC:
+                        self._finish(pending.popleft())
+            elif type_code in SIMPLE_COMPLETIONS:
+                if pending:
+                    pending.popleft()
+            elif type_code in DESCRIBE_ENDS:
+                if pending and pending[0].kind == DESCRIBE:
+                    pending.popleft()
+            elif type_code == EMPTY_QUERY or type_code == PORTAL_SUSPENDED:
+                if pending and pending[0].kind == EXECUTE:
+                    head = pending.popleft()
+                    if head.event is not None:
+                        head.event.rows += self._rows
+                    self._rows = 0
+                    self._finish(head)
+        if pieces is None:
+            self._write(buf)
+        else:
+            pieces.append(buf[cursor:])
+            self._write(b"".join(pieces))
+        if self._draining and not pending:
+            self.drain()
+
+    def _finish(self, entry: _Pending) -> None:
+        event = entry.event
+        if event is None:
+            return
+        self._seq += 1
+        event.seq = self._seq
+        event.ended_at = time.time()
+        self.server.chain.complete(event)
+        self.server.metrics.observe(event)
+
+    def upstream_lost(self, exc: Exception | None) -> None:
+        if self._closed:
+            return
+        if self._end_reason == "client terminated":
+            self._close()
+            return
+        self._end_reason = "upstream connection lost"
+        self._fatal(pgerrors.upstream_lost(self._resource_name()))
+
+    # -- ending ------------------------------------------------------------------------------
+
+    def drain(self) -> None:
+        """Close at the next idle moment (now, if no statement is in flight)."""
+        self._draining = True
+        if not self._relaying:
+            return
+        if not self._pending:
+            self._end_reason = "gateway shutdown"
+            self._fatal(pgerrors.shutting_down())
+
+    def _interrupt_pending(self) -> None:
+        while self._pending:
+            entry = self._pending.popleft()
+            if entry.event is not None and entry.event.outcome == "ok":
+                entry.event.outcome = "interrupted"
+            self._finish(entry)
+
+    def _write(self, data: bytes) -> None:
+        if self.transport is not None and not self._closed:
+            self.transport.write(data)
+
+    def _fatal(self, error: bytes) -> None:
+        self._write(error)
+        self._close()
+
+    def _close(self) -> None:
+        if self.upstream is not None:
+            self.upstream.close()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    def _resource_name(self) -> str:
+        return self.context.resource.name if self.context is not None else "?"
+
+
+def _tag_rows(tag: str, counted: int) -> int:
+    _, _, last = tag.rpartition(" ")
+    return int(last) if last.isdigit() else counted
+

@@ -1,0 +1,111 @@
+"""The Postgres listener: accepts clients, tracks live sessions and cancel keys, drains."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import ssl
+
+import asyncpg
+
+from audit.recorder import AuditRecorder
+from jitgate.config import Config
+from jitgate.metrics import GatewayMetrics
+from proxy.hooks import HookChain
+from proxy.relay import ClientSession
+from proxy.upstream import send_cancel
+
+log = logging.getLogger("jitgate.proxy")
+
+CancelTarget = tuple[str, int, int, bytes]
+
+
+class ProxyServer:
+    def __init__(
+        self,
+        config: Config,
+        pool: asyncpg.Pool,
+        recorder: AuditRecorder,
+        chain: HookChain,
+        metrics: GatewayMetrics,
+    ) -> None:
+        self.config = config
+        self.pool = pool
+        self.recorder = recorder
+        self.chain = chain
+        self.metrics = metrics
+        self.gateway_id = f"{socket.gethostname()}:{os.getpid()}"
+        self.sessions: set[ClientSession] = set()
+        self.cancel_keys: dict[tuple[int, bytes], CancelTarget] = {}
+        self.tls_context = _tls_context(config)
+        self._server: asyncio.Server | None = None
+
+    @property
+    def listening(self) -> bool:
+        return self._server is not None and self._server.is_serving()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self) -> None:
+        listen = self.config.postgres.listen
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: ClientSession(self), listen.host, listen.port, reuse_address=True, backlog=1024
+        )
+        log.info("postgres listener up", extra={"listen": f"{listen.host}:{self.port}"})
+
+    async def cancel(self, process_id: int, secret_key: bytes) -> None:
+        """Forward a client's CancelRequest to the upstream backend its key maps to. Keys
+        of sessions held by other gateway processes are found in the store."""
+        target = self.cancel_keys.get((process_id, secret_key))
+        if target is None:
+            target = await self._cancel_target_from_store(process_id, secret_key)
+        if target is None:
+            log.info("cancel request with an unknown key ignored")
+            return
+        await send_cancel(*target)
+
+    async def _cancel_target_from_store(
+        self, process_id: int, secret_key: bytes
+    ) -> CancelTarget | None:
+        try:
+            row = await self.pool.fetchrow(
+                "SELECT upstream_host, upstream_port, upstream_pid, upstream_secret FROM sessions"
+                " WHERE cancel_pid = $1 AND cancel_secret = $2 AND ended_at IS NULL",
+                process_id,
+                secret_key,
+                timeout=5,
+            )
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            return None
+        if row is None:
+            return None
+        return (row[0], row[1], row[2], bytes(row[3]))
+
+    async def stop(self, drain_timeout: float) -> None:
+        """Stop accepting, let sessions finish their statement, then close what is left."""
+        if self._server is not None:
+            self._server.close()
+        for session in list(self.sessions):
+            session.drain()
+        deadline = asyncio.get_running_loop().time() + drain_timeout
+        while self.sessions and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        for session in list(self.sessions):
+            session._fatal(b"")
+        if self._server is not None:
+            await self._server.wait_closed()
+
+
+def _tls_context(config: Config) -> ssl.SSLContext | None:
+    pg = config.postgres
+    if pg.tls_cert is None or pg.tls_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(pg.tls_cert, pg.tls_key)
+    return context
