@@ -62,7 +62,7 @@ def pg_bin() -> Callable[[str], str]:
 
 @pytest.fixture(scope="session")
 def auth_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """A server of its own that demands passwords from two roles and accepts SSL.
+    """A server of its own that demands passwords from two roles and, if it can, accepts SSL.
 
     ``scram_user`` / ``scram-pass`` must use SCRAM, ``md5_user`` / ``md5-pass`` md5; both may
     connect to ``authdb``. Everyone else is trusted. SSL is on when the binaries support it

@@ -134,12 +134,23 @@ def test_make_database_replaces_an_old_one(
         conn.execute("DROP DATABASE jitgate_fixture_check")
 
 
-@pytest.mark.parametrize("role", ["scram_user", "md5_user"])
-async def test_auth_cluster_checks_passwords(auth_cluster: Cluster, role: str) -> None:
+@pytest.mark.parametrize(
+    ("role", "password", "stored"),
+    [("scram_user", "scram-pass", "SCRAM-SHA-256$%"), ("md5_user", "md5-pass", "md5%")],
+)
+async def test_auth_cluster_checks_passwords(
+    auth_cluster: Cluster, role: str, password: str, stored: str
+) -> None:
+    query = "SELECT rolpassword LIKE $2 FROM pg_authid WHERE rolname = $1"
+    conn = await asyncpg.connect(auth_cluster.dsn("authdb"))
+    try:
+        assert await conn.fetchval(query, role, stored) is True
+    finally:
+        await conn.close()
     dsn = auth_cluster.dsn("authdb", role)
     with pytest.raises(asyncpg.InvalidPasswordError):
         await asyncpg.connect(dsn, password="wrong")
-    conn = await asyncpg.connect(dsn, password=role.split("_")[0] + "-pass")
+    conn = await asyncpg.connect(dsn, password=password)
     try:
         assert await conn.fetchval("SELECT current_user") == role
     finally:

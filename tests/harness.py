@@ -1,0 +1,106 @@
+"""Running a real gateway beside the tests: its own thread and uvloop event loop, real
+sockets, a real store and target. Clients (psql, pgbench, asyncpg, psycopg) connect to it
+exactly as users do."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine
+from concurrent.futures import Future
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import uvloop
+
+from jitgate.config import Config, parse_config
+from jitgate.gateway import Gateway
+from store.tokens import issue_token
+
+T = TypeVar("T")
+
+
+def gateway_config(store_dsn: str, target_dsn: str, **overrides: Any) -> Config:
+    """A config with resource ``prod`` on ``target_dsn``; ``alice`` is an engineer,
+    ``bob`` a DBA and ``mallory`` in no group."""
+    target = urlsplit(target_dsn)
+    raw: dict[str, Any] = {
+        "database_url": store_dsn,
+        "public_url": "http://127.0.0.1:8080",
+        "http": {"listen": "127.0.0.1:0"},
+        "postgres": {"listen": "127.0.0.1:0", "hold_timeout": "5s"},
+        "audit": {"flush_interval": "20ms"},
+        "groups": {
+            "engineers": ["alice@example.com"],
+            "dba": ["bob@example.com"],
+            "outsiders": ["eve@example.com"],
+        },
+        "resources": {
+            "prod": {
+                "type": "postgres",
+                "url": target_dsn,
+                "access": {
+                    "engineers": {"read": "allow", "write": "review", "privilege": "deny"},
+                    "dba": {c: "allow" for c in ("read", "write", "ddl", "destructive")},
+                },
+                "approvers": ["dba"],
+            },
+            "other": {
+                "type": "postgres",
+                "url": target._replace(path="/postgres").geturl(),
+                "access": {"dba": {"read": "allow"}},
+            },
+        },
+    }
+    for key, value in overrides.items():
+        raw[key] = value
+    return parse_config(raw, {})
+
+
+class GatewayThread:
+    """A gateway serving from a background thread; :meth:`call` runs a coroutine there."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.loop = uvloop.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+        self.gateway: Gateway = self.call(self._open())
+
+    async def _open(self) -> Gateway:
+        gateway = await Gateway.open(self.config)
+        await gateway.start()
+        return gateway
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
+        future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        return future.result(timeout)
+
+    @property
+    def port(self) -> int:
+        return self.gateway.proxy.port
+
+    @property
+    def http_port(self) -> int:
+        return self.gateway.http_port
+
+    def token(self, user: str, ttl: float = 3600) -> str:
+        return self.call(issue_token(self.gateway.pool, user, ttl))
+
+    def dsn(self, user: str, token: str, resource: str = "prod", **params: str) -> str:
+        extra = "".join(f"&{k}={v}" for k, v in params.items())
+        return (
+            f"postgresql://{user.replace('@', '%40')}:{token}@127.0.0.1:{self.port}/{resource}"
+            f"?sslmode=disable{extra}"
+        )
+
+    def flush_audit(self) -> None:
+        assert self.call(self.gateway.recorder.flush()), "audit store refused the flush"
+
+    def stop(self, drain_timeout: float = 5.0) -> None:
+        try:
+            self.call(self.gateway.stop(drain_timeout))
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(10)
+            self.loop.close()
