@@ -10,6 +10,7 @@ nothing runs unrecorded and nothing already accepted is dropped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from datetime import UTC, datetime
@@ -35,7 +36,6 @@ class AuditRecorder:
         self._events: list[StatementEvent] = []
         self._session_ends: list[tuple[UUID, datetime, str]] = []
         self._wake = asyncio.Event()
-        self._closing = False
         self._last_ok = time.monotonic()
         self.available = True
         self.written = 0
@@ -85,10 +85,8 @@ class AuditRecorder:
         """Flush forever; cancel to stop (then call :meth:`close`)."""
         backoff = self._flush_interval
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=backoff)
-            except TimeoutError:
-                pass
             self._wake.clear()
             if await self.flush():
                 backoff = self._flush_interval
@@ -134,7 +132,6 @@ class AuditRecorder:
 
     async def close(self, deadline: float = 10.0) -> None:
         """Write what is left, retrying until ``deadline`` seconds have passed."""
-        self._closing = True
         give_up = time.monotonic() + deadline
         while self.pending and time.monotonic() < give_up:
             if not await self.flush():

@@ -11,7 +11,8 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 import uvloop
 
@@ -26,7 +27,7 @@ log = logging.getLogger("jitgate")
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handler: Callable[[argparse.Namespace], Awaitable[int]] = args.handler
+    handler: Callable[[argparse.Namespace], Coroutine[Any, Any, int]] = args.handler
     try:
         return uvloop.run(handler(args))
     except ConfigError as exc:
@@ -95,8 +96,6 @@ async def _serve(args: argparse.Namespace) -> int:
     log.info("shutting down: draining sessions")
     await gateway.stop(drain_timeout=config.postgres.hold_timeout)
     return 0
-
-
 
 
 async def _migrate(args: argparse.Namespace) -> int:

@@ -33,7 +33,9 @@ class Gateway:
         self.recorder = AuditRecorder(
             pool, flush_interval=config.audit_flush_interval, batch_size=config.audit_batch_size
         )
-        self.proxy = ProxyServer(config, pool, self.recorder, default_chain(self.recorder), self.metrics)
+        self.proxy = ProxyServer(
+            config, pool, self.recorder, default_chain(self.recorder), self.metrics
+        )
         self._recorder_task: asyncio.Task[None] | None = None
         self._http_runner: web.AppRunner | None = None
 

@@ -37,7 +37,9 @@ class GatewayMetrics:
             "jitgate_audit_pending", "Audit records waiting to be written", registry=self.registry
         )
         self.audit_available = Gauge(
-            "jitgate_audit_store_up", "1 when the audit store accepts writes", registry=self.registry
+            "jitgate_audit_store_up",
+            "1 when the audit store accepts writes",
+            registry=self.registry,
         )
         self._children: dict[tuple[str, str], Counter] = {}
 

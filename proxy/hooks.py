@@ -131,9 +131,7 @@ class Record:
 class HookChain:
     """The ordered members; :meth:`admit` runs the statement hooks until one refuses."""
 
-    def __init__(
-        self, hooks: Sequence[StatementHook], mask: ResultMask, record: Record
-    ) -> None:
+    def __init__(self, hooks: Sequence[StatementHook], mask: ResultMask, record: Record) -> None:
         self.hooks = (*hooks, record)
         self.mask = mask
         self.record = record

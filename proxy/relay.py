@@ -45,7 +45,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("jitgate.proxy")
 
 QUERY, PARSE, BIND, DESCRIBE, EXECUTE = m.QUERY, m.PARSE, m.BIND, m.DESCRIBE, m.EXECUTE
-SYNC, CLOSE, FLUSH, TERMINATE, FUNCTION_CALL = m.SYNC, m.CLOSE, m.FLUSH, m.TERMINATE, m.FUNCTION_CALL
+SYNC, CLOSE, FLUSH, TERMINATE, FUNCTION_CALL = (
+    m.SYNC,
+    m.CLOSE,
+    m.FLUSH,
+    m.TERMINATE,
+    m.FUNCTION_CALL,
+)
 COPY_MESSAGES = frozenset((m.COPY_DATA, m.COPY_DONE, m.COPY_FAIL))
 DATA_ROW, COMMAND_COMPLETE, READY_FOR_QUERY = m.DATA_ROW, m.COMMAND_COMPLETE, m.READY_FOR_QUERY
 ERROR_RESPONSE, EMPTY_QUERY = m.ERROR_RESPONSE, m.EMPTY_QUERY_RESPONSE
@@ -123,7 +129,7 @@ class ClientSession(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
-        self.server.sessions.add(self)
+        self.server.track(self)
         self._startup_task = asyncio.get_running_loop().create_task(self._startup())
 
     def data_received(self, data: bytes) -> None:
@@ -154,7 +160,7 @@ class ClientSession(asyncio.Protocol):
         if self._session_open and self.context is not None:
             self.server.recorder.close_session(self.context.session_id, self._end_reason)
             self.server.metrics.sessions_active.dec()
-        self.server.sessions.discard(self)
+        self.server.forget(self)
 
     def pause_writing(self) -> None:
         if self.upstream is not None and self.upstream.transport is not None:
@@ -230,7 +236,9 @@ class ClientSession(asyncio.Protocol):
         try:
             ready = await connect_upstream(resource.url, forwarded)
         except (UpstreamError, AuthenticationError, ProtocolError) as exc:
-            log.warning("upstream connection failed", extra={"resource": resource_name, "error": str(exc)})
+            log.warning(
+                "upstream connection failed", extra={"resource": resource_name, "error": str(exc)}
+            )
             self._fatal(pgerrors.upstream_unreachable(resource_name, str(exc)))
             return
         self.upstream = ready.protocol
@@ -285,12 +293,18 @@ class ClientSession(asyncio.Protocol):
         self._relaying = True
         log.info(
             "session started",
-            extra={"session": str(self.context.session_id), "identity": user, "resource": resource_name},
+            extra={
+                "session": str(self.context.session_id),
+                "identity": user,
+                "resource": resource_name,
+            },
         )
         if leftover:
             self.upstream_data(leftover)
         if self._inbox:
-            early = b"".join(bytes([t]) + (len(p) + 4).to_bytes(4, "big") + p for t, p in self._inbox)
+            early = b"".join(
+                bytes([t]) + (len(p) + 4).to_bytes(4, "big") + p for t, p in self._inbox
+            )
             self._inbox.clear()
             buf, frames = Framer().feed(early)
             self._from_client(buf, frames)
@@ -318,6 +332,9 @@ class ClientSession(asyncio.Protocol):
         if context is None or self.transport is None:
             self._write(b"N")
             return
+        if self.framer.buffered or self._inbox:
+            # Bytes sent before the handshake could be injected plaintext (CVE-2021-23214).
+            raise ProtocolError("received unencrypted data after SSL request")
         self._write(b"S")
         loop = asyncio.get_running_loop()
         try:
@@ -335,8 +352,8 @@ class ClientSession(asyncio.Protocol):
     # -- relay: client to target ---------------------------------------------------------
 
     def _from_client(self, buf: bytes, frames: list[tuple[int, int, int]]) -> None:
-        upstream = self.upstream
-        if upstream is None or upstream.closed:
+        upstream, context = self.upstream, self.context
+        if upstream is None or upstream.closed or context is None:
             return
         pending = self._pending
         pieces: list[bytes] | None = None
@@ -345,7 +362,7 @@ class ClientSession(asyncio.Protocol):
             replacement: bytes | None = None
             if type_code == QUERY:
                 event = self._event(query_text(buf, start, end), "simple")
-                refusal = self.server.chain.admit(Statement(self.context, event.sql, "simple", event))  # type: ignore[arg-type]
+                refusal = self.server.chain.admit(Statement(context, event.sql, "simple", event))
                 if refusal is None:
                     pending.append(_Pending(QUERY, event))
                 else:
@@ -358,7 +375,9 @@ class ClientSession(asyncio.Protocol):
                 event.statement_class = prepared.statement_class
                 event.decision = prepared.decision
                 event.reasons = prepared.reasons
-                refusal = self.server.chain.admit(Statement(self.context, prepared.sql, "execute", event))  # type: ignore[arg-type]
+                refusal = self.server.chain.admit(
+                    Statement(context, prepared.sql, "execute", event)
+                )
                 if refusal is None:
                     pending.append(_Pending(EXECUTE, event))
                 else:
@@ -412,8 +431,9 @@ class ClientSession(asyncio.Protocol):
         nul = buf.index(0, start)
         name = buf[start:nul]
         sql = buf[nul + 1 : buf.index(0, nul + 1)].decode("utf-8", "surrogateescape")
+        assert self.context is not None
         event = self._event(sql, "extended")
-        refusal = self.server.chain.admit(Statement(self.context, sql, "parse", event))  # type: ignore[arg-type]
+        refusal = self.server.chain.admit(Statement(self.context, sql, "parse", event))
         self._prepared[name] = _Prepared(sql, event)
         if refusal is None:
             self._pending.append(_Pending(PARSE))
@@ -487,13 +507,14 @@ class ClientSession(asyncio.Protocol):
             elif type_code in DESCRIBE_ENDS:
                 if pending and pending[0].kind == DESCRIBE:
                     pending.popleft()
-            elif type_code == EMPTY_QUERY or type_code == PORTAL_SUSPENDED:
-                if pending and pending[0].kind == EXECUTE:
-                    head = pending.popleft()
-                    if head.event is not None:
-                        head.event.rows += self._rows
-                    self._rows = 0
-                    self._finish(head)
+            elif (type_code == EMPTY_QUERY or type_code == PORTAL_SUSPENDED) and (
+                pending and pending[0].kind == EXECUTE
+            ):
+                head = pending.popleft()
+                if head.event is not None:
+                    head.event.rows += self._rows
+                self._rows = 0
+                self._finish(head)
         if pieces is None:
             self._write(buf)
         else:
@@ -543,6 +564,11 @@ class ClientSession(asyncio.Protocol):
         if self.transport is not None and not self._closed:
             self.transport.write(data)
 
+    def abort(self) -> None:
+        """End the session now (the drain period is over)."""
+        self._end_reason = "gateway shutdown"
+        self._fatal(pgerrors.shutting_down())
+
     def _fatal(self, error: bytes) -> None:
         self._write(error)
         self._close()
@@ -560,4 +586,3 @@ class ClientSession(asyncio.Protocol):
 def _tag_rows(tag: str, counted: int) -> int:
     _, _, last = tag.rpartition(" ")
     return int(last) if last.isdigit() else counted
-

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -41,6 +42,17 @@ class ProxyServer:
         self.cancel_keys: dict[tuple[int, bytes], CancelTarget] = {}
         self.tls_context = _tls_context(config)
         self._server: asyncio.Server | None = None
+        self._no_sessions = asyncio.Event()
+        self._no_sessions.set()
+
+    def track(self, session: ClientSession) -> None:
+        self.sessions.add(session)
+        self._no_sessions.clear()
+
+    def forget(self, session: ClientSession) -> None:
+        self.sessions.discard(session)
+        if not self.sessions:
+            self._no_sessions.set()
 
     @property
     def listening(self) -> bool:
@@ -93,11 +105,10 @@ class ProxyServer:
             self._server.close()
         for session in list(self.sessions):
             session.drain()
-        deadline = asyncio.get_running_loop().time() + drain_timeout
-        while self.sessions and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.05)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._no_sessions.wait(), drain_timeout)
         for session in list(self.sessions):
-            session._fatal(b"")
+            session.abort()
         if self._server is not None:
             await self._server.wait_closed()
 

@@ -138,15 +138,15 @@ class UpstreamProtocol(asyncio.Protocol):
 
 
 async def connect_upstream(
-    url: UpstreamURL, parameters: Mapping[str, str], *, timeout: float = 10.0
+    url: UpstreamURL, parameters: Mapping[str, str], *, connect_timeout: float = 10.0
 ) -> UpstreamReady:
     """Open an authenticated connection to ``url``; raise :class:`UpstreamError` or
     :class:`AuthenticationError` with a reason fit to show the client."""
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(connect_timeout):
             return await _connect(url, parameters)
     except TimeoutError as exc:
-        raise UpstreamError(f"timed out after {timeout:g}s") from exc
+        raise UpstreamError(f"timed out after {connect_timeout:g}s") from exc
 
 
 async def _connect(url: UpstreamURL, parameters: Mapping[str, str]) -> UpstreamReady:

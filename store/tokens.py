@@ -50,7 +50,9 @@ async def issue_token(pool: asyncpg.Pool, email: str, ttl: float) -> str:
     return token
 
 
-async def revoke_tokens(pool: asyncpg.Pool, *, email: str | None = None, token: str | None = None) -> int:
+async def revoke_tokens(
+    pool: asyncpg.Pool, *, email: str | None = None, token: str | None = None
+) -> int:
     """Revoke one token, or every live token of ``email``; return how many were revoked."""
     if token is not None:
         status = await pool.execute(

@@ -109,7 +109,9 @@ async def test_asyncpg_extended_protocol(gw: GatewayThread, alice: str) -> None:
         assert [r["id"] for r in await statement.fetch(97)] == [98, 99, 100]
         assert await statement.fetchval(99) == 100
         await conn.execute("CREATE TEMP TABLE pairs (a int, b text)")
-        await conn.executemany("INSERT INTO pairs VALUES ($1, $2)", [(i, str(i)) for i in range(50)])
+        await conn.executemany(
+            "INSERT INTO pairs VALUES ($1, $2)", [(i, str(i)) for i in range(50)]
+        )
         assert await conn.fetchval("SELECT count(*) FROM pairs") == 50
         async with conn.transaction():
             await conn.execute("INSERT INTO pairs VALUES (1000, 'in tx')")
@@ -131,7 +133,9 @@ async def test_asyncpg_extended_protocol(gw: GatewayThread, alice: str) -> None:
         await conn.close()
     executed = events(gw, "protocol = 'extended' AND sql LIKE 'SELECT id FROM items WHERE id >%'")
     assert [e["rows"] for e in executed][-2:] == [3, 1]
-    portal_fetches = events(gw, "sql = 'SELECT id FROM items ORDER BY id' AND protocol = 'extended'")
+    portal_fetches = events(
+        gw, "sql = 'SELECT id FROM items ORDER BY id' AND protocol = 'extended'"
+    )
     assert sum(e["rows"] for e in portal_fetches) == 100
 
 
@@ -220,9 +224,7 @@ def test_session_rows_record_who_and_where(gw: GatewayThread, alice: str) -> Non
         c.execute("SELECT 1")
     gw.flush_audit()
     row = gw.call(
-        gw.gateway.pool.fetchrow(
-            "SELECT * FROM sessions WHERE application_name = 'audit-check'"
-        )
+        gw.gateway.pool.fetchrow("SELECT * FROM sessions WHERE application_name = 'audit-check'")
     )
     assert row["identity"] == "alice@example.com"
     assert row["resource"] == "prod"
