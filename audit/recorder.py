@@ -39,6 +39,8 @@ class AuditRecorder:
         self._last_ok = time.monotonic()
         self.available = True
         self.written = 0
+        self._stopping = False
+        self._flushing = asyncio.Lock()
 
     @property
     def pending(self) -> int:
@@ -82,9 +84,9 @@ class AuditRecorder:
         self._wake.set()
 
     async def run(self) -> None:
-        """Flush forever; cancel to stop (then call :meth:`close`)."""
+        """Flush until :meth:`close` is called; a flush is never interrupted halfway."""
         backoff = self._flush_interval
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=backoff)
             self._wake.clear()
@@ -94,7 +96,13 @@ class AuditRecorder:
                 backoff = min(max(backoff * 2, 0.05), _RETRY_BACKOFF_MAX)
 
     async def flush(self) -> bool:
-        """Write everything queued; True when the store took it (or nothing was queued)."""
+        """Write everything queued so far; True when the store took it (or nothing was
+        queued). Flushes run one at a time, so when this returns, every event recorded
+        before the call is committed or still queued."""
+        async with self._flushing:
+            return await self._flush()
+
+    async def _flush(self) -> bool:
         events, ends = self._events, self._session_ends
         if not events and not ends:
             if time.monotonic() - self._last_ok > _HEALTH_INTERVAL:
@@ -102,7 +110,7 @@ class AuditRecorder:
             return True
         self._events, self._session_ends = [], []
         try:
-            async with self._pool.acquire(timeout=5) as conn:
+            async with self._pool.acquire(timeout=5) as conn, conn.transaction():
                 if events:
                     await conn.copy_records_to_table(
                         "statement_events",
@@ -120,10 +128,13 @@ class AuditRecorder:
                         [e[2] for e in ends],
                         timeout=10,
                     )
-        except _STORE_ERRORS as exc:
-            # Put the batch back in front of anything queued meanwhile, in order.
+        except BaseException as exc:
+            # Put the batch back in front of anything queued meanwhile, in order; a
+            # cancelled flush (shutdown) must not lose it either.
             self._events = events + self._events
             self._session_ends = ends + self._session_ends
+            if not isinstance(exc, _STORE_ERRORS):
+                raise
             self._mark_down(exc)
             return False
         self.written += len(events)
@@ -131,7 +142,10 @@ class AuditRecorder:
         return True
 
     async def close(self, deadline: float = 10.0) -> None:
-        """Write what is left, retrying until ``deadline`` seconds have passed."""
+        """Stop :meth:`run` after its current flush, then write what is left, retrying
+        until ``deadline`` seconds have passed."""
+        self._stopping = True
+        self._wake.set()
         give_up = time.monotonic() + deadline
         while self.pending and time.monotonic() < give_up:
             if not await self.flush():

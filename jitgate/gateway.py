@@ -9,7 +9,6 @@ number of processes can share one.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 import asyncpg
@@ -65,11 +64,10 @@ class Gateway:
         await self.proxy.stop(drain_timeout)
         if self._http_runner is not None:
             await self._http_runner.cleanup()
+        closing = asyncio.create_task(self.recorder.close())
         if self._recorder_task is not None:
-            self._recorder_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._recorder_task
-        await self.recorder.close()
+            await self._recorder_task
+        await closing
         await self.pool.close()
         log.info("gateway stopped")
 

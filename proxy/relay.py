@@ -534,7 +534,7 @@ class ClientSession(asyncio.Protocol):
         self.server.metrics.observe(event)
 
     def upstream_lost(self, exc: Exception | None) -> None:
-        if self._closed:
+        if self._closed or (self.transport is not None and self.transport.is_closing()):
             return
         if self._end_reason == "client terminated":
             self._close()

@@ -1,0 +1,124 @@
+"""Configuration: valid files load into frozen objects; every mistake names its key."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jitgate.config import load_config, parse_config
+from jitgate.errors import ConfigError
+
+VALID = """
+database_url: postgresql://jitgate@127.0.0.1:5432/jitgate
+public_url: http://127.0.0.1:8080/
+http: {listen: 127.0.0.1:8080}
+postgres: {listen: 127.0.0.1:15432, hold_timeout: 120s}
+groups:
+  engineers: [Alice@Example.com]
+  dba: [bob@example.com, carol@example.com]
+resources:
+  prod:
+    type: postgres
+    url: postgresql://app:${PROD_DB_PASSWORD}@127.0.0.1:5432/shop?sslmode=require
+    access:
+      engineers: {read: allow, write: review, ddl: review, destructive: review, privilege: deny, opaque: review}
+      dba: {read: allow, write: allow, ddl: review, destructive: review, privilege: review, opaque: review}
+    approvers: [dba]
+    approvals_required: 1
+    request_ttl: 1h
+    notify: {slack: C0APPROVALS, teams: null}
+    masking: default
+alerts: {slack: C0SECURITY}
+slack:
+  bot_token: ${SLACK_BOT_TOKEN}
+  signing_secret: ${SLACK_SIGNING_SECRET}
+  api_url: https://slack.com/api/
+"""
+
+ENV = {"PROD_DB_PASSWORD": "s3cret", "SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "abc"}
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "jitgate.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_the_design_example_loads(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, VALID), ENV)
+    prod = config.resources["prod"]
+    assert prod.url.password == "s3cret" and prod.url.sslmode == "require"
+    assert prod.url.database == "shop" and prod.url.user == "app"
+    assert prod.access["engineers"]["privilege"] == "deny"
+    assert prod.request_ttl == 3600.0
+    assert config.postgres.hold_timeout == 120.0
+    assert config.public_url == "http://127.0.0.1:8080"
+    assert config.groups_of("alice@example.COM") == {"engineers"}
+    assert config.slack.signing_secret == "abc"
+    assert "s3cret" not in repr(config)  # secrets stay out of reprs and logs
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.public_url = "x"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("edit", "key", "problem"),
+    [
+        (("masking: default", "maskin: default"), "resources.prod.maskin", "unknown key"),
+        (("write: review, ddl", "write: maybe, ddl"), "resources.prod.access.engineers.write",
+         "'maybe' is not one of allow, review, deny"),
+        (("approvers: [dba]", "approvers: [dbas]"), "resources.prod.approvers", "unknown group"),
+        (("request_ttl: 1h", "request_ttl: soon"), "resources.prod.request_ttl",
+         "is not a duration"),
+        (("listen: 127.0.0.1:15432", "listen: nowhere"), "postgres.listen", "is not host:port"),
+        (("postgresql://app", "mysql://app"), "resources.prod.url", "scheme must be"),
+        (("approvals_required: 1", "approvals_required: 0"),
+         "resources.prod.approvals_required", "must be at least 1"),
+        (("database_url: postgresql://jitgate@127.0.0.1:5432/jitgate", ""), "database_url",
+         "is required"),
+    ],
+)  # fmt: skip
+def test_a_mistake_names_its_key(
+    tmp_path: Path, edit: tuple[str, str], key: str, problem: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, VALID.replace(*edit)), ENV)
+    assert caught.value.key == key
+    assert problem in str(caught.value)
+
+
+def test_a_missing_environment_variable_is_named(tmp_path: Path) -> None:
+    env = {k: v for k, v in ENV.items() if k != "PROD_DB_PASSWORD"}
+    with pytest.raises(ConfigError, match="PROD_DB_PASSWORD is not set") as caught:
+        load_config(write(tmp_path, VALID), env)
+    assert caught.value.key == "resources.prod.url"
+
+
+def test_broken_yaml_and_wrong_shapes() -> None:
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        parse_config({"database_url": "postgresql://x@y/z", "groups": ["a"]}, {})
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        parse_config("just text", {})
+
+
+def test_serve_exits_nonzero_with_one_line_naming_the_key(tmp_path: Path) -> None:
+    path = write(tmp_path, VALID.replace("masking: default", "maskin: default"))
+    result = subprocess.run(
+        [sys.executable, "-m", "jitgate", "serve", "--config", str(path)],
+        capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin", **ENV},
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "jitgate: config error: resources.prod.maskin: unknown key"
+    ]
+    unparsable = write(tmp_path, "groups: [unclosed\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "jitgate", "serve", "--config", str(unparsable)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "is not valid YAML" in result.stderr
