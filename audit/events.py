@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from uuid import UUID
 
 
@@ -22,32 +24,54 @@ class StatementEvent:
     outcome: str = "ok"
     ended_at: float = 0.0
     rows: int = 0
-    command_tag: str | None = None
+    command_tag: bytes | None = None
     sqlstate: str | None = None
 
-    def as_record(self) -> tuple[object, ...]:
-        """The row for ``statement_events``, in :data:`EVENT_COLUMNS` order."""
-        return (
-            self.session_id,
-            self.seq,
-            self.sql,
-            self.protocol,
-            self.statement_class,
-            self.decision,
-            list(self.reasons),
-            self.outcome,
-            datetime.fromtimestamp(self.started_at, UTC),
-            datetime.fromtimestamp(self.ended_at or self.started_at, UTC),
-            self.rows,
-            self.command_tag,
-            self.sqlstate,
+
+def encode_batch(events: Sequence[StatementEvent]) -> tuple[list[str], str]:
+    """One session's events as stored in ``statement_batches``: the distinct SQL texts, and
+    the events as a JSON array of arrays in the ``statement_events`` view's field order
+    (seq, text index, protocol, class, decision, reasons, outcome, start in µs since the
+    epoch, duration in µs, rows, command tag, SQLSTATE)."""
+    texts: dict[str, int] = {}
+    rows = []
+    for e in events:
+        index = texts.get(e.sql)
+        if index is None:
+            index = texts[e.sql] = len(texts)
+        started = int(e.started_at * 1_000_000)
+        rows.append(
+            (
+                e.seq,
+                index,
+                e.protocol,
+                e.statement_class,
+                e.decision,
+                e.reasons,
+                e.outcome,
+                started,
+                max(0, int(e.ended_at * 1_000_000) - started) if e.ended_at else 0,
+                e.rows,
+                None if e.command_tag is None else e.command_tag.decode("utf-8", "replace"),
+                e.sqlstate,
+            )
         )
+    return [_storable(t) for t in texts], _storable(
+        json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
+    )
 
 
-EVENT_COLUMNS = (
-    "session_id", "seq", "sql", "protocol", "statement_class", "decision", "reasons",
-    "outcome", "started_at", "ended_at", "rows", "command_tag", "sqlstate",
-)  # fmt: skip
+def _storable(text: str) -> str:
+    """``text`` as valid UTF-8: SQL decoded with surrogateescape (bytes that were not
+    UTF-8) is stored with replacement characters rather than refused by the store."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return text
+
+
+BATCH_COLUMNS = ("session_id", "first_seq", "last_seq", "started_at", "texts", "events")
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from uuid import UUID
 
 import asyncpg
 
-from audit.events import EVENT_COLUMNS, SessionRecord, StatementEvent
+from audit.events import BATCH_COLUMNS, SessionRecord, StatementEvent, encode_batch
 from jitgate.errors import StoreUnavailable
 
 log = logging.getLogger("jitgate.audit")
@@ -113,9 +113,9 @@ class AuditRecorder:
             async with self._pool.acquire(timeout=5) as conn, conn.transaction():
                 if events:
                     await conn.copy_records_to_table(
-                        "statement_events",
-                        records=[e.as_record() for e in events],
-                        columns=EVENT_COLUMNS,
+                        "statement_batches",
+                        records=_batches(events),
+                        columns=BATCH_COLUMNS,
                         timeout=10,
                     )
                 if ends:
@@ -175,3 +175,15 @@ class AuditRecorder:
             log.warning("audit store reachable again; accepting statements")
         self.available = True
         self._last_ok = time.monotonic()
+
+
+def _batches(events: list[StatementEvent]) -> list[tuple[object, ...]]:
+    by_session: dict[UUID, list[StatementEvent]] = {}
+    for event in events:
+        by_session.setdefault(event.session_id, []).append(event)
+    records: list[tuple[object, ...]] = []
+    for session_id, batch in by_session.items():
+        texts, encoded = encode_batch(batch)
+        started = datetime.fromtimestamp(batch[0].started_at, UTC)
+        records.append((session_id, batch[0].seq, batch[-1].seq, started, texts, encoded))
+    return records

@@ -10,7 +10,7 @@ writes the event when the statement completes.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 from uuid import UUID
 
@@ -31,6 +31,7 @@ class SessionContext:
     groups: frozenset[str]
     resource: Resource
     client_addr: str | None
+    decisions: dict[str, Action] = field(default_factory=dict, compare=False)
 
 
 @dataclass(slots=True)
@@ -89,11 +90,16 @@ class Decide:
 
 
 def decide(context: SessionContext, statement_class: str) -> Action:
+    """The action for ``statement_class`` in this session (cached: it cannot change)."""
+    cached = context.decisions.get(statement_class)
+    if cached is not None:
+        return cached
     best: Action = "deny"
     for group in context.groups:
         action = context.resource.access.get(group, {}).get(statement_class)
         if action is not None and _ACTION_RANK[action] > _ACTION_RANK[best]:
             best = action
+    context.decisions[statement_class] = best
     return best
 
 

@@ -31,7 +31,6 @@ from proxy import pgerrors
 from proxy.clientauth import authenticate_client
 from proxy.codec import (
     Framer,
-    command_complete_tag,
     decode_startup,
     error_sqlstate,
     query_text,
@@ -469,9 +468,10 @@ class ClientSession(asyncio.Protocol):
                     head = pending[0]
                     event = head.event
                     if event is not None:
-                        tag = command_complete_tag(buf, start, end)
+                        tag = buf[start : end - 1]
                         event.command_tag = tag
-                        event.rows += _tag_rows(tag, self._rows)
+                        _, _, count = tag.rpartition(b" ")
+                        event.rows += int(count) if count.isdigit() else self._rows
                     self._rows = 0
                     if head.kind == EXECUTE:
                         self._finish(pending.popleft())
@@ -581,8 +581,3 @@ class ClientSession(asyncio.Protocol):
 
     def _resource_name(self) -> str:
         return self.context.resource.name if self.context is not None else "?"
-
-
-def _tag_rows(tag: str, counted: int) -> int:
-    _, _, last = tag.rpartition(" ")
-    return int(last) if last.isdigit() else counted

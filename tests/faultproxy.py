@@ -150,7 +150,8 @@ class FaultProxy:
 
     def cut_after(self, nbytes: int | None, side: Side = "both") -> None:
         """Cut ``side`` of each link opened from now on once it has forwarded ``nbytes``
-        from the upstream to the client (exactly that many reach the client).
+        from the upstream to the client. Exactly that many are sent; if the client side is
+        reset, the kernel may drop a tail the client had not yet received.
         ``None`` disarms; links already open keep the setting they started with."""
         self._cut_after = None if nbytes is None else (nbytes, side)
 

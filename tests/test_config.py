@@ -25,8 +25,10 @@ resources:
     type: postgres
     url: postgresql://app:${PROD_DB_PASSWORD}@127.0.0.1:5432/shop?sslmode=require
     access:
-      engineers: {read: allow, write: review, ddl: review, destructive: review, privilege: deny, opaque: review}
-      dba: {read: allow, write: allow, ddl: review, destructive: review, privilege: review, opaque: review}
+      engineers: {read: allow, write: review, ddl: review, destructive: review,
+                  privilege: deny, opaque: review}
+      dba: {read: allow, write: allow, ddl: review, destructive: review,
+            privilege: review, opaque: review}
     approvers: [dba]
     approvals_required: 1
     request_ttl: 1h

@@ -40,20 +40,35 @@ CREATE TABLE sessions (
 CREATE INDEX sessions_started_at ON sessions (started_at DESC);
 CREATE INDEX sessions_cancel ON sessions (cancel_pid) WHERE ended_at IS NULL;
 
--- One row per statement the client sent. Raw result values are never stored.
-CREATE TABLE statement_events (
-    session_id       uuid NOT NULL,
-    seq              integer NOT NULL,
-    sql              text NOT NULL,
-    protocol         text NOT NULL,          -- simple | extended | function-call
-    statement_class  text NOT NULL,
-    decision         text NOT NULL,          -- allow | review | deny | refused
-    reasons          text[] NOT NULL DEFAULT '{}',
-    outcome          text NOT NULL,          -- ok | error | refused | skipped | interrupted
-    started_at       timestamptz NOT NULL,
-    ended_at         timestamptz NOT NULL,
-    rows             bigint,
-    command_tag      text,
-    sqlstate         text,
-    PRIMARY KEY (session_id, seq)
+-- Statement events are written in batches: one row per session per flush. ``texts``
+-- holds the batch's distinct SQL texts; ``events`` is a JSON array with one array per
+-- statement, in the field order of audit/events.py. A batch costs the store a fraction
+-- of a row per statement, which keeps recording cheap on the proxy's hot path; the view
+-- below gives one row per statement. Raw result values are never stored.
+CREATE TABLE statement_batches (
+    session_id  uuid NOT NULL,
+    first_seq   integer NOT NULL,
+    last_seq    integer NOT NULL,
+    started_at  timestamptz NOT NULL,
+    texts       text[] NOT NULL,
+    events      json NOT NULL,
+    PRIMARY KEY (session_id, first_seq)
 );
+CREATE INDEX statement_batches_started_at ON statement_batches USING brin (started_at);
+
+CREATE VIEW statement_events AS
+SELECT b.session_id,
+       (e ->> 0)::integer                                    AS seq,
+       b.texts[(e ->> 1)::integer + 1]                       AS sql,
+       e ->> 2                                               AS protocol,
+       e ->> 3                                               AS statement_class,
+       e ->> 4                                               AS decision,
+       ARRAY(SELECT json_array_elements_text(e -> 5))        AS reasons,
+       e ->> 6                                               AS outcome,
+       to_timestamp((e ->> 7)::float8 / 1e6)                 AS started_at,
+       to_timestamp(((e ->> 7)::float8 + (e ->> 8)::float8) / 1e6) AS ended_at,
+       (e ->> 9)::bigint                                     AS rows,
+       e ->> 10                                              AS command_tag,
+       e ->> 11                                              AS sqlstate
+FROM statement_batches AS b
+CROSS JOIN LATERAL json_array_elements(b.events) AS e;

@@ -1,0 +1,202 @@
+"""``python -m bench``: pgbench select-only, direct and through the gateway, in one run.
+
+The two paths alternate (direct, via, direct, via …) so that whatever else the machine is
+doing slows both alike; each figure is the median over ``--rounds``. After the runs the
+store's audit trail must hold exactly one statement event per transaction pgbench reported
+through the gateway, and the gateway's memory is read with 200 idle sessions open.
+
+Exit status: 0 when the run completed, even if a quality bar was missed (this is a
+measurement); 1 when the run broke or a statement went unaudited.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import asyncpg
+
+from bench import BenchError
+from bench.gateway import RESOURCE, USER, GatewayProcess
+from bench.pgbench import SELECT_ONLY_SQL_PREFIX, Pgbench, Workload
+from bench.postgres import BenchServer
+from bench.report import Comparison, goal_lines, table
+
+STORE_DATABASE = "jg_bench_store"
+TARGET_DATABASE = "jg_bench"
+SCALE = 10
+WORKLOADS = ((1, "simple"), (8, "simple"), (8, "extended"))
+IDLE_SESSIONS = 200
+_CONNECT_CONCURRENCY = 20
+_AUDIT_WAIT = 5.0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, help="seconds per pgbench run (default 10)")
+    parser.add_argument("--rounds", type=int, help="direct/via pairs per workload (default 3)")
+    parser.add_argument("--quick", action="store_true", help="2 s runs, one round")
+    args = parser.parse_args(argv)
+    duration = args.duration or (2 if args.quick else 10)
+    rounds = args.rounds or (1 if args.quick else 3)
+    if duration < 1 or rounds < 1:
+        parser.error("--duration and --rounds must be at least 1")
+    try:
+        return asyncio.run(_bench(duration, rounds))
+    except BenchError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _bench(duration: int, rounds: int) -> int:
+    _say(f"load average at start: {_loadavg()}  ({os.cpu_count()} CPUs)")
+    with BenchServer() as server, tempfile.TemporaryDirectory(prefix="jitgate-bench-") as tmp:
+        pgbench = Pgbench(server.binary("pgbench"))
+        _say(f"{await pgbench.version()}; PostgreSQL from {server.origin}")
+        await server.recreate_database(STORE_DATABASE)
+        await server.recreate_database(TARGET_DATABASE)
+        _say(f"pgbench -i -s {SCALE} into {TARGET_DATABASE} …")
+        await pgbench.initialize(server.endpoint(TARGET_DATABASE), SCALE)
+        gateway = GatewayProcess(
+            Path(tmp),
+            store_url=server.url(STORE_DATABASE),
+            target_url=server.url(TARGET_DATABASE),
+        )
+        try:
+            await gateway.start()
+            _say(f"gateway pid {gateway.pid} on 127.0.0.1:{gateway.pg_port}")
+            return await _measure(server, gateway, pgbench, duration, rounds)
+        except BenchError as exc:
+            raise BenchError(f"{exc}\ngateway log:\n{gateway.log_tail()}") from exc
+        finally:
+            await gateway.stop()
+
+
+async def _measure(
+    server: BenchServer, gateway: GatewayProcess, pgbench: Pgbench, duration: int, rounds: int
+) -> int:
+    direct, via = server.endpoint(TARGET_DATABASE), gateway.endpoint()
+    warmup = Workload(clients=8, protocol="simple", duration=max(1, duration // 5))
+    _say(f"warm-up: {warmup.duration} s each way, 8 clients")
+    await pgbench.select_only(direct, warmup)
+    served = (await pgbench.select_only(via, warmup)).transactions
+    comparisons = [Comparison(clients, protocol) for clients, protocol in WORKLOADS]
+    for round_number in range(1, rounds + 1):
+        for comparison in comparisons:
+            workload = Workload(comparison.clients, comparison.protocol, duration)
+            plain = await pgbench.select_only(direct, workload)
+            before = gateway.cpu_seconds()
+            gated = await pgbench.select_only(via, workload)
+            cpu_us_per_tx = (gateway.cpu_seconds() - before) * 1e6 / max(gated.transactions, 1)
+            comparison.direct.append(plain)
+            comparison.via.append(gated)
+            comparison.gateway_cpu_us_per_tx.append(cpu_us_per_tx)
+            served += gated.transactions
+            _say(
+                f"round {round_number}/{rounds}  {comparison.label:<21}"
+                f"direct {plain.tps:8.0f} tps {plain.latency_ms:7.3f} ms   "
+                f"via {gated.tps:8.0f} tps {gated.latency_ms:7.3f} ms   "
+                f"gateway cpu {cpu_us_per_tx:6.1f} us/tx"
+            )
+    audited, total_events = await _audited_statements(server, served)
+    rss_before, rss_after = await _idle_sessions_rss(gateway)
+    _say("")
+    _say(
+        f"pgbench select-only, scale {SCALE}, {duration} s per run, median of {rounds}"
+        f" round{'s' if rounds > 1 else ''}; direct = PostgreSQL, via = jitgate"
+        " (classification, policy, masking and audit on); latency = pgbench average"
+    )
+    _say(table(comparisons))
+    _say("")
+    matched = audited == served
+    _say(
+        f"audit: {audited} statement events recorded, {served} transactions reported by pgbench"
+        f" through the gateway: {'MATCH' if matched else 'MISMATCH'}"
+        f" ({total_events - audited} more events are pgbench's own start-up queries)"
+    )
+    per_session = (rss_after - rss_before) / IDLE_SESSIONS
+    _say(
+        f"gateway rss: {rss_before / 1024:.1f} MiB idle, {rss_after / 1024:.1f} MiB with"
+        f" {IDLE_SESSIONS} idle sessions: {per_session:+.1f} KiB per session"
+    )
+    _say(f"load average at end: {_loadavg()}")
+    _say("")
+    at_8, at_1 = comparisons[1], comparisons[0]
+    for line in goal_lines(at_8.ratio, at_1.added_latency_us):
+        _say(line)
+    return 0 if matched else 1
+
+
+async def _audited_statements(server: BenchServer, expected: int) -> tuple[int, int]:
+    """(select-only statement events, all statement events) once the former reach
+    ``expected`` or :data:`_AUDIT_WAIT` seconds have passed: the gateway flushes in batches."""
+    conn = await asyncpg.connect(server.url(STORE_DATABASE), ssl=False)
+    try:
+        deadline = time.monotonic() + _AUDIT_WAIT
+        while True:
+            row = await conn.fetchrow(
+                "SELECT count(*) FILTER (WHERE sql LIKE $1) AS audited, count(*) AS total"
+                " FROM statement_events",
+                SELECT_ONLY_SQL_PREFIX + "%",
+            )
+            assert row is not None
+            audited, total = int(row["audited"]), int(row["total"])
+            if audited == expected or time.monotonic() >= deadline:
+                return audited, total
+            await asyncio.sleep(0.1)
+    finally:
+        await conn.close()
+
+
+async def _idle_sessions_rss(gateway: GatewayProcess) -> tuple[int, int]:
+    """The gateway's RSS (KiB) before and after opening :data:`IDLE_SESSIONS` sessions."""
+    before = gateway.rss_kib()
+    gate = asyncio.Semaphore(_CONNECT_CONCURRENCY)
+
+    async def connect() -> asyncpg.Connection:
+        async with gate:
+            return await asyncpg.connect(
+                host="127.0.0.1",
+                port=gateway.pg_port,
+                user=USER,
+                password=gateway.token,
+                database=RESOURCE,
+                ssl=False,
+                timeout=30,
+            )
+
+    opened = await asyncio.gather(
+        *(connect() for _ in range(IDLE_SESSIONS)), return_exceptions=True
+    )
+    connections = [c for c in opened if isinstance(c, asyncpg.Connection)]
+    try:
+        failures = [c for c in opened if isinstance(c, BaseException)]
+        if failures:
+            raise BenchError(
+                f"{len(failures)} of {IDLE_SESSIONS} sessions failed to open: {failures[0]}"
+            ) from failures[0]
+        # Let the gateway settle every session before reading its memory.
+        await asyncio.sleep(1.0)
+        return before, gateway.rss_kib()
+    finally:
+        await asyncio.gather(*(c.close(timeout=5) for c in connections), return_exceptions=True)
+
+
+def _loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text(encoding="ascii").split()[:3])
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

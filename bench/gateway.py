@@ -1,0 +1,163 @@
+"""A ``jitgate serve`` subprocess for the benchmark, and what /proc says about it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench import BenchError
+from bench.pgbench import Endpoint
+
+USER = "bench@example.com"
+RESOURCE = "bench"
+_STORE_VARIABLE = "JITGATE_BENCH_STORE_URL"
+_TARGET_VARIABLE = "JITGATE_BENCH_TARGET_URL"
+_START_TIMEOUT = 30.0
+_STOP_TIMEOUT = 15.0
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def bench_config(pg_port: int, http_port: int) -> dict[str, Any]:
+    """One engineer who may read resource ``bench``; both URLs come from the environment,
+    as the credentials in them would in production."""
+    return {
+        "database_url": f"${{{_STORE_VARIABLE}}}",
+        "public_url": f"http://127.0.0.1:{http_port}",
+        "http": {"listen": f"127.0.0.1:{http_port}"},
+        "postgres": {"listen": f"127.0.0.1:{pg_port}", "hold_timeout": "5s"},
+        "audit": {"flush_interval": "50ms"},
+        "groups": {"engineers": [USER]},
+        "resources": {
+            RESOURCE: {
+                "type": "postgres",
+                "url": f"${{{_TARGET_VARIABLE}}}",
+                "access": {"engineers": {"read": "allow"}},
+            }
+        },
+    }
+
+
+class GatewayProcess:
+    """``python -m jitgate serve`` on free ports, with a token for :data:`USER`.
+
+    Its log goes to ``workdir/gateway.log``; errors quote the end of it.
+    """
+
+    def __init__(self, workdir: Path, *, store_url: str, target_url: str) -> None:
+        self.pg_port = free_port()
+        self.http_port = free_port()
+        self._config = workdir / "gateway.yaml"
+        self._log = workdir / "gateway.log"
+        self._env = {**os.environ, _STORE_VARIABLE: store_url, _TARGET_VARIABLE: target_url}
+        self._process: asyncio.subprocess.Process | None = None
+        self.token = ""
+
+    @property
+    def pid(self) -> int:
+        if self._process is None:
+            raise RuntimeError("the gateway is not running")
+        return self._process.pid
+
+    def endpoint(self) -> Endpoint:
+        return Endpoint("127.0.0.1", self.pg_port, USER, RESOURCE, self.token)
+
+    async def start(self) -> None:
+        """Write the config, issue the token, start serving and wait for ``/healthz``."""
+        self._config.write_text(
+            yaml.safe_dump(bench_config(self.pg_port, self.http_port)), encoding="utf-8"
+        )
+        issue = await asyncio.create_subprocess_exec(
+            *self._jitgate("token", "issue", "--user", USER),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=self._env,
+        )
+        stdout, stderr = await issue.communicate()
+        if issue.returncode != 0:
+            raise BenchError(f"jitgate token issue failed: {stderr.decode().strip()}")
+        self.token = stdout.decode().strip()
+        with self._log.open("wb") as log:
+            self._process = await asyncio.create_subprocess_exec(
+                *self._jitgate("serve"),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                env=self._env,
+            )
+        await self._wait_healthy()
+
+    async def stop(self) -> None:
+        """SIGTERM, then SIGKILL if the gateway has not drained in time."""
+        process = self._process
+        if process is None or process.returncode is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), _STOP_TIMEOUT)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+    def cpu_seconds(self) -> float:
+        """User plus system CPU time of the gateway process so far, all threads."""
+        stat = Path(f"/proc/{self.pid}/stat").read_text(encoding="ascii")
+        # The command name may contain spaces and parentheses; the fields follow the last ")".
+        fields = stat.rsplit(")", 1)[1].split()
+        utime, stime = int(fields[11]), int(fields[12])
+        return (utime + stime) / _CLOCK_TICKS
+
+    def rss_kib(self) -> int:
+        """The gateway's resident set size in KiB."""
+        for line in Path(f"/proc/{self.pid}/status").read_text(encoding="ascii").splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise BenchError(f"no VmRSS in /proc/{self.pid}/status")
+
+    def log_tail(self, lines: int = 20) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self._log.read_text(errors="replace").splitlines()[-lines:])
+        return "(no gateway log)"
+
+    def _jitgate(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "jitgate", *args, "--config", str(self._config)]
+
+    async def _wait_healthy(self) -> None:
+        url = f"http://127.0.0.1:{self.http_port}/healthz"
+        deadline = time.monotonic() + _START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self._process is not None and self._process.returncode is not None:
+                raise BenchError(f"the gateway exited at start:\n{self.log_tail()}")
+            if await asyncio.to_thread(_status, url) == 200:
+                return
+            await asyncio.sleep(0.1)
+        raise BenchError(f"the gateway was not healthy after {_START_TIMEOUT:.0f} s")
+
+
+def _status(url: str) -> int | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            status: int = response.status
+            return status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return None

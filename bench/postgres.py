@@ -1,0 +1,87 @@
+"""The PostgreSQL server the benchmark runs against, and its two databases."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+from urllib.parse import quote, unquote, urlsplit
+
+import asyncpg
+
+from bench import BenchError
+from bench.pgbench import Endpoint
+from jitgate.cluster import Cluster, find_bindir
+
+DSN_VARIABLE = "JITGATE_BENCH_DSN"
+
+
+class BenchServer:
+    """``$JITGATE_BENCH_DSN`` (a superuser URL) if set, else a throw-away cluster that
+    :meth:`close` destroys."""
+
+    def __init__(self) -> None:
+        configured = os.environ.get(DSN_VARIABLE)
+        self._cluster: Cluster | None = None
+        if configured:
+            self.admin_dsn = configured
+        else:
+            self._cluster = Cluster()
+            try:
+                self._cluster.start()
+            except BaseException:
+                self._cluster.destroy()
+                raise
+            self.admin_dsn = self._cluster.dsn()
+
+    @property
+    def origin(self) -> str:
+        return f"${DSN_VARIABLE}" if self._cluster is None else "a throw-away cluster"
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._cluster is not None:
+            self._cluster.destroy()
+
+    def binary(self, name: str) -> Path:
+        """A client binary such as ``pgbench``: from ``PATH`` first, else the server's own."""
+        found = shutil.which(name)
+        if found:
+            return Path(found)
+        bindir = self._cluster.bindir if self._cluster is not None else find_bindir()
+        return bindir / name
+
+    def url(self, database: str) -> str:
+        """The admin URL pointed at ``database``, without TLS (as pgbench connects)."""
+        parts = urlsplit(self.admin_dsn)
+        return parts._replace(path="/" + quote(database, safe=""), query="sslmode=disable").geturl()
+
+    def endpoint(self, database: str) -> Endpoint:
+        parts = urlsplit(self.admin_dsn)
+        if parts.hostname is None or parts.username is None:
+            raise BenchError(f"{DSN_VARIABLE} must name a host and a user")
+        return Endpoint(
+            host=parts.hostname,
+            port=parts.port or 5432,
+            user=unquote(parts.username),
+            database=database,
+            password=unquote(parts.password) if parts.password is not None else None,
+        )
+
+    async def recreate_database(self, name: str) -> None:
+        """Drop ``name`` if it exists (disconnecting its sessions) and create it empty."""
+        conn = await asyncpg.connect(self.admin_dsn, ssl=False)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()

@@ -1,0 +1,83 @@
+"""Side-by-side results, the printed table and the quality-bar verdicts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from statistics import median
+
+from bench.pgbench import PgbenchResult
+
+RATIO_GOAL = 0.65
+ADDED_LATENCY_GOAL_US = 50.0
+
+_HEADER = (
+    f"{'clients':>7}  {'protocol':<8}  {'direct tps':>10}  {'via tps':>10}  {'via/direct':>10}  "
+    f"{'direct lat us':>13}  {'via lat us':>10}  {'added us':>8}  {'gw cpu us/tx':>12}"
+)
+
+
+@dataclass(slots=True)
+class Comparison:
+    """Every round of one workload, direct and through the gateway."""
+
+    clients: int
+    protocol: str
+    direct: list[PgbenchResult] = field(default_factory=list)
+    via: list[PgbenchResult] = field(default_factory=list)
+    gateway_cpu_us_per_tx: list[float] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return f"{self.clients} client{'s' if self.clients > 1 else ''}, {self.protocol}"
+
+    @property
+    def direct_tps(self) -> float:
+        return median(r.tps for r in self.direct)
+
+    @property
+    def via_tps(self) -> float:
+        return median(r.tps for r in self.via)
+
+    @property
+    def ratio(self) -> float:
+        return self.via_tps / self.direct_tps
+
+    @property
+    def direct_latency_us(self) -> float:
+        return median(r.latency_ms for r in self.direct) * 1000
+
+    @property
+    def via_latency_us(self) -> float:
+        return median(r.latency_ms for r in self.via) * 1000
+
+    @property
+    def added_latency_us(self) -> float:
+        return self.via_latency_us - self.direct_latency_us
+
+    @property
+    def cpu_us_per_tx(self) -> float:
+        return median(self.gateway_cpu_us_per_tx)
+
+    def row(self) -> str:
+        return (
+            f"{self.clients:>7}  {self.protocol:<8}  {self.direct_tps:>10.0f}  "
+            f"{self.via_tps:>10.0f}  {self.ratio:>10.3f}  {self.direct_latency_us:>13.1f}  "
+            f"{self.via_latency_us:>10.1f}  {self.added_latency_us:>8.1f}  "
+            f"{self.cpu_us_per_tx:>12.1f}"
+        )
+
+
+def table(comparisons: list[Comparison]) -> str:
+    """Medians over the rounds; ``via/direct`` is the ratio of the median rates."""
+    return "\n".join([_HEADER, "-" * len(_HEADER), *(c.row() for c in comparisons)])
+
+
+def goal_lines(ratio_at_8: float, added_latency_at_1_us: float) -> list[str]:
+    """One ``PASS``/``FAIL`` line per quality bar of DESIGN.md that this run measures."""
+    ratio_ok = ratio_at_8 >= RATIO_GOAL
+    latency_ok = added_latency_at_1_us <= ADDED_LATENCY_GOAL_US
+    return [
+        f"{'PASS' if ratio_ok else 'FAIL'}  ratio@8 >= {RATIO_GOAL}: {ratio_at_8:.3f}",
+        f"{'PASS' if latency_ok else 'FAIL'}  added latency@1 <= {ADDED_LATENCY_GOAL_US:.0f} us:"
+        f" {added_latency_at_1_us:.1f} us",
+    ]
