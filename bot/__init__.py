@@ -1,0 +1,1 @@
+"""Thin chat adapters (Slack, Microsoft Teams) over the chat-neutral approvals core."""

@@ -1,0 +1,1 @@
+"""Schema-less detection and masking of sensitive values in results, in flight."""

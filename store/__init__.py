@@ -1,0 +1,1 @@
+"""The gateway's own store: the asyncpg pool, schema migrations and access tokens."""

@@ -282,6 +282,35 @@ def test_malformed_message_after_login_ends_the_session(
     assert_serving(gw, alice)
 
 
+@pytest.mark.parametrize(
+    "sent",
+    [
+        pytest.param(b"Q" + struct.pack("!i", 7) + b"abc", id="query-without-nul"),
+        pytest.param(b"P" + struct.pack("!i", 7) + b"ab\0", id="parse-without-query"),
+        pytest.param(b"B" + struct.pack("!i", 6) + b"ab", id="bind-without-nul"),
+        pytest.param(b"E" + struct.pack("!i", 4), id="empty-execute"),
+        pytest.param(b"C" + struct.pack("!i", 4), id="empty-close"),
+    ],
+)
+def test_malformed_payload_after_login_is_answered_fatal(
+    gw: GatewayThread, alice: str, sent: bytes, request: pytest.FixtureRequest
+) -> None:
+    """Well-framed messages whose payload the relay cannot read: the client must be told
+    why (FATAL 08P01), not just see the connection drop."""
+    app = f"jg-bad-payload-{request.node.callspec.id}"
+    client = RawClient(gw.port)
+    try:
+        client.login(ALICE, alice, app)
+        client.send(sent)
+        messages = client.until_eof()
+    finally:
+        client.close()
+    wait_until(no_sessions(gw), "the session to end")
+    assert session_of(gw, app)["ended_at"] is not None
+    assert_fatal(messages, "08P01", "")
+    assert_serving(gw, alice)
+
+
 # -- credentials and access -----------------------------------------------------------------
 
 

@@ -1,0 +1,44 @@
+"""``python -m bench --quick`` end to end against the suite's server: it must produce the
+side-by-side table and prove every statement through the gateway was audited. The numbers
+themselves are not judged here (see DESIGN.md, "Quality bars")."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+_ROW = re.compile(
+    r"^\s*(?P<clients>\d+)\s+(?P<protocol>simple|extended)\s+(?P<direct>\d+)\s+(?P<via>\d+)"
+    r"\s+(?P<ratio>\d+\.\d+)\s",
+    re.M,
+)
+_AUDIT = re.compile(r"^audit: (\d+) statement events recorded, (\d+) transactions", re.M)
+
+
+def test_quick_bench_reports_ratios_and_a_complete_audit_trail(pg_dsn: str) -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick"],
+        cwd=ROOT,
+        env={**os.environ, "JITGATE_BENCH_DSN": pg_dsn},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    rows = {(int(r["clients"]), r["protocol"]): r for r in _ROW.finditer(run.stdout)}
+    assert set(rows) == {(1, "simple"), (8, "simple"), (8, "extended")}, run.stdout
+    for row in rows.values():
+        direct, via = int(row["direct"]), int(row["via"])
+        assert direct > 0 and via > 0
+        assert abs(float(row["ratio"]) - via / direct) < 0.01
+    audit = _AUDIT.search(run.stdout)
+    assert audit is not None, run.stdout
+    audited, served = int(audit.group(1)), int(audit.group(2))
+    assert served > 0
+    assert audited == served
+    assert re.search(r"^(PASS|FAIL)  ratio@8 >= 0\.65: \d+\.\d+$", run.stdout, re.M)
+    assert re.search(r"^(PASS|FAIL)  added latency@1 <= 50 us: -?\d+\.\d+ us$", run.stdout, re.M)
