@@ -228,3 +228,27 @@ def test_shutdown_drains_sessions(store_dsn: str, target_dsn: str) -> None:
 def asyncpg_fetch(dsn: str, query: str) -> list[tuple[object, ...]]:
     with psycopg.connect(dsn) as conn:
         return conn.execute(query).fetchall()
+
+
+def test_migrate_is_idempotent(tmp_path: Path, make_database: Callable[[str], str]) -> None:
+    config = tmp_path / "jitgate.yaml"
+    config.write_text(yaml.safe_dump({"database_url": make_database("jg_migrate_store")}))
+    command = [sys.executable, "-m", "jitgate", "migrate", "--config", str(config)]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    second = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert first.stdout.strip() == "applied 1 migration(s): [1]", first.stderr
+    assert second.stdout.strip() == "applied 0 migration(s)"
+
+
+def test_an_unreachable_store_fails_serve_with_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "jitgate.yaml"
+    config.write_text(yaml.safe_dump({"database_url": "postgresql://nobody@127.0.0.1:1/none"}))
+    result = subprocess.run(
+        [sys.executable, "-m", "jitgate", "serve", "--config", str(config)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "jitgate: cannot reach the store at database_url"
+    )
