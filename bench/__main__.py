@@ -25,7 +25,7 @@ import asyncpg
 from bench import BenchError
 from bench.gateway import RESOURCE, USER, GatewayProcess
 from bench.pgbench import SELECT_ONLY_SQL_PREFIX, Pgbench, Workload
-from bench.postgres import BenchServer
+from bench.postgres import DATABASE_ERRORS, BenchServer
 from bench.report import Comparison, goal_lines, table
 
 STORE_DATABASE = "jg_bench_store"
@@ -120,7 +120,7 @@ async def _measure(
     _say(
         f"audit: {audited} statement events recorded, {served} transactions reported by pgbench"
         f" through the gateway: {'MATCH' if matched else 'MISMATCH'}"
-        f" ({total_events - audited} more events are pgbench's own start-up queries)"
+        f" (plus {total_events - audited} events of pgbench's own start-up queries)"
     )
     per_session = (rss_after - rss_before) / IDLE_SESSIONS
     _say(
@@ -138,20 +138,21 @@ async def _measure(
 async def _audited_statements(server: BenchServer, expected: int) -> tuple[int, int]:
     """(select-only statement events, all statement events) once the former reach
     ``expected`` or :data:`_AUDIT_WAIT` seconds have passed: the gateway flushes in batches."""
-    conn = await asyncpg.connect(server.url(STORE_DATABASE), ssl=False)
+    conn = await server.connect(STORE_DATABASE)
     try:
         deadline = time.monotonic() + _AUDIT_WAIT
         while True:
-            row = await conn.fetchrow(
+            (row,) = await conn.fetch(
                 "SELECT count(*) FILTER (WHERE sql LIKE $1) AS audited, count(*) AS total"
                 " FROM statement_events",
                 SELECT_ONLY_SQL_PREFIX + "%",
             )
-            assert row is not None
             audited, total = int(row["audited"]), int(row["total"])
             if audited == expected or time.monotonic() >= deadline:
                 return audited, total
             await asyncio.sleep(0.1)
+    except DATABASE_ERRORS as exc:
+        raise BenchError(f"cannot count the audit trail: {exc}") from exc
     finally:
         await conn.close()
 

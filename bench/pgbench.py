@@ -55,8 +55,7 @@ class PgbenchResult:
 
 def parse_report(text: str) -> PgbenchResult:
     """The numbers of pgbench's closing report; raises BenchError if one is missing."""
-    found = [pattern.search(text) for pattern in (_TRANSACTIONS, _TPS, _LATENCY)]
-    transactions, tps, latency = found
+    transactions, tps, latency = (p.search(text) for p in (_TRANSACTIONS, _TPS, _LATENCY))
     if transactions is None or tps is None or latency is None:
         raise BenchError(f"pgbench printed no complete report:\n{text.strip()}")
     return PgbenchResult(

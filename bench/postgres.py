@@ -16,11 +16,12 @@ from bench.pgbench import Endpoint
 from jitgate.cluster import Cluster, find_bindir
 
 DSN_VARIABLE = "JITGATE_BENCH_DSN"
+DATABASE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 class BenchServer:
-    """``$JITGATE_BENCH_DSN`` (a superuser URL) if set, else a throw-away cluster that
-    :meth:`close` destroys."""
+    """``$JITGATE_BENCH_DSN`` (a superuser URL) if set, else a throw-away cluster, destroyed
+    when the ``with`` block ends."""
 
     def __init__(self) -> None:
         configured = os.environ.get(DSN_VARIABLE)
@@ -77,11 +78,21 @@ class BenchServer:
             password=unquote(parts.password) if parts.password is not None else None,
         )
 
+    async def connect(self, database: str | None = None) -> asyncpg.Connection:
+        """A superuser connection to ``database``, or to the admin URL's own database."""
+        url = self.admin_dsn if database is None else self.url(database)
+        try:
+            return await asyncpg.connect(url, ssl=False, timeout=30)
+        except (*DATABASE_ERRORS, TimeoutError) as exc:
+            raise BenchError(f"cannot connect to {database or 'the server'}: {exc}") from exc
+
     async def recreate_database(self, name: str) -> None:
         """Drop ``name`` if it exists (disconnecting its sessions) and create it empty."""
-        conn = await asyncpg.connect(self.admin_dsn, ssl=False)
+        conn = await self.connect()
         try:
             await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             await conn.execute(f'CREATE DATABASE "{name}"')
+        except DATABASE_ERRORS as exc:
+            raise BenchError(f"cannot recreate database {name}: {exc}") from exc
         finally:
             await conn.close()

@@ -7,7 +7,9 @@
   reused if it already runs. It holds the store database ``jitgate`` and the sample database
   ``shop`` (:func:`jitgate.demo_data.load_shop`), whose tables belong to the role ``app``.
 - ``app-password`` (mode 0600): ``app``'s password, made once. The config names it only as
-  ``${DEMO_DB_PASSWORD}``; the demo puts it in the gateway's environment.
+  ``${DEMO_DB_PASSWORD}``; the demo puts it in the gateway's environment. The demo cluster
+  trusts local connections (see :mod:`jitgate.cluster`), so the password shows where secrets
+  come from rather than guarding anything.
 - ``jitgate.yaml``: the gateway's config, written afresh on every run. The gateway listens on
   127.0.0.1:15432 (Postgres) and 127.0.0.1:8080 (HTTP), or on free ports if those are taken.
 - ``gateway.log``: the gateway's own log.
@@ -205,9 +207,13 @@ async def _create_databases(cluster: Cluster, password: str) -> str:
 
 def _app_password(path: Path) -> str:
     """``app``'s password from ``path``, made and saved (mode 0600) on the first run."""
-    if path.exists() and path.read_text(encoding="utf-8").strip():
+    try:
+        saved = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        saved = ""
+    if saved:
         path.chmod(0o600)
-        return path.read_text(encoding="utf-8").strip()
+        return saved
     password = secrets.token_urlsafe(24)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as file:
@@ -328,9 +334,7 @@ def _print_ready(demo: Demo) -> None:
     print("Then try:")
     print("  SELECT * FROM customers LIMIT 5;   -- a read: runs at once")
     print("  SELECT count(*) FROM orders;       -- so does this one")
-    print(
-        '  DELETE FROM carts WHERE id = 1;    -- a write: ERROR "approval required", nothing runs'
-    )
+    print("  SELECT email, card_number FROM customers LIMIT 3;  -- recorded with who and when")
     print()
     print("Every statement is recorded in the store's statement_events table:")
     print(f'  {_psql(demo)} "{demo.store_url}" -c "{STATEMENT_EVENTS_SQL}"')

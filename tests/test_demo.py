@@ -89,14 +89,22 @@ def test_the_printed_psql_line_reads_the_shop(demo: RunningDemo) -> None:
     assert result.stdout.strip() == "1000"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="every statement is classified read until the guardrail classifier lands",
-)
-def test_a_write_needs_approval(demo: RunningDemo) -> None:
-    result = demo.run_psql("DELETE FROM carts WHERE id = 1")
-    assert result.returncode != 0
-    assert "ERROR" in result.stderr and "approval" in result.stderr
+def test_the_demo_session_is_audited(demo: RunningDemo) -> None:
+    marker = "SELECT 'demo-audit-marker'"
+    assert demo.run_psql(marker).returncode == 0
+    printed = next(line for line in demo.output if "statement_events" in line and " -c " in line)
+    psql, store_url = shlex.split(printed)[:2]
+    deadline = time.monotonic() + 10
+    recorded = ""
+    while time.monotonic() < deadline and "alice@example.com" not in recorded:
+        recorded = subprocess.run(
+            [psql, "-X", "-At", store_url, "-c",
+             "SELECT s.identity FROM statement_events e JOIN sessions s ON s.id = e.session_id"
+             f" WHERE e.sql = $${marker}$$"],
+            capture_output=True, text=True, timeout=30,
+        ).stdout  # fmt: skip
+        time.sleep(0.2)
+    assert recorded.strip() == "alice@example.com"
 
 
 def test_sigterm_stops_the_gateway_and_the_cluster(demo: RunningDemo) -> None:

@@ -407,6 +407,26 @@ def test_upstream_cut_mid_result(gw: GatewayThread, alice: str, target_proxy: Fa
     assert_serving(gw, alice)
 
 
+def test_upstream_cut_while_idle(gw: GatewayThread, alice: str, target_proxy: FaultProxy) -> None:
+    """An idle client hears at once that its target is gone, not at its next statement."""
+    app = "jg-fault-upstream-idle"
+    client = RawClient(gw.port)
+    try:
+        client.login(ALICE, alice, app)
+        target_proxy.cut("both")
+        messages = client.until_eof()
+    finally:
+        client.close()
+    assert target_proxy.links[-1].cut_side == "both"
+    assert len(messages) == 1
+    assert_fatal(messages, "08006", 'connection to resource "prod" was lost')
+    wait_until(no_sessions(gw), "the session to end")
+    session = session_of(gw, app)
+    assert session["end_reason"] == "upstream connection lost"
+    assert events_of(gw, session) == []
+    assert_serving(gw, alice)
+
+
 async def target_backends(target_dsn: str, application_name: str) -> int:
     conn = await asyncpg.connect(target_dsn, timeout=TIMEOUT)
     try:
