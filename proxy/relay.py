@@ -135,11 +135,12 @@ class ClientSession(asyncio.Protocol):
         try:
             buf, frames = self.framer.feed(data)
         except ProtocolError as exc:
+            self._end_reason = "client protocol violation"
             self._fatal(pgerrors.protocol_violation(str(exc), exc.sqlstate))
             return
         if self._relaying:
             if frames:
-                self._from_client(buf, frames)
+                self._relay_client(buf, frames)
             return
         self._inbox.extend((t, bytes(buf[s:e])) for t, s, e in frames)
         if self._waiter is not None and not self._waiter.done():
@@ -306,7 +307,7 @@ class ClientSession(asyncio.Protocol):
             )
             self._inbox.clear()
             buf, frames = Framer().feed(early)
-            self._from_client(buf, frames)
+            self._relay_client(buf, frames)
         if self._draining:
             self.drain()
 
@@ -350,6 +351,17 @@ class ClientSession(asyncio.Protocol):
 
     # -- relay: client to target ---------------------------------------------------------
 
+    def _relay_client(self, buf: bytes, frames: list[tuple[int, int, int]]) -> None:
+        try:
+            self._from_client(buf, frames)
+        except (ProtocolError, ValueError) as exc:
+            # A well-framed message whose fields are broken (a missing NUL, a truncated
+            # Parse): nothing of this chunk was forwarded; the connection must end.
+            sqlstate = exc.sqlstate if isinstance(exc, ProtocolError) else "08P01"
+            message = str(exc) if isinstance(exc, ProtocolError) else "malformed message"
+            self._end_reason = "client protocol violation"
+            self._fatal(pgerrors.protocol_violation(message, sqlstate))
+
     def _from_client(self, buf: bytes, frames: list[tuple[int, int, int]]) -> None:
         upstream, context = self.upstream, self.context
         if upstream is None or upstream.closed or context is None:
@@ -368,7 +380,7 @@ class ClientSession(asyncio.Protocol):
                     pending.append(_Pending(QUERY, event, refusal.error))
                     replacement = POISON_QUERY
             elif type_code == EXECUTE:
-                portal = buf[start : buf.index(0, start)]
+                portal = buf[start : buf.index(0, start, end)]
                 prepared = self._portals.get(portal, _UNKNOWN_PREPARED)
                 event = self._event(prepared.sql, "extended")
                 event.statement_class = prepared.statement_class
@@ -385,8 +397,8 @@ class ClientSession(asyncio.Protocol):
                     pending.append(_Pending(EXECUTE, event, refusal.error))
                     replacement = m.Execute(POISON_SQL, 0).encode()
             elif type_code == BIND:
-                nul = buf.index(0, start)
-                statement = buf[nul + 1 : buf.index(0, nul + 1)]
+                nul = buf.index(0, start, end)
+                statement = buf[nul + 1 : buf.index(0, nul + 1, end)]
                 self._portals[buf[start:nul]] = self._prepared.get(statement, _UNKNOWN_PREPARED)
                 pending.append(_Pending(BIND))
             elif type_code == PARSE:
@@ -396,7 +408,7 @@ class ClientSession(asyncio.Protocol):
             elif type_code == DESCRIBE:
                 pending.append(_Pending(DESCRIBE))
             elif type_code == CLOSE:
-                name = buf[start + 1 : buf.index(0, start + 1)]
+                name = buf[start + 1 : buf.index(0, start + 1, end)]
                 (self._prepared if buf[start] == 0x53 else self._portals).pop(name, None)
                 pending.append(_Pending(CLOSE))
             elif type_code == FLUSH or type_code in COPY_MESSAGES:
@@ -427,9 +439,9 @@ class ClientSession(asyncio.Protocol):
             upstream.write(b"".join(pieces))
 
     def _parse(self, buf: bytes, start: int, end: int) -> bytes | None:
-        nul = buf.index(0, start)
+        nul = buf.index(0, start, end)
         name = buf[start:nul]
-        sql = buf[nul + 1 : buf.index(0, nul + 1)].decode("utf-8", "surrogateescape")
+        sql = buf[nul + 1 : buf.index(0, nul + 1, end)].decode("utf-8", "surrogateescape")
         assert self.context is not None
         event = self._event(sql, "extended")
         refusal = self.server.chain.admit(Statement(self.context, sql, "parse", event))
@@ -554,10 +566,15 @@ class ClientSession(asyncio.Protocol):
             self._fatal(pgerrors.shutting_down())
 
     def _interrupt_pending(self) -> None:
+        # Rows already relayed for the statement in flight count: a client that streams
+        # most of a result and then vanishes is recorded with what it received.
+        rows, self._rows = self._rows, 0
         while self._pending:
             entry = self._pending.popleft()
             if entry.event is not None and entry.event.outcome == "ok":
                 entry.event.outcome = "interrupted"
+                entry.event.rows += rows
+                rows = 0
             self._finish(entry)
 
     def _write(self, data: bytes) -> None:
