@@ -20,7 +20,7 @@ test: $(STAMP)
 check: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy jitgate proxy approvals masking bot audit store
+	$(BIN)/mypy jitgate proxy approvals masking bot audit store guard
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

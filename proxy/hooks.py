@@ -124,14 +124,13 @@ class Record:
 
     def __init__(self, recorder: AuditRecorder) -> None:
         self._recorder = recorder
+        # Bound once: recording a finished event is the recorder's own append.
+        self.complete = recorder.record
 
     def on_statement(self, statement: Statement) -> Refusal | None:
         if not self._recorder.available:
             return Refusal(pgerrors.audit_unavailable(), "refused")
         return None
-
-    def complete(self, event: StatementEvent) -> None:
-        self._recorder.record(event)
 
 
 class HookChain:
@@ -141,6 +140,7 @@ class HookChain:
         self.hooks = (*hooks, record)
         self.mask = mask
         self.record = record
+        self.complete = record.complete
 
     def admit(self, statement: Statement) -> Refusal | None:
         for hook in self.hooks:
@@ -151,9 +151,6 @@ class HookChain:
                     statement.event.decision = refusal.decision
                 return refusal
         return None
-
-    def complete(self, event: StatementEvent) -> None:
-        self.record.complete(event)
 
 
 def default_chain(recorder: AuditRecorder) -> HookChain:

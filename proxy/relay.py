@@ -123,6 +123,8 @@ class ClientSession(asyncio.Protocol):
         self._seq = 0
         self._end_reason = "client disconnected"
         self._session_open = False
+        self._complete = server.chain.complete
+        self._observe = server.metrics.observe
 
     # -- asyncio callbacks ---------------------------------------------------------------
 
@@ -470,6 +472,8 @@ class ClientSession(asyncio.Protocol):
         if not frames:
             return
         pending = self._pending
+        done: list[_Pending] = []
+        finish = done.append
         pieces: list[bytes] | None = None
         cursor = 0
         for type_code, start, end in frames:
@@ -486,18 +490,18 @@ class ClientSession(asyncio.Protocol):
                         event.rows += int(count) if count.isdigit() else self._rows
                     self._rows = 0
                     if head.kind == EXECUTE:
-                        self._finish(pending.popleft())
+                        finish(pending.popleft())
             elif type_code == READY_FOR_QUERY:
                 self.tx_status = chr(buf[start])
                 while pending:
                     head = pending.popleft()
                     kind = head.kind
                     if kind == QUERY or kind == SYNC:
-                        self._finish(head)
+                        finish(head)
                         break
                     if head.event is not None and head.event.outcome == "ok":
                         head.event.outcome = "skipped"
-                    self._finish(head)
+                    finish(head)
             elif type_code == ERROR_RESPONSE:
                 if pending:
                     head = pending[0]
@@ -512,7 +516,7 @@ class ClientSession(asyncio.Protocol):
                         head.event.outcome = "error"
                         head.event.sqlstate = error_sqlstate(buf, start, end)
                     if head.kind != QUERY and head.kind != SYNC:
-                        self._finish(pending.popleft())
+                        finish(pending.popleft())
             elif type_code in SIMPLE_COMPLETIONS:
                 if pending:
                     pending.popleft()
@@ -526,12 +530,15 @@ class ClientSession(asyncio.Protocol):
                 if head.event is not None:
                     head.event.rows += self._rows
                 self._rows = 0
-                self._finish(head)
+                finish(head)
         if pieces is None:
             self._write(buf)
         else:
             pieces.append(buf[cursor:])
             self._write(b"".join(pieces))
+        # Bookkeeping after the write: the client has its result while events are filed.
+        for entry in done:
+            self._finish(entry)
         if self._draining and not pending:
             self.drain()
 
@@ -542,8 +549,8 @@ class ClientSession(asyncio.Protocol):
         self._seq += 1
         event.seq = self._seq
         event.ended_at = time.time()
-        self.server.chain.complete(event)
-        self.server.metrics.observe(event)
+        self._complete(event)
+        self._observe(event)
 
     def upstream_lost(self, exc: Exception | None) -> None:
         if self._closed or (self.transport is not None and self.transport.is_closing()):
