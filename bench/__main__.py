@@ -48,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if duration < 1 or rounds < 1:
         parser.error("--duration and --rounds must be at least 1")
     try:
-        return asyncio.run(_bench(duration, rounds))
+        return asyncio.run(_bench(duration, rounds, 20 if args.quick else IDLE_SESSIONS))
     except BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 1
@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-async def _bench(duration: int, rounds: int) -> int:
+async def _bench(duration: int, rounds: int, idle_sessions: int) -> int:
     _say(f"load average at start: {_loadavg()}  ({os.cpu_count()} CPUs)")
     with BenchServer() as server, tempfile.TemporaryDirectory(prefix="jitgate-bench-") as tmp:
         pgbench = Pgbench(server.binary("pgbench"))
@@ -73,7 +73,7 @@ async def _bench(duration: int, rounds: int) -> int:
         try:
             await gateway.start()
             _say(f"gateway pid {gateway.pid} on 127.0.0.1:{gateway.pg_port}")
-            return await _measure(server, gateway, pgbench, duration, rounds)
+            return await _measure(server, gateway, pgbench, duration, rounds, idle_sessions)
         except BenchError as exc:
             raise BenchError(f"{exc}\ngateway log:\n{gateway.log_tail()}") from exc
         finally:
@@ -81,7 +81,12 @@ async def _bench(duration: int, rounds: int) -> int:
 
 
 async def _measure(
-    server: BenchServer, gateway: GatewayProcess, pgbench: Pgbench, duration: int, rounds: int
+    server: BenchServer,
+    gateway: GatewayProcess,
+    pgbench: Pgbench,
+    duration: int,
+    rounds: int,
+    idle_sessions: int,
 ) -> int:
     direct, via = server.endpoint(TARGET_DATABASE), gateway.endpoint()
     warmup = Workload(clients=8, protocol="simple", duration=max(1, duration // 5))
@@ -107,7 +112,7 @@ async def _measure(
                 f"gateway cpu {cpu_us_per_tx:6.1f} us/tx"
             )
     audited, total_events = await _audited_statements(server, served)
-    rss_before, rss_after = await _idle_sessions_rss(gateway)
+    rss_before, rss_after = await _idle_sessions_rss(gateway, idle_sessions)
     _say("")
     _say(
         f"pgbench select-only, scale {SCALE}, {duration} s per run, median of {rounds}"
@@ -122,10 +127,10 @@ async def _measure(
         f" through the gateway: {'MATCH' if matched else 'MISMATCH'}"
         f" (plus {total_events - audited} events of pgbench's own start-up queries)"
     )
-    per_session = (rss_after - rss_before) / IDLE_SESSIONS
+    per_session = (rss_after - rss_before) / idle_sessions
     _say(
         f"gateway rss: {rss_before / 1024:.1f} MiB idle, {rss_after / 1024:.1f} MiB with"
-        f" {IDLE_SESSIONS} idle sessions: {per_session:+.1f} KiB per session"
+        f" {idle_sessions} idle sessions: {per_session:+.1f} KiB per session"
     )
     _say(f"load average at end: {_loadavg()}")
     _say("")
@@ -157,8 +162,9 @@ async def _audited_statements(server: BenchServer, expected: int) -> tuple[int, 
         await conn.close()
 
 
-async def _idle_sessions_rss(gateway: GatewayProcess) -> tuple[int, int]:
-    """The gateway's RSS (KiB) before and after opening :data:`IDLE_SESSIONS` sessions."""
+async def _idle_sessions_rss(gateway: GatewayProcess, count: int) -> tuple[int, int]:
+    """The gateway's RSS (KiB) before and after opening ``count`` idle sessions
+    (:data:`IDLE_SESSIONS` in a full run)."""
     before = gateway.rss_kib()
     gate = asyncio.Semaphore(_CONNECT_CONCURRENCY)
 
@@ -174,15 +180,13 @@ async def _idle_sessions_rss(gateway: GatewayProcess) -> tuple[int, int]:
                 timeout=30,
             )
 
-    opened = await asyncio.gather(
-        *(connect() for _ in range(IDLE_SESSIONS)), return_exceptions=True
-    )
+    opened = await asyncio.gather(*(connect() for _ in range(count)), return_exceptions=True)
     connections = [c for c in opened if isinstance(c, asyncpg.Connection)]
     try:
         failures = [c for c in opened if isinstance(c, BaseException)]
         if failures:
             raise BenchError(
-                f"{len(failures)} of {IDLE_SESSIONS} sessions failed to open: {failures[0]}"
+                f"{len(failures)} of {count} sessions failed to open: {failures[0]}"
             ) from failures[0]
         # Let the gateway settle every session before reading its memory.
         await asyncio.sleep(1.0)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import signal
 import sys
@@ -55,6 +56,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="INFO")
     serve.set_defaults(handler=_serve)
 
+    guard = commands.add_parser("guard", help="classify SQL from stdin and show the decision")
+    guard.add_argument("--config", required=True)
+    guard.add_argument("--resource", required=True)
+    guard.add_argument("--user", required=True)
+    guard.set_defaults(handler=_guard)
+
     mig = commands.add_parser("migrate", help="apply the store's schema migrations")
     mig.add_argument("--config", required=True)
     mig.set_defaults(handler=_migrate)
@@ -95,6 +102,31 @@ async def _serve(args: argparse.Namespace) -> int:
     await stop.wait()
     log.info("shutting down: draining sessions")
     await gateway.stop(drain_timeout=config.postgres.hold_timeout)
+    return 0
+
+
+async def _guard(args: argparse.Namespace) -> int:
+    """Print what the gateway would do with the SQL on stdin, for testing a policy."""
+    from guard import Classifier
+    from proxy.hooks import action_for, strictest_action
+
+    config = load_config(args.config)
+    resource = config.resources.get(args.resource)
+    if resource is None:
+        raise UsageError(f"unknown resource {args.resource!r}")
+    groups = config.groups_of(args.user)
+    verdicts = Classifier().classify(sys.stdin.read())
+    action = strictest_action(action_for(resource, groups, v.statement_class) for v in verdicts)
+    print(
+        json.dumps(
+            {
+                "action": action,
+                "statements": [
+                    {"class": v.statement_class, "reasons": list(v.reasons)} for v in verdicts
+                ],
+            }
+        )
+    )
     return 0
 
 

@@ -9,13 +9,14 @@ writes the event when the statement completes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 from uuid import UUID
 
 from audit.events import StatementEvent
 from audit.recorder import AuditRecorder
+from guard import Classifier, StatementClass, StatementVerdict
 from jitgate.config import Action, Resource
 from proxy import pgerrors
 
@@ -32,6 +33,7 @@ class SessionContext:
     resource: Resource
     client_addr: str | None
     decisions: dict[str, Action] = field(default_factory=dict, compare=False)
+    sql_prepared: dict[str, StatementClass] = field(default_factory=dict, compare=False)
 
 
 @dataclass(slots=True)
@@ -44,6 +46,7 @@ class Statement:
     sql: str
     protocol: str
     event: StatementEvent
+    verdicts: Sequence[StatementVerdict] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,25 +68,47 @@ class ResultMask(Protocol):
 
 
 class Classify:
-    """Gives each statement its class. Every statement is ``read`` until the guardrail
-    classifier takes this place."""
+    """Gives each statement its class from PostgreSQL's own parse tree (:mod:`guard`).
+
+    A string of several statements gets one verdict each; the event keeps every reason.
+    SQL-level ``PREPARE`` names are remembered per session so a later ``EXECUTE name`` is
+    judged by what was prepared."""
+
+    def __init__(self, classifier: Classifier) -> None:
+        self._classifier = classifier
 
     def on_statement(self, statement: Statement) -> Refusal | None:
-        if statement.protocol != "execute":
-            statement.event.statement_class = "read"
+        if statement.protocol == "execute":
+            return None
+        prepared = statement.context.sql_prepared
+        verdicts = self._classifier.classify(statement.sql, prepared=prepared)
+        for verdict in verdicts:
+            if verdict.prepared_name is not None:
+                prepared[verdict.prepared_name] = verdict.statement_class
+        statement.verdicts = verdicts
+        worst = Classifier.strictest(verdicts)
+        statement.event.statement_class = worst.statement_class
+        statement.event.reasons = tuple(
+            dict.fromkeys(reason for verdict in verdicts for reason in verdict.reasons)
+        )
         return None
 
 
 class Decide:
     """Maps (the user's groups × the statement's class) to allow / review / deny by the
     resource's ``access`` table. Across several groups the most permissive action wins; a
-    class no group mentions is denied."""
+    class no group mentions is denied, so ``opaque`` and ``destructive`` are allowed only
+    where a group says so explicitly. A string of several statements gets the strictest
+    action of its statements."""
 
     def on_statement(self, statement: Statement) -> Refusal | None:
         event = statement.event
         if statement.protocol == "execute":
             return None
-        event.decision = decide(statement.context, event.statement_class)
+        context = statement.context
+        classes: set[str] = {v.statement_class for v in statement.verdicts}
+        classes = classes or {event.statement_class}
+        event.decision = strictest_action(decide(context, c) for c in classes)
         if event.decision == "deny":
             return Refusal(pgerrors.statement_denied(event.reasons), "deny")
         return None
@@ -92,15 +117,26 @@ class Decide:
 def decide(context: SessionContext, statement_class: str) -> Action:
     """The action for ``statement_class`` in this session (cached: it cannot change)."""
     cached = context.decisions.get(statement_class)
-    if cached is not None:
-        return cached
+    if cached is None:
+        cached = context.decisions[statement_class] = action_for(
+            context.resource, context.groups, statement_class
+        )
+    return cached
+
+
+def action_for(resource: Resource, groups: Iterable[str], statement_class: str) -> Action:
+    """The most permissive action any of ``groups`` has for ``statement_class`` on
+    ``resource``; deny when none mentions it (and for a user in no group)."""
     best: Action = "deny"
-    for group in context.groups:
-        action = context.resource.access.get(group, {}).get(statement_class)
+    for group in groups:
+        action = resource.access.get(group, {}).get(statement_class)
         if action is not None and _ACTION_RANK[action] > _ACTION_RANK[best]:
             best = action
-    context.decisions[statement_class] = best
     return best
+
+
+def strictest_action(actions: Iterable[Action]) -> Action:
+    return min(actions, key=_ACTION_RANK.__getitem__, default="deny")
 
 
 class Hold:
@@ -153,5 +189,9 @@ class HookChain:
         return None
 
 
-def default_chain(recorder: AuditRecorder) -> HookChain:
-    return HookChain([Classify(), Decide(), Hold()], PassThroughMask(), Record(recorder))
+def default_chain(recorder: AuditRecorder, classifier: Classifier | None = None) -> HookChain:
+    return HookChain(
+        [Classify(classifier or Classifier()), Decide(), Hold()],
+        PassThroughMask(),
+        Record(recorder),
+    )

@@ -61,14 +61,16 @@ PORTAL_SUSPENDED = m.PORTAL_SUSPENDED
 STARTUP_TIMEOUT = 30.0
 POISON_SQL = "jitgate refused statement"
 POISON_QUERY = m.Query(POISON_SQL).encode()
+# An Execute cannot be made to fail by its text, so a portal that cannot exist does it.
+POISON_EXECUTE = m.Execute(POISON_SQL, 0).encode()
 
 # Startup parameters passed on to the target. Anything else (notably ``options`` and
-# arbitrary GUCs such as session_replication_role) is dropped: a client must not change
-# safety settings behind the guardrails' back.
+# arbitrary GUCs such as session_replication_role or search_path) is dropped: a client
+# must not change safety settings behind the guardrails' back.
 FORWARDED_PARAMETERS = frozenset(
     (
         "application_name", "client_encoding", "DateStyle", "TimeZone", "IntervalStyle",
-        "extra_float_digits", "search_path", "bytea_output", "statement_timeout",
+        "extra_float_digits", "bytea_output", "statement_timeout",
         "lock_timeout", "idle_in_transaction_session_timeout", "lc_monetary", "lc_numeric",
         "lc_time", "standard_conforming_strings",
     )
@@ -89,13 +91,17 @@ class _Pending:
 
 
 class _Prepared:
-    __slots__ = ("decision", "reasons", "sql", "statement_class")
+    """An extended-protocol statement as judged at Parse. ``refusal`` is set when the
+    Parse was refused: its Binds and Executes are refused with the same answer."""
 
-    def __init__(self, sql: str, event: StatementEvent) -> None:
+    __slots__ = ("decision", "reasons", "refusal", "sql", "statement_class")
+
+    def __init__(self, sql: str, event: StatementEvent, refusal: bytes | None = None) -> None:
         self.sql = sql
         self.statement_class = event.statement_class
         self.decision = event.decision
         self.reasons = event.reasons
+        self.refusal = refusal
 
 
 _UNKNOWN_PREPARED = _Prepared("", StatementEvent(uuid.UUID(int=0), 0, "", "", 0.0))
@@ -388,21 +394,25 @@ class ClientSession(asyncio.Protocol):
                 event.statement_class = prepared.statement_class
                 event.decision = prepared.decision
                 event.reasons = prepared.reasons
-                refusal = self.server.chain.admit(
-                    Statement(context, prepared.sql, "execute", event)
-                )
-                if refusal is None:
-                    pending.append(_Pending(EXECUTE, event))
+                if prepared.refusal is not None:
+                    event.outcome = "refused"
+                    error: bytes | None = prepared.refusal
                 else:
-                    # An Execute cannot be turned into a failing one, so a bogus portal
-                    # name makes the target fail this step instead.
-                    pending.append(_Pending(EXECUTE, event, refusal.error))
-                    replacement = m.Execute(POISON_SQL, 0).encode()
+                    refusal = self.server.chain.admit(
+                        Statement(context, prepared.sql, "execute", event)
+                    )
+                    error = None if refusal is None else refusal.error
+                pending.append(_Pending(EXECUTE, event, error))
+                if error is not None:
+                    replacement = POISON_EXECUTE
             elif type_code == BIND:
                 nul = buf.index(0, start, end)
                 statement = buf[nul + 1 : buf.index(0, nul + 1, end)]
-                self._portals[buf[start:nul]] = self._prepared.get(statement, _UNKNOWN_PREPARED)
-                pending.append(_Pending(BIND))
+                prepared = self._prepared.get(statement, _UNKNOWN_PREPARED)
+                self._portals[buf[start:nul]] = prepared
+                # A refused Parse never reached the target, so binding it fails there;
+                # the client is told why instead of "prepared statement does not exist".
+                pending.append(_Pending(BIND, None, prepared.refusal))
             elif type_code == PARSE:
                 replacement = self._parse(buf, start, end)
             elif type_code == SYNC:
@@ -447,7 +457,7 @@ class ClientSession(asyncio.Protocol):
         assert self.context is not None
         event = self._event(sql, "extended")
         refusal = self.server.chain.admit(Statement(self.context, sql, "parse", event))
-        self._prepared[name] = _Prepared(sql, event)
+        self._prepared[name] = _Prepared(sql, event, refusal.error if refusal else None)
         if refusal is None:
             self._pending.append(_Pending(PARSE))
             return None

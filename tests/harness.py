@@ -13,16 +13,26 @@ from urllib.parse import urlsplit
 
 import uvloop
 
-from jitgate.config import Config, parse_config
+from jitgate.config import STATEMENT_CLASSES, Config, parse_config
 from jitgate.gateway import Gateway
 from store.tokens import issue_token
 
 T = TypeVar("T")
 
 
-def gateway_config(store_dsn: str, target_dsn: str, **overrides: Any) -> Config:
-    """A config with resource ``prod`` on ``target_dsn``; ``alice`` is an engineer,
-    ``bob`` a DBA and ``mallory`` in no group."""
+EVERYTHING = {c: "allow" for c in STATEMENT_CLASSES}
+
+
+def gateway_config(
+    store_dsn: str,
+    target_dsn: str,
+    *,
+    engineers: dict[str, str] | None = None,
+    **overrides: Any,
+) -> Config:
+    """A config with resource ``prod`` on ``target_dsn``; ``alice`` is an engineer (read
+    allow, write review, privilege deny, the rest denied, unless ``engineers`` says
+    otherwise), ``bob`` a DBA and ``eve`` in a group without access to ``prod``."""
     target = urlsplit(target_dsn)
     raw: dict[str, Any] = {
         "database_url": store_dsn,
@@ -40,7 +50,8 @@ def gateway_config(store_dsn: str, target_dsn: str, **overrides: Any) -> Config:
                 "type": "postgres",
                 "url": target_dsn,
                 "access": {
-                    "engineers": {"read": "allow", "write": "review", "privilege": "deny"},
+                    "engineers": engineers
+                    or {"read": "allow", "write": "review", "privilege": "deny"},
                     "dba": {c: "allow" for c in ("read", "write", "ddl", "destructive")},
                 },
                 "approvers": ["dba"],

@@ -478,7 +478,7 @@ async def test_client_vanishes_mid_result(gw: GatewayThread, alice: str, target_
 
 async def test_store_outage_refuses_statements_and_loses_no_event(target_dsn: str) -> None:
     app = "jg-fault-store-outage"
-    slow_sql = "SELECT 'during' FROM pg_sleep(1.5)"
+    slow_sql = "SELECT 'during' FROM pg_sleep(3)"
     with Cluster() as store:
         gw = GatewayThread(gateway_config(store.dsn("postgres"), target_dsn))
         recorder = gw.gateway.recorder
@@ -530,3 +530,25 @@ async def test_store_outage_refuses_statements_and_loses_no_event(target_dsn: st
             ]
         finally:
             gw.stop()
+
+
+def test_function_call_message_is_refused_and_the_session_goes_on(
+    gw: GatewayThread, alice: str
+) -> None:
+    client = RawClient(gw.port)
+    try:
+        client.login(ALICE, alice, "jg-function-call")
+        # pg_terminate_backend's OID would do harm; the legacy message itself is refused.
+        client.send(m.FunctionCall(2096, (0,), (b"1",), 0).encode())
+        answer = client.until(m.ReadyForQuery)
+        errors = [msg for msg in answer if isinstance(msg, m.ErrorResponse)]
+        assert [(e.severity, e.code) for e in errors] == [("ERROR", "0A000")]
+        assert "FunctionCall" in (errors[0].message or "")
+        client.send(m.Query("SELECT 'after'").encode())
+        rows = [msg for msg in client.until(m.ReadyForQuery) if isinstance(msg, m.DataRow)]
+        assert rows == [m.DataRow((b"after",))]
+    finally:
+        client.close()
+    session = session_of(gw, "jg-function-call")
+    recorded = events_of(gw, session)
+    assert recorded[0][:2] == ("<FunctionCall message>", "refused")

@@ -12,7 +12,7 @@ import asyncpg
 import psycopg
 import pytest
 
-from tests.harness import GatewayThread, gateway_config
+from tests.harness import EVERYTHING, GatewayThread, gateway_config
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,9 @@ def target_dsn(make_database: Callable[[str], str]) -> str:
 
 @pytest.fixture(scope="module")
 def gw(make_database: Callable[[str], str], target_dsn: str) -> Iterator[GatewayThread]:
-    gateway = GatewayThread(gateway_config(make_database("jg_proxy_store"), target_dsn))
+    # Everything allowed: these tests are about the protocol, not the policy.
+    config = gateway_config(make_database("jg_proxy_store"), target_dsn, engineers=EVERYTHING)
+    gateway = GatewayThread(config)
     yield gateway
     gateway.stop()
 

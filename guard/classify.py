@@ -1,0 +1,153 @@
+"""The :class:`Classifier`: SQL text in, one :class:`StatementVerdict` per statement out.
+
+Pure and I/O-free; it never raises. Text that does not parse, contains a NUL character (the
+parser would stop there, the server would refuse it) or nests too deeply to walk is one
+``opaque`` verdict.
+
+Caching. Two bounded maps (oldest entry evicted first), neither of which can answer wrong:
+
+* by the exact text: any verdict that does not depend on the session's prepared statements;
+* by the text as ``pgparse.normalize`` writes it, every constant replaced by ``$n`` — so
+  ``… WHERE aid = 1`` and ``… WHERE aid = 2`` share an entry — but only for a single
+  statement whose verdict read no literal's value (see :class:`~guard.values.Dependencies`):
+  ``WHERE 1=1`` and ``WHERE 1=2``, ``set_config('role', …)`` and ``set_config('x', …)``,
+  ``EXPLAIN (ANALYZE false)`` never share one.
+
+The normalized text is used rather than ``pgparse.fingerprint``: a fingerprint is a 64-bit
+non-cryptographic hash (collisions can be crafted) and ignores more than literals (the names
+of prepared statements, for one). Texts longer than :data:`MAX_CACHED_LENGTH` are not cached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import pgparse  # type: ignore[import-not-found]
+
+from guard.catalog import DEFAULT_DENIED_FUNCTIONS
+from guard.values import Dependencies
+from guard.verdict import StatementClass, StatementVerdict, merge, strictest
+from guard.walk import Walker
+
+MAX_CACHED_LENGTH = 8192
+
+_V = TypeVar("_V")
+_ShapeEntry = tuple[StatementClass, tuple[str, ...], str | None]
+
+
+class Classifier:
+    """Classifies SQL text; one instance may serve every session (it keeps no session state:
+    pass the session's prepared statements to :meth:`classify`)."""
+
+    __slots__ = ("_by_shape", "_by_text", "_cache_size", "_denied")
+
+    def __init__(
+        self,
+        *,
+        denied_functions: Iterable[str] = DEFAULT_DENIED_FUNCTIONS,
+        cache_size: int = 10_000,
+    ) -> None:
+        # matched on the unqualified name, any case: pg_catalog.PG_SLEEP is pg_sleep
+        self._denied = frozenset(name.rsplit(".", 1)[-1].lower() for name in denied_functions)
+        self._cache_size = cache_size
+        self._by_text: dict[str, tuple[StatementVerdict, ...]] = {}
+        self._by_shape: dict[str, _ShapeEntry] = {}
+
+    def classify(
+        self, sql: str, *, prepared: Mapping[str, StatementClass] | None = None
+    ) -> list[StatementVerdict]:
+        """One verdict per statement of ``sql``, in order; an empty query is one ``read``.
+
+        ``prepared`` maps the session's SQL-level prepared statement names to their class,
+        for ``EXECUTE name`` (an unknown name is ``opaque``). A ``PREPARE`` earlier in the
+        same text counts too. Callers record each verdict's ``prepared_name``."""
+        cached = self._by_text.get(sql)
+        if cached is not None:
+            return list(cached)
+        shape = self._shape(sql)
+        if shape is not None:
+            entry = self._by_shape.get(shape)
+            if entry is not None:
+                return [StatementVerdict(entry[0], entry[1], sql.strip(), entry[2])]
+        deps = Dependencies()
+        try:
+            verdicts = _classify_text(sql, prepared or {}, self._denied, deps)
+        except RecursionError:
+            return [_opaque(sql, "nests too deeply to classify")]
+        except Exception as exc:  # fail closed: whatever went wrong, the statement is opaque
+            return [_opaque(sql, f"could not be classified ({type(exc).__name__})")]
+        if not deps.prepared and len(sql) <= MAX_CACHED_LENGTH:
+            self._remember(self._by_text, sql, tuple(verdicts))
+            if shape is not None and not deps.literals and len(verdicts) == 1:
+                only = verdicts[0]
+                entry = (only.statement_class, only.reasons, only.prepared_name)
+                self._remember(self._by_shape, shape, entry)
+        return verdicts
+
+    @staticmethod
+    def strictest(verdicts: Sequence[StatementVerdict]) -> StatementVerdict:
+        """The most dangerous verdict: destructive > opaque > privilege > ddl > write > read."""
+        return strictest(verdicts)
+
+    def _shape(self, sql: str) -> str | None:
+        if self._cache_size <= 0 or len(sql) > MAX_CACHED_LENGTH or "\x00" in sql:
+            return None
+        try:
+            shape: str = pgparse.normalize(sql)
+        except Exception:  # not parseable: classified (and cached) by its exact text
+            return None
+        return shape
+
+    def _remember(self, store: dict[str, _V], key: str, value: _V) -> None:
+        if self._cache_size <= 0:
+            return
+        if len(store) >= self._cache_size:
+            store.pop(next(iter(store)), None)
+        store[key] = value
+
+
+def _opaque(sql: str, reason: str) -> StatementVerdict:
+    return StatementVerdict("opaque", (reason,), sql.strip())
+
+
+def _classify_text(
+    sql: str,
+    prepared: Mapping[str, StatementClass],
+    denied: frozenset[str],
+    deps: Dependencies,
+) -> list[StatementVerdict]:
+    if "\x00" in sql:
+        return [_opaque(sql, "contains a NUL character")]
+    try:
+        tree: list[dict[str, Any]] = pgparse.parse(sql)
+    except pgparse.PGQueryError as exc:
+        return [_opaque(sql, f"does not parse: {exc.message}")]
+    if not tree:
+        return [StatementVerdict("read", (), sql.strip())]
+    verdicts = []
+    for entry, text in zip(tree, _statement_texts(sql, tree), strict=True):
+        statement = entry.get("stmt", {})
+        walker = Walker(denied, prepared, deps)
+        walker.walk(statement)
+        statement_class, reasons = merge(walker.findings)
+        name = statement.get("PrepareStmt", {}).get("name")
+        if name is not None:
+            prepared = {**prepared, name: statement_class}
+        verdicts.append(StatementVerdict(statement_class, reasons, text, name))
+    return verdicts
+
+
+def _statement_texts(sql: str, tree: list[dict[str, Any]]) -> list[str]:
+    """Each statement's own text; libpg_query's offsets count UTF-8 bytes."""
+    if len(tree) == 1:
+        return [sql.strip()]
+    ascii_only = sql.isascii()
+    data: str | bytes = sql if ascii_only else sql.encode()
+    texts = []
+    for entry in tree:
+        start = entry.get("stmt_location", 0)
+        length = entry.get("stmt_len", 0)
+        piece = data[start : start + length] if length else data[start:]
+        texts.append((piece if isinstance(piece, str) else piece.decode(errors="replace")).strip())
+    return texts

@@ -1,0 +1,182 @@
+"""Guardrails on the wire: held or denied statements never reach the target, the session
+goes on, and every refusal is audited. The target's own state is the witness."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import asyncpg
+import psycopg
+import pytest
+import yaml
+
+from tests.harness import GatewayThread, gateway_config
+
+
+@pytest.fixture(scope="module")
+def target_dsn(make_database: Callable[[str], str]) -> str:
+    return make_database("jg_guard_target")
+
+
+@pytest.fixture
+def items(target_dsn: str) -> Iterator[Callable[[], int]]:
+    with psycopg.connect(target_dsn, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS items")
+        conn.execute("CREATE TABLE items (id int PRIMARY KEY, name text)")
+        conn.execute("INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 10) g")
+
+    def count() -> int:
+        with psycopg.connect(target_dsn) as conn:
+            row = conn.execute("SELECT count(*) FROM items").fetchone()
+            assert row is not None
+            return int(row[0])
+
+    yield count
+
+
+@pytest.fixture(scope="module")
+def gw(make_database: Callable[[str], str], target_dsn: str) -> Iterator[GatewayThread]:
+    gateway = GatewayThread(gateway_config(make_database("jg_guard_store"), target_dsn))
+    yield gateway
+    gateway.stop()
+
+
+@pytest.fixture(scope="module")
+def alice(gw: GatewayThread) -> str:
+    return gw.dsn("alice@example.com", gw.token("alice@example.com"))
+
+
+@pytest.fixture(scope="module")
+def bob(gw: GatewayThread) -> str:
+    return gw.dsn("bob@example.com", gw.token("bob@example.com"))
+
+
+def refused_events(gw: GatewayThread, sql: str) -> list[asyncpg.Record]:
+    gw.flush_audit()
+    return gw.call(
+        gw.gateway.pool.fetch(
+            "SELECT * FROM statement_events WHERE sql = $1 AND outcome = 'refused'", sql
+        )
+    )
+
+
+def test_psql_denied_and_held_statements_never_run(
+    pg_bin: Callable[[str], str], gw: GatewayThread, alice: str, items: Callable[[], int]
+) -> None:
+    result = subprocess.run(
+        [pg_bin("psql"), "-X", alice,
+         "-c", "DROP TABLE items",
+         "-c", "DELETE FROM items",
+         "-c", "DELETE FROM items WHERE id = 1",
+         "-c", "SELECT 1; /* harmless */ delete from ITEMS where 1 = 1",
+         "-c", "WITH gone AS (DELETE FROM items RETURNING *) SELECT count(*) FROM gone",
+         "-c", "SET session_replication_role = replica",
+         "-c", "SELECT count(*) AS still_there FROM items"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert items() == 10
+    errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR:")]
+    assert errors == [
+        "ERROR:  statement denied by jitgate policy",
+        "ERROR:  statement denied by jitgate policy",
+        "ERROR:  approval required: this statement must be reviewed before it runs",
+        "ERROR:  statement denied by jitgate policy",
+        "ERROR:  statement denied by jitgate policy",
+        "ERROR:  statement denied by jitgate policy",
+    ]
+    assert "still_there" in result.stdout and " 10\n" in result.stdout
+    denied = refused_events(gw, "DROP TABLE items")
+    assert denied and denied[-1]["decision"] == "deny"
+    assert denied[-1]["statement_class"] == "destructive"
+    held = refused_events(gw, "DELETE FROM items WHERE id = 1")
+    assert held[-1]["decision"] == "review" and held[-1]["statement_class"] == "write"
+
+
+async def test_extended_protocol_refusals(
+    gw: GatewayThread, alice: str, items: Callable[[], int]
+) -> None:
+    conn = await asyncpg.connect(alice)
+    try:
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="approval required"):
+            await conn.execute("DELETE FROM items WHERE id = $1", 3)
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="denied"):
+            await conn.prepare("TRUNCATE items")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="denied"):
+            await conn.fetch("SELECT pg_terminate_backend($1)", 1)
+        assert await conn.fetchval("SELECT name FROM items WHERE id = $1", 3) == "item 3"
+        async with conn.transaction():
+            assert await conn.fetchval("SELECT count(*) FROM items") == 10
+        tx = conn.transaction()
+        await tx.start()
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.execute("DROP TABLE items")
+        with pytest.raises(asyncpg.InFailedSQLTransactionError):
+            await conn.fetchval("SELECT 1")  # a refusal aborts the transaction, as an error does
+        await tx.rollback()
+        assert await conn.fetchval("SELECT 2") == 2
+    finally:
+        await conn.close()
+    assert items() == 10
+
+
+def test_prepare_and_execute_of_dml_are_seen_through(
+    gw: GatewayThread, alice: str, items: Callable[[], int]
+) -> None:
+    with psycopg.connect(alice, autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("PREPARE wipe AS DELETE FROM items")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("EXECUTE wipe")
+        assert conn.execute("SELECT count(*) FROM items").fetchone() == (10,)
+    assert items() == 10
+
+
+def test_an_approver_group_with_allow_runs_writes(bob: str, items: Callable[[], int]) -> None:
+    with psycopg.connect(bob, autocommit=True) as conn:
+        assert conn.execute("DELETE FROM items WHERE id = 1").rowcount == 1
+        conn.execute("TRUNCATE items")  # dba: destructive allow
+    assert items() == 0
+
+
+def test_guard_cli_prints_the_decision(tmp_path: Path, target_dsn: str) -> None:
+    config = tmp_path / "jitgate.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "database_url": "postgresql://unused@127.0.0.1/unused",
+                "groups": {"engineers": ["alice@example.com"]},
+                "resources": {
+                    "prod": {
+                        "url": target_dsn,
+                        "access": {"engineers": {"read": "allow", "write": "review"}},
+                    }
+                },
+            }
+        )
+    )
+
+    def guard(sql: str, user: str = "alice@example.com") -> dict[str, object]:
+        out = subprocess.run(
+            [sys.executable, "-m", "jitgate", "guard", "--config", str(config),
+             "--resource", "prod", "--user", user],
+            input=sql, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        result: dict[str, object] = json.loads(out.stdout)
+        return result
+
+    assert guard("SELECT 1") == {
+        "action": "allow",
+        "statements": [{"class": "read", "reasons": []}],
+    }
+    held = guard("SELECT 1; UPDATE t SET a = 1 WHERE id = 2")
+    assert held["action"] == "review"
+    assert [s["class"] for s in held["statements"]] == ["read", "write"]  # type: ignore[attr-defined]
+    dropped = guard("DROP TABLE t")
+    assert dropped["action"] == "deny"
+    assert guard("SELECT 1", user="stranger@example.com")["action"] == "deny"
+    assert guard("this is not sql")["statements"][0]["class"] == "opaque"  # type: ignore[index]
