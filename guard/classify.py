@@ -13,6 +13,14 @@ Caching. Two bounded maps (oldest entry evicted first), neither of which can ans
   ``WHERE 1=1`` and ``WHERE 1=2``, ``set_config('role', …)`` and ``set_config('x', …)``,
   ``EXPLAIN (ANALYZE false)`` never share one.
 
+In front of those, a third map answers the commonest traffic — the same statement with
+other numbers, as pgbench and ORMs send it — without calling the parser: for plain ASCII
+text (no quotes, dollar signs, backslashes or comments) every integer token is replaced
+by ``$``. An entry is stored there only when that key, numbered ``$1…$n``, is exactly what
+``pgparse.normalize`` made of the text, i.e. every replaced token is a constant the parser
+also replaced and nothing else was; two texts with the same key then differ only in those
+constants and share the normalized entry's verdict.
+
 The normalized text is used rather than ``pgparse.fingerprint``: a fingerprint is a 64-bit
 non-cryptographic hash (collisions can be crafted) and ignores more than literals (the names
 of prepared statements, for one). Texts longer than :data:`MAX_CACHED_LENGTH` are not cached.
@@ -20,6 +28,7 @@ of prepared statements, for one). Texts longer than :data:`MAX_CACHED_LENGTH` ar
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -32,6 +41,11 @@ from guard.walk import Walker
 
 MAX_CACHED_LENGTH = 8192
 
+# Marks of text whose digits may not be whole integer tokens: strings, quoted
+# identifiers, dollar quotes and parameters, escapes, comments.
+_NOT_PLAIN = ("'", '"', "$", "\\", "--", "/*")
+_INTEGER = re.compile(r"\b\d+\b")
+
 _V = TypeVar("_V")
 _ShapeEntry = tuple[StatementClass, tuple[str, ...], str | None]
 
@@ -40,7 +54,7 @@ class Classifier:
     """Classifies SQL text; one instance may serve every session (it keeps no session state:
     pass the session's prepared statements to :meth:`classify`)."""
 
-    __slots__ = ("_by_shape", "_by_text", "_cache_size", "_denied")
+    __slots__ = ("_by_numbers", "_by_shape", "_by_text", "_cache_size", "_denied")
 
     def __init__(
         self,
@@ -53,6 +67,7 @@ class Classifier:
         self._cache_size = cache_size
         self._by_text: dict[str, tuple[StatementVerdict, ...]] = {}
         self._by_shape: dict[str, _ShapeEntry] = {}
+        self._by_numbers: dict[str, _ShapeEntry] = {}
 
     def classify(
         self, sql: str, *, prepared: Mapping[str, StatementClass] | None = None
@@ -65,6 +80,11 @@ class Classifier:
         cached = self._by_text.get(sql)
         if cached is not None:
             return list(cached)
+        numbers = _numbers_key(sql)
+        if numbers is not None:
+            entry = self._by_numbers.get(numbers)
+            if entry is not None:
+                return [StatementVerdict(entry[0], entry[1], sql.strip(), entry[2])]
         shape = self._shape(sql)
         if shape is not None:
             entry = self._by_shape.get(shape)
@@ -83,6 +103,8 @@ class Classifier:
                 only = verdicts[0]
                 entry = (only.statement_class, only.reasons, only.prepared_name)
                 self._remember(self._by_shape, shape, entry)
+                if numbers is not None and _numbered(numbers) == shape:
+                    self._remember(self._by_numbers, numbers, entry)
         return verdicts
 
     @staticmethod
@@ -105,6 +127,21 @@ class Classifier:
         if len(store) >= self._cache_size:
             store.pop(next(iter(store)), None)
         store[key] = value
+
+
+def _numbers_key(sql: str) -> str | None:
+    if len(sql) > MAX_CACHED_LENGTH or not sql.isascii():
+        return None
+    for mark in _NOT_PLAIN:
+        if mark in sql:
+            return None
+    return _INTEGER.sub("$", sql)
+
+
+def _numbered(key: str) -> str:
+    """``key`` with its placeholders numbered as ``pgparse.normalize`` numbers them."""
+    parts = key.split("$")
+    return parts[0] + "".join(f"${i}{part}" for i, part in enumerate(parts[1:], 1))
 
 
 def _opaque(sql: str, reason: str) -> StatementVerdict:

@@ -272,3 +272,31 @@ def test_verdicts_are_frozen(classifier: Classifier) -> None:
     verdict = classifier.classify("SELECT 1")[0]
     with pytest.raises(dataclasses.FrozenInstanceError):
         verdict.statement_class = "write"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "classes"),
+    [
+        ("EXPLAIN (ANALYZE 0) DELETE FROM t", "EXPLAIN (ANALYZE 1) DELETE FROM t",
+         ("read", "destructive")),
+        ("DELETE FROM t WHERE 1=2", "DELETE FROM t WHERE 1=1", ("write", "destructive")),
+        ("DELETE FROM t WHERE id = 3", "DELETE FROM t WHERE 3 = 3", ("write", "destructive")),
+        ("SELECT * FROM t1 WHERE a = 1", "SELECT * FROM t2 WHERE a = 1", ("read", "read")),
+        ("UPDATE t SET a = 1 WHERE id = 2", "UPDATE t SET a = 1 WHERE 2 > 1",
+         ("write", "destructive")),
+        ("SELECT 1 FROM t LIMIT 5", "SELECT pg_terminate_backend(5) FROM t LIMIT 5",
+         ("read", "opaque")),
+    ],
+)  # fmt: skip
+def test_the_number_key_shares_only_what_normalize_shares(
+    first: str, second: str, classes: tuple[str, str]
+) -> None:
+    classifier = Classifier()
+    assert classifier.classify(first)[0].statement_class == classes[0]
+    assert classifier.classify(second)[0].statement_class == classes[1]
+    # and in the other order, each against a warm cache of many renumbered variants
+    warm = Classifier()
+    for n in range(50):
+        warm.classify(re.sub(r"\b\d+\b", str(n + 10), second))
+    assert warm.classify(second)[0].statement_class == classes[1]
+    assert warm.classify(first)[0].statement_class == classes[0]
