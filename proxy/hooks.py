@@ -86,8 +86,11 @@ class Classify:
             if verdict.prepared_name is not None:
                 prepared[verdict.prepared_name] = verdict.statement_class
         statement.verdicts = verdicts
-        worst = Classifier.strictest(verdicts)
-        statement.event.statement_class = worst.statement_class
+        if len(verdicts) == 1:
+            statement.event.statement_class = verdicts[0].statement_class
+            statement.event.reasons = verdicts[0].reasons
+            return None
+        statement.event.statement_class = Classifier.strictest(verdicts).statement_class
         statement.event.reasons = tuple(
             dict.fromkeys(reason for verdict in verdicts for reason in verdict.reasons)
         )
@@ -106,9 +109,11 @@ class Decide:
         if statement.protocol == "execute":
             return None
         context = statement.context
-        classes: set[str] = {v.statement_class for v in statement.verdicts}
-        classes = classes or {event.statement_class}
-        event.decision = strictest_action(decide(context, c) for c in classes)
+        if len(statement.verdicts) <= 1:
+            event.decision = decide(context, event.statement_class)
+        else:
+            classes = {v.statement_class for v in statement.verdicts}
+            event.decision = strictest_action(decide(context, c) for c in classes)
         if event.decision == "deny":
             return Refusal(pgerrors.statement_denied(event.reasons), "deny")
         return None
