@@ -224,10 +224,17 @@ def test_pgbench_simple_extended_and_prepared(
 def test_session_rows_record_who_and_where(gw: GatewayThread, alice: str) -> None:
     with psycopg.connect(gw.dsn("alice@example.com", alice, application_name="audit-check")) as c:
         c.execute("SELECT 1")
-    gw.flush_audit()
-    row = gw.call(
-        gw.gateway.pool.fetchrow("SELECT * FROM sessions WHERE application_name = 'audit-check'")
-    )
+    deadline = time.monotonic() + 5
+    while True:  # the gateway files the session's end when it sees the connection close
+        gw.flush_audit()
+        row = gw.call(
+            gw.gateway.pool.fetchrow(
+                "SELECT * FROM sessions WHERE application_name = 'audit-check'"
+            )
+        )
+        if row["ended_at"] is not None or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert row["identity"] == "alice@example.com"
     assert row["resource"] == "prod"
     assert row["client_addr"].startswith("127.0.0.1:")
