@@ -18,7 +18,7 @@ from typing import Any
 import uvloop
 
 from jitgate.config import load_config, parse_duration
-from jitgate.errors import ConfigError, JitgateError, PeerError, UsageError
+from jitgate.errors import ConfigError, JitgateError, UsageError
 from jitgate.logs import configure_logging
 from store.db import connect_pool, migrate
 from store.tokens import issue_token, revoke_tokens
@@ -31,18 +31,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], Coroutine[Any, Any, int]] = args.handler
     try:
         return uvloop.run(handler(args))
-    except ConfigError as exc:
-        print(f"jitgate: config error: {exc}", file=sys.stderr)
-        return 2
-    except UsageError as exc:
-        print(f"jitgate: {exc}", file=sys.stderr)
-        return 2
-    except PeerError as exc:
-        print(f"jitgate: {exc}", file=sys.stderr)
-        return 1
     except JitgateError as exc:
-        print(f"jitgate: {exc}", file=sys.stderr)
-        return 1
+        prefix = "config error: " if isinstance(exc, ConfigError) else ""
+        print(f"jitgate: {prefix}{exc}", file=sys.stderr)
+        return 2 if isinstance(exc, UsageError) else 1
     except KeyboardInterrupt:
         return 130
 
