@@ -334,7 +334,10 @@ def _print_ready(demo: Demo) -> None:
     print("Then try:")
     print("  SELECT * FROM customers LIMIT 5;   -- a read: runs at once")
     print("  SELECT count(*) FROM orders;       -- so does this one")
-    print("  SELECT email, card_number FROM customers LIMIT 3;  -- recorded with who and when")
+    print(
+        '  DELETE FROM carts WHERE id = 1;    -- a write: ERROR "approval required", nothing runs'
+    )
+    print("  DROP TABLE orders;                 -- held too: destructive statements need review")
     print()
     print("Every statement is recorded in the store's statement_events table:")
     print(f'  {_psql(demo)} "{demo.store_url}" -c "{STATEMENT_EVENTS_SQL}"')

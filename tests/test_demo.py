@@ -107,6 +107,13 @@ def test_the_demo_session_is_audited(demo: RunningDemo) -> None:
     assert recorded.strip() == "alice@example.com"
 
 
+def test_a_write_is_held_and_does_not_run(demo: RunningDemo) -> None:
+    result = demo.run_psql("DELETE FROM carts WHERE id = 1")
+    assert result.returncode != 0
+    assert "ERROR:  approval required" in result.stderr
+    assert demo.run_psql("SELECT count(*) FROM carts WHERE id = 1").stdout.strip() == "1"
+
+
 def test_sigterm_stops_the_gateway_and_the_cluster(demo: RunningDemo) -> None:
     demo.process.send_signal(signal.SIGTERM)
     assert demo.process.wait(60) == 0, "".join(demo.output)
