@@ -55,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     guard.add_argument("--user", required=True)
     guard.set_defaults(handler=_guard)
 
+    mask = commands.add_parser("mask", help="mask JSON lines from stdin, as results are masked")
+    mask.set_defaults(handler=_mask)
+
     mig = commands.add_parser("migrate", help="apply the store's schema migrations")
     mig.add_argument("--config", required=True)
     mig.set_defaults(handler=_migrate)
@@ -124,6 +127,28 @@ async def _guard(args: argparse.Namespace) -> int:
             }
         )
     )
+    return 0
+
+
+async def _mask(args: argparse.Namespace) -> int:
+    """Read ``{"column": …, "type": …, "value": …}`` lines (column and type optional) and
+    write ``{"value": <masked>, "entities": [...]}`` for each, for testing a policy. A line
+    that is not such an object gets ``{"error": …}`` naming its line number."""
+    from masking import mask_text
+
+    for number, line in enumerate(sys.stdin, 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            value, column = item["value"], item.get("column")
+            if not isinstance(value, str) or not isinstance(column, str | None):
+                raise TypeError
+        except (ValueError, KeyError, TypeError, AttributeError):
+            print(json.dumps({"error": f"line {number}: expected an object with a string value"}))
+            continue
+        result = mask_text(value, column=column)
+        print(json.dumps({"value": result.value, "entities": list(result.entities)}))
     return 0
 
 

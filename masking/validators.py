@@ -1,0 +1,137 @@
+"""Validators that turn a regex candidate into a finding: checksums, issuer tables, SSA rules.
+
+Each takes the candidate text exactly as matched and answers ``True`` only when the value is
+well-formed by its specification, so the detectors' regexes may stay loose and cheap.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+
+CARD_SEPARATORS = " -"
+
+# ISO 13616 lengths (country code included) for the countries an IBAN is most often seen from.
+IBAN_LENGTHS: dict[str, int] = {
+    "AD": 24, "AE": 23, "AT": 20, "BE": 16, "BG": 22, "BH": 22, "BR": 29, "CH": 21,
+    "CY": 28, "CZ": 24, "DE": 22, "DK": 18, "EE": 20, "ES": 24, "FI": 18, "FR": 27,
+    "GB": 22, "GI": 23, "GR": 27, "HR": 21, "HU": 28, "IE": 22, "IL": 23, "IS": 26,
+    "IT": 27, "KW": 30, "KZ": 20, "LI": 21, "LT": 20, "LU": 20, "LV": 21, "MC": 27,
+    "MT": 31, "NL": 18, "NO": 15, "PK": 24, "PL": 28, "PT": 25, "QA": 29, "RO": 24,
+    "RS": 22, "SA": 24, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "TR": 26, "UA": 29,
+}  # fmt: skip
+
+
+def luhn_ok(digits: str) -> bool:
+    """The Luhn (mod 10) check over a string of ASCII digits."""
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+def card_brand(digits: str) -> str | None:
+    """The issuer whose prefix and length rules ``digits`` satisfies, or ``None``."""
+    n = len(digits)
+    if digits[0] == "4":
+        return "visa" if n in (13, 16, 19) else None
+    if n == 15 and digits[:2] in ("34", "37"):
+        return "amex"
+    if n == 16 and (51 <= int(digits[:2]) <= 55 or 2221 <= int(digits[:4]) <= 2720):
+        return "mastercard"
+    if 16 <= n <= 19 and (digits.startswith(("6011", "65")) or 644 <= int(digits[:3]) <= 649):
+        return "discover"
+    return None
+
+
+def valid_card(candidate: str) -> bool:
+    """Issuer prefix and length, Luhn, and one separator style (all spaces, all dashes or none)."""
+    separators = {ch for ch in candidate if ch in CARD_SEPARATORS}
+    if len(separators) > 1:
+        return False
+    digits = candidate.replace(" ", "").replace("-", "")
+    return card_brand(digits) is not None and luhn_ok(digits)
+
+
+def valid_ssn(candidate: str) -> bool:
+    """SSA rules: area not 000, 666 or 900–999; group not 00; serial not 0000."""
+    digits = candidate.replace("-", "")
+    if len(digits) != 9 or not digits.isdigit():
+        return False
+    area, group, serial = int(digits[:3]), digits[3:5], digits[5:]
+    return area not in (0, 666) and area < 900 and group != "00" and serial != "0000"
+
+
+def valid_iban(candidate: str) -> bool:
+    """Country length from :data:`IBAN_LENGTHS` and the ISO 7064 mod-97 check."""
+    compact = candidate.replace(" ", "")
+    if IBAN_LENGTHS.get(compact[:2]) != len(compact):
+        return False
+    rearranged = compact[4:] + compact[:4]
+    number = "".join(str(int(ch, 36)) for ch in rearranged)
+    return int(number) % 97 == 1
+
+
+def iban_extent(candidate: str) -> int:
+    """Length of the valid IBAN at the start of ``candidate`` (grouped in fours or compact),
+    or 0; a grouped IBAN may be followed by a word that the loose regex took in."""
+    want = IBAN_LENGTHS.get(candidate[:2])
+    if want is None:
+        return 0
+    seen = 0
+    for end, ch in enumerate(candidate, 1):
+        seen += ch != " "
+        if seen == want:
+            whole_token = end == len(candidate) or candidate[end] == " "
+            return end if whole_token and valid_iban(candidate[:end]) else 0
+    return 0
+
+
+def valid_phone(candidate: str) -> bool:
+    """E.164: a ``+`` and 8–15 digits, the first not zero; the regex allows single spaces or
+    dashes between digits (``+1 415-555-2671`` is how people write it)."""
+    digits = candidate[1:].replace(" ", "").replace("-", "")
+    return 8 <= len(digits) <= 15 and digits[0] != "0"
+
+
+def valid_email(candidate: str) -> bool:
+    """Local part without leading, trailing or doubled dots; a dotted domain with labels."""
+    local, _, domain = candidate.rpartition("@")
+    if local.startswith(".") or local.endswith(".") or ".." in local:
+        return False
+    return all(label and not label.startswith("-") for label in domain.split("."))
+
+
+def _b64url_decode(part: str) -> bytes:
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+def valid_jwt(candidate: str) -> bool:
+    """Three base64url parts whose first decodes to a JSON object with an ``alg`` member."""
+    header = candidate.split(".", 1)[0]
+    try:
+        decoded = json.loads(_b64url_decode(header))
+    except (binascii.Error, ValueError):
+        return False
+    return isinstance(decoded, dict) and "alg" in decoded
+
+
+def random_looking(candidate: str) -> bool:
+    """Token bodies mix letters and digits; ``sk-your-api-key-here`` does not."""
+    return any(ch.isdigit() for ch in candidate) and any(ch.isalpha() for ch in candidate)
+
+
+def valid_slack(candidate: str) -> bool:
+    """Slack tokens carry numeric workspace/user ids: ``xoxb-123…-456…-abc…``."""
+    return len(candidate) >= 24 and random_looking(candidate[5:])
+
+
+def always(candidate: str) -> bool:
+    """For patterns that are specific enough on their own."""
+    return True

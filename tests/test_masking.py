@@ -1,0 +1,405 @@
+"""The masking engine: positives built from the specifications (issuer tables, Luhn, SSA rules,
+IBAN country lengths and mod 97), in a bare cell and in a sentence; hard negatives that must
+come back untouched as the same object; strategies; several entities in one value."""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import string
+
+import pytest
+
+from masking import DEFAULT_POLICY, MaskingPolicy, Strategy, mask_text
+from masking.validators import IBAN_LENGTHS
+
+RNG = random.Random(4)
+ALNUM = string.ascii_letters + string.digits
+UPPER_ALNUM = string.ascii_uppercase + string.digits
+
+
+def _pick(alphabet: str, n: int) -> str:
+    return "".join(RNG.choice(alphabet) for _ in range(n))
+
+
+def luhn_complete(prefix: str, length: int) -> str:
+    """``prefix`` padded with random digits to ``length`` with a valid Luhn check digit."""
+    body = prefix + _pick(string.digits, length - len(prefix) - 1)
+    for check in string.digits:
+        candidate = body + check
+        total = 0
+        for i, ch in enumerate(reversed(candidate)):
+            d = int(ch) * (2 if i % 2 else 1)
+            total += d - 9 if d > 9 else d
+        if total % 10 == 0:
+            return candidate
+    raise AssertionError("unreachable")
+
+
+def iban(country: str, bban: str) -> str:
+    """An IBAN whose check digits are computed by ISO 7064 mod 97-10."""
+    number = int("".join(str(int(ch, 36)) for ch in bban + country + "00"))
+    return f"{country}{98 - number % 97:02d}{bban}"
+
+
+def grouped(value: str, size: int = 4, sep: str = " ") -> str:
+    return sep.join(value[i : i + size] for i in range(0, len(value), size))
+
+
+def jwt(header: dict[str, str]) -> str:
+    def part(obj: dict[str, object]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+    return (
+        f"{part(dict(header))}.{part({'sub': '1234567890', 'iat': 1516239022})}.{_pick(ALNUM, 43)}"
+    )
+
+
+CARD_PREFIXES = [
+    ("4", 13), ("4", 16), ("4", 19), ("51", 16), ("55", 16), ("2221", 16), ("2720", 16),
+    ("2500", 16), ("34", 15), ("37", 15), ("6011", 16), ("65", 16), ("644", 16), ("649", 19),
+]  # fmt: skip
+CARDS = [luhn_complete(prefix, length) for prefix, length in CARD_PREFIXES]
+
+IBAN_BBANS = {
+    "DE": "370400440532013000", "GB": "WEST12345698765432", "FR": "20041010050500013M02606",
+    "NL": "ABNA0417164300", "BE": "539007547034", "ES": "21000418450200051332",
+    "IT": "X0542811101000000123456", "CH": "00762011623852957", "AT": "1904300234573201",
+    "SE": "50000000058398257466", "NO": "86011117947", "DK": "00400440116243",
+    "FI": "21000000000000", "PL": "109010140000071219812874", "PT": "000201231234567890154",
+    "IE": "AIBK93115212345678", "LU": "0019400644750000", "CZ": "06000000000000000001",
+    "HU": "117730161111101800000000", "RO": "AAAA1B31007593840000",
+    "SA": "80000000608010167519", "AE": "0331234567890123456",
+}  # fmt: skip
+IBANS = [iban(country, bban) for country, bban in IBAN_BBANS.items()]
+
+SECRETS = [
+    ("AWS_ACCESS_KEY", "AKIA" + _pick(UPPER_ALNUM, 16)),
+    ("AWS_ACCESS_KEY", "ASIA" + _pick(UPPER_ALNUM, 16)),
+    *[("GITHUB_TOKEN", f"{p}_" + _pick(ALNUM, 36)) for p in ("ghp", "gho", "ghu", "ghs", "ghr")],
+    ("GITHUB_TOKEN", "github_pat_" + _pick(ALNUM, 22) + "_" + _pick(ALNUM, 59)),
+    ("GITLAB_TOKEN", "glpat-" + _pick(ALNUM, 20)),
+    ("SLACK_TOKEN", "xoxb-1234567890123-1234567890123-" + _pick(ALNUM, 24)),
+    ("SLACK_TOKEN", "xoxp-1234567890-1234567890-1234567890-" + _pick(ALNUM, 32)),
+    ("STRIPE_KEY", "sk_live_" + _pick(ALNUM, 24)),
+    ("STRIPE_KEY", "rk_live_" + _pick(ALNUM, 32)),
+    ("OPENAI_KEY", "sk-" + _pick(ALNUM, 48)),
+    ("OPENAI_KEY", "sk-proj-" + _pick(ALNUM + "-_", 40) + "9a"),
+    ("GOOGLE_API_KEY", "AIza" + _pick(ALNUM + "-_", 35)),
+    ("JWT", jwt({"alg": "HS256", "typ": "JWT"})),
+    ("JWT", jwt({"alg": "RS256", "kid": "k1"})),
+    (
+        "PRIVATE_KEY",
+        "-----BEGIN RSA PRIVATE KEY-----\nMIIEow"
+        + _pick(ALNUM, 64)
+        + "\n-----END RSA PRIVATE KEY-----",
+    ),
+    (
+        "PRIVATE_KEY",
+        "-----BEGIN PRIVATE KEY-----\n" + _pick(ALNUM, 64) + "\n-----END PRIVATE KEY-----",
+    ),
+]
+
+POSITIVES: list[tuple[str, str]] = [
+    *[("CREDIT_CARD", card) for card in CARDS],
+    *[("CREDIT_CARD", grouped(card)) for card in CARDS if len(card) == 16],
+    *[("CREDIT_CARD", grouped(card, sep="-")) for card in CARDS if len(card) == 16],
+    ("CREDIT_CARD", "3782 822463 10005"),
+    ("US_SSN", "123-45-6789"),
+    ("US_SSN", "078-05-1120"),
+    ("US_SSN", "899-99-0001"),
+    ("EMAIL", "alice@example.com"),
+    ("EMAIL", "first.last+tag@mail.example.co.uk"),
+    ("EMAIL", "o'neil_99@sub-domain.example.org".replace("'", "")),
+    *[("IBAN", value) for value in IBANS],
+    *[("IBAN", grouped(value)) for value in IBANS],
+    ("PHONE", "+14155552671"),
+    ("PHONE", "+44 20 7946 0958"),
+    ("PHONE", "+49-30-901820"),
+    ("PHONE", "+1 415-555-2671"),
+    ("PHONE", "+861012345678"),
+    *SECRETS,
+]
+
+
+@pytest.mark.parametrize(("entity", "value"), POSITIVES, ids=repr)
+def test_positive_in_a_bare_cell(entity: str, value: str) -> None:
+    result = mask_text(value)
+    assert result.entities == (entity,)
+    if entity != "CREDIT_CARD":
+        assert result.value == f"[{entity}]"
+
+
+@pytest.mark.parametrize(("entity", "value"), POSITIVES, ids=repr)
+def test_positive_in_a_sentence(entity: str, value: str) -> None:
+    result = mask_text(f"Customer said: {value}, please check (ticket 42).")
+    assert result.entities == (entity,)
+    assert value not in result.value
+    assert result.value.startswith("Customer said: ")
+    assert result.value.endswith(", please check (ticket 42).")
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "postgres://app:s3cr3t-Pa55@db.internal:5432/app",
+        "mysql://root:hunter2@10.0.0.5/db",
+        "redis://default:Zm9vYmFy@cache:6379",
+        "amqp://guest:guest@localhost:5672/",
+        "postgresql://svc:p@ss:w0rd@db.example.com/prod",
+    ],
+)
+def test_connection_uri_password(uri: str) -> None:
+    result = mask_text(f"dsn={uri}")
+    authority = uri.split("://", 1)[1].split("/", 1)[0]
+    password = authority.rsplit("@", 1)[0].split(":", 1)[1]
+    assert result.entities == ("URI_PASSWORD",)
+    assert result.value == "dsn=" + uri.replace(f":{password}@", ":[URI_PASSWORD]@")
+
+
+def _luhn_failing(card: str) -> str:
+    return card[:-1] + str((int(card[-1]) + 1) % 10)
+
+
+HARD_NEGATIVES = [
+    "550e8400-e29b-41d4-a716-446655440000",
+    "123e4567-e89b-12d3-a456-426614174000",
+    "2024-01-15T10:30:00Z",
+    "2024-01-15 10:30:00.123456+00:00",
+    "1700000000",
+    "1700000000123",
+    "1.2.3",
+    "v10.24.1-rc.2",
+    "3f9a1c2b4d5e6f708192a3b4c5d6e7f8091a2b3c",
+    "d41d8cd98f00b204e9800998ecf8427e",
+    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+    "$1,234,567.89",
+    "EUR 12 345,67",
+    "ORD-2024-000123",
+    "SKU-4411-2093-77",
+    *[_luhn_failing(card) for card in CARDS if len(card) == 16],
+    "1234567890123456",
+    "YOUR_API_KEY",
+    "sk-your-api-key-goes-here",
+    "xoxb-your-token-here-please",
+    "AKIA_EXAMPLE",
+    "hello world",
+    "The quick brown fox jumps over the lazy dog.",
+    "000-12-3456",
+    "666-12-3456",
+    "900-12-3456",
+    "123-00-4567",
+    "123-45-0000",
+    "123456789",
+    "phone 4155552671",
+    "+0123456789",
+    "+1234567",
+    "user@localhost",
+    "DE00370400440532013000",
+    "GB82WEST1234569876543",
+    "eyJub3QiOiJhIGp3dCJ9.eyJzdWIiOiIxIn0.c2ln",
+    "https://example.com/path?q=1",
+    "4111 1111-1111 1111",
+    "41111111111111112222",
+    "4111 1111 1111 1111 2222",
+]
+
+
+@pytest.mark.parametrize("value", HARD_NEGATIVES, ids=repr)
+def test_hard_negative_is_returned_untouched(value: str) -> None:
+    for carried in (value, f"row {value} end"):
+        result = mask_text(carried)
+        assert result.value is carried
+        assert result.entities == ()
+
+
+def _generated_negatives(rng: random.Random, n: int) -> list[str]:
+    hexdigits = "0123456789abcdef"
+    makers = [
+        lambda: "-".join(_pick(hexdigits, k) for k in (8, 4, 4, 4, 12)),
+        lambda: _pick(hexdigits, rng.choice((7, 32, 40, 64))),
+        lambda: str(rng.randrange(10**9, 2 * 10**9)),
+        lambda: str(rng.randrange(10**12, 2 * 10**12)),
+        lambda: f"{rng.randrange(30)}.{rng.randrange(30)}.{rng.randrange(300)}",
+        lambda: f"${rng.randrange(10**7):,}.{rng.randrange(100):02d}",
+        lambda: f"ORD-{rng.randrange(2000, 2030)}-{rng.randrange(10**6):06d}",
+        lambda: _luhn_failing(luhn_complete(rng.choice(["4", "51", "6011"]), 16)),
+        lambda: luhn_complete(rng.choice(["1", "7", "8", "9", "30", "36"]), rng.randrange(13, 20)),
+        lambda: f"978-{rng.randrange(10)}-{rng.randrange(100, 999)}-{rng.randrange(10**5)}-1",
+        lambda: f"{rng.randrange(2000, 2030)}-{rng.randrange(1, 13):02d}-01T00:00:00Z",
+    ]
+    return [rng.choice(makers)() for _ in range(n)]
+
+
+def test_generated_hard_negatives_are_untouched() -> None:
+    for value in _generated_negatives(random.Random(7), 5000):
+        assert mask_text(value).value is value, value
+
+
+def test_generated_cards_are_all_masked() -> None:
+    rng = random.Random(11)
+    for _ in range(2000):
+        prefix, length = rng.choice(CARD_PREFIXES)
+        card = luhn_complete(prefix, length)
+        carried = rng.choice((card, grouped(card), grouped(card, sep="-")))
+        result = mask_text(f"paid with {carried} today")
+        assert result.entities == ("CREDIT_CARD",), carried
+        assert "".join(ch for ch in result.value if ch.isdigit()) == card[-4:]
+
+
+def test_generated_ibans_for_every_listed_country() -> None:
+    rng = random.Random(13)
+    for country, length in IBAN_LENGTHS.items():
+        value = iban(country, "".join(rng.choice(string.digits) for _ in range(length - 4)))
+        for carried in (value, grouped(value)):
+            assert mask_text(f"IBAN: {carried}.").value == "IBAN: [IBAN].", carried
+            broken = carried[:-1] + str((int(carried[-1]) + 1) % 10)
+            assert mask_text(broken).value is broken
+
+
+def test_clean_text_is_the_same_object() -> None:
+    value = "".join(["plain ", "text"])
+    assert mask_text(value).value is value
+    assert mask_text(value, column="ssn").value is value
+
+
+@pytest.mark.parametrize(
+    ("column", "masked"),
+    [
+        ("ssn", True), ("customer_ssn", True), ("SocialSecurityNumber", True),
+        ("social_sec", True), (None, False), ("order_id", False), ("zip", False),
+        ("session", False),
+    ],
+)  # fmt: skip
+def test_bare_ssn_needs_an_ssn_like_column(column: str | None, masked: bool) -> None:
+    result = mask_text("123456789", column=column)
+    assert result.entities == (("US_SSN",) if masked else ())
+    assert (result.value == "[US_SSN]") is masked
+
+
+def test_bare_ssn_still_follows_ssa_rules() -> None:
+    for value in ("000123456", "666123456", "912345678", "123004567", "123450000"):
+        assert mask_text(value, column="ssn").entities == ()
+
+
+@pytest.mark.parametrize(
+    ("card", "masked"),
+    [
+        ("4242424242424242", "************4242"),
+        ("4242 4242 4242 4242", "**** **** **** 4242"),
+        ("5555-5555-5555-4444", "****-****-****-4444"),
+        ("378282246310005", "***********0005"),
+    ],
+)
+def test_partial_card_keeps_last_four_and_separators(card: str, masked: str) -> None:
+    assert mask_text(f"card {card}").value == f"card {masked}"
+
+
+def test_partial_on_other_entities() -> None:
+    policy = MaskingPolicy(strategies={"IBAN": "partial", "US_SSN": "partial"})
+    value = grouped(IBANS[0])
+    assert mask_text(value, policy=policy).value == "**** **** **** **** **30 00"
+    assert mask_text("123-45-6789", policy=policy).value == "***-**-6789"
+
+
+def test_hash_is_stable_per_key() -> None:
+    a = MaskingPolicy(default="hash", hash_key=b"key-a")
+    b = MaskingPolicy(default="hash", hash_key=b"key-b")
+    first = mask_text("mail alice@example.com", policy=a).value
+    assert first == mask_text("mail alice@example.com", policy=a).value
+    assert first != mask_text("mail alice@example.com", policy=b).value
+    assert first != mask_text("mail bob@example.com", policy=a).value
+    token = first.removeprefix("mail ")
+    assert token.startswith("[EMAIL:") and token.endswith("]")
+    assert len(token) == len("[EMAIL:]") + 8
+    assert all(ch in string.hexdigits for ch in token[7:-1])
+
+
+def test_hash_joins_the_same_value_written_two_ways() -> None:
+    policy = MaskingPolicy(strategies={"CREDIT_CARD": "hash"}, hash_key=b"k")
+    spaced = mask_text("4242 4242 4242 4242", policy=policy).value
+    assert spaced == mask_text("4242424242424242", policy=policy).value
+    assert spaced.startswith("[CREDIT_CARD:")
+
+
+def test_multiple_entities_in_order() -> None:
+    card = CARDS[1]
+    value = (
+        f"Contact alice@example.com or +14155552671; card {card}, SSN 123-45-6789, "
+        f"iban {IBANS[0]}, key {SECRETS[0][1]}."
+    )
+    result = mask_text(value)
+    assert result.entities == (
+        "EMAIL", "PHONE", "CREDIT_CARD", "US_SSN", "IBAN", "AWS_ACCESS_KEY",
+    )  # fmt: skip
+    assert result.value == (
+        "Contact [EMAIL] or [PHONE]; card ************" + card[-4:] + ", SSN [US_SSN], "
+        "iban [IBAN], key [AWS_ACCESS_KEY]."
+    )
+
+
+def test_grouped_iban_followed_by_a_word() -> None:
+    value = grouped(iban("BE", "539007547034"))
+    assert mask_text(f"{value} ABCD").value == "[IBAN] ABCD"
+    assert mask_text(f"{value}ABCD").entities == ()
+    assert mask_text(value.replace(" ", "") + "ABCD").entities == ()
+
+
+def test_same_entity_twice_counts_twice() -> None:
+    result = mask_text("a@example.com, b@example.com")
+    assert result == type(result)("[EMAIL], [EMAIL]", ("EMAIL", "EMAIL"))
+
+
+def test_policy_is_a_private_copy() -> None:
+    strategies: dict[str, Strategy] = {"EMAIL": "partial"}
+    policy = MaskingPolicy(strategies=strategies)
+    strategies["EMAIL"] = "redact"
+    assert policy.strategy_for("EMAIL") == "partial"
+
+
+def test_default_policy() -> None:
+    assert DEFAULT_POLICY.strategy_for("CREDIT_CARD") == "partial"
+    assert DEFAULT_POLICY.strategy_for("EMAIL") == "redact"
+    assert DEFAULT_POLICY.hash_key is None
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"default": "hash"},
+        {"strategies": {"EMAIL": "hash"}},
+        {"strategies": {"NOT_AN_ENTITY": "redact"}},
+        {"strategies": {"EMAIL": "scramble"}},
+        {"default": "scramble"},
+    ],
+)
+def test_bad_policy_is_refused_when_built(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match="masking policy"):
+        MaskingPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+def test_mask_cli_reads_and_writes_json_lines() -> None:
+    import json
+    import subprocess
+    import sys
+
+    lines = [
+        {"column": "email", "type": "text", "value": "write to jane.doe@example.com please"},
+        {"value": "card 4242 4242 4242 4242"},
+        {"value": "order ORD-2024-000123"},
+        {"column": "ssn", "value": "123456789"},
+    ]
+    text = "\n".join(json.dumps(line) for line in lines) + "\nnot json\n"
+    out = subprocess.run(
+        [sys.executable, "-m", "jitgate", "mask"],
+        input=text, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert [json.loads(line) for line in out.stdout.splitlines()] == [
+        {"value": "write to [EMAIL] please", "entities": ["EMAIL"]},
+        {"value": "card **** **** **** 4242", "entities": ["CREDIT_CARD"]},
+        {"value": "order ORD-2024-000123", "entities": []},
+        {"value": "[US_SSN]", "entities": ["US_SSN"]},
+        {"error": "line 5: expected an object with a string value"},
+    ]
