@@ -382,10 +382,8 @@ class ClientSession(asyncio.Protocol):
             if type_code == QUERY:
                 event = self._event(query_text(buf, start, end), "simple")
                 refusal = self.server.chain.admit(Statement(context, event.sql, "simple", event))
-                if refusal is None:
-                    pending.append(_Pending(QUERY, event))
-                else:
-                    pending.append(_Pending(QUERY, event, refusal.error))
+                pending.append(_Pending(QUERY, event, None if refusal is None else refusal.error))
+                if refusal is not None:
                     replacement = POISON_QUERY
             elif type_code == EXECUTE:
                 portal = buf[start : buf.index(0, start, end)]
@@ -457,11 +455,12 @@ class ClientSession(asyncio.Protocol):
         assert self.context is not None
         event = self._event(sql, "extended")
         refusal = self.server.chain.admit(Statement(self.context, sql, "parse", event))
-        self._prepared[name] = _Prepared(sql, event, refusal.error if refusal else None)
-        if refusal is None:
+        error = None if refusal is None else refusal.error
+        self._prepared[name] = _Prepared(sql, event, error)
+        if error is None:
             self._pending.append(_Pending(PARSE))
             return None
-        self._pending.append(_Pending(PARSE, event, refusal.error))
+        self._pending.append(_Pending(PARSE, event, error))
         return m.Parse(name.decode("utf-8", "surrogateescape"), POISON_SQL, ()).encode()
 
     def _event(self, sql: str, protocol: str) -> StatementEvent:

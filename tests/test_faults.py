@@ -150,6 +150,19 @@ class RawClient:
         self.sock.close()
 
 
+def send_after_login(
+    gw: GatewayThread, token: str, app: str, sent: bytes
+) -> list[m.BackendMessage]:
+    """Log in by hand, send ``sent``, and return everything the gateway says until EOF."""
+    client = RawClient(gw.port)
+    try:
+        client.login(ALICE, token, app)
+        client.send(sent)
+        return client.until_eof()
+    finally:
+        client.close()
+
+
 def assert_fatal(messages: list[m.BackendMessage], code: str, text: str) -> m.ErrorResponse:
     """The last message before EOF is a FATAL ErrorResponse with ``code`` and ``text``."""
     assert messages, "the gateway closed without an ErrorResponse"
@@ -266,13 +279,7 @@ def test_malformed_message_after_login_ends_the_session(
     gw: GatewayThread, alice: str, sent: bytes, text: str, request: pytest.FixtureRequest
 ) -> None:
     app = f"jg-malformed-{request.node.callspec.id}"
-    client = RawClient(gw.port)
-    try:
-        client.login(ALICE, alice, app)
-        client.send(sent)
-        messages = client.until_eof()
-    finally:
-        client.close()
+    messages = send_after_login(gw, alice, app, sent)
     assert len(messages) == 1
     assert_fatal(messages, "08P01", text)
     wait_until(no_sessions(gw), "the session to end")
@@ -298,13 +305,7 @@ def test_malformed_payload_after_login_is_answered_fatal(
     """Well-framed messages whose payload the relay cannot read: the client must be told
     why (FATAL 08P01), not just see the connection drop."""
     app = f"jg-bad-payload-{request.node.callspec.id}"
-    client = RawClient(gw.port)
-    try:
-        client.login(ALICE, alice, app)
-        client.send(sent)
-        messages = client.until_eof()
-    finally:
-        client.close()
+    messages = send_after_login(gw, alice, app, sent)
     wait_until(no_sessions(gw), "the session to end")
     assert session_of(gw, app)["ended_at"] is not None
     assert_fatal(messages, "08P01", "")
