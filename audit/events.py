@@ -26,13 +26,14 @@ class StatementEvent:
     rows: int = 0
     command_tag: bytes | None = None
     sqlstate: str | None = None
+    request_id: int | None = None
 
 
 def encode_batch(events: Sequence[StatementEvent]) -> tuple[list[str], str]:
     """One session's events as stored in ``statement_batches``: the distinct SQL texts, and
     the events as a JSON array of arrays in the ``statement_events`` view's field order
     (seq, text index, protocol, class, decision, reasons, outcome, start in µs since the
-    epoch, duration in µs, rows, command tag, SQLSTATE)."""
+    epoch, duration in µs, rows, command tag, SQLSTATE, access request id)."""
     texts: dict[str, int] = {}
     rows = []
     for e in events:
@@ -54,6 +55,7 @@ def encode_batch(events: Sequence[StatementEvent]) -> tuple[list[str], str]:
                 e.rows,
                 None if e.command_tag is None else e.command_tag.decode("utf-8", "replace"),
                 e.sqlstate,
+                e.request_id,
             )
         )
     return [_storable(t) for t in texts], _storable(

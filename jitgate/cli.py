@@ -107,8 +107,8 @@ async def _serve(args: argparse.Namespace) -> int:
 
 async def _guard(args: argparse.Namespace) -> int:
     """Print what the gateway would do with the SQL on stdin, for testing a policy."""
+    from approvals.policy import action_for, strictest_action
     from guard import Classifier
-    from proxy.hooks import action_for, strictest_action
 
     config = load_config(args.config)
     resource = config.resources.get(args.resource)

@@ -63,6 +63,8 @@ class Resource:
     notify_slack: str | None
     notify_teams: str | None
     masking: str
+    blast_radius_factor: float = 10.0
+    blast_radius_floor: int = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +90,7 @@ class Config:
     database_url: str = field(repr=False)
     public_url: str
     http_listen: Listen
+    demo: bool
     postgres: PostgresListener
     groups: Mapping[str, frozenset[str]]
     resources: Mapping[str, Resource]
@@ -123,7 +126,7 @@ def parse_config(raw: object, environ: Mapping[str, str]) -> Config:
         "alerts", "slack", "teams", "audit",
     )  # fmt: skip
     http = root.child("http", {})
-    http.only("listen")
+    http.only("listen", "demo")
     pg = root.child("postgres", {})
     pg.only("listen", "hold_timeout", "tls", "client_auth", "max_message_size")
     tls = pg.child("tls", {})
@@ -142,6 +145,7 @@ def parse_config(raw: object, environ: Mapping[str, str]) -> Config:
         database_url=root.required_str("database_url"),
         public_url=root.text("public_url", "http://127.0.0.1:8080").rstrip("/"),
         http_listen=http.listen("listen", "127.0.0.1:8080"),
+        demo=http.flag("demo", False),
         postgres=PostgresListener(
             listen=pg.listen("listen", "127.0.0.1:15432"),
             hold_timeout=pg.duration("hold_timeout", 120.0),
@@ -223,7 +227,7 @@ def _resources(node: _Node, groups: Mapping[str, frozenset[str]]) -> dict[str, R
         res = node.child(name)
         res.only(
             "type", "url", "access", "approvers", "approvals_required", "request_ttl",
-            "notify", "masking",
+            "notify", "masking", "blast_radius",
         )  # fmt: skip
         kind = res.choice("type", ("postgres",))
         access_node = res.child("access", {})
@@ -240,6 +244,8 @@ def _resources(node: _Node, groups: Mapping[str, frozenset[str]]) -> dict[str, R
                 raise ConfigError(res.key("approvers"), f"unknown group {group!r}")
         notify = res.child("notify", {})
         notify.only("slack", "teams")
+        blast = res.child("blast_radius", {})
+        blast.only("factor", "floor")
         resources[name] = Resource(
             name=name,
             type=kind,
@@ -251,6 +257,8 @@ def _resources(node: _Node, groups: Mapping[str, frozenset[str]]) -> dict[str, R
             notify_slack=notify.optional_str("slack"),
             notify_teams=notify.optional_str("teams"),
             masking=res.text("masking", "default"),
+            blast_radius_factor=blast.number("factor", 10.0, minimum=1.0),
+            blast_radius_floor=blast.integer("floor", 10, minimum=0),
         )
     return resources
 
@@ -336,6 +344,20 @@ class _Node:
         if value < minimum:
             raise ConfigError(self.key(name), f"must be at least {minimum}")
         return value
+
+    def flag(self, name: str, default: bool) -> bool:
+        value = self.value.get(name, default)
+        if not isinstance(value, bool):
+            raise ConfigError(self.key(name), f"{value!r} is not true or false")
+        return value
+
+    def number(self, name: str, default: float, *, minimum: float) -> float:
+        value = self.value.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(self.key(name), f"{value!r} is not a number")
+        if value < minimum:
+            raise ConfigError(self.key(name), f"must be at least {minimum:g}")
+        return float(value)
 
     def duration(self, name: str, default: float) -> float:
         return parse_duration(self.value.get(name, default), self.key(name))

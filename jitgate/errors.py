@@ -6,7 +6,9 @@ bad configuration from a hostile or broken client, upstream or store::
 
     JitgateError
     ├── UsageError                 the caller misused jitgate (operator, CLI, config)
-    │   └── ConfigError            the configuration file is invalid; names the key
+    │   ├── ConfigError            the configuration file is invalid; names the key
+    │   └── DecisionRefused        an approve/reject/request that the rules refuse
+    ├── IllegalTransition          a request state move the transition table forbids
     └── PeerError                  something outside jitgate misbehaved
         ├── ProtocolError          malformed bytes on a Postgres wire (client or upstream)
         ├── AuthenticationError    a client or an upstream failed authentication
@@ -35,6 +37,25 @@ class ConfigError(UsageError):
         super().__init__(f"{key}: {problem}" if key else problem)
         self.key = key
         self.problem = problem
+
+
+class DecisionRefused(UsageError):
+    """A request or decision the approval rules refuse (self-approval, not an approver,
+    already decided, expired, unknown request or user). ``code`` names the rule for
+    adapters that phrase it for their surface; the message is already readable."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class IllegalTransition(JitgateError):
+    """A move the request state machine does not allow: names the state and the event."""
+
+    def __init__(self, state: str, event: str) -> None:
+        super().__init__(f"cannot {event} a request that is {state}")
+        self.state = state
+        self.event = event
 
 
 class PeerError(JitgateError):

@@ -1,8 +1,9 @@
 """The composition root: builds every part from the config and runs them in order.
 
-Start-up: store pool → migrations → audit recorder → Postgres listener → HTTP listener.
-Shut-down runs the reverse: stop accepting, drain sessions, flush the audit trail, close
-the pool. Everything a gateway process knows that matters lives in the store, so any
+Start-up: store pool → migrations → audit recorder → approvals (heartbeat, reconciler,
+LISTEN, the sweep) → Postgres listener → HTTP listener. Shut-down runs the reverse: stop
+accepting, drain sessions, finish running approved statements, flush the audit trail,
+close the pool. Everything a gateway process knows that matters lives in the store, so any
 number of processes can share one.
 """
 
@@ -14,6 +15,8 @@ import logging
 import asyncpg
 from aiohttp import web
 
+from approvals.inbox import InboxNotifier
+from approvals.service import Approvals
 from audit.recorder import AuditRecorder
 from jitgate.config import Config
 from jitgate.metrics import GatewayMetrics
@@ -32,8 +35,14 @@ class Gateway:
         self.recorder = AuditRecorder(
             pool, flush_interval=config.audit_flush_interval, batch_size=config.audit_batch_size
         )
+        self.approvals = Approvals(config, pool, self.recorder, notifiers=[InboxNotifier()])
         self.proxy = ProxyServer(
-            config, pool, self.recorder, default_chain(self.recorder), self.metrics
+            config,
+            pool,
+            self.recorder,
+            default_chain(self.recorder),
+            self.metrics,
+            self.approvals,
         )
         self._recorder_task: asyncio.Task[None] | None = None
         self._http_runner: web.AppRunner | None = None
@@ -53,6 +62,7 @@ class Gateway:
         from jitgate.web import build_http_app
 
         self._recorder_task = asyncio.create_task(self.recorder.run(), name="audit-recorder")
+        await self.approvals.start()
         await self.proxy.start()
         self._http_runner = web.AppRunner(build_http_app(self), access_log=None)
         await self._http_runner.setup()
@@ -64,6 +74,7 @@ class Gateway:
         await self.proxy.stop(drain_timeout)
         if self._http_runner is not None:
             await self._http_runner.cleanup()
+        await self.approvals.stop(drain_timeout)
         closing = asyncio.create_task(self.recorder.close())
         if self._recorder_task is not None:
             await self._recorder_task

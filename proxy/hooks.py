@@ -9,18 +9,17 @@ writes the event when the statement completes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 from uuid import UUID
 
+from approvals.policy import action_for, strictest_action
 from audit.events import StatementEvent
 from audit.recorder import AuditRecorder
 from guard import Classifier, StatementClass, StatementVerdict
 from jitgate.config import Action, Resource
 from proxy import pgerrors
-
-_ACTION_RANK = {"deny": 0, "review": 1, "allow": 2}
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,10 +50,13 @@ class Statement:
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
-    """The hook's answer to the client: the ErrorResponse bytes to send instead of a result."""
+    """The hook's answer to the client: the ErrorResponse bytes to send instead of a result.
+    ``hold`` asks the relay to hold the statement for approval instead (``error`` is then
+    what a relay that cannot hold answers)."""
 
     error: bytes
     decision: str
+    hold: bool = False
 
 
 class StatementHook(Protocol):
@@ -129,28 +131,17 @@ def decide(context: SessionContext, statement_class: str) -> Action:
     return cached
 
 
-def action_for(resource: Resource, groups: Iterable[str], statement_class: str) -> Action:
-    """The most permissive action any of ``groups`` has for ``statement_class`` on
-    ``resource``; deny when none mentions it (and for a user in no group)."""
-    best: Action = "deny"
-    for group in groups:
-        action = resource.access.get(group, {}).get(statement_class)
-        if action is not None and _ACTION_RANK[action] > _ACTION_RANK[best]:
-            best = action
-    return best
-
-
-def strictest_action(actions: Iterable[Action]) -> Action:
-    return min(actions, key=_ACTION_RANK.__getitem__, default="deny")
-
-
 class Hold:
-    """Statements policy sends to review are answered with "approval required" until the
-    approvals workflow holds them instead."""
+    """Statements policy sends to review are held for approval (:mod:`proxy.hold`); with
+    ``holding`` off they are answered "approval required" and nothing else happens."""
+
+    def __init__(self, holding: bool = True) -> None:
+        self._holding = holding
 
     def on_statement(self, statement: Statement) -> Refusal | None:
         if statement.event.decision == "review":
-            return Refusal(pgerrors.approval_required(statement.event.reasons), "review")
+            error = pgerrors.approval_required(statement.event.reasons)
+            return Refusal(error, "review", hold=self._holding)
         return None
 
 
@@ -187,6 +178,9 @@ class HookChain:
         for hook in self.hooks:
             refusal = hook.on_statement(statement)
             if refusal is not None:
+                if refusal.hold:
+                    statement.event.decision = "review"
+                    return refusal
                 statement.event.outcome = "refused"
                 if refusal.decision != "refused" or statement.event.decision == "allow":
                     statement.event.decision = refusal.decision
@@ -194,9 +188,11 @@ class HookChain:
         return None
 
 
-def default_chain(recorder: AuditRecorder, classifier: Classifier | None = None) -> HookChain:
+def default_chain(
+    recorder: AuditRecorder, classifier: Classifier | None = None, *, holding: bool = True
+) -> HookChain:
     return HookChain(
-        [Classify(classifier or Classifier()), Decide(), Hold()],
+        [Classify(classifier or Classifier()), Decide(), Hold(holding)],
         PassThroughMask(),
         Record(recorder),
     )

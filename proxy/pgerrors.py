@@ -99,6 +99,73 @@ def approval_required(reasons: Sequence[str]) -> bytes:
     )
 
 
+def approval_pending(request_id: int, where: Sequence[str], timeout: float) -> bytes:
+    """The NOTICE a held client gets while its statement waits for a decision."""
+    posted = " and ".join(where) or "the web inbox"
+    return NoticeResponse.build(
+        "NOTICE",
+        "00000",
+        f"approval required: request #{request_id} posted to {posted};"
+        f" waiting up to {timeout:.0f} s",
+        hint="Ctrl-C stops waiting, not the request.",
+    ).encode()
+
+
+def request_rejected(request_id: int, approver: str | None, reason: str | None) -> bytes:
+    by = f" by {approver}" if approver else ""
+    return _error(
+        "42501",
+        f"request #{request_id} was rejected{by}",
+        detail=f"reason: {reason}" if reason else None,
+        hint="Nothing was run.",
+    )
+
+
+def request_expired(request_id: int) -> bytes:
+    return _error(
+        "42501",
+        f"request #{request_id} expired before anyone decided it",
+        hint="Nothing was run. Send the statement again to open a new request.",
+    )
+
+
+def request_cancelled(request_id: int, why: str) -> bytes:
+    return _error("57014", f"request #{request_id} was cancelled: {why}", hint="Nothing was run.")
+
+
+def hold_ended(request_id: int, where: Sequence[str], interrupted: bool) -> bytes:
+    """The client stopped waiting (Ctrl-C or the hold timeout); the request goes on."""
+    posted = " and ".join(where) or "the web inbox"
+    return _error(
+        "57014",
+        f"stopped waiting for request #{request_id}"
+        + ("" if interrupted else " (hold timeout)")
+        + "; the request stays pending",
+        detail=f"Once approved it runs once on its own; the outcome appears in {posted}.",
+        hint=f"Check it with: jitgate requests, or /jit status {request_id}",
+    )
+
+
+def request_not_executed(request_id: int, state: str) -> bytes:
+    return _error(
+        "55000",
+        f"request #{request_id} is {state} and was not run on this connection",
+        hint=f"Check it with: jitgate requests, or /jit status {request_id}",
+    )
+
+
+def blast_radius_exceeded(request_id: int, rows: int, cap: int) -> bytes:
+    return _error(
+        "54000",
+        f"request #{request_id} touched {rows} rows, more than the {cap} approved; rolled back",
+        hint="Nothing was changed. Ask for a new approval with the real row count.",
+    )
+
+
+def internal_error() -> bytes:
+    return _error("XX000", "internal error in jitgate", hint="Nothing was run.")
+
+
 def audit_unavailable() -> bytes:
     return _error(
         "57P03",

@@ -31,10 +31,12 @@ from proxy import pgerrors
 from proxy.clientauth import authenticate_client
 from proxy.codec import (
     Framer,
+    decode_frontend,
     decode_startup,
     error_sqlstate,
     query_text,
 )
+from proxy.hold import Held, Pending, hold
 from proxy.hooks import SessionContext, Statement
 from proxy.upstream import UpstreamProtocol, connect_upstream
 
@@ -56,6 +58,7 @@ DATA_ROW, COMMAND_COMPLETE, READY_FOR_QUERY = m.DATA_ROW, m.COMMAND_COMPLETE, m.
 ERROR_RESPONSE, EMPTY_QUERY = m.ERROR_RESPONSE, m.EMPTY_QUERY_RESPONSE
 SIMPLE_COMPLETIONS = frozenset((m.PARSE_COMPLETE, m.BIND_COMPLETE, m.CLOSE_COMPLETE))
 DESCRIBE_ENDS = frozenset((m.ROW_DESCRIPTION, m.NO_DATA))
+NO_DATA = m.NO_DATA
 PORTAL_SUSPENDED = m.PORTAL_SUSPENDED
 
 STARTUP_TIMEOUT = 30.0
@@ -77,31 +80,22 @@ FORWARDED_PARAMETERS = frozenset(
 )  # fmt: skip
 
 
-class _Pending:
-    """A client message still owed a response by the target, in stream order."""
-
-    __slots__ = ("event", "kind", "substitute")
-
-    def __init__(
-        self, kind: int, event: StatementEvent | None = None, substitute: bytes | None = None
-    ) -> None:
-        self.kind = kind
-        self.event = event
-        self.substitute = substitute
-
-
 class _Prepared:
     """An extended-protocol statement as judged at Parse. ``refusal`` is set when the
-    Parse was refused: its Binds and Executes are refused with the same answer."""
+    Parse was refused: its Binds and Executes are refused with the same answer. ``hold``
+    is set when it needs approval: each Execute of it is held, with its bound values."""
 
-    __slots__ = ("decision", "reasons", "refusal", "sql", "statement_class")
+    __slots__ = ("decision", "hold", "reasons", "refusal", "sql", "statement_class")
 
-    def __init__(self, sql: str, event: StatementEvent, refusal: bytes | None = None) -> None:
+    def __init__(
+        self, sql: str, event: StatementEvent, refusal: bytes | None = None, hold: bool = False
+    ) -> None:
         self.sql = sql
         self.statement_class = event.statement_class
         self.decision = event.decision
         self.reasons = event.reasons
         self.refusal = refusal
+        self.hold = hold
 
 
 _UNKNOWN_PREPARED = _Prepared("", StatementEvent(uuid.UUID(int=0), 0, "", "", 0.0))
@@ -122,9 +116,14 @@ class ClientSession(asyncio.Protocol):
         self._relaying = False
         self._closed = False
         self._draining = False
-        self._pending: deque[_Pending] = deque()
+        self._pending: deque[Pending] = deque()
         self._prepared: dict[bytes, _Prepared] = {}
         self._portals: dict[bytes, _Prepared] = {}
+        self._portal_params: dict[bytes, tuple[str | None, ...]] = {}
+        self._holding = False
+        self._backlog = bytearray()
+        self._hold_task: asyncio.Task[None] | None = None
+        self._capturing = False
         self._rows = 0
         self._seq = 0
         self._end_reason = "client disconnected"
@@ -147,7 +146,9 @@ class ClientSession(asyncio.Protocol):
             self._fatal(pgerrors.protocol_violation(str(exc), exc.sqlstate))
             return
         if self._relaying:
-            if frames:
+            if self._holding:
+                self._backlog += buf
+            elif frames:
                 self._relay_client(buf, frames)
             return
         self._inbox.extend((t, bytes(buf[s:e])) for t, s, e in frames)
@@ -158,6 +159,8 @@ class ClientSession(asyncio.Protocol):
         self._closed = True
         if self._startup_task is not None and not self._startup_task.done():
             self._startup_task.cancel()
+        if self._hold_task is not None and not self._hold_task.done():
+            self._hold_task.cancel()
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_exception(ConnectionResetError("client went away"))
         if self.upstream is not None:
@@ -382,7 +385,11 @@ class ClientSession(asyncio.Protocol):
             if type_code == QUERY:
                 event = self._event(query_text(buf, start, end), "simple")
                 refusal = self.server.chain.admit(Statement(context, event.sql, "simple", event))
-                pending.append(_Pending(QUERY, event, None if refusal is None else refusal.error))
+                if refusal is not None and refusal.hold:
+                    held = Held(QUERY, buf[start - 5 : end], event.sql, None, event)
+                    self._begin_hold(held, upstream, pieces, buf[cursor : start - 5], buf[end:])
+                    return
+                pending.append(Pending(QUERY, event, None if refusal is None else refusal.error))
                 if refusal is not None:
                     replacement = POISON_QUERY
             elif type_code == EXECUTE:
@@ -399,8 +406,13 @@ class ClientSession(asyncio.Protocol):
                     refusal = self.server.chain.admit(
                         Statement(context, prepared.sql, "execute", event)
                     )
+                    if refusal is not None and refusal.hold:
+                        params = self._portal_params.get(portal, ())
+                        held = Held(EXECUTE, buf[start - 5 : end], prepared.sql, params, event)
+                        self._begin_hold(held, upstream, pieces, buf[cursor : start - 5], buf[end:])
+                        return
                     error = None if refusal is None else refusal.error
-                pending.append(_Pending(EXECUTE, event, error))
+                pending.append(Pending(EXECUTE, event, error))
                 if error is not None:
                     replacement = POISON_EXECUTE
             elif type_code == BIND:
@@ -408,19 +420,21 @@ class ClientSession(asyncio.Protocol):
                 statement = buf[nul + 1 : buf.index(0, nul + 1, end)]
                 prepared = self._prepared.get(statement, _UNKNOWN_PREPARED)
                 self._portals[buf[start:nul]] = prepared
+                if prepared.hold:
+                    self._portal_params[buf[start:nul]] = _bound_values(buf, start, end)
                 # A refused Parse never reached the target, so binding it fails there;
                 # the client is told why instead of "prepared statement does not exist".
-                pending.append(_Pending(BIND, None, prepared.refusal))
+                pending.append(Pending(BIND, None, prepared.refusal))
             elif type_code == PARSE:
                 replacement = self._parse(buf, start, end)
             elif type_code == SYNC:
-                pending.append(_Pending(SYNC))
+                pending.append(Pending(SYNC))
             elif type_code == DESCRIBE:
-                pending.append(_Pending(DESCRIBE))
+                pending.append(Pending(DESCRIBE))
             elif type_code == CLOSE:
                 name = buf[start + 1 : buf.index(0, start + 1, end)]
                 (self._prepared if buf[start] == 0x53 else self._portals).pop(name, None)
-                pending.append(_Pending(CLOSE))
+                pending.append(Pending(CLOSE))
             elif type_code == FLUSH or type_code in COPY_MESSAGES:
                 pass
             elif type_code == TERMINATE:
@@ -429,7 +443,7 @@ class ClientSession(asyncio.Protocol):
                 event = self._event("<FunctionCall message>", "function-call")
                 event.outcome, event.decision = "refused", "deny"
                 event.reasons = ("the FunctionCall message is refused",)
-                pending.append(_Pending(QUERY, event, pgerrors.function_call_refused()))
+                pending.append(Pending(QUERY, event, pgerrors.function_call_refused()))
                 replacement = POISON_QUERY
             else:
                 self._fatal(
@@ -455,13 +469,86 @@ class ClientSession(asyncio.Protocol):
         assert self.context is not None
         event = self._event(sql, "extended")
         refusal = self.server.chain.admit(Statement(self.context, sql, "parse", event))
+        if refusal is not None and refusal.hold:
+            # Preparing runs nothing: the Parse goes on, and each Execute of it is held.
+            self._prepared[name] = _Prepared(sql, event, hold=True)
+            self._pending.append(Pending(PARSE))
+            return None
         error = None if refusal is None else refusal.error
         self._prepared[name] = _Prepared(sql, event, error)
         if error is None:
-            self._pending.append(_Pending(PARSE))
+            self._pending.append(Pending(PARSE))
             return None
-        self._pending.append(_Pending(PARSE, event, error))
+        self._pending.append(Pending(PARSE, event, error))
         return m.Parse(name.decode("utf-8", "surrogateescape"), POISON_SQL, ()).encode()
+
+    # -- holding a statement for approval (proxy/hold.py runs the hold itself) -----------
+
+    def _begin_hold(
+        self,
+        held: Held,
+        upstream: UpstreamProtocol,
+        pieces: list[bytes] | None,
+        before: bytes,
+        after: bytes,
+    ) -> None:
+        """Forward what came before ``held``, keep what came after it, stop reading the
+        client, and hold ``held`` in a task that ends by calling :meth:`resume`."""
+        if pieces is None:
+            if before:
+                upstream.write(before)
+        else:
+            pieces.append(before)
+            upstream.write(b"".join(pieces))
+        self._holding = True
+        self._backlog += after
+        self.pause_client_reading()
+        self._hold_task = asyncio.get_running_loop().create_task(hold(self, held))
+
+    def forward_held(self, data: bytes, entries: list[Pending]) -> None:
+        """Send gateway-built messages for the held statement, owed ``entries``."""
+        upstream = self.upstream
+        if upstream is None or upstream.closed:
+            raise ConnectionResetError("the target connection is gone")
+        self._pending.extend(entries)
+        if any(e.capture is not None for e in entries):
+            self._capturing = True
+        upstream.write(data)
+
+    def refuse_held(self, held: Held, error: bytes, decision: str | None = None) -> None:
+        """Answer ``held`` with ``error`` in its place in the stream, as any refusal."""
+        held.event.outcome = "refused"
+        if decision is not None:
+            held.event.decision = decision
+        poison = POISON_QUERY if held.kind == QUERY else POISON_EXECUTE
+        upstream = self.upstream
+        if upstream is None or upstream.closed:
+            return
+        self._pending.append(Pending(held.kind, held.event, error))
+        upstream.write(poison)
+
+    def write_client(self, data: bytes) -> None:
+        self._write(data)
+
+    def resume(self) -> None:
+        """The hold is over: relay what the client sent meanwhile and read it again."""
+        self._holding = False
+        self._capturing = False
+        self._hold_task = None
+        if self._closed:
+            return
+        data = bytes(self._backlog)
+        self._backlog.clear()
+        self.resume_client_reading()
+        if data:
+            buf, frames = Framer().feed(data)
+            self._relay_client(buf, frames)
+        if self._draining and not self._pending and not self._holding:
+            self.drain()
+
+    @property
+    def holding(self) -> bool:
+        return self._holding
 
     def _event(self, sql: str, protocol: str) -> StatementEvent:
         assert self.context is not None
@@ -481,11 +568,19 @@ class ClientSession(asyncio.Protocol):
         if not frames:
             return
         pending = self._pending
-        done: list[_Pending] = []
+        done: list[Pending] = []
         finish = done.append
         pieces: list[bytes] | None = None
         cursor = 0
+        capturing = self._capturing
         for type_code, start, end in frames:
+            if capturing and pending:
+                capture = pending[0].capture
+                if capture is not None and capture.see(type_code, buf, start, end):
+                    if pieces is None:
+                        pieces = []
+                    pieces.append(buf[cursor : start - 5])
+                    cursor = end
             if type_code == DATA_ROW:
                 self._rows += 1
             elif type_code == COMMAND_COMPLETE:
@@ -527,11 +622,21 @@ class ClientSession(asyncio.Protocol):
                     if head.kind != QUERY and head.kind != SYNC:
                         finish(pending.popleft())
             elif type_code in SIMPLE_COMPLETIONS:
-                if pending:
-                    pending.popleft()
+                if pending and pending.popleft().hide:
+                    if pieces is None:
+                        pieces = []
+                    pieces.append(buf[cursor : start - 5])
+                    cursor = end
             elif type_code in DESCRIBE_ENDS:
-                if pending and pending[0].kind == DESCRIBE:
-                    pending.popleft()
+                if (
+                    pending
+                    and pending[0].kind == DESCRIBE
+                    and (pending.popleft().hide and type_code == NO_DATA)
+                ):
+                    if pieces is None:
+                        pieces = []
+                    pieces.append(buf[cursor : start - 5])
+                    cursor = end
             elif (type_code == EMPTY_QUERY or type_code == PORTAL_SUSPENDED) and (
                 pending and pending[0].kind == EXECUTE
             ):
@@ -548,10 +653,10 @@ class ClientSession(asyncio.Protocol):
         # Bookkeeping after the write: the client has its result while events are filed.
         for entry in done:
             self._finish(entry)
-        if self._draining and not pending:
+        if self._draining and not pending and not self._holding:
             self.drain()
 
-    def _finish(self, entry: _Pending) -> None:
+    def _finish(self, entry: Pending) -> None:
         event = entry.event
         if event is None:
             return
@@ -577,7 +682,7 @@ class ClientSession(asyncio.Protocol):
         self._draining = True
         if not self._relaying:
             return
-        if not self._pending:
+        if not self._pending and not self._holding:
             self._end_reason = "gateway shutdown"
             self._fatal(pgerrors.shutting_down())
 
@@ -614,3 +719,20 @@ class ClientSession(asyncio.Protocol):
 
     def _resource_name(self) -> str:
         return self.context.resource.name if self.context is not None else "?"
+
+
+def _bound_values(buf: bytes, start: int, end: int) -> tuple[str | None, ...]:
+    """A Bind's parameter values as text, for the approval card (binary ones in hex)."""
+    bind = decode_frontend(BIND, buf[start:end])
+    assert isinstance(bind, m.Bind)
+    formats = bind.param_formats
+    values: list[str | None] = []
+    for i, value in enumerate(bind.params):
+        binary = (formats[i] if len(formats) > 1 else formats[0] if formats else 0) == 1
+        if value is None:
+            values.append(None)
+        elif binary:
+            values.append("\\x" + value.hex())
+        else:
+            values.append(value.decode("utf-8", "replace"))
+    return tuple(values)

@@ -8,12 +8,15 @@ import logging
 import os
 import socket
 import ssl
+from uuid import UUID
 
 import asyncpg
 
+from approvals.service import Approvals
 from audit.recorder import AuditRecorder
-from jitgate.config import Config
+from jitgate.config import Config, Resource
 from jitgate.metrics import GatewayMetrics
+from masking import DEFAULT_POLICY, MaskingPolicy
 from proxy.hooks import HookChain
 from proxy.relay import ClientSession
 from proxy.upstream import send_cancel
@@ -31,12 +34,14 @@ class ProxyServer:
         recorder: AuditRecorder,
         chain: HookChain,
         metrics: GatewayMetrics,
+        approvals: Approvals | None = None,
     ) -> None:
         self.config = config
         self.pool = pool
         self.recorder = recorder
         self.chain = chain
         self.metrics = metrics
+        self.approvals = approvals
         self.gateway_id = f"{socket.gethostname()}:{os.getpid()}"
         self.sessions: set[ClientSession] = set()
         self.cancel_keys: dict[tuple[int, bytes], CancelTarget] = {}
@@ -74,20 +79,36 @@ class ProxyServer:
     async def cancel(self, process_id: int, secret_key: bytes) -> None:
         """Forward a client's CancelRequest to the upstream backend its key maps to. Keys
         of sessions held by other gateway processes are found in the store."""
-        target = self.cancel_keys.get((process_id, secret_key))
+        key = (process_id, secret_key)
+        for session in self.sessions:
+            if session.cancel_key == key and session.holding and session.context is not None:
+                # Ctrl-C while held stops the wait, not the request.
+                if self.approvals is not None:
+                    self.approvals.interrupt_hold(session.context.session_id)
+                return
+        target = self.cancel_keys.get(key)
         if target is None:
-            target = await self._cancel_target_from_store(process_id, secret_key)
-        if target is None:
-            log.info("cancel request with an unknown key ignored")
-            return
+            found = await self._cancel_target_from_store(process_id, secret_key)
+            if found is None:
+                log.info("cancel request with an unknown key ignored")
+                return
+            session_id, target = found
+            if self.approvals is not None:
+                with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                    await self.approvals.announce_cancel(session_id)
         await send_cancel(*target)
+
+    def approvals_masking(self, resource: Resource) -> MaskingPolicy | None:
+        """The masking policy for previews of ``resource``'s results (None: masking off)."""
+        return None if resource.masking == "off" else DEFAULT_POLICY
 
     async def _cancel_target_from_store(
         self, process_id: int, secret_key: bytes
-    ) -> CancelTarget | None:
+    ) -> tuple[UUID, CancelTarget] | None:
         try:
             row = await self.pool.fetchrow(
-                "SELECT upstream_host, upstream_port, upstream_pid, upstream_secret FROM sessions"
+                "SELECT upstream_host, upstream_port, upstream_pid, upstream_secret, id"
+                " FROM sessions"
                 " WHERE cancel_pid = $1 AND cancel_secret = $2 AND ended_at IS NULL",
                 process_id,
                 secret_key,
@@ -97,7 +118,7 @@ class ProxyServer:
             return None
         if row is None:
             return None
-        return (row[0], row[1], row[2], bytes(row[3]))
+        return row[4], (row[0], row[1], row[2], bytes(row[3]))
 
     async def stop(self, drain_timeout: float) -> None:
         """Stop accepting, let sessions finish their statement, then close what is left."""

@@ -236,7 +236,7 @@ def test_migrate_is_idempotent(tmp_path: Path, make_database: Callable[[str], st
     command = [sys.executable, "-m", "jitgate", "migrate", "--config", str(config)]
     first = subprocess.run(command, capture_output=True, text=True, timeout=60)
     second = subprocess.run(command, capture_output=True, text=True, timeout=60)
-    assert first.stdout.strip() == "applied 1 migration(s): [1]", first.stderr
+    assert first.stdout.strip() == "applied 2 migration(s): [1, 2]", first.stderr
     assert second.stdout.strip() == "applied 0 migration(s)"
 
 

@@ -40,7 +40,14 @@ def items(target_dsn: str) -> Iterator[Callable[[], int]]:
 
 @pytest.fixture(scope="module")
 def gw(make_database: Callable[[str], str], target_dsn: str) -> Iterator[GatewayThread]:
-    gateway = GatewayThread(gateway_config(make_database("jg_guard_store"), target_dsn))
+    # Held statements wait only briefly here: the approvals tests cover what follows.
+    gateway = GatewayThread(
+        gateway_config(
+            make_database("jg_guard_store"),
+            target_dsn,
+            postgres={"listen": "127.0.0.1:0", "hold_timeout": "300ms"},
+        )
+    )
     yield gateway
     gateway.stop()
 
@@ -83,7 +90,7 @@ def test_psql_denied_and_held_statements_never_run(
     assert errors == [
         "ERROR:  statement denied by jitgate policy",
         "ERROR:  statement denied by jitgate policy",
-        "ERROR:  approval required: this statement must be reviewed before it runs",
+        "ERROR:  stopped waiting for request #1 (hold timeout); the request stays pending",
         "ERROR:  statement denied by jitgate policy",
         "ERROR:  statement denied by jitgate policy",
         "ERROR:  statement denied by jitgate policy",
@@ -101,7 +108,7 @@ async def test_extended_protocol_refusals(
 ) -> None:
     conn = await asyncpg.connect(alice)
     try:
-        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="approval required"):
+        with pytest.raises(asyncpg.QueryCanceledError, match="runs only on its connection"):
             await conn.execute("DELETE FROM items WHERE id = $1", 3)
         with pytest.raises(asyncpg.InsufficientPrivilegeError, match="denied"):
             await conn.prepare("TRUNCATE items")

@@ -1,0 +1,38 @@
+"""Policy: (the user's groups × a statement's class) → allow, review or deny, per resource.
+
+Across several groups the most permissive action wins; a class no group mentions is
+denied, so ``opaque`` and ``destructive`` are allowed only where a group says so
+explicitly. A string of several statements gets the strictest action of its statements.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from guard import StatementVerdict
+from jitgate.config import Action, Resource
+
+_ACTION_RANK = {"deny": 0, "review": 1, "allow": 2}
+
+
+def action_for(resource: Resource, groups: Iterable[str], statement_class: str) -> Action:
+    """The most permissive action any of ``groups`` has for ``statement_class`` on
+    ``resource``; deny when none mentions it (and for a user in no group)."""
+    best: Action = "deny"
+    for group in groups:
+        action = resource.access.get(group, {}).get(statement_class)
+        if action is not None and _ACTION_RANK[action] > _ACTION_RANK[best]:
+            best = action
+    return best
+
+
+def strictest_action(actions: Iterable[Action]) -> Action:
+    return min(actions, key=_ACTION_RANK.__getitem__, default="deny")
+
+
+def action_of(
+    resource: Resource, groups: Iterable[str], verdicts: Sequence[StatementVerdict]
+) -> Action:
+    """The action for a whole string of statements."""
+    groups = frozenset(groups)
+    return strictest_action(action_for(resource, groups, v.statement_class) for v in verdicts)

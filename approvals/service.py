@@ -1,0 +1,643 @@
+"""The approvals core: requests in, decisions in, each approved statement executed once.
+
+Chat-neutral: adapters call :meth:`Approvals.submit` and :meth:`Approvals.decide` and are
+told what happened through :class:`~approvals.model.Notifier`. The truth is in the store;
+this process only keeps wake-ups: waiters are woken by the process that moved a request and
+by ``LISTEN jitgate_requests`` for moves made elsewhere, with a short poll as a safety net.
+
+Execution, exactly once: whoever wins APPROVED → EXECUTING runs the statement. While a
+client is held on its own connection (``waiter`` and ``hold_until``), only that session may
+claim; once the hold ends any gateway may, and runs it on a fresh connection
+(:mod:`approvals.execute`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+import uuid
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+from uuid import UUID
+
+import asyncpg
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from approvals.execute import estimate_rows, row_cap, run_detached
+from approvals.model import Alert, AlertSink, Notifier, Outcome, RequestView, State, Verdict
+from approvals.policy import action_of
+from approvals.store import CANCEL_CHANNEL, CHANNEL, NewRequest, RequestRow, RequestStore, _row
+from audit.events import SessionRecord, StatementEvent
+from audit.recorder import AuditRecorder
+from guard import Classifier
+from jitgate.config import Config, Resource
+from jitgate.errors import DecisionRefused, StoreUnavailable
+from masking import MaskingPolicy, mask_text
+
+log = logging.getLogger("jitgate.approvals")
+
+
+@dataclass(frozen=True, slots=True)
+class Asked:
+    """What :meth:`Approvals.ask` did: ran it (``outcome``) or opened ``request``."""
+
+    action: Literal["allow", "review"]
+    request: RequestView | None
+    outcome: Outcome | None
+
+
+SWEEP_INTERVAL = 1.0
+POLL_INTERVAL = 1.0
+HEARTBEAT_STALE = "30 seconds"
+Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+STORE_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+class Approvals:
+    def __init__(
+        self,
+        config: Config,
+        pool: asyncpg.Pool,
+        recorder: AuditRecorder,
+        *,
+        notifiers: Sequence[Notifier] = (),
+        alerts: Sequence[AlertSink] = (),
+        masking: Callable[[Resource], MaskingPolicy | None] | None = None,
+    ) -> None:
+        self.config = config
+        self.store = RequestStore(pool, config.public_url)
+        self.gateway_id = uuid.uuid4()
+        self.notifiers = list(notifiers)
+        self.alerts = list(alerts)
+        self._pool = pool
+        self._recorder = recorder
+        self._masking = masking or (lambda _resource: None)
+        self._wakeups: dict[int, set[asyncio.Event]] = {}
+        self._holds: dict[UUID, Callable[[], None]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._listener: asyncpg.Connection | None = None
+        self._scheduler: AsyncIOScheduler | None = None
+        self._sweeping = asyncio.Lock()
+        self._classifier = Classifier()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self._heartbeat()
+        await self.reconcile()
+        await self._listen()
+        self._scheduler = AsyncIOScheduler()
+        self._scheduler.add_job(
+            self.sweep, "interval", seconds=SWEEP_INTERVAL, max_instances=1, coalesce=True
+        )
+        self._scheduler.start()
+
+    async def stop(self, grace: float = 10.0) -> None:
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=grace)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._listener is not None:
+            with contextlib.suppress(*STORE_ERRORS):
+                await self._listener.close(timeout=2)
+        with contextlib.suppress(*STORE_ERRORS):
+            await self._pool.execute("DELETE FROM gateways WHERE id = $1", self.gateway_id)
+
+    async def _listen(self) -> None:
+        try:
+            conn = await asyncpg.connect(self.config.database_url, timeout=5)
+            await conn.add_listener(CHANNEL, self._on_notify)
+            await conn.add_listener(CANCEL_CHANNEL, self._on_cancel)
+        except STORE_ERRORS as exc:
+            log.warning("cannot listen for request changes; polling", extra={"error": str(exc)})
+            return
+        self._listener = conn
+
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        if isinstance(payload, str) and payload.isdigit():
+            request_id = int(payload)
+            self._wake(request_id)
+            self.spawn(self._execute_if_unattended(request_id))
+
+    def _on_cancel(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        with contextlib.suppress(ValueError, TypeError):
+            self.interrupt_hold(UUID(str(payload)))
+
+    # -- requests ----------------------------------------------------------------------------
+
+    async def submit(
+        self,
+        *,
+        resource: Resource,
+        requester: str,
+        sql: str,
+        statement_class: str,
+        reasons: Sequence[str],
+        source: str,
+        reason: str | None = None,
+        params: tuple[str | None, ...] | None = None,
+        session_id: UUID | None = None,
+        agent: str | None = None,
+        waiter: UUID | None = None,
+        hold_for: float | None = None,
+    ) -> RequestView:
+        """Open a request for ``sql`` and tell every notifier. Raises StoreUnavailable."""
+        estimate = await estimate_rows(resource, sql) if params is None else None
+        display = self.display_sql(resource, sql, params)
+        try:
+            row = await self.store.insert(
+                NewRequest(
+                    resource=resource.name,
+                    requester=requester,
+                    agent=agent,
+                    sql=sql,
+                    params=params,
+                    display_sql=display,
+                    statement_class=statement_class,
+                    reasons=tuple(reasons),
+                    reason=reason,
+                    estimate=estimate,
+                    source=source,
+                    session_id=session_id,
+                    approvals_required=resource.approvals_required,
+                    approver_groups=resource.approvers,
+                    ttl=resource.request_ttl,
+                    waiter=waiter,
+                    hold_for=hold_for,
+                )
+            )
+        except STORE_ERRORS as exc:
+            raise StoreUnavailable(f"cannot record the request: {exc}") from exc
+        view = self.store.to_view(row, ())
+        log.info(
+            "request opened",
+            extra={"request": row.id, "identity": requester, "resource": resource.name},
+        )
+        for notifier in self.notifiers:
+            self.spawn(notifier.request_opened(view))
+        return view
+
+    async def ask(
+        self,
+        *,
+        resource_name: str,
+        identity: str,
+        sql: str,
+        source: str,
+        reason: str | None = None,
+        agent: str | None = None,
+    ) -> Asked:
+        """One statement asked for from chat, the CLI or an agent, through the same policy as
+        the proxy: ``allow`` runs it now (masked outcome), ``review`` opens a request, ``deny``
+        raises :class:`DecisionRefused` with the reasons."""
+        identity = identity.strip().lower()
+        resource = self.config.resources.get(resource_name)
+        if resource is None:
+            raise DecisionRefused("unknown_resource", f"there is no resource {resource_name!r}")
+        groups = self.config.groups_of(identity)
+        if not groups & resource.access.keys():
+            raise DecisionRefused("no_access", f"{identity} has no access to {resource_name}")
+        verdicts = self._classifier.classify(sql)
+        strictest = Classifier.strictest(verdicts)
+        reasons = tuple(dict.fromkeys(r for v in verdicts for r in v.reasons))
+        action = action_of(resource, groups, verdicts)
+        if action == "deny":
+            self.emit(
+                Alert("denied", f"{identity} was denied a {strictest.statement_class} statement"
+                      f" on {resource_name}: {'; '.join(reasons)}", identity, resource_name)
+            )  # fmt: skip
+            raise DecisionRefused(
+                "denied",
+                f"denied by policy ({strictest.statement_class}"
+                + (f": {'; '.join(reasons)})" if reasons else ")"),
+            )
+        if action == "review":
+            view = await self.submit(
+                resource=resource, requester=identity, sql=sql,
+                statement_class=strictest.statement_class, reasons=reasons, source=source,
+                reason=reason, agent=agent,
+            )  # fmt: skip
+            return Asked("review", view, None)
+        outcome = await self._run_audited(
+            resource, identity, sql, strictest.statement_class, reasons, None, None,
+            f"jitgate {source}",
+        )  # fmt: skip
+        return Asked("allow", None, outcome)
+
+    def display_sql(
+        self, resource: Resource, sql: str, params: tuple[str | None, ...] | None = None
+    ) -> str:
+        """``sql`` as cards and pages show it: sensitive literals masked (the default policy
+        even where results are not masked: chat is never a place for raw values)."""
+        policy = self._masking(resource) or MaskingPolicy()
+        text = mask_text(sql, policy=policy).value
+        if params:
+            shown = ", ".join(
+                f"${i} = NULL" if p is None else f"${i} = {mask_text(p, policy=policy).value!r}"
+                for i, p in enumerate(params, 1)
+            )
+            text += f"\n-- parameters: {shown}"
+        return text
+
+    def where(self, request: RequestView) -> list[str]:
+        return [w for n in self.notifiers if (w := n.where(request))]
+
+    async def decide(
+        self,
+        request_id: int,
+        approver: str,
+        verdict: Verdict,
+        *,
+        via: str,
+        reason: str | None = None,
+        max_rows: int | None = None,
+    ) -> RequestView:
+        """Record ``approver``'s decision; move the request when it settles it. Raises
+        :class:`DecisionRefused` (with a ``code``) for anything the rules refuse."""
+        approver = approver.strip().lower()
+        expired = False
+        async with self._pool.acquire() as conn, conn.transaction():
+            record = await conn.fetchrow(
+                "SELECT * FROM requests WHERE id = $1 FOR UPDATE", request_id
+            )
+            if record is None:
+                raise DecisionRefused("unknown_request", f"request #{request_id} does not exist")
+            row = _row(record)
+            self._check_decider(row, approver, verdict)
+            if row.state == State.PENDING and row.expires_at <= datetime.now(UTC):
+                expired = (
+                    await self.store.move(
+                        conn, request_id, "expire", state_reason="not decided in time"
+                    )
+                    is not None
+                )
+            else:
+                await self._record_decision(conn, row, approver, verdict, via, reason, max_rows)
+        if expired:
+            await self._announce(request_id, alert="expired")
+            raise DecisionRefused("expired", f"request #{request_id} has expired")
+        view = await self._announce(request_id)
+        assert view is not None
+        log.info(
+            "decision recorded",
+            extra={"request": request_id, "identity": approver, "verdict": verdict, "via": via},
+        )
+        if view.state == State.REJECTED:
+            self.emit(
+                Alert("rejected", f"request #{view.id} rejected by {approver}: {reason or ''}",
+                      view.requester, view.resource, view.id, view.session_id)
+            )  # fmt: skip
+        return view
+
+    def _check_decider(self, row: RequestRow, approver: str, verdict: Verdict) -> None:
+        if row.state != State.PENDING:
+            raise DecisionRefused("already_decided", f"request #{row.id} is already {row.state}")
+        if approver == row.requester:
+            self.emit(
+                Alert("self_approval", f"{approver} tried to {verdict} their own request #{row.id}",
+                      approver, row.resource, row.id, row.session_id)
+            )  # fmt: skip
+            raise DecisionRefused(
+                "self_approval", f"you cannot {verdict} your own request #{row.id}"
+            )
+        if not self.config.groups_of(approver) & set(row.approver_groups):
+            groups = ", ".join(row.approver_groups) or "no group"
+            raise DecisionRefused(
+                "not_approver",
+                f"only members of {groups} can decide requests on {row.resource}",
+            )
+
+    async def _record_decision(
+        self,
+        conn: Connection,
+        row: RequestRow,
+        approver: str,
+        verdict: Verdict,
+        via: str,
+        reason: str | None,
+        max_rows: int | None,
+    ) -> None:
+        inserted = await conn.fetchval(
+            "INSERT INTO decisions (request_id, approver, verdict, via, reason)"
+            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (request_id, approver) DO NOTHING"
+            " RETURNING id",
+            row.id,
+            approver,
+            verdict,
+            via,
+            reason,
+        )
+        if inserted is None:
+            raise DecisionRefused("already_voted", f"you already decided request #{row.id}")
+        if verdict == "reject":
+            await self.store.move(
+                conn, row.id, "reject", state_reason=f"rejected by {approver}: {reason or ''}"
+            )
+            return
+        approvals = await conn.fetchval(
+            "SELECT count(*) FROM decisions WHERE request_id = $1 AND verdict = 'approve'",
+            row.id,
+        )
+        if approvals < row.approvals_required:
+            await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, str(row.id))
+            return
+        resource = self.config.resources.get(row.resource)
+        cap = max_rows
+        if cap is None and resource is not None:
+            cap = row_cap(row.estimate, resource.blast_radius_factor, resource.blast_radius_floor)
+        await self.store.move(
+            conn, row.id, "approve", state_reason=f"approved by {approver}", max_rows=cap
+        )
+
+    async def cancel(self, request_id: int, reason: str) -> RequestView | None:
+        row = await self.store.move(None, request_id, "cancel", state_reason=reason)
+        if row is None:
+            return None
+        return await self._announce(request_id)
+
+    async def wait(self, request_id: int, within: float) -> RequestRow:
+        """Return the request once it is no longer pending, or as it is after ``within``
+        seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        event = asyncio.Event()
+        self._wakeups.setdefault(request_id, set()).add(event)
+        try:
+            while True:
+                event.clear()
+                row = await self.store.get(request_id)
+                assert row is not None
+                remaining = deadline - loop.time()
+                if row.state != State.PENDING or remaining <= 0:
+                    return row
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(event.wait(), min(remaining, POLL_INTERVAL))
+        finally:
+            events = self._wakeups.get(request_id)
+            if events is not None:
+                events.discard(event)
+                if not events:
+                    del self._wakeups[request_id]
+
+    def _wake(self, request_id: int) -> None:
+        for event in self._wakeups.get(request_id, ()):
+            event.set()
+
+    # -- execution ---------------------------------------------------------------------------
+
+    async def claim(self, request_id: int, session_id: UUID) -> RequestRow | None:
+        """The waiting session's claim: APPROVED → EXECUTING, only while it is the waiter."""
+        return await self.store.move(
+            None,
+            request_id,
+            "claim",
+            condition="AND waiter = $3",
+            args=(session_id,),
+            executor=self.gateway_id,
+            started_at=datetime.now(UTC),
+        )
+
+    async def release(self, request_id: int, session_id: UUID) -> None:
+        """The waiting session stopped waiting: from now on any gateway may execute."""
+        await self._pool.execute(
+            "WITH r AS (UPDATE requests SET waiter = NULL, hold_until = NULL"
+            " WHERE id = $1 AND waiter = $2 RETURNING id)"
+            " SELECT pg_notify($3, r.id::text) FROM r",
+            request_id,
+            session_id,
+            CHANNEL,
+        )
+
+    async def finish(self, request_id: int, outcome: Outcome) -> RequestView | None:
+        row = await self.store.move(
+            None,
+            request_id,
+            "succeed" if outcome.ok else "fail",
+            state_reason=None if outcome.ok else outcome.error,
+            outcome=outcome,
+            finished_at=datetime.now(UTC),
+        )
+        if row is None:
+            return None
+        view = await self.store.view(row)
+        assert view is not None
+        for notifier in self.notifiers:
+            self.spawn(notifier.request_finished(view))
+        log.info("request finished", extra={"request": request_id, "state": str(row.state)})
+        return view
+
+    async def _execute_if_unattended(self, request_id: int) -> None:
+        try:
+            row = await self.store.move(
+                None,
+                request_id,
+                "claim",
+                condition="AND (waiter IS NULL OR hold_until < now())",
+                executor=self.gateway_id,
+                started_at=datetime.now(UTC),
+            )
+        except STORE_ERRORS as exc:
+            log.warning("cannot claim request", extra={"request": request_id, "error": str(exc)})
+            return
+        if row is not None:
+            await self._announce(row.id)
+            await self._run_detached(row)
+
+    async def _run_detached(self, row: RequestRow) -> None:
+        resource = self.config.resources.get(row.resource)
+        if resource is None:
+            await self.finish(row.id, Outcome(None, None, 0.0, "3D000", "unknown resource"))
+            return
+        if not row.sql_intact:
+            await self.finish(
+                row.id, Outcome(None, None, 0.0, "XX001", "the stored statement was altered")
+            )
+            return
+        if row.params is not None:
+            await self.finish(
+                row.id,
+                Outcome(None, None, 0.0, "57014", "an extended-protocol statement runs only "
+                        "on its client's connection, and that client stopped waiting"),
+            )  # fmt: skip
+            return
+        outcome = await self._run_audited(
+            resource, row.requester, row.sql, row.statement_class, row.reasons, row.max_rows,
+            row.id, f"jitgate request #{row.id}",
+        )  # fmt: skip
+        await self.finish(row.id, outcome)
+
+    async def _run_audited(
+        self,
+        resource: Resource,
+        identity: str,
+        sql: str,
+        statement_class: str,
+        reasons: tuple[str, ...],
+        max_rows: int | None,
+        request_id: int | None,
+        application_name: str,
+    ) -> Outcome:
+        """Run ``sql`` once on a fresh connection, recorded as a session of its own."""
+        session_id = uuid.uuid4()
+        started = time.time()
+        try:
+            await self._recorder.open_session(
+                SessionRecord(
+                    id=session_id, identity=identity, resource=resource.name,
+                    client_addr=None, application_name=application_name,
+                    gateway=f"{socket.gethostname()}:{self.gateway_id}",
+                    started_at=datetime.now(UTC), cancel_pid=0, cancel_secret=b"\0" * 4,
+                    upstream_host=resource.url.host, upstream_port=resource.url.port,
+                    upstream_pid=0, upstream_secret=b"\0" * 4,
+                )
+            )  # fmt: skip
+        except StoreUnavailable:
+            return Outcome(None, None, 0.0, "57P03", "the audit store is unavailable")
+        outcome = await run_detached(resource, sql, max_rows, self._masking(resource))
+        event = StatementEvent(session_id, 1, sql, "request", started)
+        event.statement_class, event.decision, event.reasons = (
+            statement_class, "allow" if request_id is None else "review", reasons,
+        )  # fmt: skip
+        event.outcome = "ok" if outcome.ok else "error"
+        event.rows = outcome.rows or 0
+        event.command_tag = outcome.command_tag.encode() if outcome.command_tag else None
+        event.sqlstate = outcome.sqlstate
+        event.request_id = request_id
+        event.ended_at = time.time()
+        self._recorder.record(event)
+        self._recorder.close_session(session_id, "statement executed")
+        return outcome
+
+    # -- the sweep: heartbeat, expiry, reminders, orphans, reconciliation ---------------------
+
+    async def sweep(self) -> None:
+        async with self._sweeping:
+            try:
+                await self._heartbeat()
+                await self._expire_due()
+                await self._remind_due()
+                for request_id in await self._pool.fetch(
+                    "SELECT id FROM requests WHERE state = 'approved'"
+                    " AND (waiter IS NULL OR hold_until < now())"
+                ):
+                    self.spawn(self._execute_if_unattended(request_id[0]))
+                await self.reconcile()
+                if self._listener is None or self._listener.is_closed():
+                    await self._listen()
+            except STORE_ERRORS as exc:
+                log.warning("approvals sweep failed", extra={"error": str(exc)})
+
+    async def _heartbeat(self) -> None:
+        await self._pool.execute(
+            "INSERT INTO gateways (id, hostname) VALUES ($1, $2)"
+            " ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()",
+            self.gateway_id,
+            socket.gethostname(),
+        )
+
+    async def _expire_due(self) -> None:
+        for record in await self._pool.fetch(
+            "SELECT id FROM requests WHERE state = 'pending' AND expires_at <= now()"
+        ):
+            moved = await self.store.move(
+                None, record[0], "expire", state_reason="not decided in time",
+                condition="AND expires_at <= now()",
+            )  # fmt: skip
+            if moved is not None:
+                await self._announce(moved.id, alert="expired")
+
+    async def _remind_due(self) -> None:
+        for record in await self._pool.fetch(
+            "UPDATE requests SET reminded_at = now() WHERE state = 'pending'"
+            " AND reminded_at IS NULL AND now() >= created_at + (expires_at - created_at) / 2"
+            " RETURNING id"
+        ):
+            view = await self.store.view(record[0])
+            if view is not None:
+                for notifier in self.notifiers:
+                    self.spawn(notifier.reminder(view))
+
+    async def reconcile(self) -> None:
+        """Requests left EXECUTING by a gateway that stopped beating are FAILED, never re-run:
+        whether the statement committed is unknown, so a person must look."""
+        for record in await self._pool.fetch(
+            "SELECT id FROM requests WHERE state = 'executing' AND (executor IS NULL OR"
+            " executor NOT IN (SELECT id FROM gateways"
+            f" WHERE heartbeat_at > now() - interval '{HEARTBEAT_STALE}'))"
+        ):
+            outcome = Outcome(
+                None, None, 0.0, "XX000",
+                "the gateway executing it stopped; whether it committed is unknown — check "
+                "the target before running it again",
+            )  # fmt: skip
+            if await self.finish(record[0], outcome) is not None:
+                log.error(
+                    "request left executing by a stopped gateway", extra={"request": record[0]}
+                )
+
+    # -- holds, notifications, alerts ------------------------------------------------------------
+
+    def register_hold(self, session_id: UUID, interrupt: Callable[[], None]) -> None:
+        self._holds[session_id] = interrupt
+
+    def unregister_hold(self, session_id: UUID) -> None:
+        self._holds.pop(session_id, None)
+
+    def interrupt_hold(self, session_id: UUID) -> bool:
+        interrupt = self._holds.get(session_id)
+        if interrupt is None:
+            return False
+        interrupt()
+        return True
+
+    async def announce_cancel(self, session_id: UUID) -> None:
+        """Interrupt the hold of ``session_id`` on whichever gateway holds it."""
+        if not self.interrupt_hold(session_id):
+            await self._pool.execute("SELECT pg_notify($1, $2)", CANCEL_CHANNEL, str(session_id))
+
+    async def _announce(self, request_id: int, alert: str | None = None) -> RequestView | None:
+        self._wake(request_id)
+        view = await self.store.view(request_id)
+        if view is None:
+            return None
+        for notifier in self.notifiers:
+            self.spawn(notifier.request_changed(view))
+        if alert == "expired":
+            self.emit(
+                Alert("expired", f"request #{view.id} on {view.resource} expired undecided",
+                      view.requester, view.resource, view.id, view.session_id)
+            )  # fmt: skip
+        return view
+
+    def emit(self, alert: Alert) -> None:
+        if alert.at is None:
+            alert = Alert(**{**_fields(alert), "at": datetime.now(UTC)})
+        log.warning("security alert", extra={"alert": alert.kind, "summary": alert.summary})
+        for sink in self.alerts:
+            self.spawn(sink.alert(alert))
+
+    def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Run ``work`` in the background; failures are logged, never raised into callers."""
+        task = asyncio.get_running_loop().create_task(_logged(work))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _fields(alert: Alert) -> dict[str, Any]:
+    return {name: getattr(alert, name) for name in Alert.__dataclass_fields__}
+
+
+async def _logged(work: Coroutine[Any, Any, Any]) -> None:
+    try:
+        await work
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("background approvals work failed")
