@@ -32,6 +32,7 @@ from jitgate.errors import StoreUnavailable
 from proxy import messages as m
 from proxy import pgerrors
 from proxy.codec import decode_backend
+from proxy.params import ParameterTypes
 
 if TYPE_CHECKING:
     from proxy.relay import ClientSession
@@ -59,7 +60,7 @@ class Pending:
         substitute: bytes | None = None,
         *,
         hide: bool = False,
-        capture: Capture | None = None,
+        capture: Capture | ParameterTypes | None = None,
     ) -> None:
         self.kind = kind
         self.event = event

@@ -31,13 +31,13 @@ from proxy import pgerrors
 from proxy.clientauth import authenticate_client
 from proxy.codec import (
     Framer,
-    decode_frontend,
     decode_startup,
     error_sqlstate,
     query_text,
 )
 from proxy.hold import Held, Pending, hold
 from proxy.hooks import SessionContext, Statement
+from proxy.params import ParameterTypes, bound_values
 from proxy.upstream import UpstreamProtocol, connect_upstream
 
 if TYPE_CHECKING:
@@ -85,7 +85,9 @@ class _Prepared:
     Parse was refused: its Binds and Executes are refused with the same answer. ``hold``
     is set when it needs approval: each Execute of it is held, with its bound values."""
 
-    __slots__ = ("decision", "hold", "reasons", "refusal", "sql", "statement_class")
+    __slots__ = (
+        "decision", "hold", "parameter_types", "reasons", "refusal", "sql", "statement_class",
+    )  # fmt: skip
 
     def __init__(
         self, sql: str, event: StatementEvent, refusal: bytes | None = None, hold: bool = False
@@ -96,6 +98,7 @@ class _Prepared:
         self.reasons = event.reasons
         self.refusal = refusal
         self.hold = hold
+        self.parameter_types: ParameterTypes | None = None
 
 
 _UNKNOWN_PREPARED = _Prepared("", StatementEvent(uuid.UUID(int=0), 0, "", "", 0.0))
@@ -421,7 +424,9 @@ class ClientSession(asyncio.Protocol):
                 prepared = self._prepared.get(statement, _UNKNOWN_PREPARED)
                 self._portals[buf[start:nul]] = prepared
                 if prepared.hold:
-                    self._portal_params[buf[start:nul]] = _bound_values(buf, start, end)
+                    types = prepared.parameter_types
+                    oids = () if types is None else types.type_oids
+                    self._portal_params[buf[start:nul]] = bound_values(buf, start, end, oids)
                 # A refused Parse never reached the target, so binding it fails there;
                 # the client is told why instead of "prepared statement does not exist".
                 pending.append(Pending(BIND, None, prepared.refusal))
@@ -430,6 +435,14 @@ class ClientSession(asyncio.Protocol):
             elif type_code == SYNC:
                 pending.append(Pending(SYNC))
             elif type_code == DESCRIBE:
+                if buf[start] == 0x53 and self._prepared:
+                    described = self._prepared.get(buf[start + 1 : end - 1])
+                    if described is not None and described.hold:
+                        # The card must show bound values by type: note what the target says.
+                        described.parameter_types = ParameterTypes()
+                        self._capturing = True
+                        pending.append(Pending(DESCRIBE, capture=described.parameter_types))
+                        continue
                 pending.append(Pending(DESCRIBE))
             elif type_code == CLOSE:
                 name = buf[start + 1 : buf.index(0, start + 1, end)]
@@ -533,7 +546,6 @@ class ClientSession(asyncio.Protocol):
     def resume(self) -> None:
         """The hold is over: relay what the client sent meanwhile and read it again."""
         self._holding = False
-        self._capturing = False
         self._hold_task = None
         if self._closed:
             return
@@ -719,20 +731,3 @@ class ClientSession(asyncio.Protocol):
 
     def _resource_name(self) -> str:
         return self.context.resource.name if self.context is not None else "?"
-
-
-def _bound_values(buf: bytes, start: int, end: int) -> tuple[str | None, ...]:
-    """A Bind's parameter values as text, for the approval card (binary ones in hex)."""
-    bind = decode_frontend(BIND, buf[start:end])
-    assert isinstance(bind, m.Bind)
-    formats = bind.param_formats
-    values: list[str | None] = []
-    for i, value in enumerate(bind.params):
-        binary = (formats[i] if len(formats) > 1 else formats[0] if formats else 0) == 1
-        if value is None:
-            values.append(None)
-        elif binary:
-            values.append("\\x" + value.hex())
-        else:
-            values.append(value.decode("utf-8", "replace"))
-    return tuple(values)
