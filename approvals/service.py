@@ -16,8 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
-import time
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
@@ -28,11 +26,19 @@ from uuid import UUID
 import asyncpg
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from approvals.execute import estimate_rows, row_cap, run_detached
+from approvals import detached, sweep
+from approvals.execute import estimate_rows, row_cap
 from approvals.model import Alert, AlertSink, Notifier, Outcome, RequestView, State, Verdict
 from approvals.policy import action_of
-from approvals.store import CANCEL_CHANNEL, CHANNEL, NewRequest, RequestRow, RequestStore, _row
-from audit.events import SessionRecord, StatementEvent
+from approvals.store import (
+    CANCEL_CHANNEL,
+    CHANNEL,
+    STORE_ERRORS,
+    NewRequest,
+    RequestRow,
+    RequestStore,
+    _row,
+)
 from audit.recorder import AuditRecorder
 from guard import Classifier
 from jitgate.config import Config, Resource
@@ -53,9 +59,7 @@ class Asked:
 
 SWEEP_INTERVAL = 1.0
 POLL_INTERVAL = 1.0
-HEARTBEAT_STALE = "30 seconds"
 Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
-STORE_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 class Approvals:
@@ -74,23 +78,23 @@ class Approvals:
         self.gateway_id = uuid.uuid4()
         self.notifiers = list(notifiers)
         self.alerts = list(alerts)
-        self._pool = pool
-        self._recorder = recorder
-        self._masking = masking or (lambda _resource: None)
+        self.pool = pool
+        self.recorder = recorder
+        self.masking = masking or (lambda _resource: None)
         self._wakeups: dict[int, set[asyncio.Event]] = {}
         self._holds: dict[UUID, Callable[[], None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._listener: asyncpg.Connection | None = None
+        self.listener: asyncpg.Connection | None = None
         self._scheduler: AsyncIOScheduler | None = None
-        self._sweeping = asyncio.Lock()
+        self.sweeping = asyncio.Lock()
         self._classifier = Classifier()
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        await self._heartbeat()
+        await sweep.heartbeat(self)
         await self.reconcile()
-        await self._listen()
+        await self.listen()
         self._scheduler = AsyncIOScheduler()
         self._scheduler.add_job(
             self.sweep, "interval", seconds=SWEEP_INTERVAL, max_instances=1, coalesce=True
@@ -104,13 +108,13 @@ class Approvals:
             await asyncio.wait(list(self._tasks), timeout=grace)
         for task in list(self._tasks):
             task.cancel()
-        if self._listener is not None:
+        if self.listener is not None:
             with contextlib.suppress(*STORE_ERRORS):
-                await self._listener.close(timeout=2)
+                await self.listener.close(timeout=2)
         with contextlib.suppress(*STORE_ERRORS):
-            await self._pool.execute("DELETE FROM gateways WHERE id = $1", self.gateway_id)
+            await self.pool.execute("DELETE FROM gateways WHERE id = $1", self.gateway_id)
 
-    async def _listen(self) -> None:
+    async def listen(self) -> None:
         try:
             conn = await asyncpg.connect(self.config.database_url, timeout=5)
             await conn.add_listener(CHANNEL, self._on_notify)
@@ -118,13 +122,19 @@ class Approvals:
         except STORE_ERRORS as exc:
             log.warning("cannot listen for request changes; polling", extra={"error": str(exc)})
             return
-        self._listener = conn
+        self.listener = conn
+
+    async def sweep(self) -> None:
+        await sweep.sweep(self)
+
+    async def reconcile(self) -> None:
+        await sweep.reconcile(self)
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
         if isinstance(payload, str) and payload.isdigit():
             request_id = int(payload)
             self._wake(request_id)
-            self.spawn(self._execute_if_unattended(request_id))
+            self.spawn(detached.execute_if_unattended(self, request_id))
 
     def _on_cancel(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
         with contextlib.suppress(ValueError, TypeError):
@@ -225,7 +235,8 @@ class Approvals:
                 reason=reason, agent=agent,
             )  # fmt: skip
             return Asked("review", view, None)
-        outcome = await self._run_audited(
+        outcome = await detached.run_audited(
+            self,
             resource, identity, sql, strictest.statement_class, reasons, None, None,
             f"jitgate {source}",
         )  # fmt: skip
@@ -236,7 +247,7 @@ class Approvals:
     ) -> str:
         """``sql`` as cards and pages show it: sensitive literals masked (the default policy
         even where results are not masked: chat is never a place for raw values)."""
-        policy = self._masking(resource) or MaskingPolicy()
+        policy = self.masking(resource) or MaskingPolicy()
         text = mask_text(sql, policy=policy).value
         if params:
             shown = ", ".join(
@@ -263,7 +274,7 @@ class Approvals:
         :class:`DecisionRefused` (with a ``code``) for anything the rules refuse."""
         approver = approver.strip().lower()
         expired = False
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self.pool.acquire() as conn, conn.transaction():
             record = await conn.fetchrow(
                 "SELECT * FROM requests WHERE id = $1 FOR UPDATE", request_id
             )
@@ -281,9 +292,9 @@ class Approvals:
             else:
                 await self._record_decision(conn, row, approver, verdict, via, reason, max_rows)
         if expired:
-            await self._announce(request_id, alert="expired")
+            await self.announce(request_id, alert="expired")
             raise DecisionRefused("expired", f"request #{request_id} has expired")
-        view = await self._announce(request_id)
+        view = await self.announce(request_id)
         assert view is not None
         log.info(
             "decision recorded",
@@ -360,7 +371,7 @@ class Approvals:
         row = await self.store.move(None, request_id, "cancel", state_reason=reason)
         if row is None:
             return None
-        return await self._announce(request_id)
+        return await self.announce(request_id)
 
     async def wait(self, request_id: int, within: float) -> RequestRow:
         """Return the request once it is no longer pending, or as it is after ``within``
@@ -406,7 +417,7 @@ class Approvals:
 
     async def release(self, request_id: int, session_id: UUID) -> None:
         """The waiting session stopped waiting: from now on any gateway may execute."""
-        await self._pool.execute(
+        await self.pool.execute(
             "WITH r AS (UPDATE requests SET waiter = NULL, hold_until = NULL"
             " WHERE id = $1 AND waiter = $2 RETURNING id)"
             " SELECT pg_notify($3, r.id::text) FROM r",
@@ -433,155 +444,6 @@ class Approvals:
         log.info("request finished", extra={"request": request_id, "state": str(row.state)})
         return view
 
-    async def _execute_if_unattended(self, request_id: int) -> None:
-        try:
-            row = await self.store.move(
-                None,
-                request_id,
-                "claim",
-                condition="AND (waiter IS NULL OR hold_until < now())",
-                executor=self.gateway_id,
-                started_at=datetime.now(UTC),
-            )
-        except STORE_ERRORS as exc:
-            log.warning("cannot claim request", extra={"request": request_id, "error": str(exc)})
-            return
-        if row is not None:
-            await self._announce(row.id)
-            await self._run_detached(row)
-
-    async def _run_detached(self, row: RequestRow) -> None:
-        resource = self.config.resources.get(row.resource)
-        if resource is None:
-            await self.finish(row.id, Outcome(None, None, 0.0, "3D000", "unknown resource"))
-            return
-        if not row.sql_intact:
-            await self.finish(
-                row.id, Outcome(None, None, 0.0, "XX001", "the stored statement was altered")
-            )
-            return
-        if row.params is not None:
-            await self.finish(
-                row.id,
-                Outcome(None, None, 0.0, "57014", "an extended-protocol statement runs only "
-                        "on its client's connection, and that client stopped waiting"),
-            )  # fmt: skip
-            return
-        outcome = await self._run_audited(
-            resource, row.requester, row.sql, row.statement_class, row.reasons, row.max_rows,
-            row.id, f"jitgate request #{row.id}",
-        )  # fmt: skip
-        await self.finish(row.id, outcome)
-
-    async def _run_audited(
-        self,
-        resource: Resource,
-        identity: str,
-        sql: str,
-        statement_class: str,
-        reasons: tuple[str, ...],
-        max_rows: int | None,
-        request_id: int | None,
-        application_name: str,
-    ) -> Outcome:
-        """Run ``sql`` once on a fresh connection, recorded as a session of its own."""
-        session_id = uuid.uuid4()
-        started = time.time()
-        try:
-            await self._recorder.open_session(
-                SessionRecord(
-                    id=session_id, identity=identity, resource=resource.name,
-                    client_addr=None, application_name=application_name,
-                    gateway=f"{socket.gethostname()}:{self.gateway_id}",
-                    started_at=datetime.now(UTC), cancel_pid=0, cancel_secret=b"\0" * 4,
-                    upstream_host=resource.url.host, upstream_port=resource.url.port,
-                    upstream_pid=0, upstream_secret=b"\0" * 4,
-                )
-            )  # fmt: skip
-        except StoreUnavailable:
-            return Outcome(None, None, 0.0, "57P03", "the audit store is unavailable")
-        outcome = await run_detached(resource, sql, max_rows, self._masking(resource))
-        event = StatementEvent(session_id, 1, sql, "request", started)
-        event.statement_class, event.decision, event.reasons = (
-            statement_class, "allow" if request_id is None else "review", reasons,
-        )  # fmt: skip
-        event.outcome = "ok" if outcome.ok else "error"
-        event.rows = outcome.rows or 0
-        event.command_tag = outcome.command_tag.encode() if outcome.command_tag else None
-        event.sqlstate = outcome.sqlstate
-        event.request_id = request_id
-        event.ended_at = time.time()
-        self._recorder.record(event)
-        self._recorder.close_session(session_id, "statement executed")
-        return outcome
-
-    # -- the sweep: heartbeat, expiry, reminders, orphans, reconciliation ---------------------
-
-    async def sweep(self) -> None:
-        async with self._sweeping:
-            try:
-                await self._heartbeat()
-                await self._expire_due()
-                await self._remind_due()
-                for request_id in await self._pool.fetch(
-                    "SELECT id FROM requests WHERE state = 'approved'"
-                    " AND (waiter IS NULL OR hold_until < now())"
-                ):
-                    self.spawn(self._execute_if_unattended(request_id[0]))
-                await self.reconcile()
-                if self._listener is None or self._listener.is_closed():
-                    await self._listen()
-            except STORE_ERRORS as exc:
-                log.warning("approvals sweep failed", extra={"error": str(exc)})
-
-    async def _heartbeat(self) -> None:
-        await self._pool.execute(
-            "INSERT INTO gateways (id, hostname) VALUES ($1, $2)"
-            " ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()",
-            self.gateway_id,
-            socket.gethostname(),
-        )
-
-    async def _expire_due(self) -> None:
-        for record in await self._pool.fetch(
-            "SELECT id FROM requests WHERE state = 'pending' AND expires_at <= now()"
-        ):
-            moved = await self.store.move(
-                None, record[0], "expire", state_reason="not decided in time",
-                condition="AND expires_at <= now()",
-            )  # fmt: skip
-            if moved is not None:
-                await self._announce(moved.id, alert="expired")
-
-    async def _remind_due(self) -> None:
-        for record in await self._pool.fetch(
-            "UPDATE requests SET reminded_at = now() WHERE state = 'pending'"
-            " AND reminded_at IS NULL AND now() >= created_at + (expires_at - created_at) / 2"
-            " RETURNING id"
-        ):
-            view = await self.store.view(record[0])
-            if view is not None:
-                for notifier in self.notifiers:
-                    self.spawn(notifier.reminder(view))
-
-    async def reconcile(self) -> None:
-        """Requests left EXECUTING by a gateway that stopped beating are FAILED, never re-run:
-        whether the statement committed is unknown, so a person must look."""
-        for record in await self._pool.fetch(
-            "SELECT id FROM requests WHERE state = 'executing' AND (executor IS NULL OR"
-            " executor NOT IN (SELECT id FROM gateways"
-            f" WHERE heartbeat_at > now() - interval '{HEARTBEAT_STALE}'))"
-        ):
-            outcome = Outcome(
-                None, None, 0.0, "XX000",
-                "the gateway executing it stopped; whether it committed is unknown — check "
-                "the target before running it again",
-            )  # fmt: skip
-            if await self.finish(record[0], outcome) is not None:
-                log.error(
-                    "request left executing by a stopped gateway", extra={"request": record[0]}
-                )
-
     # -- holds, notifications, alerts ------------------------------------------------------------
 
     def register_hold(self, session_id: UUID, interrupt: Callable[[], None]) -> None:
@@ -600,9 +462,9 @@ class Approvals:
     async def announce_cancel(self, session_id: UUID) -> None:
         """Interrupt the hold of ``session_id`` on whichever gateway holds it."""
         if not self.interrupt_hold(session_id):
-            await self._pool.execute("SELECT pg_notify($1, $2)", CANCEL_CHANNEL, str(session_id))
+            await self.pool.execute("SELECT pg_notify($1, $2)", CANCEL_CHANNEL, str(session_id))
 
-    async def _announce(self, request_id: int, alert: str | None = None) -> RequestView | None:
+    async def announce(self, request_id: int, alert: str | None = None) -> RequestView | None:
         self._wake(request_id)
         view = await self.store.view(request_id)
         if view is None:

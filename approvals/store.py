@@ -22,6 +22,7 @@ from approvals.model import DecisionView, Outcome, RequestView, State, Verdict
 from approvals.states import Event, next_state, sources_of
 
 CHANNEL = "jitgate_requests"
+STORE_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 CANCEL_CHANNEL = "jitgate_cancel"
 
 
