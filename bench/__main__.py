@@ -23,6 +23,7 @@ from pathlib import Path
 import asyncpg
 
 from bench import BenchError
+from bench.approvals import ROUNDS, approval_latency, latency_lines
 from bench.gateway import RESOURCE, USER, GatewayProcess
 from bench.pgbench import SELECT_ONLY_SQL_PREFIX, Pgbench, Workload
 from bench.postgres import DATABASE_ERRORS, BenchServer
@@ -132,10 +133,15 @@ async def _measure(
         f"gateway rss: {rss_before / 1024:.1f} MiB idle, {rss_after / 1024:.1f} MiB with"
         f" {idle_sessions} idle sessions: {per_session:+.1f} KiB per session"
     )
+    latencies = await approval_latency(
+        server, gateway, TARGET_DATABASE, rounds=5 if rounds == 1 else ROUNDS
+    )
     _say(f"load average at end: {_loadavg()}")
     _say("")
     at_8, at_1 = comparisons[1], comparisons[0]
     for line in goal_lines(at_8.ratio, at_1.added_latency_us):
+        _say(line)
+    for line in latency_lines(latencies):
         _say(line)
     return 0 if matched else 1
 

@@ -20,6 +20,7 @@ from bench import BenchError
 from bench.pgbench import Endpoint
 
 USER = "bench@example.com"
+APPROVER = "approver@example.com"
 RESOURCE = "bench"
 _STORE_VARIABLE = "JITGATE_BENCH_STORE_URL"
 _TARGET_VARIABLE = "JITGATE_BENCH_TARGET_URL"
@@ -37,20 +38,22 @@ def free_port() -> int:
 
 
 def bench_config(pg_port: int, http_port: int) -> dict[str, Any]:
-    """One engineer who may read resource ``bench``; both URLs come from the environment,
-    as the credentials in them would in production."""
+    """One engineer who may read resource ``bench`` (writes are held for review) and one
+    approver; both URLs come from the environment, as the credentials in them would in
+    production."""
     return {
         "database_url": f"${{{_STORE_VARIABLE}}}",
         "public_url": f"http://127.0.0.1:{http_port}",
         "http": {"listen": f"127.0.0.1:{http_port}"},
         "postgres": {"listen": f"127.0.0.1:{pg_port}", "hold_timeout": "5s"},
         "audit": {"flush_interval": "50ms"},
-        "groups": {"engineers": [USER]},
+        "groups": {"engineers": [USER], "approvers": [APPROVER]},
         "resources": {
             RESOURCE: {
                 "type": "postgres",
                 "url": f"${{{_TARGET_VARIABLE}}}",
-                "access": {"engineers": {"read": "allow"}},
+                "access": {"engineers": {"read": "allow", "write": "review"}},
+                "approvers": ["approvers"],
             }
         },
     }
@@ -85,16 +88,7 @@ class GatewayProcess:
         self._config.write_text(
             yaml.safe_dump(bench_config(self.pg_port, self.http_port)), encoding="utf-8"
         )
-        issue = await asyncio.create_subprocess_exec(
-            *self._jitgate("token", "issue", "--user", USER),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=self._env,
-        )
-        stdout, stderr = await issue.communicate()
-        if issue.returncode != 0:
-            raise BenchError(f"jitgate token issue failed: {stderr.decode().strip()}")
-        self.token = stdout.decode().strip()
+        self.token = await self.issue_token(USER)
         with self._log.open("wb") as log:
             self._process = await asyncio.create_subprocess_exec(
                 *self._jitgate("serve"),
@@ -104,6 +98,18 @@ class GatewayProcess:
                 env=self._env,
             )
         await self._wait_healthy()
+
+    async def issue_token(self, user: str) -> str:
+        issue = await asyncio.create_subprocess_exec(
+            *self._jitgate("token", "issue", "--user", user),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=self._env,
+        )
+        stdout, stderr = await issue.communicate()
+        if issue.returncode != 0:
+            raise BenchError(f"jitgate token issue failed: {stderr.decode().strip()}")
+        return stdout.decode().strip()
 
     async def stop(self) -> None:
         """SIGTERM, then SIGKILL if the gateway has not drained in time."""
