@@ -75,7 +75,41 @@ def _parser() -> argparse.ArgumentParser:
     target.add_argument("--user")
     target.add_argument("--token", help="the token itself (or - to read it from stdin)")
     revoke.set_defaults(handler=_token_revoke)
+    _add_request_commands(commands)
     return parser
+
+
+def _add_request_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``request`` and ``requests``: the engineer's side of the REST API (jitgate.client)."""
+    gateway = argparse.ArgumentParser(add_help=False)
+    gateway.add_argument("--url", help="the gateway's HTTP address (default: $JITGATE_URL)")
+    gateway.add_argument("--token", help="your access token (default: $JITGATE_TOKEN)")
+    gateway.add_argument("--output", choices=("text", "json"), default="text")
+    request = commands.add_parser(
+        "request", parents=[gateway], help="run one statement, through approval if needed"
+    )
+    request.add_argument("resource")
+    request.add_argument("sql")
+    request.add_argument("--reason", help="why you need it, shown to approvers")
+    request.add_argument("--wait", action="store_true", help="wait for the decision and result")
+    request.set_defaults(handler=_request)
+    listing = commands.add_parser("requests", parents=[gateway], help="list your requests")
+    listing.add_argument(
+        "--pending", action="store_true", help="list the requests awaiting your decision instead"
+    )
+    listing.set_defaults(handler=_requests)
+
+
+async def _request(args: argparse.Namespace) -> int:
+    from jitgate.client import request_command
+
+    return await request_command(args)
+
+
+async def _requests(args: argparse.Namespace) -> int:
+    from jitgate.client import requests_command
+
+    return await requests_command(args)
 
 
 async def _serve(args: argparse.Namespace) -> int:

@@ -12,6 +12,8 @@
   come from rather than guarding anything.
 - ``jitgate.yaml``: the gateway's config, written afresh on every run. The gateway listens on
   127.0.0.1:15432 (Postgres) and 127.0.0.1:8080 (HTTP), or on free ports if those are taken.
+  The HTTP listener runs in demo mode (``http.demo: true``): the web inbox lets anyone pick
+  any configured user, which is how bob@example.com approves alice's held statements.
 - ``gateway.log``: the gateway's own log.
 
 Each run issues a new access token for alice@example.com (an engineer), starts
@@ -259,8 +261,10 @@ def _config_text(cluster: Cluster, root: Path, http_port: int, postgres_port: in
     config = {
         "database_url": _store_url(cluster),
         "public_url": f"http://{HOST}:{http_port}",
-        "http": {"listen": f"{HOST}:{http_port}"},
-        "postgres": {"listen": f"{HOST}:{postgres_port}"},
+        # Demo mode: the web inbox lets you pick who you are, so bob can approve alice's
+        # statements without a token of his own. Never in production.
+        "http": {"listen": f"{HOST}:{http_port}", "demo": True},
+        "postgres": {"listen": f"{HOST}:{postgres_port}", "hold_timeout": "120s"},
         "groups": {"engineers": [USER], "dba": ["bob@example.com", "carol@example.com"]},
         "resources": {
             "shop": {
@@ -334,10 +338,11 @@ def _print_ready(demo: Demo) -> None:
     print("Then try:")
     print("  SELECT * FROM customers LIMIT 5;   -- a read: runs at once")
     print("  SELECT count(*) FROM orders;       -- so does this one")
-    print(
-        '  DELETE FROM carts WHERE id = 1;    -- a write: ERROR "approval required", nothing runs'
-    )
-    print("  DROP TABLE orders;                 -- held too: destructive statements need review")
+    print("  DELETE FROM carts WHERE id = 1;    -- a write: held for approval, psql waits 120 s")
+    print()
+    print(f"While psql waits, open {web}/inbox, pick bob@example.com (a DBA), open the")
+    print("request and click Approve: psql prints DELETE 1. Reject it instead (with a reason)")
+    print("and psql gets an ERROR naming bob and the reason; the session goes on.")
     print()
     print("Every statement is recorded in the store's statement_events table:")
     print(f'  {_psql(demo)} "{demo.store_url}" -c "{STATEMENT_EVENTS_SQL}"')

@@ -1,11 +1,14 @@
-"""The gateway's HTTP listener: health and metrics (chat, inbox and replay mount here too)."""
+"""The gateway's HTTP listener: health, metrics, the REST API (:mod:`jitgate.api`) and the
+web inbox and session replay (:mod:`jitgate.pages`); chat adapters mount here too."""
 
 from __future__ import annotations
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from jitgate.api import RequestsApi
 from jitgate.gateway import Gateway
+from jitgate.pages import Pages
 
 GATEWAY = web.AppKey("gateway", Gateway)
 
@@ -15,6 +18,8 @@ def build_http_app(gateway: Gateway) -> web.Application:
     app[GATEWAY] = gateway
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
+    app.add_routes(RequestsApi(gateway).routes())
+    app.add_routes(Pages(gateway).routes())
     return app
 
 

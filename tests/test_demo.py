@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import queue
+import re
 import shlex
 import shutil
 import signal
@@ -12,10 +15,11 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from jitgate.cluster import Cluster
@@ -34,6 +38,58 @@ class RunningDemo:
         return subprocess.run(
             [*self.psql, "-AtX", "-c", sql], capture_output=True, text=True, timeout=30
         )
+
+    async def start_psql(self, sql: str) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            *self.psql,
+            "-AtX",
+            "-c",
+            sql,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+
+    @contextlib.asynccontextmanager
+    async def inbox_as(self, user: str) -> AsyncIterator[Inbox]:
+        """The web inbox the demo printed, with ``user`` picked as a visitor would."""
+        printed = next(line for line in self.output if "/inbox" in line)
+        match = re.search(r"(http://[\w.:]+)/inbox", printed)
+        assert match is not None, printed
+        # unsafe: keep the cookies a listener on an IP address sets.
+        jar = aiohttp.CookieJar(unsafe=True)
+        async with aiohttp.ClientSession(match.group(1), cookie_jar=jar) as http:
+            inbox = Inbox(http, match.group(1))
+            async with inbox.post("/login", {"user": user}) as picked:
+                assert picked.status == 200 and user in await picked.text()
+            yield inbox
+
+
+@dataclass
+class Inbox:
+    http: aiohttp.ClientSession
+    origin: str
+
+    def post(
+        self, path: str, form: dict[str, str]
+    ) -> contextlib.AbstractAsyncContextManager[aiohttp.ClientResponse]:
+        return self.http.post(path, data=form, headers={"Origin": self.origin})
+
+    async def decide(self, request_id: int, **form: str) -> int:
+        async with self.post(f"/requests/{request_id}/decide", form) as response:
+            return response.status
+
+    async def awaiting(self) -> int:
+        """The id of the first request the inbox shows as awaiting the user's decision."""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            async with self.http.get("/inbox") as response:
+                page = await response.text()
+            awaiting = page.split("<h2>Your requests</h2>")[0]
+            found = re.search(r'href="/requests/(\d+)"', awaiting)
+            if found:
+                return int(found.group(1))
+            await asyncio.sleep(0.1)
+        raise AssertionError("no request reached the inbox")
 
 
 def _read_lines(stream: Iterator[str], output: list[str], lines: queue.Queue[str | None]) -> None:
@@ -107,11 +163,27 @@ def test_the_demo_session_is_audited(demo: RunningDemo) -> None:
     assert recorded.strip() == "alice@example.com"
 
 
-def test_a_write_is_held_and_does_not_run(demo: RunningDemo) -> None:
-    result = demo.run_psql("DELETE FROM carts WHERE id = 1")
-    assert result.returncode != 0
-    assert "ERROR:  approval required" in result.stderr
-    assert demo.run_psql("SELECT count(*) FROM carts WHERE id = 1").stdout.strip() == "1"
+async def test_a_write_is_held_until_bob_approves_it_in_the_web_inbox(demo: RunningDemo) -> None:
+    held = await demo.start_psql("DELETE FROM carts WHERE id = 1")
+    async with demo.inbox_as("bob@example.com") as inbox:
+        request_id = await inbox.awaiting()
+        assert await inbox.decide(request_id, verdict="approve") == 200
+    stdout, stderr = await asyncio.wait_for(held.communicate(), 60)
+    assert held.returncode == 0, stderr.decode()
+    assert stdout.decode().strip() == "DELETE 1"
+    assert f"request #{request_id}" in stderr.decode()  # the NOTICE said where it was posted
+    assert demo.run_psql("SELECT count(*) FROM carts WHERE id = 1").stdout.strip() == "0"
+
+
+async def test_a_rejected_write_does_not_run(demo: RunningDemo) -> None:
+    held = await demo.start_psql("DELETE FROM carts WHERE id = 2")
+    async with demo.inbox_as("bob@example.com") as inbox:
+        request_id = await inbox.awaiting()
+        assert await inbox.decide(request_id, verdict="reject", reason="carts stay") == 200
+    _, stderr = await asyncio.wait_for(held.communicate(), 60)
+    assert held.returncode != 0
+    assert "ERROR:" in stderr.decode() and "carts stay" in stderr.decode()
+    assert demo.run_psql("SELECT count(*) FROM carts WHERE id = 2").stdout.strip() == "1"
 
 
 def test_sigterm_stops_the_gateway_and_the_cluster(demo: RunningDemo) -> None:

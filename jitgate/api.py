@@ -1,0 +1,283 @@
+"""The REST API: ask for a statement, follow requests, decide them. JSON in and out.
+
+Every call needs ``Authorization: Bearer <access token>`` (:mod:`jitgate.webauth`); a
+missing, unknown, revoked or expired token gets ``401 {"error", "code": "unauthorized"}``
+and nothing else happens. Errors are always ``{"error": <readable>, "code": <name>}``.
+
+``POST /api/requests`` ``{"resource", "sql", "reason"?}``
+    ``200 {"action": "allow", "outcome": OUTCOME}`` — policy allowed it; it ran once.
+    ``202 {"action": "review", "request": REQUEST, "posted_to": [str]}`` — held for review.
+    ``403`` codes ``denied``, ``unknown_resource``, ``no_access``; ``400 bad_request``.
+``GET /api/requests/{id}`` → ``REQUEST``; 404 ``not_found`` unless the caller is the
+    requester or in one of the request's approver groups.
+``GET /api/requests?mine=1`` → ``{"requests": [REQUEST]}``, the caller's own (the default);
+    ``?pending=1``: pending requests the caller may still decide (not theirs, not voted on).
+``POST /api/requests/{id}/decisions`` ``{"verdict": "approve"|"reject", "reason"?,
+    "max_rows"?}`` → ``200 REQUEST``; refusals carry the core's code: 403 ``self_approval``,
+    ``not_approver``; 409 ``already_decided``, ``already_voted``, ``expired``; 404
+    ``unknown_request``. Recorded ``via: "cli"`` for jitgate's CLI (its User-Agent), else
+    ``"api"``.
+
+``REQUEST``: ``{"id", "resource", "requester", "agent", "sql" (sensitive literals masked),
+"statement_class", "reasons": [str], "reason", "estimate", "max_rows", "state",
+"state_reason", "final": bool, "source", "session_id", "approvals", "approvals_required",
+"approver_groups": [str], "decisions": [{"approver", "verdict", "via", "reason",
+"decided_at"}], "created_at", "expires_at", "outcome": OUTCOME | null, "url"}``.
+``OUTCOME``: ``{"command_tag", "rows", "duration_ms", "sqlstate", "error", "columns":
+[str], "preview": [[str | null]] (masked), "preview_truncated", "masked": {entity: count},
+"summary"}``. Datetimes are ISO 8601 with a UTC offset; absent values are ``null``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from approvals.model import Outcome, RequestView, State
+from jitgate.client import CLI_AGENT
+from jitgate.config import Config
+from jitgate.errors import DecisionRefused, StoreUnavailable
+from jitgate.gateway import Gateway
+from jitgate.webauth import STORE_ERRORS, bearer_user
+from masking import mask_text
+
+UserHandler = Callable[[web.Request, str], Awaitable[web.StreamResponse]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+REFUSAL_STATUS = {
+    "self_approval": 403,
+    "not_approver": 403,
+    "already_decided": 409,
+    "already_voted": 409,
+    "expired": 409,
+    "unknown_request": 404,
+}
+
+
+def error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": message, "code": code}, status=status)
+
+
+def shown_outcome(config: Config, resource: str, outcome: Outcome) -> Outcome:
+    """``outcome`` masked once more at the edge: the preview by the default policy (unless the
+    resource says ``masking: off``) and the error message always (a database error can quote a
+    value). Whatever path produced the outcome, no raw value leaves through the web."""
+    error = mask_text(outcome.error).value if outcome.error else outcome.error
+    settings = config.resources.get(resource)
+    if settings is not None and settings.masking == "off":
+        return dataclasses.replace(outcome, error=error)
+    masked = dict(outcome.masked)
+    preview = []
+    for row in outcome.preview:
+        cells: list[str | None] = []
+        for column, cell in zip(outcome.columns, row, strict=False):
+            result = None if cell is None else mask_text(cell, column=column)
+            for entity in result.entities if result else ():
+                masked[entity] = masked.get(entity, 0) + 1
+            cells.append(result.value if result else None)
+        preview.append(tuple(cells))
+    return dataclasses.replace(outcome, error=error, preview=tuple(preview), masked=masked)
+
+
+def shown(config: Config, view: RequestView) -> RequestView:
+    """``view`` as the API and the pages show it: the outcome masked, and the state reason
+    of a failed request, which is the database's error message."""
+    outcome = shown_outcome(config, view.resource, view.outcome) if view.outcome else None
+    reason = view.state_reason
+    if reason and view.state == State.FAILED:
+        reason = mask_text(reason).value
+    return dataclasses.replace(view, outcome=outcome, state_reason=reason)
+
+
+def outcome_json(outcome: Outcome) -> dict[str, Any]:
+    """``outcome`` (already through :func:`shown_outcome`) as JSON."""
+    return {
+        "command_tag": outcome.command_tag,
+        "rows": outcome.rows,
+        "duration_ms": round(outcome.duration_ms, 3),
+        "sqlstate": outcome.sqlstate,
+        "error": outcome.error,
+        "columns": list(outcome.columns),
+        "preview": [list(row) for row in outcome.preview],
+        "preview_truncated": outcome.preview_truncated,
+        "masked": dict(outcome.masked),
+        "summary": outcome.summary(),
+    }
+
+
+def request_json(config: Config, view: RequestView) -> dict[str, Any]:
+    view = shown(config, view)
+    return {
+        "id": view.id,
+        "resource": view.resource,
+        "requester": view.requester,
+        "agent": view.agent,
+        "sql": view.sql,
+        "statement_class": view.statement_class,
+        "reasons": list(view.reasons),
+        "reason": view.reason,
+        "estimate": view.estimate,
+        "max_rows": view.max_rows,
+        "state": str(view.state),
+        "state_reason": view.state_reason,
+        "final": view.final,
+        "source": view.source,
+        "session_id": str(view.session_id) if view.session_id else None,
+        "approvals": view.approvals,
+        "approvals_required": view.approvals_required,
+        "approver_groups": list(view.approver_groups),
+        "decisions": [
+            {
+                "approver": d.approver,
+                "verdict": d.verdict,
+                "via": d.via,
+                "reason": d.reason,
+                "decided_at": d.decided_at.isoformat(),
+            }
+            for d in view.decisions
+        ],
+        "created_at": view.created_at.isoformat(),
+        "expires_at": view.expires_at.isoformat(),
+        "outcome": outcome_json(view.outcome) if view.outcome else None,
+        "url": view.url,
+    }
+
+
+def may_see(config: Config, user: str, view: RequestView) -> bool:
+    """The requester and the members of the request's approver groups may see it."""
+    return user == view.requester or bool(config.groups_of(user) & set(view.approver_groups))
+
+
+def awaits(config: Config, user: str, view: RequestView) -> bool:
+    """``view`` is pending and ``user`` may still decide it (the core checks again)."""
+    return (
+        view.state == State.PENDING
+        and user != view.requester
+        and bool(config.groups_of(user) & set(view.approver_groups))
+        and all(d.approver != user for d in view.decisions)
+    )
+
+
+async def awaiting(gateway: Gateway, user: str) -> list[RequestView]:
+    groups = gateway.config.groups_of(user)
+    if not groups:
+        return []
+    store = gateway.approvals.store
+    rows = await store.list(states=[State.PENDING], approver_groups=groups)
+    views = [store.to_view(row, await store.decisions(row.id)) for row in rows]
+    return [view for view in views if awaits(gateway.config, user, view)]
+
+
+async def mine(gateway: Gateway, user: str) -> list[RequestView]:
+    store = gateway.approvals.store
+    rows = await store.list(requester=user)
+    return [store.to_view(row, await store.decisions(row.id)) for row in rows]
+
+
+class RequestsApi:
+    """The handlers, bound to one gateway; :meth:`routes` mounts them."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.config = gateway.config
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.post("/api/requests", self._guarded(self.create)),
+            web.get("/api/requests", self._guarded(self.index)),
+            web.get(r"/api/requests/{id:\d+}", self._guarded(self.show)),
+            web.post(r"/api/requests/{id:\d+}/decisions", self._guarded(self.decide)),
+        ]
+
+    def _guarded(self, handler: UserHandler) -> Handler:
+        """Authenticate first; a store outage is a 503, never a guess."""
+
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            try:
+                user = await bearer_user(request, self.gateway.pool)
+                if user is None:
+                    return error(401, "unauthorized", "a valid access token is required")
+                return await handler(request, user)
+            except StoreUnavailable as exc:
+                return error(503, "unavailable", str(exc))
+            except STORE_ERRORS as exc:
+                return error(503, "unavailable", f"the store failed: {exc}")
+
+        return guarded
+
+    async def create(self, request: web.Request, user: str) -> web.Response:
+        body = await _json_body(request)
+        resource, sql, reason = body.get("resource"), body.get("sql"), body.get("reason")
+        if not isinstance(resource, str) or not isinstance(sql, str) or not sql.strip():
+            return error(400, "bad_request", "resource and sql must be non-empty strings")
+        if reason is not None and not isinstance(reason, str):
+            return error(400, "bad_request", "reason must be a string")
+        try:
+            asked = await self.gateway.approvals.ask(
+                resource_name=resource, identity=user, sql=sql, source=_channel(request),
+                reason=reason or None,
+            )  # fmt: skip
+        except DecisionRefused as exc:
+            return error(403, exc.code, str(exc))
+        if asked.request is None:
+            assert asked.outcome is not None
+            outcome = shown_outcome(self.config, resource, asked.outcome)
+            return web.json_response({"action": "allow", "outcome": outcome_json(outcome)})
+        return web.json_response(
+            {
+                "action": "review",
+                "request": request_json(self.config, asked.request),
+                "posted_to": self.gateway.approvals.where(asked.request),
+            },
+            status=202,
+        )
+
+    async def index(self, request: web.Request, user: str) -> web.Response:
+        pending = request.query.get("pending") in ("1", "true", "yes")
+        views = await (awaiting if pending else mine)(self.gateway, user)
+        return web.json_response({"requests": [request_json(self.config, v) for v in views]})
+
+    async def show(self, request: web.Request, user: str) -> web.Response:
+        view = await self.gateway.approvals.store.view(int(request.match_info["id"]))
+        if view is None or not may_see(self.config, user, view):
+            return error(404, "not_found", "no such request")
+        return web.json_response(request_json(self.config, view))
+
+    async def decide(self, request: web.Request, user: str) -> web.Response:
+        body = await _json_body(request)
+        verdict, reason, max_rows = body.get("verdict"), body.get("reason"), body.get("max_rows")
+        if verdict not in ("approve", "reject"):
+            return error(400, "bad_request", 'verdict must be "approve" or "reject"')
+        if reason is not None and not isinstance(reason, str):
+            return error(400, "bad_request", "reason must be a string")
+        if max_rows is not None and (
+            isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1
+        ):
+            return error(400, "bad_request", "max_rows must be a positive integer")
+        try:
+            view = await self.gateway.approvals.decide(
+                int(request.match_info["id"]), user, verdict, via=_channel(request),
+                reason=reason or None, max_rows=max_rows,
+            )  # fmt: skip
+        except DecisionRefused as exc:
+            return error(REFUSAL_STATUS.get(exc.code, 403), exc.code, str(exc))
+        return web.json_response(request_json(self.config, view))
+
+
+def _channel(request: web.Request) -> str:
+    return "cli" if request.headers.get("User-Agent", "").startswith(CLI_AGENT + "/") else "api"
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(
+            text='{"error": "the body must be a JSON object", "code": "bad_request"}',
+            content_type="application/json",
+        )
+    return body
