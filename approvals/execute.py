@@ -162,7 +162,8 @@ async def run_detached(
                         count += 1
                 else:
                     await statement.fetch()
-                tag = statement.get_statusmsg()
+                # After a cursor, asyncpg keeps no status: a SELECT's tag is its row count.
+                tag = statement.get_statusmsg() or (f"SELECT {count}" if columns else None)
             else:
                 tag = await conn.execute(sql)
             touched = tag_rows(tag)

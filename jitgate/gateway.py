@@ -18,13 +18,19 @@ from aiohttp import web
 from approvals.inbox import InboxNotifier
 from approvals.service import Approvals
 from audit.recorder import AuditRecorder
-from jitgate.config import Config
+from jitgate.config import Config, Resource
 from jitgate.metrics import GatewayMetrics
+from masking import DEFAULT_POLICY, MaskingPolicy
 from proxy.hooks import default_chain
 from proxy.server import ProxyServer
 from store.db import connect_pool, migrate
 
 log = logging.getLogger("jitgate")
+
+
+def masking_for(resource: Resource) -> MaskingPolicy | None:
+    """The masking policy of ``resource`` (None: masking off)."""
+    return None if resource.masking == "off" else DEFAULT_POLICY
 
 
 class Gateway:
@@ -35,7 +41,9 @@ class Gateway:
         self.recorder = AuditRecorder(
             pool, flush_interval=config.audit_flush_interval, batch_size=config.audit_batch_size
         )
-        self.approvals = Approvals(config, pool, self.recorder, notifiers=[InboxNotifier()])
+        self.approvals = Approvals(
+            config, pool, self.recorder, notifiers=[InboxNotifier()], masking=masking_for
+        )
         self.proxy = ProxyServer(
             config,
             pool,

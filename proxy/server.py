@@ -16,7 +16,7 @@ from approvals.service import Approvals
 from audit.recorder import AuditRecorder
 from jitgate.config import Config, Resource
 from jitgate.metrics import GatewayMetrics
-from masking import DEFAULT_POLICY, MaskingPolicy
+from masking import MaskingPolicy
 from proxy.hooks import HookChain
 from proxy.relay import ClientSession
 from proxy.upstream import send_cancel
@@ -100,7 +100,7 @@ class ProxyServer:
 
     def approvals_masking(self, resource: Resource) -> MaskingPolicy | None:
         """The masking policy for previews of ``resource``'s results (None: masking off)."""
-        return None if resource.masking == "off" else DEFAULT_POLICY
+        return self.approvals.masking(resource) if self.approvals is not None else None
 
     async def _cancel_target_from_store(
         self, process_id: int, secret_key: bytes
