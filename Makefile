@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check bench lint format clean
+.PHONY: demo test check bench lint format clean eval-masking
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ check: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+eval-masking: $(STAMP)
+	$(BIN)/python -m masking.eval
 
 format: $(STAMP)
 	$(BIN)/ruff format .

@@ -10,13 +10,19 @@ import hashlib
 import hmac
 from typing import Literal
 
-from masking.detect import CREDIT_CARD, EMAIL, IBAN, PHONE, US_SSN
+from masking import entities as e
 
 Strategy = Literal["redact", "partial", "hash"]
 
 KEEP_LAST = 4
 HASH_HEX_CHARS = 8
-_SEPARATED = frozenset({CREDIT_CARD, IBAN, PHONE, US_SSN})
+_SEPARATED = frozenset(
+    {
+        e.CREDIT_CARD, e.IBAN, e.PHONE, e.US_SSN, e.UK_NINO, e.NHS_NUMBER, e.US_BANK_ACCOUNT,
+        e.US_PASSPORT, e.US_DRIVER_LICENSE,
+    }
+)  # fmt: skip
+_CASELESS = frozenset({e.EMAIL, e.IP_ADDRESS})
 
 
 def redact(entity: str, value: str) -> str:
@@ -45,7 +51,7 @@ def _canonical(entity: str, value: str) -> str:
     # The same card, IBAN or e-mail written two ways hashes alike, so joins on it still work.
     if entity in _SEPARATED:
         return "".join(ch for ch in value if ch.isalnum()).upper()
-    if entity == EMAIL:
+    if entity in _CASELESS:
         return value.lower()
     return value
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import json
+import re
 
 CARD_SEPARATORS = " -"
 
@@ -95,9 +97,16 @@ def iban_extent(candidate: str) -> int:
 
 def valid_phone(candidate: str) -> bool:
     """E.164: a ``+`` and 8–15 digits, the first not zero; the regex allows single spaces or
-    dashes between digits (``+1 415-555-2671`` is how people write it)."""
-    digits = candidate[1:].replace(" ", "").replace("-", "")
+    dashes between digits and one group in parentheses (``+1 (415) 555-2671``, ``+44 (0)20``)
+    because that is how people write them."""
+    digits = [ch for ch in candidate if ch.isdigit()]
     return 8 <= len(digits) <= 15 and digits[0] != "0"
+
+
+def valid_national_phone(candidate: str) -> bool:
+    """7 to 13 digits (a national number with its trunk prefix) and balanced parentheses."""
+    digits = sum(ch.isdigit() for ch in candidate)
+    return 7 <= digits <= 13 and candidate.count("(") == candidate.count(")")
 
 
 def valid_email(candidate: str) -> bool:
@@ -117,7 +126,7 @@ def valid_jwt(candidate: str) -> bool:
     header = candidate.split(".", 1)[0]
     try:
         decoded = json.loads(_b64url_decode(header))
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, RecursionError):
         return False
     return isinstance(decoded, dict) and "alg" in decoded
 
@@ -130,6 +139,63 @@ def random_looking(candidate: str) -> bool:
 def valid_slack(candidate: str) -> bool:
     """Slack tokens carry numeric workspace/user ids: ``xoxb-123…-456…-abc…``."""
     return len(candidate) >= 24 and random_looking(candidate[5:])
+
+
+def valid_nhs(candidate: str) -> bool:
+    """NHS numbers: ten digits whose last is the mod-11 check of the first nine."""
+    digits = [ord(ch) - 48 for ch in candidate if ch.isdigit()]
+    if len(digits) != 10:
+        return False
+    check = 11 - sum(d * w for d, w in zip(digits, range(10, 1, -1), strict=False)) % 11
+    return check != 10 and check % 11 == digits[9]
+
+
+_NINO_BAD_PREFIXES = frozenset({"BG", "GB", "KN", "NK", "NT", "TN", "ZZ"})
+
+
+def valid_nino(candidate: str) -> bool:
+    """HMRC rules: no D, F, I, Q, U, V in the prefix, no O second, none of the unused
+    prefixes; spaced either everywhere (``AB 12 34 56 C``) or nowhere."""
+    prefix = candidate[:2]
+    if prefix in _NINO_BAD_PREFIXES or prefix[1] == "O":
+        return False
+    if any(ch in "DFIQUV" for ch in prefix):
+        return False
+    return candidate.count(" ") in (0, 4)
+
+
+def valid_ipv4(candidate: str) -> bool:
+    """Four decimal octets of at most 255, without leading zeros."""
+    try:
+        ipaddress.IPv4Address(candidate)
+    except ValueError:
+        return False
+    return True
+
+
+def valid_ipv6(candidate: str) -> bool:
+    """An IPv6 address with at least one non-zero group (``::`` alone is not an address of
+    anyone)."""
+    try:
+        address = ipaddress.IPv6Address(candidate)
+    except ValueError:
+        return False
+    return int(address) != 0
+
+
+def valid_date(candidate: str) -> bool:
+    """A calendar date written with digits (``1985-04-12``, ``12/04/1985``, ``4.12.85``) read
+    either day-first or month-first, or with a month name."""
+    numbers = [int(part) for part in re.findall(r"\d+", candidate)]
+    if len(numbers) == 2:  # "12 April 1985", "April 12, 1985"
+        return 1 <= numbers[0] <= 31
+    if len(numbers) != 3:
+        return False
+    if numbers[0] > 31:
+        _, month, day = numbers
+        return 1 <= month <= 12 and 1 <= day <= 31
+    first, second, _ = numbers
+    return 1 <= min(first, second) <= 12 and max(first, second) <= 31
 
 
 def always(candidate: str) -> bool:

@@ -11,7 +11,10 @@ import string
 
 import pytest
 
-from masking import DEFAULT_POLICY, MaskingPolicy, Strategy, mask_text
+from jitgate.errors import ConfigError
+from masking import DEFAULT_ENTITIES, DEFAULT_POLICY, MaskingPolicy, Strategy, mask_text
+from masking.config import policy_from_mapping
+from masking.entities import ALL_ENTITIES
 from masking.validators import IBAN_LENGTHS
 
 RNG = random.Random(4)
@@ -403,3 +406,116 @@ def test_mask_cli_reads_and_writes_json_lines() -> None:
         {"value": "[US_SSN]", "entities": ["US_SSN"]},
         {"error": "line 5: expected an object with a string value"},
     ]
+
+
+# Opt-in entities, context cues and the policy built from configuration.
+
+ALL = MaskingPolicy(entities=ALL_ENTITIES)
+
+
+@pytest.mark.parametrize(
+    ("entity", "text"),
+    [
+        ("IP_ADDRESS", "client 192.168.10.254 connected"),
+        ("IP_ADDRESS", "from 2001:db8:85a3::8a2e:370:7334."),
+        ("IP_ADDRESS", "peer ::ffff:10.0.0.1"),
+        ("UK_NINO", "NI number JK 12 34 56 C"),
+        ("UK_NINO", "nino AB123456D"),
+        ("NHS_NUMBER", "NHS number 943 476 5919"),
+        ("US_BANK_ACCOUNT", "bank account 000123456789"),
+        ("US_PASSPORT", "passport no. 123456789"),
+        ("US_DRIVER_LICENSE", "driver's license D1234567"),
+        ("DATE_OF_BIRTH", "DOB: 1985-04-12"),
+        ("DATE_OF_BIRTH", "born 12 April 1985"),
+        ("DATE_OF_BIRTH", "date of birth 04/12/1985"),
+    ],
+)
+def test_opt_in_entity_is_masked_only_when_enabled(entity: str, text: str) -> None:
+    assert mask_text(text).entities == ()
+    assert mask_text(text, policy=ALL).entities == (entity,)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "version 1.2.3.4567", "256.1.1.1", "at 10:30:00", "std::vector", "::",
+        "NHS number 943 476 5918", "account 12345678", "passport photo 2024", "DOB: 2024-13-45",
+        "released 1985-04-12", "GB123456A", "order 000123456789",
+    ],
+)  # fmt: skip
+def test_opt_in_look_alikes_are_left(text: str) -> None:
+    assert mask_text(text, policy=ALL).value is text
+
+
+@pytest.mark.parametrize(
+    ("column", "cued"),
+    [
+        ("phone", True), ("mobile_no", True), ("tel_no", True), ("fax", True),
+        ("CellPhone", True), ("hotel", False), ("cancelled", False), ("telemetry", False),
+    ],
+)  # fmt: skip
+def test_national_phone_needs_a_phone_column(column: str, cued: bool) -> None:
+    assert (mask_text("(415) 555-2671", column=column).entities == ("PHONE",)) is cued
+    assert mask_text("call (415) 555-2671").entities == ()
+
+
+def test_cue_words_must_be_near() -> None:
+    assert mask_text("SSN 123456789").entities == ("US_SSN",)
+    far = "SSN on file; the order number is 123456789"
+    assert mask_text(far).entities == ()
+
+
+def test_policy_entities_enable_and_disable() -> None:
+    no_phone = MaskingPolicy(entities=DEFAULT_ENTITIES - {"PHONE"})
+    assert mask_text("+14155552671", policy=no_phone).entities == ()
+    assert mask_text("+14155552671").entities == ("PHONE",)
+    with pytest.raises(ValueError, match="unknown entity 'NOPE'"):
+        MaskingPolicy(entities=frozenset({"NOPE"}))
+
+
+def test_policy_from_mapping(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MASK_KEY", "k" * 32)
+    policy = policy_from_mapping(
+        {
+            "default": "partial",
+            "strategies": {"EMAIL": "hash"},
+            "entities": {"enable": ["IP_ADDRESS"], "disable": ["PHONE"]},
+            "hash_key_env": "MASK_KEY",
+        },
+        "resources.prod.masking",
+    )
+    assert policy.hash_key == b"k" * 32
+    assert policy.entities == (DEFAULT_ENTITIES | {"IP_ADDRESS"}) - {"PHONE"}
+    assert policy.strategy_for("EMAIL") == "hash"
+    assert policy.strategy_for("CREDIT_CARD") == "partial"
+    assert policy.strategy_for("IBAN") == "partial"
+    assert policy_from_mapping({}, "masking") == DEFAULT_POLICY
+
+
+@pytest.mark.parametrize(
+    ("raw", "key", "problem"),
+    [
+        ({"defualt": "hash"}, "m.defualt", "unknown key"),
+        ({"default": "scramble"}, "m.default", "expected one of redact, partial, hash"),
+        ({"strategies": {"EMIAL": "hash"}}, "m.strategies.EMIAL", "unknown entity 'EMIAL'"),
+        ({"strategies": {"EMAIL": "hsah"}}, "m.strategies.EMAIL", "not 'hsah'"),
+        ({"strategies": ["EMAIL"]}, "m.strategies", "expected a mapping"),
+        ({"entities": {"enable": ["IP_ADDRESS", "IP"]}}, "m.entities.enable[1]", "'IP'"),
+        ({"entities": {"enable": "IP_ADDRESS"}}, "m.entities.enable", "expected a list"),
+        ({"entities": {"disabled": []}}, "m.entities.disabled", "unknown key"),
+        ({"entities": {"enable": ["JWT"], "disable": ["JWT"]}}, "m.entities.disable[0]", "also"),
+        ({"default": "hash"}, "m.hash_key_env", "needs a key"),
+        ({"default": "hash", "hash_key_env": "UNSET_MASK_KEY"}, "m.hash_key_env", "not set"),
+        ({"default": "hash", "hash_key_env": "SHORT_MASK_KEY"}, "m.hash_key_env", "shorter"),
+        ({"hash_key_env": 3}, "m.hash_key_env", "expected the name"),
+    ],
+)
+def test_policy_from_mapping_names_the_bad_key(
+    raw: dict[str, object], key: str, problem: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("UNSET_MASK_KEY", raising=False)
+    monkeypatch.setenv("SHORT_MASK_KEY", "short")
+    with pytest.raises(ConfigError) as caught:
+        policy_from_mapping(raw, "m")
+    assert caught.value.key == key
+    assert problem in caught.value.problem

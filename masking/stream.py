@@ -1,0 +1,265 @@
+"""The in-flight adapter: rewrites DataRow messages so that sensitive values never leave.
+
+A relay keeps one :class:`RowMasker` per client session and, for each result:
+
+1. builds a :class:`~masking.plan.ColumnPlan` from the RowDescription (or
+   :meth:`ColumnPlan.unknown` when it saw none);
+2. for each read of complete backend messages, calls :meth:`RowMasker.candidates` once; only
+   DataRows whose bytes ``[start - 5, end)`` hold a returned offset can need masking, and
+   when :meth:`RowMasker.every_row` is true for the plan, every DataRow of the result can;
+3. calls :meth:`RowMasker.mask_row` for those rows and, when it returns a body, sends that
+   body behind a fresh 5-byte header instead of the original row.
+
+Whatever :meth:`~RowMasker.mask_row` would change in a row, :meth:`~RowMasker.candidates`
+reports an offset inside that row, except for what only the column can tell (a column named
+``ssn``, binary int8) — which is exactly when :meth:`~RowMasker.every_row` is true.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+import struct
+import sys
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from jitgate.errors import ProtocolError
+from masking.detect import NO_CUES, scanner_for
+from masking.entities import BIRTH_CUE, DATE_OF_BIRTH, IP_ADDRESS, NULLED
+from masking.jsonwalk import mask_json, whole_number
+from masking.plan import Column, ColumnPlan, Kind, binary_number
+from masking.policy import MaskingPolicy
+
+__all__ = ["ColumnPlan", "RowMasker"]
+
+_INT32 = struct.Struct("!i")
+_UINT16 = struct.Struct("!H")
+_NULL = _INT32.pack(-1)
+_JSONB_VERSION = b"\x01"
+_NO_HIT = sys.maxsize
+_BIRTH = re.compile(BIRTH_CUE, re.IGNORECASE | re.ASCII)
+
+
+class _Nulled(enum.Enum):
+    NULL = enum.auto()
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    """How masking treats one column under one policy. ``always``: the row prefilter cannot
+    see what this column may need (context from its name, binary numbers, whole-column
+    entities), so it is read in every row."""
+
+    kind: Kind
+    binary: bool
+    type_oid: int | None
+    cues: frozenset[int]
+    entity: str | None
+    always: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """The rules of one plan's columns, kept while rows of that plan keep coming."""
+
+    plan: ColumnPlan
+    rules: tuple[_Rule, ...]
+    every_row: bool
+
+
+class RowMasker:
+    """Masks DataRow bodies by one :class:`~masking.policy.MaskingPolicy` and counts what it
+    masked. Not shared between sessions or threads."""
+
+    def __init__(self, policy: MaskingPolicy) -> None:
+        self._policy = policy
+        self._scanner = scanner_for(policy.entities)
+        self._first = self._scanner.first_match
+        self._counts: Counter[str] = Counter()
+        self._prepared = self._prepare(ColumnPlan.unknown())
+
+    def candidates(self, buf: bytes | bytearray | memoryview) -> list[int]:
+        """Sorted offsets into ``buf`` (any run of complete backend messages) where something
+        may need masking: one RE2 pass over the bytes, Python work per match and never per
+        row; ``[]`` for clean data."""
+        return self._scanner.match_starts(buf)
+
+    def every_row(self, plan: ColumnPlan) -> bool:
+        """True when some column of ``plan`` can need masking that :meth:`candidates` cannot
+        see, so every DataRow of the result must go through :meth:`mask_row`."""
+        return self._prepare(plan).every_row
+
+    def mask_row(self, payload: bytes | memoryview, plan: ColumnPlan) -> bytes | None:
+        """The DataRow body ``payload`` (without its 5-byte header) with its sensitive values
+        masked, lengths recomputed, or ``None`` when nothing changed. A value whose type
+        cannot hold a mask (a card in int8, an address in inet) becomes NULL. Malformed
+        bytes raise :class:`~jitgate.errors.ProtocolError`."""
+        prepared = self._prepared if self._prepared.plan is plan else self._prepare(plan)
+        first = self._first
+        # Only values holding a prefilter match, and the columns marked always, are read.
+        hit = first(payload)
+        if hit < 0:
+            if not prepared.every_row:
+                return None
+            hit = _NO_HIT
+        rules = prepared.rules
+        edits: list[tuple[int, int, bytes | _Nulled]] = []
+        unpack = _INT32.unpack_from
+        try:
+            (count,) = _UINT16.unpack_from(payload, 0)
+            if count > len(rules):
+                rules = self._extend(prepared, count).rules
+            pos = 2
+            for index in range(count):
+                (length,) = unpack(payload, pos)
+                start = pos + 4
+                if length < 0:
+                    if length != -1:
+                        raise ProtocolError(f"DataRow value of length {length}")
+                    pos = start
+                    continue
+                end = start + length
+                rule = rules[index]
+                if hit < end:
+                    hit = first(payload, end)
+                    if hit < 0:
+                        hit = _NO_HIT
+                elif not rule.always:
+                    pos = end
+                    continue
+                if rule.kind is not Kind.SKIP:
+                    new = self._mask_value(rule, bytes(payload[start:end]))
+                    if new is not None:
+                        edits.append((pos, end, new))
+                pos = end
+        except struct.error as exc:
+            raise ProtocolError("truncated DataRow") from exc
+        if pos != len(payload):
+            raise ProtocolError("DataRow length does not match its values")
+        return _splice(payload, edits) if edits else None
+
+    def take_counts(self) -> dict[str, int]:
+        """Entity name → values masked since the last call (``NULLED`` counts values replaced
+        by NULL, which are also counted under their entity); resets the counts."""
+        counts = dict(self._counts)
+        self._counts.clear()
+        return counts
+
+    def _prepare(self, plan: ColumnPlan) -> _Prepared:
+        rules = tuple(self._rule(column) for column in plan.columns)
+        self._prepared = _Prepared(plan, rules, any(rule.always for rule in rules))
+        return self._prepared
+
+    def _extend(self, prepared: _Prepared, count: int) -> _Prepared:
+        """Rules for values past the described columns (every value, for an unknown plan)."""
+        plan = prepared.plan
+        extra = (self._rule(plan.column(i)) for i in range(len(prepared.rules), count))
+        self._prepared = _Prepared(plan, (*prepared.rules, *extra), prepared.every_row)
+        return self._prepared
+
+    def _rule(self, column: Column) -> _Rule:
+        kind = column.kind
+        entities = self._policy.entities
+        cues = self._scanner.cued_by(column.name) if kind is not Kind.SKIP else NO_CUES
+        entity = None
+        if kind is Kind.INET:
+            entity = IP_ADDRESS if IP_ADDRESS in entities else None
+        elif kind is Kind.DATE:
+            dob = DATE_OF_BIRTH in entities and _BIRTH.search(column.name or "") is not None
+            entity = DATE_OF_BIRTH if dob else None
+        if kind in (Kind.INET, Kind.DATE) and entity is None:
+            kind = Kind.SKIP
+        always = bool(cues) or entity is not None or (kind is Kind.NUMBER and column.binary)
+        return _Rule(kind, column.binary, column.type_oid, cues, entity, always)
+
+    def _mask_value(self, rule: _Rule, value: bytes) -> bytes | _Nulled | None:
+        kind = rule.kind
+        if kind is Kind.SNIFF:
+            if self._first(value) < 0:
+                return None
+            kind = Kind.JSON if _is_json(value) else Kind.TEXT
+        if kind is Kind.TEXT:
+            return self._mask_text(value, rule.cues)
+        if kind is Kind.JSON:
+            return self._mask_json(value, rule.cues)
+        if kind is Kind.JSONB_BINARY:
+            if value[:1] != _JSONB_VERSION:
+                # A jsonb version this code cannot parse: drop it rather than let it through.
+                return self._null(()) if self._first(value) >= 0 else None
+            body = self._mask_json(value[1:], rule.cues)
+            return None if body is None else _JSONB_VERSION + body
+        if kind is Kind.NUMBER:
+            return self._mask_number(rule, value)
+        assert rule.entity is not None  # INET and DATE rules carry their entity
+        return self._null([rule.entity])
+
+    def _mask_text(self, value: bytes, cues: frozenset[int]) -> bytes | None:
+        hits = self._scanner.triggered(value)
+        if hits is None and not cues:
+            return None
+        text = value.decode("utf-8", "surrogateescape")
+        spans = self._scanner.find(text, cues, hits or ())
+        if not spans:
+            return None
+        self._counts.update(span.entity for span in spans)
+        return self._policy.mask(text, spans).encode("utf-8", "surrogateescape")
+
+    def _mask_json(self, value: bytes, cues: frozenset[int]) -> bytes | None:
+        if not cues and self._first(value) < 0:
+            return None
+        found: list[str] = []
+        text = value.decode("utf-8", "surrogateescape")
+        try:
+            masked = mask_json(text, self._scanner, self._policy, cues, found)
+        except ValueError:
+            # Not JSON after all (a broken or hostile upstream): mask it as plain text.
+            return self._mask_text(value, cues)
+        if masked is None:
+            return None
+        self._counts.update(found)
+        return masked.encode("utf-8", "surrogateescape")
+
+    def _mask_number(self, rule: _Rule, value: bytes) -> _Nulled | None:
+        if rule.binary:
+            assert rule.type_oid is not None  # NUMBER rules come from described columns
+            digits = binary_number(rule.type_oid, value)
+        else:
+            digits = value.decode("ascii") if value.isdigit() else None
+        if digits is None:
+            return None
+        span = whole_number(self._scanner, digits, rule.cues)
+        return None if span is None else self._null([span.entity])
+
+    def _null(self, entities: Iterable[str]) -> _Nulled:
+        self._counts.update(entities)
+        self._counts[NULLED] += 1
+        return _Nulled.NULL
+
+
+def _is_json(value: bytes) -> bool:
+    if value[:1] not in (b"{", b"["):
+        return False
+    try:
+        json.loads(value)
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
+def _splice(payload: bytes | memoryview, edits: list[tuple[int, int, bytes | _Nulled]]) -> bytes:
+    """``payload`` with each ``(length_at, end, new)`` value replaced, its length rewritten."""
+    out = bytearray()
+    pos = 0
+    for length_at, end, new in edits:
+        out += payload[pos:length_at]
+        if new is _Nulled.NULL:
+            out += _NULL
+        else:
+            out += _INT32.pack(len(new))
+            out += new
+        pos = end
+    out += payload[pos:]
+    return bytes(out)
