@@ -27,13 +27,15 @@ class StatementEvent:
     command_tag: bytes | None = None
     sqlstate: str | None = None
     request_id: int | None = None
+    masked: dict[str, int] | None = None
 
 
 def encode_batch(events: Sequence[StatementEvent]) -> tuple[list[str], str]:
     """One session's events as stored in ``statement_batches``: the distinct SQL texts, and
     the events as a JSON array of arrays in the ``statement_events`` view's field order
     (seq, text index, protocol, class, decision, reasons, outcome, start in µs since the
-    epoch, duration in µs, rows, command tag, SQLSTATE, access request id)."""
+    epoch, duration in µs, rows, command tag, SQLSTATE, access request id, entities masked in
+    the result with their counts)."""
     texts: dict[str, int] = {}
     rows = []
     for e in events:
@@ -56,6 +58,7 @@ def encode_batch(events: Sequence[StatementEvent]) -> tuple[list[str], str]:
                 None if e.command_tag is None else e.command_tag.decode("utf-8", "replace"),
                 e.sqlstate,
                 e.request_id,
+                e.masked,
             )
         )
     return [_storable(t) for t in texts], _storable(

@@ -49,9 +49,11 @@ _DML_VERBS = frozenset(("INSERT", "UPDATE", "DELETE", "MERGE"))
 class Pending:
     """A client message still owed a response by the target, in stream order. ``hide``
     drops the response (messages the gateway added); ``capture`` sees the responses of a
-    statement run for an access request."""
+    statement run for an access request. ``shape`` is, for an Execute, the column plan its
+    rows are masked by and, for a Describe of a prepared statement, where the relay keeps
+    the statement's RowDescription."""
 
-    __slots__ = ("capture", "event", "hide", "kind", "substitute")
+    __slots__ = ("capture", "event", "hide", "kind", "shape", "substitute")
 
     def __init__(
         self,
@@ -61,12 +63,14 @@ class Pending:
         *,
         hide: bool = False,
         capture: Capture | ParameterTypes | None = None,
+        shape: object = None,
     ) -> None:
         self.kind = kind
         self.event = event
         self.substitute = substitute
         self.hide = hide
         self.capture = capture
+        self.shape = shape
 
 
 class Capture:

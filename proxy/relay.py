@@ -24,13 +24,17 @@ from collections import deque
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, cast
 
+from approvals.model import Alert
 from audit.events import SessionRecord, StatementEvent
 from jitgate.errors import AuthenticationError, ProtocolError, StoreUnavailable, UpstreamError
+from masking.entities import SECRETS
+from masking.stream import ColumnPlan, RowMasker
 from proxy import messages as m
 from proxy import pgerrors
 from proxy.clientauth import authenticate_client
 from proxy.codec import (
     Framer,
+    decode_frontend,
     decode_startup,
     error_sqlstate,
     query_text,
@@ -58,7 +62,7 @@ DATA_ROW, COMMAND_COMPLETE, READY_FOR_QUERY = m.DATA_ROW, m.COMMAND_COMPLETE, m.
 ERROR_RESPONSE, EMPTY_QUERY = m.ERROR_RESPONSE, m.EMPTY_QUERY_RESPONSE
 SIMPLE_COMPLETIONS = frozenset((m.PARSE_COMPLETE, m.BIND_COMPLETE, m.CLOSE_COMPLETE))
 DESCRIBE_ENDS = frozenset((m.ROW_DESCRIPTION, m.NO_DATA))
-NO_DATA = m.NO_DATA
+NO_DATA, ROW_DESCRIPTION = m.NO_DATA, m.ROW_DESCRIPTION
 PORTAL_SUSPENDED = m.PORTAL_SUSPENDED
 
 STARTUP_TIMEOUT = 30.0
@@ -86,7 +90,8 @@ class _Prepared:
     is set when it needs approval: each Execute of it is held, with its bound values."""
 
     __slots__ = (
-        "decision", "hold", "parameter_types", "reasons", "refusal", "sql", "statement_class",
+        "decision", "hold", "parameter_types", "plans", "reasons", "refusal", "row_description",
+        "sql", "statement_class",
     )  # fmt: skip
 
     def __init__(
@@ -99,6 +104,9 @@ class _Prepared:
         self.refusal = refusal
         self.hold = hold
         self.parameter_types: ParameterTypes | None = None
+        # Masking sessions: the statement's described columns, and plans by result formats.
+        self.row_description: bytes | None = None
+        self.plans: dict[tuple[int, ...], ColumnPlan] = {}
 
 
 _UNKNOWN_PREPARED = _Prepared("", StatementEvent(uuid.UUID(int=0), 0, "", "", 0.0))
@@ -127,6 +135,9 @@ class ClientSession(asyncio.Protocol):
         self._backlog = bytearray()
         self._hold_task: asyncio.Task[None] | None = None
         self._capturing = False
+        self._masker: RowMasker | None = None
+        self._plan: ColumnPlan | None = None
+        self._portal_formats: dict[bytes, tuple[int, ...]] = {}
         self._rows = 0
         self._seq = 0
         self._end_reason = "client disconnected"
@@ -256,6 +267,9 @@ class ClientSession(asyncio.Protocol):
             self._fatal(pgerrors.upstream_unreachable(resource_name, str(exc)))
             return
         self.upstream = ready.protocol
+        policy = self.server.approvals_masking(resource)
+        if policy is not None:
+            self._masker = RowMasker(policy)
         peer = self.transport.get_extra_info("peername") if self.transport else None
         self.context = SessionContext(
             session_id=uuid.uuid4(),
@@ -415,7 +429,8 @@ class ClientSession(asyncio.Protocol):
                         self._begin_hold(held, upstream, pieces, buf[cursor : start - 5], buf[end:])
                         return
                     error = None if refusal is None else refusal.error
-                pending.append(Pending(EXECUTE, event, error))
+                shape = None if self._masker is None else self._execute_plan(prepared, portal)
+                pending.append(Pending(EXECUTE, event, error, shape=shape))
                 if error is not None:
                     replacement = POISON_EXECUTE
             elif type_code == BIND:
@@ -427,6 +442,10 @@ class ClientSession(asyncio.Protocol):
                     types = prepared.parameter_types
                     oids = () if types is None else types.type_oids
                     self._portal_params[buf[start:nul]] = bound_values(buf, start, end, oids)
+                if self._masker is not None:
+                    bind = decode_frontend(BIND, buf[start:end])
+                    assert isinstance(bind, m.Bind)
+                    self._portal_formats[buf[start:nul]] = bind.result_formats
                 # A refused Parse never reached the target, so binding it fails there;
                 # the client is told why instead of "prepared statement does not exist".
                 pending.append(Pending(BIND, None, prepared.refusal))
@@ -437,11 +456,8 @@ class ClientSession(asyncio.Protocol):
             elif type_code == DESCRIBE:
                 if buf[start] == 0x53 and self._prepared:
                     described = self._prepared.get(buf[start + 1 : end - 1])
-                    if described is not None and described.hold:
-                        # The card must show bound values by type: note what the target says.
-                        described.parameter_types = ParameterTypes()
-                        self._capturing = True
-                        pending.append(Pending(DESCRIBE, capture=described.parameter_types))
+                    if described is not None and (described.hold or self._masker is not None):
+                        pending.append(self._describe_statement(described))
                         continue
                 pending.append(Pending(DESCRIBE))
             elif type_code == CLOSE:
@@ -494,6 +510,30 @@ class ClientSession(asyncio.Protocol):
             return None
         self._pending.append(Pending(PARSE, event, error))
         return m.Parse(name.decode("utf-8", "surrogateescape"), POISON_SQL, ()).encode()
+
+    def _describe_statement(self, described: _Prepared) -> Pending:
+        """A Describe of a prepared statement whose answer the gateway needs: the parameter
+        types when it is held (the card shows bound values by type), the columns when
+        results are masked (binary rows are read by the described types)."""
+        types = None
+        if described.hold:
+            types = described.parameter_types = ParameterTypes()
+            self._capturing = True
+        return Pending(
+            DESCRIBE, capture=types, shape=described if self._masker is not None else None
+        )
+
+    def _execute_plan(self, prepared: _Prepared, portal: bytes) -> ColumnPlan | None:
+        """How to mask the rows of an Execute: the statement's described columns in the
+        formats the portal was bound with; None leaves it to a RowDescription in the stream."""
+        description = prepared.row_description
+        if description is None:
+            return None
+        formats = self._portal_formats.get(portal, ())
+        plan = prepared.plans.get(formats)
+        if plan is None:
+            plan = prepared.plans[formats] = ColumnPlan.from_row_description(description, formats)
+        return plan
 
     # -- holding a statement for approval (proxy/hold.py runs the hold itself) -----------
 
@@ -585,6 +625,12 @@ class ClientSession(asyncio.Protocol):
         pieces: list[bytes] | None = None
         cursor = 0
         capturing = self._capturing
+        masker = self._masker
+        if masker is not None:
+            hits = masker.candidates(buf)
+            hit, next_hit = 0, hits[0] if hits else len(buf)
+            plan: ColumnPlan | None = None
+            every = False
         for type_code, start, end in frames:
             if capturing and pending:
                 capture = pending[0].capture
@@ -595,7 +641,34 @@ class ClientSession(asyncio.Protocol):
                     cursor = end
             if type_code == DATA_ROW:
                 self._rows += 1
-            elif type_code == COMMAND_COMPLETE:
+                if masker is None:
+                    continue
+                if plan is None:
+                    plan = self._rows_plan()
+                    every = masker.every_row(plan)
+                while next_hit < start:
+                    hit += 1
+                    next_hit = hits[hit] if hit < len(hits) else len(buf)
+                if every or next_hit < end:
+                    try:
+                        masked = masker.mask_row(memoryview(buf)[start:end], plan)
+                    except ProtocolError as exc:
+                        log.error("malformed row from upstream", extra={"error": str(exc)})
+                        self._end_reason = "upstream protocol error"
+                        self._fatal(pgerrors.upstream_lost(self._resource_name()))
+                        return
+                    if masked is not None:
+                        if pieces is None:
+                            pieces = []
+                        pieces.append(buf[cursor : start - 5])
+                        pieces.append(b"D" + (len(masked) + 4).to_bytes(4, "big") + masked)
+                        cursor = end
+                continue
+            if masker is not None:
+                plan = None
+                if type_code == ROW_DESCRIPTION:
+                    self._note_description(buf, start, end)
+            if type_code == COMMAND_COMPLETE:
                 if pending:
                     head = pending[0]
                     event = head.event
@@ -604,6 +677,8 @@ class ClientSession(asyncio.Protocol):
                         event.command_tag = tag
                         _, _, count = tag.rpartition(b" ")
                         event.rows += int(count) if count.isdigit() else self._rows
+                        if masker is not None:
+                            self._count_masked(event, masker)
                     self._rows = 0
                     if head.kind == EXECUTE:
                         finish(pending.popleft())
@@ -667,6 +742,48 @@ class ClientSession(asyncio.Protocol):
             self._finish(entry)
         if self._draining and not pending and not self._holding:
             self.drain()
+
+    def _rows_plan(self) -> ColumnPlan:
+        """The plan for the DataRows arriving now: the Execute's own, else the last
+        RowDescription's, else one that knows nothing about the columns."""
+        if self._pending:
+            head = self._pending[0]
+            if head.kind == EXECUTE and isinstance(head.shape, ColumnPlan):
+                return head.shape
+        if self._plan is None:
+            self._plan = ColumnPlan.unknown()
+        return self._plan
+
+    def _note_description(self, buf: bytes, start: int, end: int) -> None:
+        head = self._pending[0] if self._pending else None
+        if head is not None and head.kind == DESCRIBE and isinstance(head.shape, _Prepared):
+            head.shape.row_description = buf[start:end]
+            head.shape.plans.clear()
+        else:
+            self._plan = ColumnPlan.from_row_description(buf[start:end])
+
+    def _count_masked(self, event: StatementEvent, masker: RowMasker) -> None:
+        counts = masker.take_counts()
+        if not counts:
+            return
+        if event.masked is None:
+            event.masked = counts
+        else:
+            for entity, count in counts.items():
+                event.masked[entity] = event.masked.get(entity, 0) + count
+        secrets = sorted(SECRETS.intersection(counts))
+        approvals = self.server.approvals
+        if secrets and approvals is not None and self.context is not None:
+            approvals.emit(
+                Alert(
+                    "secrets_masked",
+                    f"{', '.join(secrets)} masked in a result for {self.context.identity}",
+                    self.context.identity,
+                    self.context.resource.name,
+                    event.request_id,
+                    self.context.session_id,
+                )
+            )
 
     def _finish(self, entry: Pending) -> None:
         event = entry.event

@@ -66,7 +66,8 @@ CREATE TABLE gateways (
     heartbeat_at  timestamptz NOT NULL DEFAULT now()
 );
 
--- Statement events name the access request a held statement became (index 12).
+-- Statement events name the access request a held statement became (index 12) and the
+-- entities masked in the result, with their counts (index 13; never the values).
 CREATE OR REPLACE VIEW statement_events AS
 SELECT b.session_id,
        (e ->> 0)::integer                                    AS seq,
@@ -81,6 +82,7 @@ SELECT b.session_id,
        (e ->> 9)::bigint                                     AS rows,
        e ->> 10                                              AS command_tag,
        e ->> 11                                              AS sqlstate,
-       (e ->> 12)::bigint                                    AS request_id
+       (e ->> 12)::bigint                                    AS request_id,
+       CASE WHEN json_typeof(e -> 13) = 'object' THEN e -> 13 END AS masked
 FROM statement_batches AS b
 CROSS JOIN LATERAL json_array_elements(b.events) AS e;
