@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -20,6 +20,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import yaml
 
 from jitgate.errors import ConfigError
+from masking.config import policy_from_mapping
+from masking.policy import MaskingPolicy
 
 STATEMENT_CLASSES = ("read", "write", "ddl", "destructive", "privilege", "opaque")
 ACTIONS = ("allow", "review", "deny")
@@ -28,6 +30,7 @@ Action = Literal["allow", "review", "deny"]
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+_SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +86,8 @@ class SlackSettings:
     signing_secret: str | None = field(repr=False)
     app_token: str | None = field(repr=False)
     api_url: str
+    # Slack user id -> jitgate identity (email), ahead of the email on the Slack profile.
+    users: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +103,7 @@ class Config:
     slack: SlackSettings
     audit_flush_interval: float
     audit_batch_size: int
+    masking_policies: Mapping[str, MaskingPolicy] = field(default_factory=dict)
 
     def groups_of(self, user: str) -> frozenset[str]:
         """The static groups ``user`` (an email, compared case-insensitively) belongs to."""
@@ -123,7 +129,7 @@ def parse_config(raw: object, environ: Mapping[str, str]) -> Config:
     root = _Node("", _expand(raw, "", environ))
     root.only(
         "database_url", "public_url", "http", "postgres", "groups", "resources",
-        "alerts", "slack", "teams", "audit",
+        "alerts", "slack", "teams", "audit", "masking_policies",
     )  # fmt: skip
     http = root.child("http", {})
     http.only("listen", "demo")
@@ -135,10 +141,15 @@ def parse_config(raw: object, environ: Mapping[str, str]) -> Config:
     if (cert is None) != (key is None):
         raise ConfigError(tls.path or "postgres.tls", "needs both cert and key")
     groups = _groups(root.child("groups", {}))
+    policies_node = root.child("masking_policies", {})
+    policies = {
+        name: policy_from_mapping(policies_node.value.get(name) or {}, policies_node.key(name))
+        for name in policies_node.names()
+    }
     alerts = root.child("alerts", {})
     alerts.only("slack", "teams")
     slack = root.child("slack", {})
-    slack.only("bot_token", "signing_secret", "app_token", "api_url")
+    slack.only("bot_token", "signing_secret", "app_token", "api_url", "users")
     audit = root.child("audit", {})
     audit.only("flush_interval", "batch_size")
     return Config(
@@ -157,16 +168,12 @@ def parse_config(raw: object, environ: Mapping[str, str]) -> Config:
             max_message_size=pg.integer("max_message_size", 1 << 30, minimum=1024),
         ),
         groups=groups,
-        resources=_resources(root.child("resources", {}), groups),
+        resources=_resources(root.child("resources", {}), groups, policies.keys()),
         alerts_slack=alerts.optional_str("slack"),
-        slack=SlackSettings(
-            bot_token=slack.optional_str("bot_token"),
-            signing_secret=slack.optional_str("signing_secret"),
-            app_token=slack.optional_str("app_token"),
-            api_url=slack.text("api_url", "https://slack.com/api/"),
-        ),
+        slack=_slack(slack),
         audit_flush_interval=audit.duration("flush_interval", 0.05),
         audit_batch_size=audit.integer("batch_size", 1000, minimum=1),
+        masking_policies=policies,
     )
 
 
@@ -221,7 +228,38 @@ def _groups(node: _Node) -> dict[str, frozenset[str]]:
     return groups
 
 
-def _resources(node: _Node, groups: Mapping[str, frozenset[str]]) -> dict[str, Resource]:
+def _slack(node: _Node) -> SlackSettings:
+    settings = SlackSettings(
+        bot_token=node.optional_str("bot_token"),
+        signing_secret=node.optional_str("signing_secret"),
+        app_token=node.optional_str("app_token"),
+        api_url=node.text("api_url", "https://slack.com/api/"),
+        users=_slack_users(node.child("users", {})),
+    )
+    if settings.bot_token and not (settings.signing_secret or settings.app_token):
+        # Without either, nothing Slack sends could be trusted or even received.
+        raise ConfigError(node.key("signing_secret"), "is required unless app_token is set")
+    if settings.app_token and not settings.app_token.startswith("xapp-"):
+        raise ConfigError(node.key("app_token"), "must be an app-level token (xapp-...)")
+    return settings
+
+
+def _slack_users(node: _Node) -> dict[str, str]:
+    users: dict[str, str] = {}
+    for user_id in node.names():
+        email = node.value[user_id]
+        if not _SLACK_USER_ID.match(user_id):
+            raise ConfigError(node.key(user_id), "is not a Slack user id (U… or W…)")
+        if not isinstance(email, str) or "@" not in email:
+            raise ConfigError(node.key(user_id), "must be the email of a jitgate identity")
+        users[user_id] = email.strip().lower()
+    return users
+
+
+def _resources(
+    node: _Node, groups: Mapping[str, frozenset[str]], policies: Iterable[str]
+) -> dict[str, Resource]:
+    masking_choices = ("default", "off", *policies)
     resources: dict[str, Resource] = {}
     for name in node.names():
         res = node.child(name)
@@ -256,7 +294,7 @@ def _resources(node: _Node, groups: Mapping[str, frozenset[str]]) -> dict[str, R
             request_ttl=res.duration("request_ttl", 3600.0),
             notify_slack=notify.optional_str("slack"),
             notify_teams=notify.optional_str("teams"),
-            masking=res.text("masking", "default"),
+            masking=res.choice("masking", masking_choices),
             blast_radius_factor=blast.number("factor", 10.0, minimum=1.0),
             blast_radius_floor=blast.integer("floor", 10, minimum=0),
         )

@@ -1,7 +1,8 @@
 """The composition root: builds every part from the config and runs them in order.
 
 Start-up: store pool → migrations → audit recorder → approvals (heartbeat, reconciler,
-LISTEN, the sweep) → Postgres listener → HTTP listener. Shut-down runs the reverse: stop
+LISTEN, the sweep) → Slack, when ``slack.bot_token`` is set (outbox sender, Socket Mode) →
+Postgres listener → HTTP listener. Shut-down runs the reverse: stop
 accepting, drain sessions, finish running approved statements, flush the audit trail,
 close the pool. Everything a gateway process knows that matters lives in the store, so any
 number of processes can share one.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
 import asyncpg
 from aiohttp import web
@@ -25,12 +27,10 @@ from proxy.hooks import default_chain
 from proxy.server import ProxyServer
 from store.db import connect_pool, migrate
 
+if TYPE_CHECKING:
+    from bot.slack import SlackAdapter
+
 log = logging.getLogger("jitgate")
-
-
-def masking_for(resource: Resource) -> MaskingPolicy | None:
-    """The masking policy of ``resource`` (None: masking off)."""
-    return None if resource.masking == "off" else DEFAULT_POLICY
 
 
 class Gateway:
@@ -42,7 +42,7 @@ class Gateway:
             pool, flush_interval=config.audit_flush_interval, batch_size=config.audit_batch_size
         )
         self.approvals = Approvals(
-            config, pool, self.recorder, notifiers=[InboxNotifier()], masking=masking_for
+            config, pool, self.recorder, notifiers=[InboxNotifier()], masking=self.masking_for
         )
         self.proxy = ProxyServer(
             config,
@@ -52,8 +52,24 @@ class Gateway:
             self.metrics,
             self.approvals,
         )
+        self.slack: SlackAdapter | None = None
+        if config.slack.bot_token:
+            # Imported here: the adapter reaches jitgate.api, which imports this module.
+            from bot.slack import SlackAdapter
+
+            self.slack = SlackAdapter(config, self.approvals)
+            self.approvals.notifiers.append(self.slack.notifier)
+            if self.slack.alerts is not None:
+                self.approvals.alerts.append(self.slack.alerts)
         self._recorder_task: asyncio.Task[None] | None = None
         self._http_runner: web.AppRunner | None = None
+
+    def masking_for(self, resource: Resource) -> MaskingPolicy | None:
+        """The masking policy of ``resource``: ``default``, a named policy from
+        ``masking_policies``, or None for ``off``."""
+        if resource.masking == "off":
+            return None
+        return self.config.masking_policies.get(resource.masking, DEFAULT_POLICY)
 
     @classmethod
     async def open(cls, config: Config) -> Gateway:
@@ -71,6 +87,8 @@ class Gateway:
 
         self._recorder_task = asyncio.create_task(self.recorder.run(), name="audit-recorder")
         await self.approvals.start()
+        if self.slack is not None:
+            await self.slack.start()
         await self.proxy.start()
         self._http_runner = web.AppRunner(build_http_app(self), access_log=None)
         await self._http_runner.setup()
@@ -83,6 +101,9 @@ class Gateway:
         if self._http_runner is not None:
             await self._http_runner.cleanup()
         await self.approvals.stop(drain_timeout)
+        if self.slack is not None:
+            # After the core: what it queued while stopping stays in the outbox for later.
+            await self.slack.stop()
         closing = asyncio.create_task(self.recorder.close())
         if self._recorder_task is not None:
             await self._recorder_task

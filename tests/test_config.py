@@ -124,3 +124,71 @@ def test_serve_exits_nonzero_with_one_line_naming_the_key(tmp_path: Path) -> Non
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1
     assert "is not valid YAML" in result.stderr
+
+
+def test_slack_users_map_slack_ids_to_identities(tmp_path: Path) -> None:
+    text = VALID + "  users: {U012ALICE: Alice@Example.com, W0ENTERPRISE: bob@example.com}\n"
+    config = load_config(write(tmp_path, text), ENV)
+    assert config.slack.users == {"U012ALICE": "alice@example.com",
+                                  "W0ENTERPRISE": "bob@example.com"}  # fmt: skip
+    assert load_config(write(tmp_path, VALID), ENV).slack.users == {}
+
+
+@pytest.mark.parametrize(
+    ("addition", "key", "problem"),
+    [
+        ("  users: {alice: alice@example.com}\n", "slack.users.alice", "not a Slack user id"),
+        ("  users: {U012ALICE: alice}\n", "slack.users.U012ALICE", "must be the email"),
+        ("  users: [U012ALICE]\n", "slack.users", "must be a mapping"),
+        ("  app_token: xoxb-not-an-app-token\n", "slack.app_token", "app-level token"),
+    ],
+)
+def test_slack_mistakes_name_their_key(
+    tmp_path: Path, addition: str, key: str, problem: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, VALID + addition), ENV)
+    assert caught.value.key == key
+    assert problem in str(caught.value)
+
+
+def test_a_bot_token_needs_a_signing_secret_or_socket_mode(tmp_path: Path) -> None:
+    http_only = VALID.replace("  signing_secret: ${SLACK_SIGNING_SECRET}\n", "")
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, http_only), ENV)
+    assert caught.value.key == "slack.signing_secret"
+    socket_mode = load_config(write(tmp_path, http_only + "  app_token: xapp-1-A-1-x\n"), ENV)
+    assert socket_mode.slack.app_token == "xapp-1-A-1-x"
+    assert "xapp" not in repr(socket_mode)
+
+
+def test_named_masking_policies_and_blast_radius(tmp_path: Path) -> None:
+    text = VALID.replace(
+        "    masking: default\n", "    masking: strict\n    blast_radius: {factor: 2.5, floor: 3}\n"
+    )
+    text += "masking_policies:\n  strict: {default: redact, entities: {enable: [IP_ADDRESS]}}\n"
+    config = load_config(write(tmp_path, text), ENV)
+    prod = config.resources["prod"]
+    assert prod.masking == "strict"
+    assert "IP_ADDRESS" in config.masking_policies["strict"].entities
+    assert (prod.blast_radius_factor, prod.blast_radius_floor) == (2.5, 3)
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        (("    masking: default\n", "    masking: lenient\n"), "resources.prod.masking"),
+        (("alerts:", "masking_policies: {strict: {default: shred}}\nalerts:"),
+         "masking_policies.strict.default"),
+        (("    masking: default\n", "    masking: default\n    blast_radius: {factor: 0}\n"),
+         "resources.prod.blast_radius.factor"),
+        (("http: {listen: 127.0.0.1:8080}", "http: {listen: 127.0.0.1:8080, demo: yes please}"),
+         "http.demo"),
+    ],
+)  # fmt: skip
+def test_masking_and_approval_settings_name_the_bad_key(
+    tmp_path: Path, change: tuple[str, str], key: str
+) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_config(write(tmp_path, VALID.replace(*change)), ENV)
+    assert error.value.key == key
