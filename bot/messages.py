@@ -46,6 +46,8 @@ from bot.mrkdwn import (
     message,
     preview,
     section,
+    table,
+    visible,
 )
 
 __all__ = [
@@ -54,9 +56,9 @@ __all__ = [
     "STATE_LABELS", "USAGE", "alert_digest", "alert_message", "already_approved",
     "already_decided", "approval_card", "bad_usage", "card_for", "decided_card", "help_text",
     "not_an_approver", "pending_text", "read_result", "reject_modal", "reminder",
-    "request_expired", "requester_dm", "result_reply", "self_approval_refused",
-    "statement_denied", "statement_held", "status_line", "status_text", "unknown_request",
-    "unknown_resource", "unknown_user",
+    "request_expired", "requester_dm", "result_file", "result_reply", "self_approval_refused",
+    "statement_denied", "statement_held", "status_line", "status_text", "try_again_later",
+    "unknown_request", "unknown_resource", "unknown_user",
 ]  # fmt: skip
 
 ALERT_TITLES = {
@@ -217,6 +219,34 @@ def read_result(resource: str, outcome: Outcome) -> str:
     grid, notes = preview(outcome, SECTION_LIMIT - 300)
     parts = [f"{icon} {code(outcome.summary(), 1000)} on {code(resource, 100)}", grid, *notes]
     return "\n".join(part for part in parts if part)
+
+
+def result_file(request: RequestView) -> tuple[str, str] | None:
+    """The masked preview of a finished request as a tab-separated file, ``(filename,
+    content)``, for the card's thread when :func:`result_reply` cannot show every previewed
+    row (wide or heavily escaped values); None when the reply shows them all."""
+    outcome = request.outcome
+    if outcome is None or not outcome.columns or not outcome.preview:
+        return None
+    _, shown = table(outcome.columns, outcome.preview, SECTION_LIMIT)
+    if shown >= len(outcome.preview):
+        return None
+
+    def cell(value: str | None) -> str:
+        return "NULL" if value is None else " ".join(visible(value).split())
+
+    lines = ["\t".join(cell(column) for column in outcome.columns)]
+    lines += ["\t".join(cell(value) for value in row) for row in outcome.preview]
+    return f"request-{request.id}-result.tsv", "\n".join(lines) + "\n"
+
+
+def try_again_later() -> str:
+    """Slack or jitgate's store did not answer while handling a click or ``/jit``."""
+    return (
+        ":warning: jitgate could not finish that just now. Check with `/jit status` or "
+        "`/jit pending` before trying again; if it keeps failing, tell the jitgate admins "
+        "(the gateway log says why)."
+    )
 
 
 def _alert_fields(alert: Alert) -> list[str]:

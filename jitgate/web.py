@@ -20,6 +20,8 @@ def build_http_app(gateway: Gateway) -> web.Application:
     app.router.add_get("/metrics", metrics)
     app.add_routes(RequestsApi(gateway).routes())
     app.add_routes(Pages(gateway).routes())
+    if gateway.slack is not None:
+        app.router.add_post("/slack/events", gateway.slack.handle)
     return app
 
 

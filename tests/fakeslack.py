@@ -3,9 +3,10 @@
 It serves ``http://127.0.0.1:PORT/api/METHOD`` from its own asyncio loop on a background
 thread, so synchronous tests, asynchronous tests and a gateway in a subprocess reach it
 alike: point ``slack.api_url`` at :attr:`FakeSlack.api_url`. It answers ``auth.test``,
-``users.info``, ``chat.postMessage``, ``chat.update``, ``chat.postEphemeral``,
-``views.open``, ``conversations.open``, ``files.getUploadURLExternal``, the upload URL that
-hands out, and ``files.completeUploadExternal`` as Slack does (see
+``users.info``, ``users.lookupByEmail``, ``chat.postMessage``, ``chat.update``,
+``chat.postEphemeral``, ``views.open``, ``conversations.open``,
+``files.getUploadURLExternal``, the upload URL that hands out, and
+``files.completeUploadExternal`` as Slack does (see
 :mod:`tests.slack_workspace`); a call without the bot token gets ``not_authed`` or
 ``invalid_auth``. :meth:`FakeSlack.response_url` gives a ``response_url`` whose POSTs are
 recorded too.

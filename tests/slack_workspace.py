@@ -54,6 +54,7 @@ class Workspace:
         self._methods: dict[str, Callable[[dict[str, Any]], Answer]] = {
             "auth.test": self._auth_test,
             "users.info": self._users_info,
+            "users.lookupByEmail": self._users_lookup_by_email,
             "chat.postMessage": self._post_message,
             "chat.update": self._update,
             "chat.postEphemeral": self._post_ephemeral,
@@ -102,6 +103,13 @@ class Workspace:
         else:
             profile["email"] = user.email
         return answer
+
+    def _users_lookup_by_email(self, args: dict[str, Any]) -> Answer:
+        email = str(args.get("email", "")).lower()
+        found = next((u for u in self.users.values() if (u.email or "").lower() == email), None)
+        if found is None or found.deleted:
+            return _error("users_not_found")
+        return self._users_info({"user": found.id})
 
     def _post_message(self, args: dict[str, Any]) -> Answer:
         channel = args.get("channel")
