@@ -4,6 +4,7 @@ recorded as a session of their own, and finished with their outcome."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import socket
 import time
@@ -93,7 +94,10 @@ async def run_audited(
         )  # fmt: skip
     except StoreUnavailable:
         return Outcome(None, None, 0.0, "57P03", "the audit store is unavailable")
-    outcome = await run_detached(resource, sql, max_rows, approvals.masking(resource))
+    outcome = dataclasses.replace(
+        await run_detached(resource, sql, max_rows, approvals.masking(resource)),
+        session_id=session_id,
+    )
     event = StatementEvent(session_id, 1, sql, "request", started)
     event.statement_class, event.decision, event.reasons = (
         statement_class, "allow" if request_id is None else "review", reasons,

@@ -58,6 +58,9 @@ class Outcome:
     preview: tuple[tuple[str | None, ...], ...] = ()
     preview_truncated: bool = False
     masked: Mapping[str, int] = field(default_factory=dict)
+    session_id: UUID | None = None
+    """The session the statement ran in: the held client's own, or one of its own when
+    it ran without a waiting client."""
 
     @property
     def ok(self) -> bool:

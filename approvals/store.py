@@ -242,6 +242,7 @@ def _outcome_json(outcome: object) -> dict[str, Any] | None:
         "preview": [list(r) for r in outcome.preview],
         "preview_truncated": outcome.preview_truncated,
         "masked": dict(outcome.masked),
+        "session_id": None if outcome.session_id is None else str(outcome.session_id),
     }
 
 
@@ -259,6 +260,7 @@ def _outcome(raw: str | None) -> Outcome | None:
         preview=tuple(tuple(r) for r in data["preview"]),
         preview_truncated=data["preview_truncated"],
         masked=data["masked"],
+        session_id=UUID(data["session_id"]) if data.get("session_id") else None,
     )
 
 

@@ -54,7 +54,8 @@ class SlackNotifier:
         if self.where(request) is not None:
             await self._outbox.rearm(request.id)
             visible = self._shown(request)
-            session = request.session_id
+            ran_in = request.outcome.session_id if request.outcome is not None else None
+            session = ran_in or request.session_id
             url = f"{self._config.public_url}/sessions/{session}" if session else None
             await self._outbox.put(f"reply:{request.id}", "reply", request_id=request.id,
                                    body=result_reply(visible, url))  # fmt: skip

@@ -48,7 +48,7 @@ class Gateway:
             config,
             pool,
             self.recorder,
-            default_chain(self.recorder),
+            default_chain(self.recorder, alert=self.approvals.emit),
             self.metrics,
             self.approvals,
         )

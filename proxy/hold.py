@@ -143,13 +143,16 @@ class Capture:
 
     def outcome(self, session: ClientSession, request_id: int) -> Outcome:
         duration = (time.perf_counter() - self.started) * 1000
-        policy = session.server.approvals_masking(session.context.resource)  # type: ignore[union-attr]
+        context = session.context
+        assert context is not None
+        policy = session.server.approvals_masking(context.resource)
         preview, masked = build_preview(self.columns, self.rows, policy)
         if self.over is not None:
             cap = self.cap or 0
             return Outcome(
                 self.tag, self.over, duration, "54000",
                 f"touched {self.over} rows, more than the {cap} approved; rolled back",
+                session_id=context.session_id,
             )  # fmt: skip
         rows = tag_rows(self.tag)
         return Outcome(
@@ -162,6 +165,7 @@ class Capture:
             preview=preview[:PREVIEW_ROWS],
             preview_truncated=self.count > PREVIEW_ROWS,
             masked=masked,
+            session_id=context.session_id,
         )
 
     @staticmethod

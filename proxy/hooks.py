@@ -9,11 +9,12 @@ writes the event when the statement completes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 from uuid import UUID
 
+from approvals.model import Alert
 from approvals.policy import action_for, strictest_action
 from audit.events import StatementEvent
 from audit.recorder import AuditRecorder
@@ -104,7 +105,13 @@ class Decide:
     resource's ``access`` table. Across several groups the most permissive action wins; a
     class no group mentions is denied, so ``opaque`` and ``destructive`` are allowed only
     where a group says so explicitly. A string of several statements gets the strictest
-    action of its statements."""
+    action of its statements.
+
+    Security is told (``alert``) of every denied statement and every ``destructive`` or
+    ``opaque`` one, whatever the decision."""
+
+    def __init__(self, alert: Callable[[Alert], None] | None = None) -> None:
+        self._alert = alert
 
     def on_statement(self, statement: Statement) -> Refusal | None:
         event = statement.event
@@ -116,9 +123,31 @@ class Decide:
         else:
             classes = {v.statement_class for v in statement.verdicts}
             event.decision = strictest_action(decide(context, c) for c in classes)
+        if self._alert is not None and (
+            event.decision == "deny" or event.statement_class in _GUARDRAIL_CLASSES
+        ):
+            self._alert(_alert_for(context, event))
         if event.decision == "deny":
             return Refusal(pgerrors.statement_denied(event.reasons), "deny")
         return None
+
+
+_GUARDRAIL_CLASSES = frozenset(("destructive", "opaque"))
+_ALERT_WORDS = {"deny": "denied", "review": "held for review", "allow": "allowed by policy"}
+
+
+def _alert_for(context: SessionContext, event: StatementEvent) -> Alert:
+    what = _ALERT_WORDS[event.decision]
+    reasons = "; ".join(event.reasons) or event.statement_class
+    return Alert(
+        "denied" if event.decision == "deny" else "guardrail",
+        f"{event.statement_class} statement from {context.identity} on"
+        f" {context.resource.name} {what}: {reasons}",
+        context.identity,
+        context.resource.name,
+        None,
+        context.session_id,
+    )
 
 
 def decide(context: SessionContext, statement_class: str) -> Action:
@@ -189,10 +218,14 @@ class HookChain:
 
 
 def default_chain(
-    recorder: AuditRecorder, classifier: Classifier | None = None, *, holding: bool = True
+    recorder: AuditRecorder,
+    classifier: Classifier | None = None,
+    *,
+    holding: bool = True,
+    alert: Callable[[Alert], None] | None = None,
 ) -> HookChain:
     return HookChain(
-        [Classify(classifier or Classifier()), Decide(), Hold(holding)],
+        [Classify(classifier or Classifier()), Decide(alert), Hold(holding)],
         PassThroughMask(),
         Record(recorder),
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import psycopg
 import pytest
 import yaml
 
+from approvals.model import Alert
 from tests.harness import GatewayThread, gateway_config
 
 
@@ -187,3 +189,39 @@ def test_guard_cli_prints_the_decision(tmp_path: Path, target_dsn: str) -> None:
     assert dropped["action"] == "deny"
     assert guard("SELECT 1", user="stranger@example.com")["action"] == "deny"
     assert guard("this is not sql")["statements"][0]["class"] == "opaque"  # type: ignore[index]
+
+
+class AlertLog:
+    """An alerts channel that keeps what it is sent."""
+
+    def __init__(self) -> None:
+        self.alerts: list[Alert] = []
+
+    async def alert(self, alert: Alert) -> None:
+        self.alerts.append(alert)
+
+
+def test_security_hears_of_denials_and_guardrail_hits(
+    gw: GatewayThread, alice: str, bob: str, items: Callable[[], int]
+) -> None:
+    log = AlertLog()
+    gw.gateway.approvals.alerts.append(log)
+    try:
+        with psycopg.connect(alice, autocommit=True) as conn:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("DROP TABLE items")
+            conn.execute("SELECT count(*) FROM items")
+        with psycopg.connect(bob, autocommit=True) as conn:
+            conn.execute("TRUNCATE items")  # dba: destructive allowed, and still reported
+        deadline = time.monotonic() + 5
+        while len(log.alerts) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        gw.gateway.approvals.alerts.remove(log)
+    assert [(a.kind, a.identity) for a in log.alerts] == [
+        ("denied", "alice@example.com"),
+        ("guardrail", "bob@example.com"),
+    ]
+    assert "destructive statement from bob@example.com on prod allowed by policy" in (
+        log.alerts[1].summary
+    )
