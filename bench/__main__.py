@@ -28,6 +28,8 @@ from bench.gateway import RESOURCE, USER, GatewayProcess
 from bench.pgbench import SELECT_ONLY_SQL_PREFIX, Pgbench, Workload
 from bench.postgres import DATABASE_ERRORS, BenchServer
 from bench.report import Comparison, goal_lines, table
+from bench.results import ROWS as RESULT_ROWS
+from bench.results import prepare, result_lines, time_results
 
 STORE_DATABASE = "jg_bench_store"
 TARGET_DATABASE = "jg_bench"
@@ -136,12 +138,19 @@ async def _measure(
     latencies = await approval_latency(
         server, gateway, TARGET_DATABASE, rounds=5 if rounds == 1 else ROUNDS
     )
+    result_rows = RESULT_ROWS if rounds > 1 else RESULT_ROWS // 10
+    await prepare(server, TARGET_DATABASE, result_rows)
+    timings = await time_results(
+        server.binary("psql"), server.endpoint(TARGET_DATABASE), gateway.endpoint(), rounds
+    )
     _say(f"load average at end: {_loadavg()}")
     _say("")
     at_8, at_1 = comparisons[1], comparisons[0]
     for line in goal_lines(at_8.ratio, at_1.added_latency_us):
         _say(line)
     for line in latency_lines(latencies):
+        _say(line)
+    for line in result_lines(timings, result_rows):
         _say(line)
     return 0 if matched else 1
 

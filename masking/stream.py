@@ -90,7 +90,8 @@ class RowMasker:
     def every_row(self, plan: ColumnPlan) -> bool:
         """True when some column of ``plan`` can need masking that :meth:`candidates` cannot
         see, so every DataRow of the result must go through :meth:`mask_row`."""
-        return self._prepare(plan).every_row
+        prepared = self._prepared if self._prepared.plan is plan else self._prepare(plan)
+        return prepared.every_row
 
     def mask_row(self, payload: bytes | memoryview, plan: ColumnPlan) -> bytes | None:
         """The DataRow body ``payload`` (without its 5-byte header) with its sensitive values

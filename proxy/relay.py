@@ -66,6 +66,7 @@ NO_DATA, ROW_DESCRIPTION = m.NO_DATA, m.ROW_DESCRIPTION
 PORTAL_SUSPENDED = m.PORTAL_SUSPENDED
 
 STARTUP_TIMEOUT = 30.0
+_PLAN_CACHE_SIZE = 256
 POISON_SQL = "jitgate refused statement"
 POISON_QUERY = m.Query(POISON_SQL).encode()
 # An Execute cannot be made to fail by its text, so a portal that cannot exist does it.
@@ -136,7 +137,8 @@ class ClientSession(asyncio.Protocol):
         self._hold_task: asyncio.Task[None] | None = None
         self._capturing = False
         self._masker: RowMasker | None = None
-        self._plan: ColumnPlan | None = None
+        self._description: bytes | None = None
+        self._plans: dict[bytes | None, ColumnPlan] = {}
         self._portal_formats: dict[bytes, tuple[int, ...]] = {}
         self._rows = 0
         self._seq = 0
@@ -745,14 +747,23 @@ class ClientSession(asyncio.Protocol):
 
     def _rows_plan(self) -> ColumnPlan:
         """The plan for the DataRows arriving now: the Execute's own, else the last
-        RowDescription's, else one that knows nothing about the columns."""
+        RowDescription's, else one that knows nothing about the columns. Plans are kept by
+        description: a session repeating a query reuses one plan (and the masker's rules
+        for it) instead of parsing its columns again."""
         if self._pending:
             head = self._pending[0]
             if head.kind == EXECUTE and isinstance(head.shape, ColumnPlan):
                 return head.shape
-        if self._plan is None:
-            self._plan = ColumnPlan.unknown()
-        return self._plan
+        plan = self._plans.get(self._description)
+        if plan is None:
+            if len(self._plans) >= _PLAN_CACHE_SIZE:
+                self._plans.clear()
+            plan = self._plans[self._description] = (
+                ColumnPlan.unknown()
+                if self._description is None
+                else ColumnPlan.from_row_description(self._description)
+            )
+        return plan
 
     def _note_description(self, buf: bytes, start: int, end: int) -> None:
         head = self._pending[0] if self._pending else None
@@ -760,7 +771,7 @@ class ClientSession(asyncio.Protocol):
             head.shape.row_description = buf[start:end]
             head.shape.plans.clear()
         else:
-            self._plan = ColumnPlan.from_row_description(buf[start:end])
+            self._description = buf[start:end]
 
     def _count_masked(self, event: StatementEvent, masker: RowMasker) -> None:
         counts = masker.take_counts()
