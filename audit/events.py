@@ -1,4 +1,5 @@
-"""What the audit trail records. Only metadata: raw result values are never kept."""
+"""What the audit trail records. Only metadata: raw result values are never kept, and SQL
+texts are stored with their sensitive literals masked."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
+
+from masking import mask_text
 
 
 @dataclass(slots=True)
@@ -61,9 +64,16 @@ def encode_batch(events: Sequence[StatementEvent]) -> tuple[list[str], str]:
                 e.masked,
             )
         )
-    return [_storable(t) for t in texts], _storable(
+    return [_storable(_masked(t)) for t in texts], _storable(
         json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
     )
+
+
+def _masked(sql: str) -> str:
+    """``sql`` with its sensitive literals masked by the default policy, whatever the
+    resource's result masking: the audit trail never holds a raw card, e-mail or key. The
+    exact text of a held statement lives only in its access request, to be run."""
+    return mask_text(sql).value
 
 
 def _storable(text: str) -> str:

@@ -336,7 +336,7 @@ def _print_ready(demo: Demo) -> None:
         print(f"  (psql is not on your PATH; the line above uses {demo.cluster.bin('psql')})")
         print()
     print("Then try:")
-    print("  SELECT * FROM customers LIMIT 5;   -- a read: runs at once")
+    print("  SELECT * FROM customers LIMIT 5;   -- a read: runs at once, PII masked in flight")
     print("  SELECT count(*) FROM orders;       -- so does this one")
     print("  DELETE FROM carts WHERE id = 1;    -- a write: held for approval, psql waits 120 s")
     print()

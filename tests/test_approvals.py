@@ -8,17 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import socket
 import subprocess
+import sys
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 import psycopg
 import pytest
+import yaml
 
 from approvals.model import State
 from approvals.states import TRANSITIONS, next_state
@@ -406,14 +412,45 @@ def test_expiry_ends_the_hold_and_the_request(
 # -- exactly once, restarts, crashes -------------------------------------------------------------
 
 
-def test_fifty_concurrent_approvals_through_two_gateways_execute_once(
-    store_dsn: str, target_dsn: str, target: Callable[[str], Any]
+def test_fifty_concurrent_approvals_through_two_gateway_processes_execute_once(
+    tmp_path: Path, store_dsn: str, target_dsn: str, target: Callable[[str], Any]
 ) -> None:
-    config = config_for(store_dsn, target_dsn)
+    """One request, fifty approvers clicking at once through the REST APIs of two gateways
+    (this one in-process, the other a real ``jitgate serve`` process) sharing one store: a
+    non-idempotent increment runs exactly once."""
     approvers = [f"approver{i}@example.com" for i in range(50)]
+    config = config_for(store_dsn, target_dsn)
     config = dataclasses.replace(config, groups={**config.groups, "dba": frozenset(approvers)})
-    first, second = GatewayThread(config), GatewayThread(config)
+    first = GatewayThread(config)
+    http_port, pg_port = free_port(), free_port()
+    config_file = tmp_path / "second.yaml"
+    config_file.write_text(
+        yaml.safe_dump(
+            {
+                "database_url": store_dsn,
+                "public_url": f"http://127.0.0.1:{http_port}",
+                "http": {"listen": f"127.0.0.1:{http_port}"},
+                "postgres": {"listen": f"127.0.0.1:{pg_port}"},
+                "groups": {"engineers": [ALICE], "dba": approvers},
+                "resources": {
+                    "prod": {
+                        "url": target_dsn,
+                        "access": {"engineers": {"read": "allow", "write": "review"}},
+                        "approvers": ["dba"],
+                    }
+                },
+            }
+        )
+    )
+    log = tmp_path / "second.log"
+    with log.open("w") as log_file:
+        second = subprocess.Popen(
+            [sys.executable, "-m", "jitgate", "serve", "--config", str(config_file)],
+            stdout=subprocess.DEVNULL, stderr=log_file,
+        )  # fmt: skip
     try:
+        wait_healthy(http_port, second, log)
+        tokens = [first.token(a) for a in approvers]
         asked = first.call(
             first.gateway.approvals.ask(
                 resource_name="prod", identity=ALICE, source="cli",
@@ -421,26 +458,54 @@ def test_fifty_concurrent_approvals_through_two_gateways_execute_once(
             )
         )  # fmt: skip
         request_id = asked.request.id
+        ports = (first.http_port, http_port)
 
-        def click(i: int) -> str:
-            gateway = (first, second)[i % 2]
-            try:
-                decide(gateway, request_id, approvers[i])
-            except DecisionRefused as refused:
-                return refused.code
-            return "approved"
+        async def click_all() -> list[tuple[int, dict[str, Any]]]:
+            async with aiohttp.ClientSession() as http:
 
-        with ThreadPoolExecutor(50) as pool:
-            outcomes = list(pool.map(click, range(50)))
-        assert outcomes.count("approved") == 1
-        assert set(outcomes) == {"approved", "already_decided"}
+                async def click(i: int) -> tuple[int, dict[str, Any]]:
+                    async with http.post(
+                        f"http://127.0.0.1:{ports[i % 2]}/api/requests/{request_id}/decisions",
+                        json={"verdict": "approve"},
+                        headers={"Authorization": f"Bearer {tokens[i]}"},
+                    ) as response:
+                        return response.status, await response.json()
+
+                return await asyncio.gather(*(click(i) for i in range(50)))
+
+        answers = asyncio.run(click_all())
+        statuses = [status for status, _ in answers]
+        assert statuses.count(200) == 1, answers
+        assert {body["code"] for status, body in answers if status != 200} == {"already_decided"}
         done = final_view(first, request_id)
         assert done.state == State.EXECUTED
-        time.sleep(1.5)
+        time.sleep(1.5)  # both gateways sweep: neither runs it again
         assert target("SELECT n FROM counters") == 1
     finally:
+        second.terminate()
+        second.wait(15)
         first.stop()
-        second.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def wait_healthy(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as ok:
+                if ok.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("the second gateway did not become healthy")
 
 
 def test_a_restart_keeps_pending_requests(

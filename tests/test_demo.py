@@ -145,6 +145,16 @@ def test_the_printed_psql_line_reads_the_shop(demo: RunningDemo) -> None:
     assert result.stdout.strip() == "1000"
 
 
+def test_reads_of_the_fake_pii_come_back_masked(demo: RunningDemo) -> None:
+    result = demo.run_psql("SELECT email, ssn, card_number FROM customers ORDER BY id LIMIT 3")
+    assert result.returncode == 0, result.stderr
+    rows = [line.split("|") for line in result.stdout.strip().splitlines()]
+    assert len(rows) == 3
+    for email, ssn, card in rows:
+        assert email == "[EMAIL]" and ssn == "[US_SSN]"
+        assert card.startswith("*") and card[-4:].isdigit()
+
+
 def test_the_demo_session_is_audited(demo: RunningDemo) -> None:
     marker = "SELECT 'demo-audit-marker'"
     assert demo.run_psql(marker).returncode == 0

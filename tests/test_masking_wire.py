@@ -142,3 +142,19 @@ def test_masking_off_passes_values_through(
         assert row == ("alice@example.com", int(CARD))
     finally:
         gateway.stop()
+
+
+def test_sql_texts_in_the_audit_trail_are_masked(gw: GatewayThread, alice: str) -> None:
+    with psycopg.connect(alice, autocommit=True) as conn:
+        conn.execute("SELECT 'carol@corp.io' AS who, 'sk_live_4eC39HqLyjWDarjtT1zdp7dc' AS key")
+    gw.flush_audit()
+    texts = gw.call(
+        gw.gateway.pool.fetch("SELECT sql FROM statement_events WHERE sql LIKE '%AS who%'")
+    )
+    assert [r["sql"] for r in texts] == ["SELECT '[EMAIL]' AS who, '[STRIPE_KEY]' AS key"]
+    stored = gw.call(
+        gw.gateway.pool.fetchval(
+            "SELECT string_agg(array_to_string(texts, ''), '') FROM statement_batches"
+        )
+    )
+    assert "carol@corp.io" not in stored and "sk_live_" not in stored
