@@ -138,6 +138,8 @@ class ClientSession(asyncio.Protocol):
         self._capturing = False
         self._masker: RowMasker | None = None
         self._description: bytes | None = None
+        # Set when a row was rewritten: only then are the masker's counts worth collecting.
+        self._masked_rows = False
         self._plans: dict[bytes | None, ColumnPlan] = {}
         self._portal_formats: dict[bytes, tuple[int, ...]] = {}
         self._rows = 0
@@ -660,6 +662,7 @@ class ClientSession(asyncio.Protocol):
                         self._fatal(pgerrors.upstream_lost(self._resource_name()))
                         return
                     if masked is not None:
+                        self._masked_rows = True
                         if pieces is None:
                             pieces = []
                         pieces.append(buf[cursor : start - 5])
@@ -679,7 +682,7 @@ class ClientSession(asyncio.Protocol):
                         event.command_tag = tag
                         _, _, count = tag.rpartition(b" ")
                         event.rows += int(count) if count.isdigit() else self._rows
-                        if masker is not None:
+                        if self._masked_rows:
                             self._count_masked(event, masker)
                     self._rows = 0
                     if head.kind == EXECUTE:
@@ -773,7 +776,10 @@ class ClientSession(asyncio.Protocol):
         else:
             self._description = buf[start:end]
 
-    def _count_masked(self, event: StatementEvent, masker: RowMasker) -> None:
+    def _count_masked(self, event: StatementEvent, masker: RowMasker | None) -> None:
+        self._masked_rows = False
+        if masker is None:
+            return
         counts = masker.take_counts()
         if not counts:
             return
