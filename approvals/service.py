@@ -227,6 +227,8 @@ class Approvals:
                 "denied",
                 f"denied by policy ({strictest.statement_class}"
                 + (f": {'; '.join(reasons)})" if reasons else ")"),
+                statement_class=strictest.statement_class,
+                reasons=reasons,
             )
         if action == "review":
             view = await self.submit(

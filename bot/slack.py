@@ -39,6 +39,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
+from approvals.display import shown
 from approvals.model import Alert, RequestView
 from approvals.service import Approvals
 from bot.slack_alerts import SlackAlerts
@@ -48,7 +49,6 @@ from bot.slack_handlers import SlackHandlers
 from bot.slack_identity import SlackDirectory
 from bot.slack_notify import SlackNotifier
 from bot.slack_outbox import SlackOutbox
-from jitgate.api import shown
 from jitgate.config import Config, SlackSettings
 
 log = logging.getLogger("jitgate.slack")

@@ -8,7 +8,7 @@ so a trailing SQL comment is never mistaken for part of it. ``status ID`` shows 
 its requester and its approvers only (anyone else is told there is no such request);
 ``pending`` lists what the caller could still approve; ``help`` and anything unknown
 explain the usage. Results and requests are shown as the REST API shows them
-(:func:`jitgate.api.shown`): masked again at the edge, whatever path produced them.
+(:func:`approvals.display.shown`): masked again at the edge, whatever path produced them.
 
 Slack escapes ``&``, ``<`` and ``>`` in command text; exactly those three are undone before
 anything reads it.
@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import re
 
+from approvals.display import shown, shown_outcome
 from approvals.model import RequestView, State
 from approvals.service import Approvals
 from bot import messages as m
 from bot.slack_identity import SlackDirectory
 from bot.slack_notify import SlackNotifier
-from guard import Classifier
-from jitgate.api import shown, shown_outcome
 from jitgate.errors import DecisionRefused
 
 _SLACK_ESCAPE = re.compile(r"&(amp|lt|gt);")
@@ -45,7 +44,6 @@ class JitCommand:
         self._approvals = approvals
         self._directory = directory
         self._notifier = notifier
-        self._classifier = Classifier()
 
     async def run(self, user: str, text: str) -> str:
         """The private reply to ``/jit TEXT`` typed by Slack user ``user``."""
@@ -82,12 +80,8 @@ class JitCommand:
         except DecisionRefused as refused:
             if refused.code != "denied":
                 return m.unknown_resource(resource)
-            # The refusal is already phrased; the reply lists class and reasons, so they are
-            # read again from the same classifier the core used.
-            verdicts = self._classifier.classify(sql)
-            reasons = list(dict.fromkeys(r for v in verdicts for r in v.reasons))
             return m.statement_denied(
-                resource, Classifier.strictest(verdicts).statement_class, reasons
+                resource, refused.statement_class or "opaque", refused.reasons
             )
         if asked.request is not None:
             return m.statement_held(asked.request.id, self._notifier.where(asked.request))

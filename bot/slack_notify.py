@@ -6,17 +6,17 @@ update of it on every change (:meth:`~bot.slack_outbox.SlackOutbox.rearm`), the 
 its thread (``reply:ID``, and ``file:ID`` when the preview does not fit), a reminder in the
 thread (``reminder:ID``) and a DM to the requester when the request ends
 (``dm:ID:STATE``). Resources without a Slack channel get no card, but their requesters
-still get the DMs. Everything shown passes :func:`jitgate.api.shown` first: masked again at
+still get the DMs. Everything shown passes :func:`approvals.display.shown` first: masked again at
 the edge, as the REST API does, whatever path produced the outcome.
 """
 
 from __future__ import annotations
 
+from approvals.display import shown
 from approvals.model import RequestView, State
 from bot.messages import reminder as reminder_message
 from bot.messages import requester_dm, result_file, result_reply
 from bot.slack_outbox import SlackOutbox
-from jitgate.api import shown
 from jitgate.config import Config
 
 # States a requester hears about: the request will not move any more.

@@ -42,11 +42,21 @@ class ConfigError(UsageError):
 class DecisionRefused(UsageError):
     """A request or decision the approval rules refuse (self-approval, not an approver,
     already decided, expired, unknown request or user). ``code`` names the rule for
-    adapters that phrase it for their surface; the message is already readable."""
+    adapters that phrase it for their surface; the message is already readable. A ``denied``
+    statement also carries its ``statement_class`` and ``reasons``."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        statement_class: str | None = None,
+        reasons: tuple[str, ...] = (),
+    ) -> None:
         super().__init__(message)
         self.code = code
+        self.statement_class = statement_class
+        self.reasons = reasons
 
 
 class IllegalTransition(JitgateError):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
 
 import asyncpg
 from aiohttp import web
@@ -20,15 +19,13 @@ from aiohttp import web
 from approvals.inbox import InboxNotifier
 from approvals.service import Approvals
 from audit.recorder import AuditRecorder
+from bot.slack import SlackAdapter
 from jitgate.config import Config, Resource
 from jitgate.metrics import GatewayMetrics
 from masking import DEFAULT_POLICY, MaskingPolicy
 from proxy.hooks import default_chain
 from proxy.server import ProxyServer
 from store.db import connect_pool, migrate
-
-if TYPE_CHECKING:
-    from bot.slack import SlackAdapter
 
 log = logging.getLogger("jitgate")
 
@@ -54,9 +51,6 @@ class Gateway:
         )
         self.slack: SlackAdapter | None = None
         if config.slack.bot_token:
-            # Imported here: the adapter reaches jitgate.api, which imports this module.
-            from bot.slack import SlackAdapter
-
             self.slack = SlackAdapter(config, self.approvals)
             self.approvals.notifiers.append(self.slack.notifier)
             if self.slack.alerts is not None:

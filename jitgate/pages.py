@@ -25,9 +25,10 @@ from uuid import UUID
 
 from aiohttp import web
 
+from approvals.display import shown
 from approvals.model import RequestView, State
 from jitgate import templates as t
-from jitgate.api import REFUSAL_STATUS, awaiting, awaits, may_see, mine, shown
+from jitgate.api import REFUSAL_STATUS, awaiting, awaits, may_see, mine
 from jitgate.errors import DecisionRefused, StoreUnavailable
 from jitgate.gateway import Gateway
 from jitgate.webauth import (
