@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import get_args
 
 from masking.detect import Span
 from masking.entities import ALL_ENTITIES, CREDIT_CARD, DEFAULT_ENTITIES
-from masking.strategies import Strategy, apply
+from masking.strategies import Strategy, replacer
 
 DEFAULT_STRATEGIES: Mapping[str, Strategy] = MappingProxyType({CREDIT_CARD: "partial"})
 
@@ -28,6 +28,7 @@ class MaskingPolicy:
     default: Strategy = "redact"
     hash_key: bytes | None = None
     entities: frozenset[str] = DEFAULT_ENTITIES
+    _replacers: Mapping[str, Callable[[str], str]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # A private read-only copy: the caller's dict may change, the policy may not.
@@ -47,6 +48,8 @@ class MaskingPolicy:
         uses_hash = self.default == "hash" or "hash" in self.strategies.values()
         if uses_hash and not self.hash_key:
             raise ValueError("masking policy: the hash strategy needs hash_key")
+        replacers = {e: replacer(self.strategy_for(e), e, self.hash_key) for e in ALL_ENTITIES}
+        object.__setattr__(self, "_replacers", replacers)
 
     def strategy_for(self, entity: str) -> Strategy:
         return self.strategies.get(entity, self.default)
@@ -54,14 +57,12 @@ class MaskingPolicy:
     def mask(self, text: str, spans: Iterable[Span]) -> str:
         """``text`` with each of ``spans`` (in text order, not overlapping) replaced by its
         entity's strategy."""
+        replacers = self._replacers
         parts: list[str] = []
         pos = 0
-        for span in spans:
-            parts.append(text[pos : span.start])
-            original = text[span.start : span.end]
-            strategy = self.strategy_for(span.entity)
-            parts.append(apply(strategy, span.entity, original, self.hash_key))
-            pos = span.end
+        for start, end, entity in spans:
+            parts += (text[pos:start], replacers[entity](text[start:end]))
+            pos = end
         parts.append(text[pos:])
         return "".join(parts)
 

@@ -22,7 +22,6 @@ import json
 import re
 import struct
 import sys
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -78,13 +77,16 @@ class RowMasker:
         self._policy = policy
         self._scanner = scanner_for(policy.entities)
         self._first = self._scanner.first_match
-        self._counts: Counter[str] = Counter()
+        self._triggered = self._scanner.triggered
+        # A plain dict, not a Counter: its item reads and writes are the interpreter's fast path.
+        self._counts: dict[str, int] = {}
         self._prepared = self._prepare(ColumnPlan.unknown())
 
     def candidates(self, buf: bytes | bytearray | memoryview) -> list[int]:
         """Sorted offsets into ``buf`` (any run of complete backend messages) where something
-        may need masking: one RE2 pass over the bytes, Python work per match and never per
-        row; ``[]`` for clean data."""
+        may need masking, at least one inside every DataRow that :meth:`mask_row` would
+        change: one RE2 pass over the bytes, Python work per value with a match and never
+        per row; ``[]`` for clean data."""
         return self._scanner.match_starts(buf)
 
     def every_row(self, plan: ColumnPlan) -> bool:
@@ -107,6 +109,7 @@ class RowMasker:
                 return None
             hit = _NO_HIT
         rules = prepared.rules
+        size = len(payload)
         edits: list[tuple[int, int, bytes | _Nulled]] = []
         unpack = _INT32.unpack_from
         try:
@@ -114,7 +117,7 @@ class RowMasker:
             if count > len(rules):
                 rules = self._extend(prepared, count).rules
             pos = 2
-            for index in range(count):
+            for rule in rules[:count]:
                 (length,) = unpack(payload, pos)
                 start = pos + 4
                 if length < 0:
@@ -123,30 +126,35 @@ class RowMasker:
                     pos = start
                     continue
                 end = start + length
-                rule = rules[index]
                 if hit < end:
-                    hit = first(payload, end)
+                    # A value that ends the row (a note, typically) leaves nothing to search.
+                    hit = first(payload, end) if end < size else -1
                     if hit < 0:
                         hit = _NO_HIT
                 elif not rule.always:
                     pos = end
                     continue
-                if rule.kind is not Kind.SKIP:
+                kind = rule.kind
+                new: bytes | _Nulled | None = None
+                # Text first, direct and uncopied: it is what nearly every masked value is.
+                if kind is Kind.TEXT:
+                    new = self._mask_text(payload[start:end], rule.cues)
+                elif kind is not Kind.SKIP:
                     new = self._mask_value(rule, bytes(payload[start:end]))
-                    if new is not None:
-                        edits.append((pos, end, new))
+                if new is not None:
+                    edits.append((pos, end, new))
                 pos = end
         except struct.error as exc:
             raise ProtocolError("truncated DataRow") from exc
-        if pos != len(payload):
+        if pos != size:
             raise ProtocolError("DataRow length does not match its values")
         return _splice(payload, edits) if edits else None
 
     def take_counts(self) -> dict[str, int]:
         """Entity name → values masked since the last call (``NULLED`` counts values replaced
         by NULL, which are also counted under their entity); resets the counts."""
-        counts = dict(self._counts)
-        self._counts.clear()
+        counts = self._counts
+        self._counts = {}
         return counts
 
     def _prepare(self, plan: ColumnPlan) -> _Prepared:
@@ -197,15 +205,17 @@ class RowMasker:
         assert rule.entity is not None  # INET and DATE rules carry their entity
         return self._null([rule.entity])
 
-    def _mask_text(self, value: bytes, cues: frozenset[int]) -> bytes | None:
-        hits = self._scanner.triggered(value)
-        if hits is None and not cues:
+    def _mask_text(self, value: bytes | memoryview, cues: frozenset[int]) -> bytes | None:
+        hits = self._triggered(value)
+        if not hits and not cues:
             return None
-        text = value.decode("utf-8", "surrogateescape")
-        spans = self._scanner.find(text, cues, hits or ())
+        text = str(value, "utf-8", "surrogateescape")
+        spans = self._scanner.find(text, cues, hits)
         if not spans:
             return None
-        self._counts.update(span.entity for span in spans)
+        counts = self._counts
+        for _, _, entity in spans:  # _tally() inline: this runs for every masked value
+            counts[entity] = counts.get(entity, 0) + 1
         return self._policy.mask(text, spans).encode("utf-8", "surrogateescape")
 
     def _mask_json(self, value: bytes, cues: frozenset[int]) -> bytes | None:
@@ -220,7 +230,7 @@ class RowMasker:
             return self._mask_text(value, cues)
         if masked is None:
             return None
-        self._counts.update(found)
+        self._tally(found)
         return masked.encode("utf-8", "surrogateescape")
 
     def _mask_number(self, rule: _Rule, value: bytes) -> _Nulled | None:
@@ -235,9 +245,13 @@ class RowMasker:
         return None if span is None else self._null([span.entity])
 
     def _null(self, entities: Iterable[str]) -> _Nulled:
-        self._counts.update(entities)
-        self._counts[NULLED] += 1
+        self._tally([*entities, NULLED])
         return _Nulled.NULL
+
+    def _tally(self, entities: Iterable[str]) -> None:
+        counts = self._counts
+        for entity in entities:
+            counts[entity] = counts.get(entity, 0) + 1
 
 
 def _is_json(value: bytes) -> bool:
@@ -252,15 +266,13 @@ def _is_json(value: bytes) -> bool:
 
 def _splice(payload: bytes | memoryview, edits: list[tuple[int, int, bytes | _Nulled]]) -> bytes:
     """``payload`` with each ``(length_at, end, new)`` value replaced, its length rewritten."""
-    out = bytearray()
+    parts: list[bytes | memoryview] = []
     pos = 0
     for length_at, end, new in edits:
-        out += payload[pos:length_at]
         if new is _Nulled.NULL:
-            out += _NULL
+            parts += (payload[pos:length_at], _NULL)
         else:
-            out += _INT32.pack(len(new))
-            out += new
+            parts += (payload[pos:length_at], _INT32.pack(len(new)), new)
         pos = end
-    out += payload[pos:]
-    return bytes(out)
+    parts.append(payload[pos:])
+    return b"".join(parts)

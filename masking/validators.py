@@ -12,8 +12,6 @@ import ipaddress
 import json
 import re
 
-CARD_SEPARATORS = " -"
-
 # ISO 13616 lengths (country code included) for the countries an IBAN is most often seen from.
 IBAN_LENGTHS: dict[str, int] = {
     "AD": 24, "AE": 23, "AT": 20, "BE": 16, "BG": 22, "BH": 22, "BR": 29, "CH": 21,
@@ -25,16 +23,18 @@ IBAN_LENGTHS: dict[str, int] = {
 }  # fmt: skip
 
 
+# The digit sum of twice each digit, for Luhn: 5 → 10 → 1.
+_DOUBLED = bytes.maketrans(b"0123456789", b"0246813579")
+# Deleted by bytes.translate to leave the digits: one C call instead of a test per character.
+_NOT_DIGITS = bytes(b for b in range(256) if b not in b"0123456789")
+
+
 def luhn_ok(digits: str) -> bool:
     """The Luhn (mod 10) check over a string of ASCII digits."""
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = ord(ch) - 48
-        if i % 2:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
+    raw = digits.encode()
+    # Every second digit from the right is doubled; the byte sums run in C, and each ASCII
+    # digit counts 48 over its value.
+    total = sum(raw[-1::-2]) + sum(raw[-2::-2].translate(_DOUBLED)) - 48 * len(raw)
     return total % 10 == 0
 
 
@@ -54,8 +54,7 @@ def card_brand(digits: str) -> str | None:
 
 def valid_card(candidate: str) -> bool:
     """Issuer prefix and length, Luhn, and one separator style (all spaces, all dashes or none)."""
-    separators = {ch for ch in candidate if ch in CARD_SEPARATORS}
-    if len(separators) > 1:
+    if " " in candidate and "-" in candidate:
         return False
     digits = candidate.replace(" ", "").replace("-", "")
     return card_brand(digits) is not None and luhn_ok(digits)
@@ -96,11 +95,11 @@ def iban_extent(candidate: str) -> int:
 
 
 def valid_phone(candidate: str) -> bool:
-    """E.164: a ``+`` and 8–15 digits, the first not zero; the regex allows single spaces or
-    dashes between digits and one group in parentheses (``+1 (415) 555-2671``, ``+44 (0)20``)
-    because that is how people write them."""
-    digits = [ch for ch in candidate if ch.isdigit()]
-    return 8 <= len(digits) <= 15 and digits[0] != "0"
+    """E.164: a ``+`` and 8–15 ASCII digits, the first not zero; the regex allows single spaces
+    or dashes between digits and one group in parentheses (``+1 (415) 555-2671``,
+    ``+44 (0)20``) because that is how people write them."""
+    digits = candidate.encode().translate(None, _NOT_DIGITS)
+    return 8 <= len(digits) <= 15 and digits[:1] != b"0"
 
 
 def valid_national_phone(candidate: str) -> bool:
@@ -114,7 +113,9 @@ def valid_email(candidate: str) -> bool:
     local, _, domain = candidate.rpartition("@")
     if local.startswith(".") or local.endswith(".") or ".." in local:
         return False
-    return all(label and not label.startswith("-") for label in domain.split("."))
+    # No empty label and none starting with "-", read off the domain without splitting it.
+    edges_ok = domain[:1] not in ("", ".", "-") and domain[-1] != "."
+    return edges_ok and ".." not in domain and ".-" not in domain
 
 
 def _b64url_decode(part: str) -> bytes:
