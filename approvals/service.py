@@ -26,8 +26,8 @@ from uuid import UUID
 import asyncpg
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from approvals import detached, sweep
-from approvals.execute import estimate_rows, row_cap
+from approvals import decisions, detached, sweep
+from approvals.execute import estimate_rows
 from approvals.model import Alert, AlertSink, Notifier, Outcome, RequestView, State, Verdict
 from approvals.policy import action_of
 from approvals.store import (
@@ -37,7 +37,6 @@ from approvals.store import (
     NewRequest,
     RequestRow,
     RequestStore,
-    _row,
 )
 from audit.recorder import AuditRecorder
 from guard import Classifier
@@ -59,7 +58,6 @@ class Asked:
 
 SWEEP_INTERVAL = 1.0
 POLL_INTERVAL = 1.0
-Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
 
 class Approvals:
@@ -274,99 +272,8 @@ class Approvals:
     ) -> RequestView:
         """Record ``approver``'s decision; move the request when it settles it. Raises
         :class:`DecisionRefused` (with a ``code``) for anything the rules refuse."""
-        approver = approver.strip().lower()
-        expired = False
-        async with self.pool.acquire() as conn, conn.transaction():
-            record = await conn.fetchrow(
-                "SELECT * FROM requests WHERE id = $1 FOR UPDATE", request_id
-            )
-            if record is None:
-                raise DecisionRefused("unknown_request", f"request #{request_id} does not exist")
-            row = _row(record)
-            self._check_decider(row, approver, verdict)
-            if row.state == State.PENDING and row.expires_at <= datetime.now(UTC):
-                expired = (
-                    await self.store.move(
-                        conn, request_id, "expire", state_reason="not decided in time"
-                    )
-                    is not None
-                )
-            else:
-                await self._record_decision(conn, row, approver, verdict, via, reason, max_rows)
-        if expired:
-            await self.announce(request_id, alert="expired")
-            raise DecisionRefused("expired", f"request #{request_id} has expired")
-        view = await self.announce(request_id)
-        assert view is not None
-        log.info(
-            "decision recorded",
-            extra={"request": request_id, "identity": approver, "verdict": verdict, "via": via},
-        )
-        if view.state == State.REJECTED:
-            self.emit(
-                Alert("rejected", f"request #{view.id} rejected by {approver}: {reason or ''}",
-                      view.requester, view.resource, view.id, view.session_id)
-            )  # fmt: skip
-        return view
-
-    def _check_decider(self, row: RequestRow, approver: str, verdict: Verdict) -> None:
-        if row.state != State.PENDING:
-            raise DecisionRefused("already_decided", f"request #{row.id} is already {row.state}")
-        if approver == row.requester:
-            self.emit(
-                Alert("self_approval", f"{approver} tried to {verdict} their own request #{row.id}",
-                      approver, row.resource, row.id, row.session_id)
-            )  # fmt: skip
-            raise DecisionRefused(
-                "self_approval", f"you cannot {verdict} your own request #{row.id}"
-            )
-        if not self.config.groups_of(approver) & set(row.approver_groups):
-            groups = ", ".join(row.approver_groups) or "no group"
-            raise DecisionRefused(
-                "not_approver",
-                f"only members of {groups} can decide requests on {row.resource}",
-            )
-
-    async def _record_decision(
-        self,
-        conn: Connection,
-        row: RequestRow,
-        approver: str,
-        verdict: Verdict,
-        via: str,
-        reason: str | None,
-        max_rows: int | None,
-    ) -> None:
-        inserted = await conn.fetchval(
-            "INSERT INTO decisions (request_id, approver, verdict, via, reason)"
-            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (request_id, approver) DO NOTHING"
-            " RETURNING id",
-            row.id,
-            approver,
-            verdict,
-            via,
-            reason,
-        )
-        if inserted is None:
-            raise DecisionRefused("already_voted", f"you already decided request #{row.id}")
-        if verdict == "reject":
-            await self.store.move(
-                conn, row.id, "reject", state_reason=f"rejected by {approver}: {reason or ''}"
-            )
-            return
-        approvals = await conn.fetchval(
-            "SELECT count(*) FROM decisions WHERE request_id = $1 AND verdict = 'approve'",
-            row.id,
-        )
-        if approvals < row.approvals_required:
-            await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, str(row.id))
-            return
-        resource = self.config.resources.get(row.resource)
-        cap = max_rows
-        if cap is None and resource is not None:
-            cap = row_cap(row.estimate, resource.blast_radius_factor, resource.blast_radius_floor)
-        await self.store.move(
-            conn, row.id, "approve", state_reason=f"approved by {approver}", max_rows=cap
+        return await decisions.decide(
+            self, request_id, approver, verdict, via=via, reason=reason, max_rows=max_rows
         )
 
     async def cancel(self, request_id: int, reason: str) -> RequestView | None:
