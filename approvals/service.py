@@ -102,6 +102,8 @@ class Approvals:
     async def stop(self, grace: float = 10.0) -> None:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
+        async with self.sweeping:
+            pass  # a sweep under way finishes; no new one starts
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=grace)
         for task in list(self._tasks):

@@ -26,7 +26,7 @@ import psycopg
 import pytest
 import yaml
 
-from approvals.model import State
+from approvals.model import RequestView, State
 from approvals.states import TRANSITIONS, next_state
 from jitgate.config import Config
 from jitgate.errors import DecisionRefused, IllegalTransition
@@ -391,16 +391,56 @@ def test_extended_protocol_statement_is_held_with_its_values(
     assert target("SELECT name FROM items WHERE id = 9") == "renamed"
 
 
-def test_expiry_ends_the_hold_and_the_request(
-    pg_bin: Callable[[str], str], store_dsn: str, target_dsn: str, target: Callable[[str], Any]
+class NotifierLog:
+    """A notification surface that keeps what it is told (the web inbox's shape)."""
+
+    name = "log"
+
+    def __init__(self) -> None:
+        self.told: list[tuple[str, int, State]] = []
+
+    def where(self, request: RequestView) -> str | None:
+        return "the log"
+
+    async def request_opened(self, request: RequestView) -> None:
+        self.told.append(("opened", request.id, request.state))
+
+    async def request_changed(self, request: RequestView) -> None:
+        self.told.append(("changed", request.id, request.state))
+
+    async def request_finished(self, request: RequestView) -> None:
+        self.told.append(("finished", request.id, request.state))
+
+    async def reminder(self, request: RequestView) -> None:
+        self.told.append(("reminder", request.id, request.state))
+
+
+def test_a_reminder_at_half_the_ttl_then_expiry_ends_the_hold(
+    pg_bin: Callable[[str], str],
+    make_database: Callable[[str], str],
+    target_dsn: str,
+    target: Callable[[str], Any],
 ) -> None:
-    gateway = GatewayThread(with_resource(config_for(store_dsn, target_dsn), request_ttl=1.0))
+    # A store of its own: any gateway sharing a store may send the reminder and expire the
+    # request, and this test listens to one gateway only.
+    store = make_database("jg_approvals_reminder_store")
+    gateway = GatewayThread(with_resource(config_for(store, target_dsn), request_ttl=3.0))
+    log = NotifierLog()
+    gateway.gateway.approvals.notifiers.append(log)
     try:
+        started = time.monotonic()
         client = psql(pg_bin, gateway.dsn(ALICE, gateway.token(ALICE)),
-                      "DELETE FROM items WHERE id = 11")  # fmt: skip
-        _, err = client.communicate(timeout=30)
+                      "DELETE FROM items WHERE id = 11", "SELECT 'still here'")  # fmt: skip
+        out, err = client.communicate(timeout=30)
+        waited = time.monotonic() - started
         request_id = newest_request(gateway, State.EXPIRED)
         assert f"request #{request_id} expired before anyone decided it" in err
+        assert "still here" in out and 3.0 <= waited < 10
+        assert [t for t in log.told if t[1] == request_id] == [
+            ("opened", request_id, State.PENDING),
+            ("reminder", request_id, State.PENDING),
+            ("changed", request_id, State.EXPIRED),
+        ]
         with pytest.raises(DecisionRefused) as late:
             decide(gateway, request_id, BOB)
         assert late.value.code == "already_decided"
