@@ -131,6 +131,7 @@ DETECTORS: tuple[Detector, ...] = (
         e.AWS_ACCESS_KEY,
         _opening("A[KS]IA", "[A-Za-z0-9]") + r"[A-Z0-9]{16}(?![A-Za-z0-9])",
         "A[KS]IA[A-Z0-9]{4}",
+        valid=v.not_placeholder,
     ),
     _plain(
         e.GITHUB_TOKEN,
@@ -138,6 +139,7 @@ DETECTORS: tuple[Detector, ...] = (
         rf"|{_opening('github_pat_', '[A-Za-z0-9]')}[A-Za-z0-9]{{22}}_[A-Za-z0-9]{{59}})"
         r"(?![A-Za-z0-9])",
         "gh[pousr]_|github_pat_",
+        valid=v.not_placeholder,
     ),
     _plain(
         e.GITLAB_TOKEN,
@@ -163,7 +165,12 @@ DETECTORS: tuple[Detector, ...] = (
         "sk-[0-9A-Za-z_-]{20}",
         valid=v.random_looking,
     ),
-    _plain(e.GOOGLE_API_KEY, _opening("AIza", r"[\w-]") + r"[\w-]{35}" + _TOKEN_AFTER, "AIza"),
+    _plain(
+        e.GOOGLE_API_KEY,
+        _opening("AIza", r"[\w-]") + r"[\w-]{35}" + _TOKEN_AFTER,
+        "AIza",
+        valid=v.not_placeholder,
+    ),
     _plain(
         e.EMAIL,
         r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}\b",
@@ -193,7 +200,8 @@ DETECTORS: tuple[Detector, ...] = (
     ),
     _cued(
         e.US_SSN,
-        _opening(r"\d", r"[\w.-]") + r"\d{8}(?![\w.-])",
+        # Not part of a decimal; a full stop may end the sentence.
+        _opening(r"\d", r"[\w.-]") + r"\d{8}(?![\w-]|\.\d)",
         e.SSN_CUE,
         _SSN_WORDS,
         v.valid_ssn,

@@ -1,12 +1,22 @@
-"""``python -m masking.eval`` (``make eval-masking``): recall and false positives, measured.
+"""``python -m masking.eval`` (``make eval-masking``): recall, leaks and false positives, measured.
 
-Generates seeded labelled values (:mod:`masking.samples`) embedded in varied text and masks
-them with :func:`masking.mask_text`. A positive counts as found when its entity is reported
-and its sensitive part is gone from the output; a hard negative counts as touched when the
-output differs at all. The same positives also go through the in-flight row masker. Goals
-(DESIGN.md, "Quality bars"): recall ≥ 99.5 % on every default entity, ≤ 0.5 % of hard
-negatives touched. Opt-in entities are measured with a policy that enables them and the
-context words they need; they have no goal. Exits 1 when a goal fails.
+Positives come from :mod:`masking.samples` (built from the specifications, never from the
+detectors), hard negatives from :mod:`masking.negatives`. Each is evaluated in the four
+carriers of :mod:`masking.carriers` (bare cell and JSON in flight, sentence and key=value
+through :func:`masking.mask_text`), a third of the positives under an informative context
+name, a third neutral, a third misleading; negatives half under their natural name, half
+neutral.
+
+A positive counts as found when its entity is reported and none of its letters and digits
+is left visible beyond the designed reveal: the default policy masks CREDIT_CARD with the
+partial strategy, which keeps the last 4 digits on purpose, and a connection URI keeps its
+scheme, user and host (only the password is sensitive). The leak of an entity is the share
+of its sensitive letters and digits still visible beyond that reveal, misses included. A
+hard negative counts as touched when anything of its carrier changes.
+
+Goals: recall ≥ 99.5 % on every default entity in every carrier, ≤ 0.5 % of every class of
+hard negatives touched, nothing leaked. Opt-in entities are measured enabled, behind their
+cue words, with no goal. Exits 1 when a goal fails.
 """
 
 from __future__ import annotations
@@ -14,177 +24,211 @@ from __future__ import annotations
 import argparse
 import random
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 from masking import mask_text, samples
-from masking.entities import ALL_ENTITIES, US_SSN
+from masking.carriers import CARRIERS, IN_FLIGHT, INFORMATIVE, MISLEADING, NEUTRAL, Carriers
+from masking.entities import ALL_ENTITIES, CREDIT_CARD, US_SSN
+from masking.negatives import NATURAL_COLUMNS, NEGATIVES
 from masking.policy import MaskingPolicy
-from masking.stream import ColumnPlan, RowMasker
-from proxy import messages as m
+from masking.strategies import KEEP_LAST
 
 RECALL_GOAL = 0.995
 TOUCHED_GOAL = 0.005
-_ALL = MaskingPolicy(entities=ALL_ENTITIES)
-_DESCRIPTION = m.RowDescription(
-    (m.FieldDescription("id", 0, 1, 23, 4, -1, 0), m.FieldDescription("note", 0, 2, 25, -1, -1, 0))
-).encode()[5:]
+CONTEXTS = ("informative", "neutral", "misleading")
+NEGATIVE_CONTEXTS = ("natural", "neutral")
+_SHOWN = 3
+
+Make = Callable[[random.Random], str]
 
 
-@dataclass(frozen=True, slots=True)
-class Score:
-    """``hits`` of ``total`` samples of one entity or negative class; ``misses`` shows a few."""
+@dataclass(slots=True)
+class Tally:
+    """One row of a table (an entity, or a class of negatives): ``hits`` of ``totals`` per
+    (carrier, context); the sensitive letters and digits seen and leaked; a few examples
+    of what went wrong."""
 
     name: str
-    hits: int
-    total: int
-    misses: tuple[str, ...]
+    hits: Counter[tuple[str, str]] = field(default_factory=Counter)
+    totals: Counter[tuple[str, str]] = field(default_factory=Counter)
+    chars: int = 0
+    leaked: int = 0
+    examples: list[str] = field(default_factory=list)
+
+    def add(self, carrier: str, context: str, hit: bool, wrong: str | None) -> None:
+        self.totals[carrier, context] += 1
+        self.hits[carrier, context] += hit
+        if wrong is not None and len(self.examples) < _SHOWN:
+            self.examples.append(f"[{carrier}, {context}] {wrong!r}")
+
+    def share(self, carrier: str | None = None, context: str | None = None) -> float | None:
+        """Hits over samples, of one carrier or context or all; ``None`` for no samples."""
+        hits = total = 0
+        for (c, k), count in self.totals.items():
+            if carrier in (None, c) and context in (None, k):
+                hits, total = hits + self.hits[c, k], total + count
+        return hits / total if total else None
 
     @property
-    def share(self) -> float:
-        return self.hits / self.total if self.total else 0.0
+    def leak(self) -> float:
+        return self.leaked / self.chars if self.chars else 0.0
 
 
-Place = Callable[[random.Random, str], tuple[str, str | None]]
-"""Puts a generated value in context: the text to mask and its column name."""
+def _name(rng: random.Random, entity: str, context: str) -> str:
+    if context == "informative":
+        return rng.choice(INFORMATIVE[entity])
+    return rng.choice(NEUTRAL if context == "neutral" else MISLEADING)
 
 
-def _recall(
+def recall(
     name: str,
     entity: str,
-    make: Callable[[random.Random], str],
-    place: Place,
-    policy: MaskingPolicy,
-    rng: random.Random,
+    make: Make,
+    seed: int,
     n: int,
-) -> Score:
-    hits, misses = 0, list[str]()
-    for _ in range(n):
-        value = make(rng)
-        text, column = place(rng, value)
-        result = mask_text(text, column=column, policy=policy)
-        if entity in result.entities and samples.sensitive_part(entity, value) not in result.value:
-            hits += 1
-        elif len(misses) < 3:
-            misses.append(text)
-    return Score(name, hits, n, tuple(misses))
+    contexts: Sequence[str] = CONTEXTS,
+) -> Tally:
+    """``n`` positives of ``entity`` per carrier, the contexts taking turns, through the
+    default policy."""
+    policy = MaskingPolicy()
+    carriers, tally = Carriers(policy), Tally(name)
+    reveal = KEEP_LAST if policy.strategy_for(entity) == "partial" else 0
+    for carrier in CARRIERS:
+        rng = random.Random(f"{seed}:{name}:{carrier}")
+        for i in range(n):
+            context = contexts[i % len(contexts)]
+            value = make(rng)
+            span = samples.sensitive_span(entity, value)
+            out = carriers.run(carrier, rng, value, span, _name(rng, entity, context))
+            secret = out.text[out.secret[0] : out.secret[1]]
+            alnum = [j for j, ch in enumerate(secret) if ch.isalnum()]
+            allowed = set(alnum[len(alnum) - reveal :]) if reveal else set()
+            leaked = sum(j not in allowed for j in out.visible())
+            tally.chars += len(alnum)
+            tally.leaked += leaked
+            found = entity in out.entities and leaked == 0
+            tally.add(carrier, context, found, None if found else out.text)
+    return tally
 
 
-def _embedded(rng: random.Random, value: str) -> tuple[str, str | None]:
-    return samples.embed(rng, value), None
+def default_recall(seed: int, n: int) -> list[Tally]:
+    """Every default entity, and bare nine-digit SSNs under an informative name."""
+    tallies = [recall(entity, entity, make, seed, n) for entity, make in samples.POSITIVES.items()]
+    tallies.append(recall("US_SSN, 9 digits", US_SSN, _ssn_digits, seed, n, ("informative",)))
+    return tallies
 
 
-def _after(cue: str) -> Place:
-    def place(rng: random.Random, value: str) -> tuple[str, str | None]:
-        return cue.format(value), None
-
-    return place
-
-
-def _bare_ssn(rng: random.Random) -> str:
+def _ssn_digits(rng: random.Random) -> str:
     return samples.ssn(rng).replace("-", "")
 
 
-def _in_ssn_column(rng: random.Random, value: str) -> tuple[str, str | None]:
-    return value, "ssn"
+def negatives_touched(seed: int, n: int) -> list[Tally]:
+    """``n`` hard negatives of each class per carrier that the default policy changes."""
+    carriers, tallies = Carriers(MaskingPolicy()), []
+    for name, make in NEGATIVES.items():
+        tally = Tally(name)
+        for carrier in CARRIERS:
+            rng = random.Random(f"{seed}:{name}:{carrier}")
+            for i in range(n):
+                context = NEGATIVE_CONTEXTS[i % 2]
+                column = rng.choice(NATURAL_COLUMNS[name] if context == "natural" else NEUTRAL)
+                value = make(rng)
+                out = carriers.run(carrier, rng, value, (0, len(value)), column)
+                tally.add(carrier, context, out.touched, out.text if out.touched else None)
+        tallies.append(tally)
+    return tallies
 
 
-def _after_keyword(rng: random.Random, value: str) -> tuple[str, str | None]:
-    return f"SSN: {value}", None
-
-
-def default_recall(rng: random.Random, n: int) -> list[Score]:
-    """Recall of each default entity, and of bare SSNs given their column name as context."""
-    policy = MaskingPolicy()
-    scores = [
-        _recall(name, name, make, _embedded, policy, rng, n)
-        for name, make in samples.POSITIVES.items()
-    ]
-    scores.append(_recall("US_SSN bare, column", US_SSN, _bare_ssn, _in_ssn_column, policy, rng, n))
-    scores.append(
-        _recall("US_SSN bare, keyword", US_SSN, _bare_ssn, _after_keyword, policy, rng, n)
-    )
-    return scores
-
-
-def in_flight_recall(rng: random.Random, n: int) -> list[Score]:
-    """Recall of each default entity through :class:`~masking.stream.RowMasker` the way the
-    relay drives it: a DataRow counts as found when :meth:`~RowMasker.candidates` points into
-    it and :meth:`~RowMasker.mask_row` leaves nothing of the value."""
-    masker = RowMasker(MaskingPolicy())
-    plan = ColumnPlan.from_row_description(_DESCRIPTION)
-    scores = []
-    for name, make in samples.POSITIVES.items():
-        hits, misses = 0, list[str]()
+def opt_in_recall(seed: int, n: int) -> list[Tally]:
+    """Each opt-in entity, enabled, behind the words that cue it (``mask_text`` only)."""
+    policy, tallies = MaskingPolicy(entities=ALL_ENTITIES), []
+    for entity, (make, cue) in samples.OPT_IN.items():
+        rng, tally = random.Random(f"{seed}:{entity}"), Tally(entity)
         for _ in range(n):
             value = make(rng)
-            text = samples.embed(rng, value)
-            wire = m.DataRow((b"42", text.encode())).encode()
-            masked = masker.mask_row(wire[5:], plan) if masker.candidates(wire) else None
-            secret = samples.sensitive_part(name, value).encode()
-            if masked is not None and secret not in masked:
-                hits += 1
-            elif len(misses) < 3:
-                misses.append(text)
-        scores.append(Score(name, hits, n, tuple(misses)))
-    return scores
+            text = cue.format(value)
+            result = mask_text(text, policy=policy)
+            found = entity in result.entities and value not in result.value
+            tally.add("sentence", "cue", found, None if found else text)
+        tallies.append(tally)
+    return tallies
 
 
-def opt_in_recall(rng: random.Random, n: int) -> list[Score]:
-    """Recall of each opt-in entity, enabled, behind the words that cue it."""
-    return [
-        _recall(entity, entity, make, _after(cue), _ALL, rng, n)
-        for entity, (make, cue) in samples.OPT_IN.items()
-    ]
+def _pct(share: float | None) -> str:
+    return "—" if share is None else f"{share:.2%}"
 
 
-def negatives_touched(rng: random.Random, n: int) -> list[Score]:
-    """How many hard negatives of each class the default policy changes."""
-    scores = []
-    for name, make in samples.NEGATIVES.items():
-        touched, shown = 0, list[str]()
-        for _ in range(n):
-            text = samples.embed(rng, make(rng))
-            if mask_text(text).value != text:
-                touched += 1
-                if len(shown) < 3:
-                    shown.append(text)
-        scores.append(Score(name, touched, n, tuple(shown)))
-    return scores
-
-
-def _table(title: str, scores: list[Score], column: str) -> None:
+def _table(title: str, tallies: list[Tally], contexts: Sequence[str], positive: bool) -> None:
+    """Rows of ``tallies`` by carrier (``*`` in flight), by context and overall; the leak for
+    positives."""
+    heads = [f"{c}{'*' if c in IN_FLIGHT else ''}" for c in CARRIERS] + [c[:7] for c in contexts]
+    heads += ["recall", "leak"] if positive else ["touched"]
     print(f"\n{title}")
-    print(f"  {'':<24} {'samples':>8} {column:>9}")
-    for score in scores:
-        print(f"  {score.name:<24} {score.total:>8} {score.share:>9.2%}")
-        for miss in score.misses:
-            print(f"      e.g. {miss!r}")
+    print(f"  {'':<26}" + "".join(f"{h:>9}" for h in heads))
+    for t in tallies:
+        cells = [t.share(carrier=c) for c in CARRIERS] + [t.share(context=c) for c in contexts]
+        row = [_pct(share) for share in [*cells, t.share()]]
+        row += [f"{t.leak:.3%}"] if positive else []
+        print(f"  {t.name:<26}" + "".join(f"{cell:>9}" for cell in row))
+        for example in t.examples:
+            print(f"      e.g. {example}")
+
+
+def _opt_in_table(tallies: list[Tally]) -> None:
+    print("\nOpt-in entities (enabled, behind their cue words; mask_text; no goal)")
+    print(f"  {'':<26}{'samples':>9}{'recall':>9}")
+    for t in tallies:
+        print(f"  {t.name:<26}{t.totals.total():>9}{_pct(t.share()):>9}")
+        for example in t.examples:
+            print(f"      e.g. {example}")
+
+
+_NOTES = f"""\
+  leak: sensitive letters and digits left visible. By design {CREDIT_CARD} keeps its last
+  {KEEP_LAST} digits (partial strategy) and a URI its scheme, user and host: not counted.
+  US_SSN, 9 digits: only a name tells these from other numbers, so informative names only."""
+
+
+def _verdicts(found: list[Tally], touched: list[Tally]) -> list[tuple[str, bool, str]]:
+    """The goals: (what, met, the figure) for recall, hard negatives and leaks."""
+    cells = [(t.share(carrier=c) or 0.0, f"{t.name}, {c}") for t in found for c in CARRIERS]
+    low, where = min(cells, key=lambda cell: cell[0])
+    worst = max(touched, key=lambda t: t.share() or 0.0)
+    rate = worst.share() or 0.0
+    overall = sum(t.hits.total() for t in touched) / sum(t.totals.total() for t in touched)
+    leakiest = max(found, key=lambda t: t.leak)
+    return [
+        (f"recall >= {RECALL_GOAL:.1%} on every default entity in every carrier (lowest {where})",
+         low >= RECALL_GOAL, f"{low:.2%}"),
+        (f"hard negatives touched <= {TOUCHED_GOAL:.1%} in every class (highest {worst.name}; "
+         f"all classes {overall:.3%})", rate <= TOUCHED_GOAL, f"{rate:.3%}"),
+        (f"leak beyond the designed reveal = 0 on every default entity (highest {leakiest.name})",
+         leakiest.leaked == 0, f"{leakiest.leak:.3%}"),
+    ]  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m masking.eval", description=__doc__)
-    parser.add_argument("--samples", type=int, default=4000, help="per entity or class")
+    parser.add_argument("--samples", type=int, default=4000, help="per row and carrier")
     parser.add_argument("--seed", type=int, default=2024)
     args = parser.parse_args(argv)
-    rng = random.Random(args.seed)
-    recall = default_recall(rng, args.samples)
-    in_flight = in_flight_recall(rng, args.samples)
-    opt_in = opt_in_recall(rng, args.samples)
-    touched = negatives_touched(rng, args.samples)
-    print(f"masking evaluation: seed {args.seed}, {args.samples} samples per row")
-    _table("Default entities", recall, "recall")
-    _table("Default entities in flight (candidates + mask_row)", in_flight, "recall")
-    _table("Opt-in entities (enabled, with their cue words)", opt_in, "recall")
-    _table("Hard negatives (default policy)", touched, "touched")
-    worst = min([*recall, *in_flight], key=lambda s: s.share)
-    share = sum(s.hits for s in touched) / sum(s.total for s in touched)
-    checks = [
-        (f"recall >= {RECALL_GOAL:.1%} on every default entity (lowest {worst.name})",
-         worst.share >= RECALL_GOAL, f"{worst.share:.2%}"),
-        (f"hard negatives touched <= {TOUCHED_GOAL:.1%}", share <= TOUCHED_GOAL, f"{share:.3%}"),
-    ]  # fmt: skip
+    seed, n = args.seed, args.samples
+    found = default_recall(seed, n)
+    opt_in, touched = opt_in_recall(seed, 4 * n), negatives_touched(seed, n)
+    print(f"masking evaluation: seed {seed}, {n} samples per row and carrier")
+    print("  * in flight: RowMasker.candidates + mask_row over DataRow bytes built with")
+    print("    proxy.messages; sentence and kv: mask_text(value, column=...)")
+    title = "Default entities: recall by carrier, by context name, overall; leak"
+    _table(title, found, CONTEXTS, positive=True)
+    print(_NOTES)
+    _opt_in_table(opt_in)
+    _table("Hard negatives (default policy): share touched", touched, NEGATIVE_CONTEXTS, False)
+    overall = sum(t.hits.total() for t in touched) / sum(t.totals.total() for t in touched)
+    print(f"  {'all classes':<26}{overall:>{9 * (len(CARRIERS) + len(NEGATIVE_CONTEXTS) + 1)}.3%}")
     print()
+    checks = _verdicts(found, touched)
     for label, ok, value in checks:
         print(f"{'PASS' if ok else 'FAIL'}  {label}: {value}")
     return 0 if all(ok for _, ok, _ in checks) else 1

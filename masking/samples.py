@@ -1,10 +1,8 @@
 """Seeded generators of labelled values for evaluating and benchmarking the detectors.
 
-Every positive is built from its specification (issuer ranges and Luhn, SSA rules, ISO 13616
-lengths and mod 97, E.164, each vendor's token format), never by asking the detectors; every
-hard negative is something that looks alike but is not sensitive (order IDs, epoch times,
-UUIDs, versions, hashes, Luhn-invalid numbers, dates, ISBNs, parcel tracking numbers,
-prices).
+Every positive is built from its specification (:mod:`masking.specs` for cards, SSNs and
+IBANs; E.164; each vendor's published token format), never by asking the detectors; the hard
+negatives, things that look alike but are not sensitive, are in :mod:`masking.negatives`.
 """
 
 from __future__ import annotations
@@ -16,84 +14,55 @@ import string
 from collections.abc import Callable, Mapping
 
 from masking import entities as e
-from masking.validators import IBAN_LENGTHS
+from masking import specs
+from masking.negatives import NEGATIVES
+from masking.specs import card_number, draw, luhn_check_digit, ssn
+
+__all__ = [
+    "NEGATIVES", "OPT_IN", "POSITIVES", "SECRETS", "card", "card_number",
+    "email", "grouped", "iban", "luhn_check_digit", "phone", "sensitive_span",
+    "ssn",
+]  # fmt: skip
 
 ALNUM = string.ascii_letters + string.digits
-UPPER_ALNUM = string.ascii_uppercase + string.digits
-HEX = "0123456789abcdef"
+BASE32 = string.ascii_uppercase + "234567"
 
-# (prefix range, lengths) per brand; a prefix is drawn from the range, inclusive.
-CARD_RANGES: tuple[tuple[str, int, int, tuple[int, ...]], ...] = (
-    ("visa", 4, 4, (13, 16, 19)),
-    ("mastercard", 51, 55, (16,)),
-    ("mastercard", 2221, 2720, (16,)),
-    ("amex", 34, 34, (15,)),
-    ("amex", 37, 37, (15,)),
-    ("discover", 6011, 6011, (16, 19)),
-    ("discover", 644, 649, (16, 19)),
-    ("discover", 65, 65, (16, 19)),
-)
-
-
-def _pick(rng: random.Random, alphabet: str, n: int) -> str:
-    return "".join(rng.choice(alphabet) for _ in range(n))
-
-
-def luhn_check_digit(body: str) -> str:
-    """The digit that makes ``body`` + digit pass the Luhn check."""
-    total = 0
-    for i, ch in enumerate(reversed(body)):
-        d = int(ch) * (1 if i % 2 else 2)
-        total += d - 9 if d > 9 else d
-    return str(-total % 10)
-
-
-def card_number(rng: random.Random) -> str:
-    _, low, high, lengths = rng.choice(CARD_RANGES)
-    prefix = str(rng.randint(low, high))
-    body = prefix + _pick(rng, string.digits, rng.choice(lengths) - len(prefix) - 1)
-    return body + luhn_check_digit(body)
+_BRANDS = frozenset(b for b, *_ in specs.CARD_ISSUERS)
 
 
 def grouped(value: str, size: int = 4, sep: str = " ") -> str:
     return sep.join(value[i : i + size] for i in range(0, len(value), size))
 
 
-def card(rng: random.Random) -> str:
-    number = card_number(rng)
-    if len(number) == 15 and rng.random() < 0.5:
+def _card_layout(rng: random.Random, number: str) -> str:
+    """``number`` compact, in fours (spaces or dashes), or 4-6-5 / 4-6-4 as Amex and Diners
+    print theirs."""
+    if len(number) in (14, 15) and rng.random() < 0.5:
         return f"{number[:4]} {number[4:10]} {number[10:]}"
     return rng.choice((number, grouped(number), grouped(number, sep="-")))
 
 
-def ssn(rng: random.Random) -> str:
-    area = rng.choice([a for a in range(1, 900) if a != 666])
-    return f"{area:03d}-{rng.randint(1, 99):02d}-{rng.randint(1, 9999):04d}"
+def card(rng: random.Random) -> str:
+    return _card_layout(rng, card_number(rng, _BRANDS))
 
 
 def email(rng: random.Random) -> str:
-    local = _pick(rng, string.ascii_lowercase, rng.randint(1, 8))
-    local += rng.choice(("", ".", "_", "-", "+")) + _pick(rng, ALNUM, rng.randint(1, 6))
-    domain = ".".join(_pick(rng, string.ascii_lowercase, rng.randint(2, 9)) for _ in range(2))
+    local = draw(rng, string.ascii_lowercase, rng.randint(1, 8))
+    local += rng.choice(("", ".", "_", "-", "+")) + draw(rng, ALNUM, rng.randint(1, 6))
+    domain = ".".join(draw(rng, string.ascii_lowercase, rng.randint(2, 9)) for _ in range(2))
     address = f"{local}@{domain}.{rng.choice(('com', 'org', 'io', 'co.uk', 'de', 'travel'))}"
     return address.upper() if rng.random() < 0.1 else address
 
 
-def iban_of(country: str, bban: str) -> str:
-    number = int("".join(str(int(ch, 36)) for ch in bban + country + "00"))
-    return f"{country}{98 - number % 97:02d}{bban}"
-
-
 def iban(rng: random.Random) -> str:
-    country, length = rng.choice(sorted(IBAN_LENGTHS.items()))
-    bank = _pick(rng, string.ascii_uppercase, 4) if country in ("GB", "NL", "IE") else ""
-    value = iban_of(country, bank + _pick(rng, string.digits, length - 4 - len(bank)))
+    """An IBAN of any registry country, compact (electronic form) or in fours (print form)."""
+    value = specs.iban(rng)
     return rng.choice((value, grouped(value)))
 
 
 def phone(rng: random.Random) -> str:
     country = str(rng.choice((1, 33, 44, 49, 61, 81, 86, 353, 852, 971)))
-    national = str(rng.randint(1, 9)) + _pick(rng, string.digits, rng.randint(7, 14 - len(country)))
+    national = str(rng.randint(1, 9)) + draw(rng, string.digits, rng.randint(7, 14 - len(country)))
     style = rng.randrange(4)
     if style == 0:
         return f"+{country}{national}"
@@ -108,39 +77,49 @@ def jwt(rng: random.Random) -> str:
         return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
 
     header = {"alg": rng.choice(("HS256", "RS256", "ES256")), "typ": "JWT"}
-    claims = {"sub": _pick(rng, string.digits, 8), "iat": rng.randint(1_500_000_000, 1_800_000_000)}
-    return f"{part(header)}.{part(claims)}.{_pick(rng, ALNUM + '-_', 43)}"
+    claims = {"sub": draw(rng, string.digits, 8), "iat": rng.randint(1_500_000_000, 1_800_000_000)}
+    return f"{part(header)}.{part(claims)}.{draw(rng, ALNUM + '-_', 43)}"
 
 
 def private_key(rng: random.Random) -> str:
     kind = rng.choice(("RSA ", "EC ", "OPENSSH ", "ENCRYPTED ", ""))
-    lines = "\n".join(_pick(rng, ALNUM + "+/", 64) for _ in range(rng.randint(1, 4)))
+    lines = "\n".join(draw(rng, ALNUM + "+/", 64) for _ in range(rng.randint(1, 4)))
     return f"-----BEGIN {kind}PRIVATE KEY-----\n{lines}\n-----END {kind}PRIVATE KEY-----"
 
 
 def uri_password(rng: random.Random) -> str:
     scheme = rng.choice(("postgres", "postgresql", "mysql", "redis", "amqp", "mongodb+srv"))
-    password = _pick(rng, ALNUM + "!$%*-_", rng.randint(6, 20))
+    password = draw(rng, ALNUM + "!$%*-_", rng.randint(6, 20))
     host = rng.choice(("db.internal", "10.0.0.5", "cache", "mq.example.com"))
-    return f"{scheme}://{_pick(rng, string.ascii_lowercase, 5)}:{password}@{host}:5432/app"
+    return f"{scheme}://{draw(rng, string.ascii_lowercase, 5)}:{password}@{host}:5432/app"
+
+
+def _openai_key(rng: random.Random) -> str:
+    # "T3BlbkFJ" is "OpenAI" in base64, in the middle of every key OpenAI has issued.
+    if rng.random() < 0.5:
+        return f"sk-{draw(rng, ALNUM, 20)}T3BlbkFJ{draw(rng, ALNUM, 20)}"
+    body = ALNUM + "-_"
+    project = rng.choice(("proj", "svcacct", "admin"))
+    return f"sk-{project}-{draw(rng, body, 74)}T3BlbkFJ{draw(rng, body, 74)}"
 
 
 SECRETS: dict[str, Callable[[random.Random], str]] = {
-    e.AWS_ACCESS_KEY: lambda r: r.choice(("AKIA", "ASIA")) + _pick(r, UPPER_ALNUM, 16),
+    # Access key IDs are base32 after their four-letter kind.
+    e.AWS_ACCESS_KEY: lambda r: r.choice(("AKIA", "ASIA")) + draw(r, BASE32, 16),
     e.GITHUB_TOKEN: lambda r: r.choice(
         (
-            "gh" + r.choice("pousr") + "_" + _pick(r, ALNUM, 36),
-            "github_pat_" + _pick(r, ALNUM, 22) + "_" + _pick(r, ALNUM, 59),
+            "gh" + r.choice("pousr") + "_" + draw(r, ALNUM, 36),
+            "github_pat_" + draw(r, ALNUM, 22) + "_" + draw(r, ALNUM, 59),
         )
     ),
-    e.GITLAB_TOKEN: lambda r: "glpat-" + _pick(r, ALNUM, 18) + "7x",
+    e.GITLAB_TOKEN: lambda r: "glpat-" + draw(r, ALNUM + "-_", 20),
     e.SLACK_TOKEN: lambda r: (
-        f"xox{r.choice('bp')}-{_pick(r, string.digits, 12)}-"
-        f"{_pick(r, string.digits, 13)}-{_pick(r, ALNUM, 24)}"
+        f"xox{r.choice('bp')}-{draw(r, string.digits, 12)}-"
+        f"{draw(r, string.digits, 13)}-{draw(r, ALNUM, 24)}"
     ),
-    e.STRIPE_KEY: lambda r: r.choice("sr") + "k_live_" + _pick(r, ALNUM, 30) + "9",
-    e.OPENAI_KEY: lambda r: r.choice(("sk-", "sk-proj-")) + _pick(r, ALNUM, 46) + "T3",
-    e.GOOGLE_API_KEY: lambda r: "AIza" + _pick(r, ALNUM + "-_", 35),
+    e.STRIPE_KEY: lambda r: r.choice("sr") + "k_live_" + draw(r, ALNUM, r.choice((24, 34, 99))),
+    e.OPENAI_KEY: _openai_key,
+    e.GOOGLE_API_KEY: lambda r: "AIza" + draw(r, ALNUM + "-_", 35),
     e.JWT: jwt,
     e.PRIVATE_KEY: private_key,
     e.URI_PASSWORD: uri_password,
@@ -156,66 +135,13 @@ POSITIVES: dict[str, Callable[[random.Random], str]] = {
 }
 
 
-def sensitive_part(entity: str, value: str) -> str:
-    """The part of a positive that must not survive masking (a URI keeps its host)."""
+def sensitive_span(entity: str, value: str) -> tuple[int, int]:
+    """Where in a positive the part lies that must not survive masking: all of it, except
+    that a connection URI keeps its scheme, user and host (only the password is secret)."""
     if entity == e.URI_PASSWORD:
-        return value.split("://", 1)[1].rsplit("@", 1)[0].split(":", 1)[1]
-    return value
-
-
-def _luhn_invalid(rng: random.Random) -> str:
-    number = card_number(rng)
-    return number[:-1] + str((int(number[-1]) + rng.randint(1, 9)) % 10)
-
-
-def _no_issuer(rng: random.Random) -> str:
-    body = rng.choice("1789") + _pick(rng, string.digits, rng.randint(12, 17))
-    return body + luhn_check_digit(body)
-
-
-def _uuid(rng: random.Random) -> str:
-    return "-".join(_pick(rng, HEX, n) for n in (8, 4, 4, 4, 12))
-
-
-NEGATIVES: dict[str, Callable[[random.Random], str]] = {
-    "order id": lambda r: r.choice(
-        (
-            f"ORD-{r.randint(2000, 2030)}-{r.randrange(10**6):06d}",
-            f"SO-{r.randrange(10**6)}",
-            f"#{r.randrange(10**5, 10**7)}",
-            f"PO {r.randint(2000, 2030)}/{r.randrange(10**4)}",
-            f"INV-{r.randrange(10**6):06d}-{r.choice(string.ascii_uppercase)}",
-        )
-    ),
-    "epoch": lambda r: (
-        str(r.randrange(10**9, 2 * 10**9))
-        + r.choice(("", f"{r.randrange(1000):03d}", f".{r.randrange(10**6):06d}"))
-    ),
-    "uuid": _uuid,
-    "version": lambda r: (
-        r.choice(("v", ""))
-        + ".".join(str(r.randrange(30)) for _ in range(3))
-        + r.choice(("", "-rc.2", "-beta.1+build.5", f".{r.randrange(20000)}"))
-    ),
-    "hex hash": lambda r: _pick(r, r.choice((HEX, HEX.upper())), r.choice((7, 32, 40, 64))),
-    "luhn-invalid": lambda r: r.choice((_luhn_invalid, _no_issuer))(r),
-    "iso date": lambda r: (
-        f"{r.randint(1970, 2035)}-{r.randint(1, 12):02d}-{r.randint(1, 28):02d}"
-        + r.choice(("", "T10:30:00Z", f" {r.randrange(24):02d}:{r.randrange(60):02d}:00.123+00"))
-    ),
-    "isbn": lambda r: (
-        f"978-{r.randrange(10)}-{r.randrange(10, 99)}-{r.randrange(10**5, 10**6)}-{r.randrange(10)}"
-    ),
-    "tracking": lambda r: f"1Z{_pick(r, UPPER_ALNUM, 6)}{_pick(r, string.digits, 10)}",
-    "price": lambda r: r.choice(
-        (
-            f"${r.randrange(10**7):,}.{r.randrange(100):02d}",
-            f"EUR {r.randrange(10**6):,}",
-            f"{r.randrange(10**6)}.{r.randrange(100):02d}",
-            f"€ {r.randrange(999)},{r.randrange(99)}",
-        )
-    ),
-}
+        start = value.index(":", value.index("://") + 3) + 1
+        return start, value.rindex("@")
+    return 0, len(value)
 
 
 def _ipv4(rng: random.Random) -> str:
@@ -231,7 +157,7 @@ def _ipv6(rng: random.Random) -> str:
 
 def _nino(rng: random.Random) -> str:
     first, second = rng.choice("ABCEGHJKLMNPRSTWXYZ"), rng.choice("ABCEGHJKLMNPRSTWXY")
-    digits = _pick(rng, string.digits, 6)
+    digits = draw(rng, string.digits, 6)
     if first + second in ("GB", "NK", "KN", "NT", "TN", "BG"):
         first = "A"
     suffix = rng.choice("ABCD")
@@ -242,7 +168,7 @@ def _nino(rng: random.Random) -> str:
 
 def _nhs(rng: random.Random) -> str:
     while True:
-        digits = _pick(rng, string.digits, 9)
+        digits = draw(rng, string.digits, 9)
         check = 11 - sum(int(d) * w for d, w in zip(digits, range(10, 1, -1), strict=True)) % 11
         if check != 10:
             number = digits + str(check % 11)
@@ -264,25 +190,14 @@ OPT_IN: dict[str, tuple[Callable[[random.Random], str], str]] = {
     e.IP_ADDRESS: (lambda r: r.choice((_ipv4, _ipv6))(r), "client {}"),
     e.UK_NINO: (_nino, "NI {}"),
     e.NHS_NUMBER: (_nhs, "NHS no. {}"),
-    e.US_BANK_ACCOUNT: (lambda r: _pick(r, string.digits, r.randint(8, 17)), "bank acct {}"),
+    e.US_BANK_ACCOUNT: (lambda r: draw(r, string.digits, r.randint(8, 17)), "bank acct {}"),
     e.US_PASSPORT: (
-        lambda r: r.choice(("", r.choice(string.ascii_uppercase))) + _pick(r, string.digits, 8),
+        lambda r: r.choice(("", r.choice(string.ascii_uppercase))) + draw(r, string.digits, 8),
         "passport {}",
     ),
     e.US_DRIVER_LICENSE: (
-        lambda r: r.choice(string.ascii_uppercase) + _pick(r, string.digits, 7),
+        lambda r: r.choice(string.ascii_uppercase) + draw(r, string.digits, 7),
         "driver's license: {}",
     ),
     e.DATE_OF_BIRTH: (_birth_date, "DOB {}"),
 }
-
-TEMPLATES = (
-    "{}", "Customer said: {}, please check (ticket 42).", "contact {} asap", "({})", "ref: {}.",
-    "<td>{}</td>", '"{}"', "Zoë → {} ✓", "{}\nsecond line", "note: {}; ok", "value={}&next=1",
-    "[{}]", "card:{}!", "«{}»", "\t{}\t", "'{}',",
-)  # fmt: skip
-
-
-def embed(rng: random.Random, value: str) -> str:
-    """``value`` in one of :data:`TEMPLATES`: bare, in prose, markup, quotes, non-ASCII."""
-    return rng.choice(TEMPLATES).format(value)

@@ -12,14 +12,19 @@ import ipaddress
 import json
 import re
 
-# ISO 13616 lengths (country code included) for the countries an IBAN is most often seen from.
+# ISO 13616 lengths (country code included) of every country in the SWIFT IBAN registry.
 IBAN_LENGTHS: dict[str, int] = {
-    "AD": 24, "AE": 23, "AT": 20, "BE": 16, "BG": 22, "BH": 22, "BR": 29, "CH": 21,
-    "CY": 28, "CZ": 24, "DE": 22, "DK": 18, "EE": 20, "ES": 24, "FI": 18, "FR": 27,
-    "GB": 22, "GI": 23, "GR": 27, "HR": 21, "HU": 28, "IE": 22, "IL": 23, "IS": 26,
-    "IT": 27, "KW": 30, "KZ": 20, "LI": 21, "LT": 20, "LU": 20, "LV": 21, "MC": 27,
-    "MT": 31, "NL": 18, "NO": 15, "PK": 24, "PL": 28, "PT": 25, "QA": 29, "RO": 24,
-    "RS": 22, "SA": 24, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "TR": 26, "UA": 29,
+    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22,
+    "BH": 22, "BI": 27, "BR": 29, "BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24,
+    "DE": 22, "DJ": 27, "DK": 18, "DO": 28, "EE": 20, "EG": 29, "ES": 24, "FI": 18,
+    "FK": 18, "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23, "GL": 18, "GR": 27,
+    "GT": 28, "HR": 21, "HU": 28, "IE": 22, "IL": 23, "IQ": 23, "IS": 26, "IT": 27,
+    "JO": 30, "KW": 30, "KZ": 20, "LB": 28, "LC": 32, "LI": 21, "LT": 20, "LU": 20,
+    "LV": 21, "LY": 25, "MC": 27, "MD": 24, "ME": 22, "MK": 19, "MN": 20, "MR": 27,
+    "MT": 31, "MU": 30, "NI": 28, "NL": 18, "NO": 15, "OM": 23, "PK": 24, "PL": 28,
+    "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22, "RU": 33, "SA": 24, "SC": 31,
+    "SD": 18, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "SO": 23, "ST": 25, "SV": 28,
+    "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20, "YE": 30,
 }  # fmt: skip
 
 
@@ -39,25 +44,58 @@ def luhn_ok(digits: str) -> bool:
 
 
 def card_brand(digits: str) -> str | None:
-    """The issuer whose prefix and length rules ``digits`` satisfies, or ``None``."""
+    """The issuer whose prefix and length rules ``digits`` satisfies, or ``None``: Visa,
+    Mastercard, Amex, Discover, JCB, UnionPay and Diners Club (300–305 and 3095 in 14 or
+    16–19 digits, 36 in 14–19, 38–39 in 16–19)."""
     n = len(digits)
-    if digits[0] == "4":
+    first = digits[0]
+    if first == "4":
         return "visa" if n in (13, 16, 19) else None
-    if n == 15 and digits[:2] in ("34", "37"):
-        return "amex"
+    if first == "3":
+        if n == 15 and digits[1] in "47":
+            return "amex"
+        if n >= 16 and 3528 <= int(digits[:4]) <= 3589:
+            return "jcb"
+        return "diners" if _diners(digits, n) else None
     if n == 16 and (51 <= int(digits[:2]) <= 55 or 2221 <= int(digits[:4]) <= 2720):
         return "mastercard"
-    if 16 <= n <= 19 and (digits.startswith(("6011", "65")) or 644 <= int(digits[:3]) <= 649):
+    if n < 16 or first != "6":
+        return None
+    if digits.startswith(("6011", "65")) or 644 <= int(digits[:3]) <= 649:
         return "discover"
-    return None
+    return "unionpay" if digits[1] == "2" else None
+
+
+def _diners(digits: str, n: int) -> bool:
+    head = digits[:2]
+    if head == "36":
+        return n >= 14
+    if head in ("38", "39"):
+        return n >= 16
+    return (n == 14 or n >= 16) and (300 <= int(digits[:3]) <= 305 or digits[:4] == "3095")
 
 
 def valid_card(candidate: str) -> bool:
-    """Issuer prefix and length, Luhn, and one separator style (all spaces, all dashes or none)."""
+    """Issuer prefix and length, Luhn, one separator style (all spaces, all dashes or none)
+    and, when separated, the groups a card is printed in: fours (the last may be shorter),
+    4-6-5 (Amex) or 4-6-4 (Diners); ``46946740-6172-5417``, the head of a UUID, is no card."""
     if " " in candidate and "-" in candidate:
         return False
     digits = candidate.replace(" ", "").replace("-", "")
+    if len(digits) != len(candidate) and not _printed_as_card(candidate):
+        return False
     return card_brand(digits) is not None and luhn_ok(digits)
+
+
+def _printed_as_card(candidate: str) -> bool:
+    """Separated in fours, the last group maybe shorter, or 4-6-5 / 4-6-4 (by slices and
+    counts in C: this runs for every grouped card)."""
+    sep, fours = candidate[4], candidate[4::5]
+    if sep not in " -":
+        return False
+    if fours == sep * len(fours) and candidate.count(sep) == len(fours):
+        return True
+    return [len(group) for group in candidate.split(sep)] in ([4, 6, 5], [4, 6, 4])
 
 
 def valid_ssn(candidate: str) -> bool:
@@ -132,9 +170,39 @@ def valid_jwt(candidate: str) -> bool:
     return isinstance(decoded, dict) and "alg" in decoded
 
 
+def not_placeholder(candidate: str) -> bool:
+    """Not a placeholder where a key would go: does not end in six of one character
+    (``ghp_xxxx…``, ``AKIA0000…``) nor hold six x in a row or ``EXAMPLE``
+    (``AKIAIOSFODNN7EXAMPLE``). C-level string checks: this runs on every token found."""
+    return (
+        len(set(candidate[-6:])) > 1
+        and "xxxxxx" not in candidate
+        and "XXXXXX" not in candidate
+        and "EXAMPLE" not in candidate
+    )
+
+
+# A vendor prefix of lower-case words (``sk-``, ``sk-proj-``, ``sk_live_``, ``glpat-``), and
+# words that make a key-shaped string a placeholder, in one case or capitalised.
+_VENDOR_PREFIX = re.compile(r"[a-z]+[-_](?:[a-z]+[-_])?")
+_PLACEHOLDER_WORDS = re.compile(
+    "|".join(
+        f"{w.upper()}|[{w[0].upper()}{w[0]}]{w[1:]}"
+        for w in ("your", "example", "dummy", "placeholder", "changeme", "redacted")
+    )
+)
+
+
 def random_looking(candidate: str) -> bool:
-    """Token bodies mix letters and digits; ``sk-your-api-key-here`` does not."""
-    return any(ch.isdigit() for ch in candidate) and any(ch.isalpha() for ch in candidate)
+    """Token bodies are random: they mix letters and digits or, without a digit (one random
+    20-character body in 30), letters of both cases after the vendor prefix and no
+    placeholder word; ``sk-your-api-key-here`` and ``sk-YOUR_KEY_HERE`` are neither."""
+    if any(ch.isdigit() for ch in candidate):
+        return any(ch.isalpha() for ch in candidate) and not_placeholder(candidate)
+    prefix = _VENDOR_PREFIX.match(candidate)
+    body = candidate[prefix.end() :] if prefix else candidate
+    both_cases = body.lower() != body and body.upper() != body
+    return both_cases and not_placeholder(body) and _PLACEHOLDER_WORDS.search(body) is None
 
 
 def valid_slack(candidate: str) -> bool:

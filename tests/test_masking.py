@@ -62,6 +62,7 @@ def jwt(header: dict[str, str]) -> str:
 CARD_PREFIXES = [
     ("4", 13), ("4", 16), ("4", 19), ("51", 16), ("55", 16), ("2221", 16), ("2720", 16),
     ("2500", 16), ("34", 15), ("37", 15), ("6011", 16), ("65", 16), ("644", 16), ("649", 19),
+    ("36", 14), ("300", 14), ("3095", 16), ("38", 16), ("3528", 16), ("62", 16),
 ]  # fmt: skip
 CARDS = [luhn_complete(prefix, length) for prefix, length in CARD_PREFIXES]
 
@@ -228,7 +229,7 @@ def _generated_negatives(rng: random.Random, n: int) -> list[str]:
         lambda: f"${rng.randrange(10**7):,}.{rng.randrange(100):02d}",
         lambda: f"ORD-{rng.randrange(2000, 2030)}-{rng.randrange(10**6):06d}",
         lambda: _luhn_failing(luhn_complete(rng.choice(["4", "51", "6011"]), 16)),
-        lambda: luhn_complete(rng.choice(["1", "7", "8", "9", "30", "36"]), rng.randrange(13, 20)),
+        lambda: luhn_complete(rng.choice(["1", "7", "8", "9", "31", "33"]), rng.randrange(13, 20)),
         lambda: f"978-{rng.randrange(10)}-{rng.randrange(100, 999)}-{rng.randrange(10**5)}-1",
         lambda: f"{rng.randrange(2000, 2030)}-{rng.randrange(1, 13):02d}-01T00:00:00Z",
     ]
