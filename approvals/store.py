@@ -175,6 +175,17 @@ class RequestStore:
             return None
         return self.to_view(row, await self.decisions(row.id))
 
+    async def views(self, rows: Sequence[RequestRow]) -> list[RequestView]:
+        """``rows`` as views, with their decisions read in one query."""
+        by_request: dict[int, list[DecisionView]] = {row.id: [] for row in rows}
+        for record in await self._pool.fetch(
+            "SELECT request_id, approver, verdict, via, reason, decided_at FROM decisions"
+            " WHERE request_id = ANY($1::bigint[]) ORDER BY decided_at, id",
+            list(by_request),
+        ):
+            by_request[record["request_id"]].append(_decision(record))
+        return [self.to_view(row, by_request[row.id]) for row in rows]
+
     def to_view(self, row: RequestRow, decisions: Sequence[DecisionView]) -> RequestView:
         return RequestView(
             id=row.id,

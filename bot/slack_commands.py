@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import re
 
+from approvals.decisions import awaiting
 from approvals.display import shown, shown_outcome
-from approvals.model import RequestView, State
+from approvals.model import RequestView
 from approvals.service import Approvals
 from bot import messages as m
 from bot.slack_identity import SlackDirectory
@@ -99,20 +100,7 @@ class JitCommand:
         return m.status_text(shown(self._approvals.config, view))
 
     async def _pending(self, identity: str) -> str:
-        groups = self._approvals.config.groups_of(identity)
-        rows = await self._approvals.store.list(
-            states=[State.PENDING], approver_groups=groups, limit=_PENDING_LIMIT
-        )
-        waiting = []
-        for row in rows:
-            view = await self._approvals.store.view(row)
-            if (
-                view is not None
-                and identity != view.requester
-                and all(decision.approver != identity for decision in view.decisions)
-            ):
-                waiting.append(view)
-        return m.pending_text(waiting)
+        return m.pending_text(await awaiting(self._approvals, identity, _PENDING_LIMIT))
 
     def _may_see(self, identity: str, view: RequestView) -> bool:
         groups = self._approvals.config.groups_of(identity)

@@ -35,8 +35,9 @@ from typing import Any
 
 from aiohttp import web
 
+from approvals import decisions
 from approvals.display import shown, shown_outcome
-from approvals.model import Outcome, RequestView, State
+from approvals.model import Outcome, RequestView
 from jitgate.client import CLI_AGENT
 from jitgate.config import Config
 from jitgate.errors import DecisionRefused, StoreUnavailable
@@ -118,30 +119,13 @@ def may_see(config: Config, user: str, view: RequestView) -> bool:
     return user == view.requester or bool(config.groups_of(user) & set(view.approver_groups))
 
 
-def awaits(config: Config, user: str, view: RequestView) -> bool:
-    """``view`` is pending and ``user`` may still decide it (the core checks again)."""
-    return (
-        view.state == State.PENDING
-        and user != view.requester
-        and bool(config.groups_of(user) & set(view.approver_groups))
-        and all(d.approver != user for d in view.decisions)
-    )
-
-
 async def awaiting(gateway: Gateway, user: str) -> list[RequestView]:
-    groups = gateway.config.groups_of(user)
-    if not groups:
-        return []
-    store = gateway.approvals.store
-    rows = await store.list(states=[State.PENDING], approver_groups=groups)
-    views = [store.to_view(row, await store.decisions(row.id)) for row in rows]
-    return [view for view in views if awaits(gateway.config, user, view)]
+    return await decisions.awaiting(gateway.approvals, user)
 
 
 async def mine(gateway: Gateway, user: str) -> list[RequestView]:
     store = gateway.approvals.store
-    rows = await store.list(requester=user)
-    return [store.to_view(row, await store.decisions(row.id)) for row in rows]
+    return await store.views(await store.list(requester=user))
 
 
 class RequestsApi:

@@ -25,10 +25,11 @@ from uuid import UUID
 
 from aiohttp import web
 
+from approvals.decisions import awaits
 from approvals.display import shown
 from approvals.model import RequestView, State
 from jitgate import templates as t
-from jitgate.api import REFUSAL_STATUS, awaiting, awaits, may_see, mine
+from jitgate.api import REFUSAL_STATUS, awaiting, may_see, mine
 from jitgate.errors import DecisionRefused, StoreUnavailable
 from jitgate.gateway import Gateway
 from jitgate.webauth import (

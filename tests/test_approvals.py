@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import socket
 import subprocess
 import sys
 import threading
@@ -28,6 +27,7 @@ import yaml
 
 from approvals.model import RequestView, State
 from approvals.states import TRANSITIONS, next_state
+from bench.gateway import free_port
 from jitgate.config import Config
 from jitgate.errors import DecisionRefused, IllegalTransition
 from tests.harness import GatewayThread, gateway_config
@@ -528,13 +528,6 @@ def test_fifty_concurrent_approvals_through_two_gateway_processes_execute_once(
         second.terminate()
         second.wait(15)
         first.stop()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def wait_healthy(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
