@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
 
-from masking import mask_text
+from masking import mask_texts
 
 
 @dataclass(slots=True)
@@ -64,16 +64,16 @@ def encode_batch(events: Sequence[StatementEvent]) -> tuple[list[str], str]:
                 e.masked,
             )
         )
-    return [_storable(_masked(t)) for t in texts], _storable(
+    return [_storable(t) for t in _masked(list(texts))], _storable(
         json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
     )
 
 
-def _masked(sql: str) -> str:
-    """``sql`` with its sensitive literals masked by the default policy, whatever the
+def _masked(texts: list[str]) -> list[str]:
+    """``texts`` with their sensitive literals masked by the default policy, whatever the
     resource's result masking: the audit trail never holds a raw card, e-mail or key. The
     exact text of a held statement lives only in its access request, to be run."""
-    return mask_text(sql).value
+    return mask_texts(texts)
 
 
 def _storable(text: str) -> str:

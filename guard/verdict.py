@@ -13,8 +13,7 @@ action a class gets is the policy's business.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 StatementClass = Literal["read", "write", "ddl", "destructive", "privilege", "opaque"]
 
@@ -31,9 +30,9 @@ Finding = tuple[StatementClass, str]
 """One thing the walk noticed: the class it calls for and why, in words."""
 
 
-@dataclass(frozen=True, slots=True)
-class StatementVerdict:
+class StatementVerdict(NamedTuple):
     """The class of one statement and the reasons for it (empty for a plain ``read``).
+    Immutable; a named tuple because the relay builds one per statement.
 
     ``sql`` is the statement's own text: the whole input, stripped, when the input holds one
     statement, else this statement's slice of it. ``prepared_name`` is set for

@@ -2,14 +2,18 @@
 
 :func:`mask_text` masks one value (with its column name as context) and names the entities
 masked in it; text with nothing sensitive comes back as the very same object after one
-prefilter search. :mod:`masking.stream` rewrites PostgreSQL DataRow messages with the same
+prefilter search; :func:`mask_texts` masks many values with one search over all of them.
+:mod:`masking.stream` rewrites PostgreSQL DataRow messages with the same
 engine; :func:`masking.config.policy_from_mapping` builds a :class:`MaskingPolicy` from the
 configuration file.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 
 from masking.detect import scanner_for
 from masking.entities import ALL_ENTITIES, DEFAULT_ENTITIES, OPT_IN_ENTITIES
@@ -27,6 +31,7 @@ __all__ = [
     "MaskingPolicy",
     "Strategy",
     "mask_text",
+    "mask_texts",
 ]
 
 
@@ -48,3 +53,28 @@ def mask_text(
     if not spans:
         return MaskResult(value, ())
     return MaskResult(policy.mask(value, spans), tuple(span.entity for span in spans))
+
+
+def mask_texts(values: Sequence[str], *, policy: MaskingPolicy = DEFAULT_POLICY) -> list[str]:
+    """``[mask_text(v, policy=policy).value for v in values]``, with one prefilter search
+    over all of them instead of one per value: the values are joined with NULs, and only
+    those holding a match go through :func:`mask_text`.
+
+    Sound because no trigger starts at a NUL or reads what precedes its match, and each
+    trigger alternative that ends a value (``$``) has a twin that takes in a following NUL;
+    a search resumes at the start of the value after the one it hit, so a match running
+    over a NUL hides nothing."""
+    scanner = scanner_for(policy.entities)
+    encoded = [value.encode("utf-8", "surrogatepass") for value in values]
+    joined = b"\0".join(encoded) + b"\0"
+    ends = list(accumulate(len(e) + 1 for e in encoded))
+    masked = list(values)
+    first, pos, size = scanner.first_match, 0, len(joined)
+    while pos < size:
+        hit = first(joined, pos)
+        if hit < 0:
+            break
+        index = bisect_right(ends, hit)
+        masked[index] = mask_text(values[index], policy=policy).value
+        pos = ends[index]
+    return masked

@@ -12,9 +12,19 @@ import string
 import pytest
 
 from jitgate.errors import ConfigError
-from masking import DEFAULT_ENTITIES, DEFAULT_POLICY, MaskingPolicy, Strategy, mask_text
+from masking import (
+    DEFAULT_ENTITIES,
+    DEFAULT_POLICY,
+    MaskingPolicy,
+    Strategy,
+    mask_text,
+    mask_texts,
+    samples,
+)
 from masking.config import policy_from_mapping
 from masking.entities import ALL_ENTITIES
+from masking.negatives import NEGATIVES
+from masking.samples import POSITIVES as POSITIVE_MAKERS
 from masking.validators import IBAN_LENGTHS
 
 RNG = random.Random(4)
@@ -520,3 +530,34 @@ def test_policy_from_mapping_names_the_bad_key(
         policy_from_mapping(raw, "m")
     assert caught.value.key == key
     assert problem in caught.value.problem
+
+
+def test_mask_texts_answers_as_mask_text_does_for_each_value() -> None:
+    """Many values, one prefilter search: each value comes back exactly as ``mask_text``
+    masks it alone, with sensitive values at the start, the end and the middle of a value
+    and in neighbours of values that match (a card at the end of one value, followed by
+    another value that starts with digits, must not hide the second)."""
+    rng = random.Random(11)
+    makers = [*POSITIVE_MAKERS.values(), *NEGATIVES.values()]
+    values: list[str] = []
+    for _ in range(600):
+        value = rng.choice(makers)(rng)
+        values.append(
+            rng.choice(
+                (
+                    value,
+                    f"UPDATE t SET x = '{value}' WHERE id = {rng.randint(1, 9999)}",
+                    f"SELECT {value}",
+                    f"{value} ",
+                    f"{rng.randint(0, 99)}{value}",
+                    "",
+                    "SELECT 1",
+                )
+            )
+        )
+    assert mask_texts(values) == [mask_text(v).value for v in values]
+    # a match in every value, and in none
+    cards = [samples.card(rng) for _ in range(50)]
+    assert mask_texts(cards) == [mask_text(c).value for c in cards]
+    assert all(m != c for m, c in zip(mask_texts(cards), cards, strict=True))
+    assert mask_texts([]) == []
