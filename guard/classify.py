@@ -48,7 +48,7 @@ MAX_CACHED_LENGTH = 8192
 # Every digit becomes "0"; the marks of text whose digits may not be integer tokens
 # (strings, quoted identifiers, dollar quotes and parameters, escapes) all become a quote,
 # so one search finds any of them; comments are found in the text.
-_NUMBERS_TABLE = bytes.maketrans(b"123456789\"$\\", b"000000000'''")
+_NUMBERS_TABLE = bytes.maketrans(b'123456789"$\\', b"000000000'''")
 _QUOTE = ord("'")
 # A run of zeros in a key that is a token by itself.
 _LONE_RUN = re.compile(rb"(?<![\w.$])0+(?![\w.$])")
