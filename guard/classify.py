@@ -88,7 +88,7 @@ class Classifier:
         cached = self._by_text.get(sql)
         if cached is not None:
             return list(cached)
-        numbers = _numbers_key(sql)
+        numbers = numbers_key(sql)
         if numbers is not None:
             entry = self._by_numbers.get(numbers)
             if entry is not None:
@@ -118,6 +118,19 @@ class Classifier:
                     self._remember(self._by_numbers, numbers, entry)
         return verdicts
 
+    def memo_key(self, sql: str) -> str | bytes | None:
+        """A key under which a caller may remember what it made of ``sql``'s verdict: the
+        text itself when the exact-text map holds it as one statement, else its number key
+        when the number map holds that (every text with the key is the same statement up
+        to integer constants, with the same verdict). None when neither does, and for a
+        ``PREPARE`` (the caller must record its name each time)."""
+        cached = self._by_text.get(sql)
+        if cached is not None:
+            return sql if len(cached) == 1 and cached[0].prepared_name is None else None
+        key = numbers_key(sql)
+        entry = None if key is None else self._by_numbers.get(key)
+        return key if entry is not None and entry[2] is None else None
+
     @staticmethod
     def strictest(verdicts: Sequence[StatementVerdict]) -> StatementVerdict:
         """The most dangerous verdict: destructive > opaque > privilege > ddl > write > read."""
@@ -140,7 +153,9 @@ class Classifier:
         store[key] = value
 
 
-def _numbers_key(sql: str) -> bytes | None:
+def numbers_key(sql: str) -> bytes | None:
+    """``sql`` with every digit as ``0``, when it is plain ASCII without strings, quoted
+    names, dollar signs, escapes or comments; None otherwise."""
     if len(sql) > MAX_CACHED_LENGTH or not sql.isascii():
         return None
     if "--" in sql or "/*" in sql:

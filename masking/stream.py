@@ -67,6 +67,7 @@ class _Prepared:
     plan: ColumnPlan
     rules: tuple[_Rule, ...]
     every_row: bool
+    blank: bool = False
 
 
 class RowMasker:
@@ -94,6 +95,15 @@ class RowMasker:
         see, so every DataRow of the result must go through :meth:`mask_row`."""
         prepared = self._prepared if self._prepared.plan is plan else self._prepare(plan)
         return prepared.every_row
+
+    def blank(self, plan: ColumnPlan) -> bool:
+        """True when no value of a DataRow holding exactly ``plan``'s columns can need
+        masking (every column is of a type that never carries text, such as integers up to
+        int4, booleans, floats, UUIDs, times, or dates not named like a birth date, and no
+        column name cues a detector): such rows need neither :meth:`candidates` nor
+        :meth:`mask_row`. A row with more values than columns is not covered."""
+        prepared = self._prepared if self._prepared.plan is plan else self._prepare(plan)
+        return prepared.blank
 
     def mask_row(self, payload: bytes | memoryview, plan: ColumnPlan) -> bytes | None:
         """The DataRow body ``payload`` (without its 5-byte header) with its sensitive values
@@ -159,14 +169,15 @@ class RowMasker:
 
     def _prepare(self, plan: ColumnPlan) -> _Prepared:
         rules = tuple(self._rule(column) for column in plan.columns)
-        self._prepared = _Prepared(plan, rules, any(rule.always for rule in rules))
+        blank = bool(rules) and all(r.kind is Kind.SKIP and not r.always for r in rules)
+        self._prepared = _Prepared(plan, rules, any(rule.always for rule in rules), blank)
         return self._prepared
 
     def _extend(self, prepared: _Prepared, count: int) -> _Prepared:
         """Rules for values past the described columns (every value, for an unknown plan)."""
         plan = prepared.plan
         extra = (self._rule(plan.column(i)) for i in range(len(prepared.rules), count))
-        self._prepared = _Prepared(plan, (*prepared.rules, *extra), prepared.every_row)
+        self._prepared = _Prepared(plan, (*prepared.rules, *extra), prepared.every_row, False)
         return self._prepared
 
     def _rule(self, column: Column) -> _Rule:

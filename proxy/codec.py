@@ -91,6 +91,17 @@ class Framer:
         del self._buffer[:pos]
         return complete, frames
 
+    def single(self, data: bytes) -> int:
+        """The type code of ``data`` when it is exactly one complete typed message of an
+        allowed size and nothing is buffered (what :meth:`feed` would frame as
+        ``[(code, 5, len(data))]``, without building its answer); 0 when it must be fed."""
+        if self._buffer or self._startup or len(data) < 5:
+            return 0
+        (length,) = _INT32.unpack_from(data, 1)
+        if length != len(data) - 1 or length > self._max_message_size:
+            return 0
+        return data[0]
+
     def _scan(self, buf: bytes | bytearray, frames: list[tuple[int, int, int]]) -> int:
         pos = 0
         end = len(buf)

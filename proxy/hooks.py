@@ -19,6 +19,7 @@ from approvals.policy import action_for, strictest_action
 from audit.events import StatementEvent
 from audit.recorder import AuditRecorder
 from guard import Classifier, StatementClass, StatementVerdict
+from guard.classify import numbers_key
 from jitgate.config import Action, Resource
 from proxy import pgerrors
 
@@ -34,6 +35,10 @@ class SessionContext:
     client_addr: str | None
     decisions: dict[str, Action] = field(default_factory=dict, compare=False)
     sql_prepared: dict[str, StatementClass] = field(default_factory=dict, compare=False)
+    # What the chain let through in this session, by the classifier's memo key.
+    admitted: dict[str | bytes, tuple[str, tuple[str, ...]]] = field(
+        default_factory=dict, compare=False
+    )
 
 
 @dataclass(slots=True)
@@ -47,6 +52,7 @@ class Statement:
     protocol: str
     event: StatementEvent
     verdicts: Sequence[StatementVerdict] = ()
+    memo_key: str | bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +67,12 @@ class Refusal:
 
 
 class StatementHook(Protocol):
+    """``pure``: the hook's answer depends only on the session and the statement's
+    verdict, and it has no effect when it lets a statement through (no alert, no record),
+    so the chain may reuse its answer for the same statement shape in the same session."""
+
+    pure: bool
+
     def on_statement(self, statement: Statement) -> Refusal | None: ...
 
 
@@ -77,6 +89,8 @@ class Classify:
     SQL-level ``PREPARE`` names are remembered per session so a later ``EXECUTE name`` is
     judged by what was prepared."""
 
+    pure = True
+
     def __init__(self, classifier: Classifier) -> None:
         self._classifier = classifier
 
@@ -92,6 +106,7 @@ class Classify:
         if len(verdicts) == 1:
             statement.event.statement_class = verdicts[0].statement_class
             statement.event.reasons = verdicts[0].reasons
+            statement.memo_key = self._classifier.memo_key(statement.sql)
             return None
         statement.event.statement_class = Classifier.strictest(verdicts).statement_class
         statement.event.reasons = tuple(
@@ -109,6 +124,8 @@ class Decide:
 
     Security is told (``alert``) of every denied statement and every ``destructive`` or
     ``opaque`` one, whatever the decision."""
+
+    pure = True
 
     def __init__(self, alert: Callable[[Alert], None] | None = None) -> None:
         self._alert = alert
@@ -164,6 +181,8 @@ class Hold:
     """Statements policy sends to review are held for approval (:mod:`proxy.hold`); with
     ``holding`` off they are answered "approval required" and nothing else happens."""
 
+    pure = True
+
     def __init__(self, holding: bool = True) -> None:
         self._holding = holding
 
@@ -183,10 +202,16 @@ class PassThroughMask:
 class Record:
     """Fails closed when the audit store is unavailable and records every finished event."""
 
+    pure = False  # the store's availability changes; the chain asks it every time
+
     def __init__(self, recorder: AuditRecorder) -> None:
         self._recorder = recorder
         # Bound once: recording a finished event is the recorder's own append.
         self.complete = recorder.record
+
+    @property
+    def available(self) -> bool:
+        return self._recorder.available
 
     def on_statement(self, statement: Statement) -> Refusal | None:
         if not self._recorder.available:
@@ -195,13 +220,21 @@ class Record:
 
 
 class HookChain:
-    """The ordered members; :meth:`admit` runs the statement hooks until one refuses."""
+    """The ordered members; :meth:`admit` runs the statement hooks until one refuses.
+
+    When every hook but :class:`Record` is :attr:`~StatementHook.pure`, a statement that
+    came through with ``allow`` and no alert is remembered in its session by the
+    classifier's memo key (its exact text, or its shape up to integer constants), and
+    :meth:`admit_known` lets later statements of that key through with the same class and
+    reasons without running the hooks again — after asking :class:`Record` whether the
+    audit store is up, as every statement does."""
 
     def __init__(self, hooks: Sequence[StatementHook], mask: ResultMask, record: Record) -> None:
         self.hooks = (*hooks, record)
         self.mask = mask
         self.record = record
         self.complete = record.complete
+        self._memo = all(hook.pure for hook in hooks)
 
     def admit(self, statement: Statement) -> Refusal | None:
         for hook in self.hooks:
@@ -214,7 +247,41 @@ class HookChain:
                 if refusal.decision != "refused" or statement.event.decision == "allow":
                     statement.event.decision = refusal.decision
                 return refusal
+        event, key = statement.event, statement.memo_key
+        if (
+            key is not None
+            and self._memo
+            and event.decision == "allow"
+            and event.statement_class not in _GUARDRAIL_CLASSES
+        ):
+            admitted = statement.context.admitted
+            if len(admitted) >= _MEMO_SIZE:
+                admitted.clear()
+            admitted[key] = (event.statement_class, event.reasons)
         return None
+
+    def admit_known(self, context: SessionContext, event: StatementEvent) -> bool:
+        """True when ``event``'s statement was let through as one this session had already
+        admitted (its class and reasons are set); False when it must go through
+        :meth:`admit`."""
+        admitted = context.admitted
+        if not admitted:
+            return False
+        known = admitted.get(event.sql)
+        if known is None:
+            key = numbers_key(event.sql)
+            if key is None:
+                return False
+            known = admitted.get(key)
+            if known is None:
+                return False
+        if not self.record.available:
+            return False
+        event.statement_class, event.reasons = known
+        return True
+
+
+_MEMO_SIZE = 512
 
 
 def default_chain(

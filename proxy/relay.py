@@ -147,6 +147,7 @@ class ClientSession(asyncio.Protocol):
         self._end_reason = "client disconnected"
         self._session_open = False
         self._complete = server.chain.complete
+        self._admit_known = server.chain.admit_known
         self._observe = server.metrics.observe
 
     # -- asyncio callbacks ---------------------------------------------------------------
@@ -157,6 +158,12 @@ class ClientSession(asyncio.Protocol):
         self._startup_task = asyncio.get_running_loop().create_task(self._startup())
 
     def data_received(self, data: bytes) -> None:
+        if self._relaying and not self._holding:
+            # The common read: one whole message (a Query, most often).
+            code = self.framer.single(data)
+            if code:
+                self._relay_client(data, [(code, 5, len(data))])
+                return
         try:
             buf, frames = self.framer.feed(data)
         except ProtocolError as exc:
@@ -405,6 +412,9 @@ class ClientSession(asyncio.Protocol):
             replacement: bytes | None = None
             if type_code == QUERY:
                 event = self._event(query_text(buf, start, end), "simple")
+                if self._admit_known(context, event):
+                    pending.append(Pending(QUERY, event))
+                    continue
                 refusal = self.server.chain.admit(Statement(context, event.sql, "simple", event))
                 if refusal is not None and refusal.hold:
                     held = Held(QUERY, buf[start - 5 : end], event.sql, None, event)
@@ -501,6 +511,10 @@ class ClientSession(asyncio.Protocol):
         sql = buf[nul + 1 : buf.index(0, nul + 1, end)].decode("utf-8", "surrogateescape")
         assert self.context is not None
         event = self._event(sql, "extended")
+        if self._admit_known(self.context, event):
+            self._prepared[name] = _Prepared(sql, event)
+            self._pending.append(Pending(PARSE))
+            return None
         refusal = self.server.chain.admit(Statement(self.context, sql, "parse", event))
         if refusal is not None and refusal.hold:
             # Preparing runs nothing: the Parse goes on, and each Execute of it is held.
@@ -631,10 +645,11 @@ class ClientSession(asyncio.Protocol):
         capturing = self._capturing
         masker = self._masker
         if masker is not None:
-            hits = masker.candidates(buf)
-            hit, next_hit = 0, hits[0] if hits else len(buf)
+            # The prefilter's offsets, found at the first row that may need them.
+            hits: list[int] | None = None
+            hit = next_hit = columns = 0
             plan: ColumnPlan | None = None
-            every = False
+            every = blank = False
         for type_code, start, end in frames:
             if capturing and pending:
                 capture = pending[0].capture
@@ -650,6 +665,13 @@ class ClientSession(asyncio.Protocol):
                 if plan is None:
                     plan = self._rows_plan()
                     every = masker.every_row(plan)
+                    blank = masker.blank(plan)
+                    columns = len(plan.columns)
+                if blank and end - start >= 2 and (buf[start] << 8 | buf[start + 1]) == columns:
+                    continue
+                if hits is None:
+                    hits = masker.candidates(buf)
+                    hit, next_hit = 0, hits[0] if hits else len(buf)
                 while next_hit < start:
                     hit += 1
                     next_hit = hits[hit] if hit < len(hits) else len(buf)
