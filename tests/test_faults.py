@@ -513,6 +513,9 @@ async def test_store_outage_refuses_statements_and_loses_no_event(target_dsn: st
                 await conn.fetchval("SELECT 'refused'")
             assert refused.value.sqlstate == "57P03"
             assert "audit store is unavailable" in str(refused.value)
+            # A statement the session already ran is refused too: the gate is always asked.
+            with pytest.raises(asyncpg.CannotConnectNowError):
+                await conn.fetchval("SELECT 'before'")
             assert not conn.is_closed()
 
             await asyncio.to_thread(store.start)
@@ -527,6 +530,7 @@ async def test_store_outage_refuses_statements_and_loses_no_event(target_dsn: st
                 ("SELECT 'before'", "ok"),
                 (slow_sql, "ok"),
                 ("SELECT 'refused'", "refused"),
+                ("SELECT 'before'", "refused"),
                 ("SELECT 'after'", "ok"),
             ]
         finally:

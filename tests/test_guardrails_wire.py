@@ -132,6 +132,25 @@ async def test_extended_protocol_refusals(
     assert items() == 10
 
 
+def test_a_session_never_reuses_an_admission_for_a_statement_of_another_verdict(
+    gw: GatewayThread, alice: str, items: Callable[[], int]
+) -> None:
+    """Statements the session already let through skip the hooks; one that differs only in
+    a number whose value changes the verdict does not."""
+    with psycopg.connect(alice, autocommit=True) as conn:
+        for _ in range(3):
+            conn.execute("EXPLAIN (ANALYZE 0) DELETE FROM items")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("EXPLAIN (ANALYZE 1) DELETE FROM items")
+        for item in (1, 2, 10, 3):
+            row = conn.execute(f"SELECT name FROM items WHERE id = {item}").fetchone()
+            assert row == (f"item {item}",)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT pg_terminate_backend(1) FROM items WHERE id = 1")
+    assert items() == 10
+    assert refused_events(gw, "EXPLAIN (ANALYZE 1) DELETE FROM items")[-1]["decision"] == "deny"
+
+
 def test_prepare_and_execute_of_dml_are_seen_through(
     gw: GatewayThread, alice: str, items: Callable[[], int]
 ) -> None:

@@ -451,3 +451,21 @@ def test_broken_json_from_upstream_is_masked_as_text() -> None:
     masker = RowMasker(MaskingPolicy())
     new = masker.mask_row(body(f'{{"a": "bad \\x escape {EMAIL}"}}'), plan_of(("doc", JSON)))
     assert new is not None and values(new) == (b'{"a": "bad \\x escape [EMAIL]"}',)
+
+
+def test_results_whose_columns_never_carry_text_are_blank() -> None:
+    """``blank`` lets the relay skip the prefilter and the rows: only for columns that can
+    hold nothing a detector finds, whatever their values."""
+    masker = RowMasker(MaskingPolicy())
+    assert masker.blank(plan_of(("abalance", INT4), ("ok", BOOL), ("id", UUID)))
+    assert masker.blank(plan_of(("abalance", INT4, 1)))  # binary int4
+    assert masker.blank(plan_of(("created", DATE)))
+    assert not masker.blank(plan_of(("ssn", INT8)))  # a cue: a nine-digit SSN as a number
+    assert not masker.blank(plan_of(("birth", DATE)))  # a date of birth by its name
+    assert not masker.blank(plan_of(("n", INT8)))  # a card number stored as int8
+    assert not masker.blank(plan_of(("n", INT4), ("note", TEXT)))
+    assert not masker.blank(ColumnPlan.unknown())
+    # and what blank leaves out is indeed never masked
+    row = m.DataRow((b"123456789", b"t", b"4111111111111111")).encode()[5:]
+    assert masker.mask_row(row, plan_of(("a", INT4), ("b", BOOL), ("c", INT4))) is None
+    assert masker.mask_row(row, plan_of(("ssn", INT8), ("b", BOOL), ("c", INT4))) is not None
