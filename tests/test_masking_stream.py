@@ -461,7 +461,9 @@ def test_results_whose_columns_never_carry_text_are_blank() -> None:
     assert masker.blank(plan_of(("abalance", INT4, 1)))  # binary int4
     assert masker.blank(plan_of(("created", DATE)))
     assert not masker.blank(plan_of(("ssn", INT8)))  # a cue: a nine-digit SSN as a number
-    assert not masker.blank(plan_of(("birth", DATE)))  # a date of birth by its name
+    assert masker.blank(plan_of(("birth", DATE)))  # dates of birth are opt-in
+    with_birth = RowMasker(MaskingPolicy(entities=DEFAULT_ENTITIES | {"DATE_OF_BIRTH"}))
+    assert not with_birth.blank(plan_of(("birth", DATE)))
     assert not masker.blank(plan_of(("n", INT8)))  # a card number stored as int8
     assert not masker.blank(plan_of(("n", INT4), ("note", TEXT)))
     assert not masker.blank(ColumnPlan.unknown())
