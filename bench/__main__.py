@@ -1,7 +1,9 @@
 """``python -m bench``: pgbench select-only, direct and through the gateway, in one run.
 
-The two paths alternate (direct, via, direct, via …) so that whatever else the machine is
-doing slows both alike; each figure is the median over ``--rounds``. After the runs the
+The paths alternate (direct, via, direct, via …) so that whatever else the machine is
+doing slows both alike; each figure is the median over ``--rounds``. Simple-protocol runs
+also go through a bare uvloop pass-through (:mod:`bench.passthrough`) in the same rounds:
+the floor any userspace proxy stands on, on this machine, today. After the runs the
 store's audit trail must hold exactly one statement event per transaction pgbench reported
 through the gateway, and the gateway's memory is read with 200 idle sessions open.
 
@@ -25,6 +27,7 @@ import asyncpg
 from bench import BenchError
 from bench.approvals import ROUNDS, approval_latency, latency_lines
 from bench.gateway import RESOURCE, USER, GatewayProcess
+from bench.passthrough import PassThroughProcess
 from bench.pgbench import SELECT_ONLY_SQL_PREFIX, Pgbench, Workload
 from bench.postgres import DATABASE_ERRORS, BenchServer
 from bench.report import Comparison, goal_lines, table
@@ -73,19 +76,23 @@ async def _bench(duration: int, rounds: int, idle_sessions: int) -> int:
             store_url=server.url(STORE_DATABASE),
             target_url=server.url(TARGET_DATABASE),
         )
+        bare = PassThroughProcess(server.endpoint(TARGET_DATABASE))
         try:
             await gateway.start()
+            await bare.start()
             _say(f"gateway pid {gateway.pid} on 127.0.0.1:{gateway.pg_port}")
-            return await _measure(server, gateway, pgbench, duration, rounds, idle_sessions)
+            return await _measure(server, gateway, bare, pgbench, duration, rounds, idle_sessions)
         except BenchError as exc:
             raise BenchError(f"{exc}\ngateway log:\n{gateway.log_tail()}") from exc
         finally:
+            await bare.stop()
             await gateway.stop()
 
 
 async def _measure(
     server: BenchServer,
     gateway: GatewayProcess,
+    bare: PassThroughProcess,
     pgbench: Pgbench,
     duration: int,
     rounds: int,
@@ -97,6 +104,11 @@ async def _measure(
     await pgbench.select_only(direct, warmup)
     served = (await pgbench.select_only(via, warmup)).transactions
     comparisons = [Comparison(clients, protocol) for clients, protocol in WORKLOADS]
+    floors = {
+        (c.clients, c.protocol): Comparison(c.clients, c.protocol)
+        for c in comparisons
+        if c.protocol == "simple"
+    }
     for round_number in range(1, rounds + 1):
         for comparison in comparisons:
             workload = Workload(comparison.clients, comparison.protocol, duration)
@@ -108,12 +120,22 @@ async def _measure(
             comparison.via.append(gated)
             comparison.gateway_cpu_us_per_tx.append(cpu_us_per_tx)
             served += gated.transactions
-            _say(
+            line = (
                 f"round {round_number}/{rounds}  {comparison.label:<21}"
                 f"direct {plain.tps:8.0f} tps {plain.latency_ms:7.3f} ms   "
                 f"via {gated.tps:8.0f} tps {gated.latency_ms:7.3f} ms   "
                 f"gateway cpu {cpu_us_per_tx:6.1f} us/tx"
             )
+            floor = floors.get((comparison.clients, comparison.protocol))
+            if floor is not None:
+                before = bare.cpu_seconds()
+                passed = await pgbench.select_only(bare.endpoint(), workload)
+                bare_us = (bare.cpu_seconds() - before) * 1e6 / max(passed.transactions, 1)
+                floor.direct.append(plain)
+                floor.via.append(passed)
+                floor.gateway_cpu_us_per_tx.append(bare_us)
+                line += f"   bare {passed.tps:8.0f} tps ({bare_us:.1f} us/tx)"
+            _say(line)
     audited, total_events = await _audited_statements(server, served)
     rss_before, rss_after = await _idle_sessions_rss(gateway, idle_sessions)
     _say("")
@@ -123,6 +145,12 @@ async def _measure(
         " (classification, policy, masking and audit on); latency = pgbench average"
     )
     _say(table(comparisons))
+    _say("")
+    _say(
+        "the same rounds through a bare uvloop pass-through (bench/passthrough.py: no"
+        " parsing, no policy, no audit), for scale; via = the pass-through"
+    )
+    _say(table(list(floors.values())))
     _say("")
     matched = audited == served
     _say(
@@ -148,6 +176,11 @@ async def _measure(
     at_8, at_1 = comparisons[1], comparisons[0]
     for line in goal_lines(at_8.ratio, at_1.added_latency_us):
         _say(line)
+    bare_8, bare_1 = floors[(8, "simple")], floors[(1, "simple")]
+    _say(
+        f"for scale: the bare pass-through, ratio@8 {bare_8.ratio:.3f} at"
+        f" {bare_8.cpu_us_per_tx:.1f} us/tx, added latency@1 {bare_1.added_latency_us:.1f} us"
+    )
     for line in latency_lines(latencies):
         _say(line)
     for line in result_lines(timings, result_rows):

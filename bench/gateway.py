@@ -37,6 +37,15 @@ def free_port() -> int:
         return port
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of process ``pid`` so far, all threads."""
+    stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+    # The command name may contain spaces and parentheses; the fields follow the last ")".
+    fields = stat.rsplit(")", 1)[1].split()
+    utime, stime = int(fields[11]), int(fields[12])
+    return (utime + stime) / _CLOCK_TICKS
+
+
 def bench_config(pg_port: int, http_port: int) -> dict[str, Any]:
     """One engineer who may read resource ``bench`` (writes are held for review) and one
     approver; both URLs come from the environment, as the credentials in them would in
@@ -125,11 +134,7 @@ class GatewayProcess:
 
     def cpu_seconds(self) -> float:
         """User plus system CPU time of the gateway process so far, all threads."""
-        stat = Path(f"/proc/{self.pid}/stat").read_text(encoding="ascii")
-        # The command name may contain spaces and parentheses; the fields follow the last ")".
-        fields = stat.rsplit(")", 1)[1].split()
-        utime, stime = int(fields[11]), int(fields[12])
-        return (utime + stime) / _CLOCK_TICKS
+        return cpu_seconds(self.pid)
 
     def rss_kib(self) -> int:
         """The gateway's resident set size in KiB."""

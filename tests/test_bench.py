@@ -16,6 +16,9 @@ _ROW = re.compile(
     r"\s+(?P<ratio>\d+\.\d+)\s",
     re.M,
 )
+_FLOOR = re.compile(
+    r"^for scale: the bare pass-through, ratio@8 (\d+\.\d+) at ([\d.]+) us/tx", re.M
+)
 _AUDIT = re.compile(r"^audit: (\d+) statement events recorded, (\d+) transactions", re.M)
 
 
@@ -35,6 +38,9 @@ def test_quick_bench_reports_ratios_and_a_complete_audit_trail(pg_dsn: str) -> N
         direct, via = int(row["direct"]), int(row["via"])
         assert direct > 0 and via > 0
         assert abs(float(row["ratio"]) - via / direct) < 0.01
+    floor = _FLOOR.search(run.stdout)
+    assert floor is not None, run.stdout
+    assert float(floor.group(1)) > 0 and float(floor.group(2)) > 0
     audit = _AUDIT.search(run.stdout)
     assert audit is not None, run.stdout
     audited, served = int(audit.group(1)), int(audit.group(2))
