@@ -33,3 +33,5 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # The approvals sweep runs every second; its scheduler's per-run lines are noise.
+    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))

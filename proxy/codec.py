@@ -305,6 +305,39 @@ def error_sqlstate(buf: bytes, start: int, end: int) -> str | None:
     raise ProtocolError("truncated ErrorResponse message")
 
 
+def bind_result_formats(buf: bytes, start: int, end: int) -> tuple[int, ...]:
+    """The result-format codes of the Bind payload ``buf[start:end]``, read without decoding
+    its values (what ``decode_frontend(BIND, …).result_formats`` answers); a malformed
+    payload raises :class:`ProtocolError`."""
+    nul = buf.find(b"\0", start, end)
+    nul = buf.find(b"\0", nul + 1, end) if nul >= 0 else -1
+    pos = nul + 1
+    if nul < 0 or pos + 2 > end:
+        raise ProtocolError("invalid Bind message")
+    (count,) = _INT16.unpack_from(buf, pos)
+    pos += 2 + 2 * count
+    if count < 0 or pos + 2 > end:
+        raise ProtocolError("invalid Bind message")
+    (count,) = _INT16.unpack_from(buf, pos)
+    pos += 2
+    if count < 0:
+        raise ProtocolError("invalid Bind message")
+    for _ in range(count):
+        if pos + 4 > end:
+            raise ProtocolError("invalid Bind message")
+        (length,) = _INT32.unpack_from(buf, pos)
+        if length < -1:
+            raise ProtocolError("invalid Bind message")
+        pos += 4 + max(length, 0)
+    if pos + 2 > end:
+        raise ProtocolError("invalid Bind message")
+    (count,) = _INT16.unpack_from(buf, pos)
+    pos += 2
+    if count < 0 or pos + 2 * count != end:
+        raise ProtocolError("invalid Bind message")
+    return struct.unpack_from(f"!{count}h", buf, pos)
+
+
 def _only_string(buf: bytes, start: int, end: int, name: str) -> str:
     # A NUL inside the text would make the server read a shorter string than we inspect.
     if end <= start or buf.find(b"\0", start, end) != end - 1:

@@ -260,6 +260,15 @@ class HookChain:
             admitted[key] = (event.statement_class, event.reasons)
         return None
 
+    def admit_execute(
+        self, context: SessionContext, sql: str, event: StatementEvent
+    ) -> Refusal | None:
+        """:meth:`admit` for an Execute of a statement judged at its Parse (``event`` carries
+        that judgement). With pure hooks an allowed one only asks the audit gate."""
+        if self._memo and event.decision == "allow" and self.record.available:
+            return None
+        return self.admit(Statement(context, sql, "execute", event))
+
     def admit_known(self, context: SessionContext, event: StatementEvent) -> bool:
         """True when ``event``'s statement was let through as one this session had already
         admitted (its class and reasons are set); False when it must go through

@@ -34,7 +34,7 @@ from proxy import pgerrors
 from proxy.clientauth import authenticate_client
 from proxy.codec import (
     Framer,
-    decode_frontend,
+    bind_result_formats,
     decode_startup,
     error_sqlstate,
     query_text,
@@ -434,9 +434,7 @@ class ClientSession(asyncio.Protocol):
                     event.outcome = "refused"
                     error: bytes | None = prepared.refusal
                 else:
-                    refusal = self.server.chain.admit(
-                        Statement(context, prepared.sql, "execute", event)
-                    )
+                    refusal = self.server.chain.admit_execute(context, prepared.sql, event)
                     if refusal is not None and refusal.hold:
                         params = self._portal_params.get(portal, ())
                         held = Held(EXECUTE, buf[start - 5 : end], prepared.sql, params, event)
@@ -457,9 +455,8 @@ class ClientSession(asyncio.Protocol):
                     oids = () if types is None else types.type_oids
                     self._portal_params[buf[start:nul]] = bound_values(buf, start, end, oids)
                 if self._masker is not None:
-                    bind = decode_frontend(BIND, buf[start:end])
-                    assert isinstance(bind, m.Bind)
-                    self._portal_formats[buf[start:nul]] = bind.result_formats
+                    formats = bind_result_formats(buf, start, end)
+                    self._portal_formats[buf[start:nul]] = formats
                 # A refused Parse never reached the target, so binding it fails there;
                 # the client is told why instead of "prepared statement does not exist".
                 pending.append(Pending(BIND, None, prepared.refusal))

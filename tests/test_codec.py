@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import random
 import struct
 from collections.abc import Callable
 from typing import Any
@@ -14,6 +15,7 @@ from proxy import messages as m
 from proxy.codec import (
     STARTUP,
     Framer,
+    bind_result_formats,
     command_complete_tag,
     decode_backend,
     decode_frontend,
@@ -626,3 +628,28 @@ def test_constant_messages_are_encoded_once() -> None:
     flush: object = m.Flush()
     assert m.Sync() != flush
     assert hash(m.Query("x")) == hash(m.Query("x"))
+
+
+def test_bind_result_formats_reads_what_the_decoder_reads() -> None:
+    rng = random.Random(3)
+    for _ in range(300):
+        values = tuple(
+            None
+            if rng.random() < 0.2
+            else bytes(rng.randrange(256) for _ in range(rng.randrange(9)))
+            for _ in range(rng.randrange(4))
+        )
+        bind = m.Bind(
+            rng.choice(("", "p1")),
+            rng.choice(("", "s1")),
+            tuple(rng.choice((0, 1)) for _ in range(rng.randrange(3))),
+            values,
+            tuple(rng.choice((0, 1)) for _ in range(rng.randrange(4))),
+        )
+        wire = b"xx" + bind.encode() + b"yy"  # other messages on either side
+        start, end = 2 + 5, len(wire) - 2
+        assert bind_result_formats(wire, start, end) == bind.result_formats
+        # every truncation, and bytes past the end, are refused rather than read
+        for cut in range(start, end):
+            with pytest.raises(ProtocolError):
+                bind_result_formats(wire, start, cut)
