@@ -222,6 +222,16 @@ class _Reader:
     def values(self) -> tuple[bytes | None, ...]:
         return tuple(self.value() for _ in range(self.count()))
 
+    def skip_values(self) -> None:
+        """Steps over what :meth:`values` would read, checking the same, copying nothing."""
+        for _ in range(self.count()):
+            size = self.int32()
+            if size < -1:
+                raise ProtocolError(f"invalid value length {size} in {self.name} message")
+            if self._pos + max(size, 0) > len(self._data):
+                raise self.truncated()
+            self._pos += max(size, 0)
+
     def finish(self) -> None:
         left = len(self._data) - self._pos
         if left:
@@ -306,36 +316,17 @@ def error_sqlstate(buf: bytes, start: int, end: int) -> str | None:
 
 
 def bind_result_formats(buf: bytes, start: int, end: int) -> tuple[int, ...]:
-    """The result-format codes of the Bind payload ``buf[start:end]``, read without decoding
-    its values (what ``decode_frontend(BIND, …).result_formats`` answers); a malformed
-    payload raises :class:`ProtocolError`."""
-    nul = buf.find(b"\0", start, end)
-    nul = buf.find(b"\0", nul + 1, end) if nul >= 0 else -1
-    pos = nul + 1
-    if nul < 0 or pos + 2 > end:
-        raise ProtocolError("invalid Bind message")
-    (count,) = _INT16.unpack_from(buf, pos)
-    pos += 2 + 2 * count
-    if count < 0 or pos + 2 > end:
-        raise ProtocolError("invalid Bind message")
-    (count,) = _INT16.unpack_from(buf, pos)
-    pos += 2
-    if count < 0:
-        raise ProtocolError("invalid Bind message")
-    for _ in range(count):
-        if pos + 4 > end:
-            raise ProtocolError("invalid Bind message")
-        (length,) = _INT32.unpack_from(buf, pos)
-        if length < -1:
-            raise ProtocolError("invalid Bind message")
-        pos += 4 + max(length, 0)
-    if pos + 2 > end:
-        raise ProtocolError("invalid Bind message")
-    (count,) = _INT16.unpack_from(buf, pos)
-    pos += 2
-    if count < 0 or pos + 2 * count != end:
-        raise ProtocolError("invalid Bind message")
-    return struct.unpack_from(f"!{count}h", buf, pos)
+    """The result-format codes of the Bind payload ``buf[start:end]``, read as
+    :func:`decode_frontend` reads them but stepping over the parameter values instead of
+    copying each; a malformed payload raises :class:`ProtocolError`."""
+    reader = _Reader(buf[start:end], "Bind")
+    reader.cstring()
+    reader.cstring()
+    reader.array("h")
+    reader.skip_values()
+    formats = reader.array("h")
+    reader.finish()
+    return formats
 
 
 def _only_string(buf: bytes, start: int, end: int, name: str) -> str:
