@@ -7,6 +7,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from masking import mask_texts
@@ -33,38 +34,57 @@ class StatementEvent:
     masked: dict[str, int] | None = None
 
 
+# One audit row: the fields of a ``statement_events`` entry in the order of
+# :func:`encode_batch`, with the SQL text itself at index 1 until :func:`index_rows` replaces
+# it by the text's index in the batch.
+Row = tuple[Any, ...]
+
+
+def event_row(event: StatementEvent) -> Row:
+    """``event`` as an audit row, its SQL text in the place of the text index."""
+    started = int(event.started_at * 1_000_000)
+    return (
+        event.seq,
+        event.sql,
+        event.protocol,
+        event.statement_class,
+        event.decision,
+        event.reasons,
+        event.outcome,
+        started,
+        max(0, int(event.ended_at * 1_000_000) - started) if event.ended_at else 0,
+        event.rows,
+        None if event.command_tag is None else event.command_tag.decode("utf-8", "replace"),
+        event.sqlstate,
+        event.request_id,
+        event.masked,
+    )
+
+
+def index_rows(rows: Sequence[Row]) -> tuple[list[str], list[Row]]:
+    """The distinct texts of ``rows`` and the rows with each text replaced by its index."""
+    texts: dict[str, int] = {}
+    indexed = []
+    for row in rows:
+        index = texts.get(row[1])
+        if index is None:
+            index = texts[row[1]] = len(texts)
+        indexed.append((row[0], index, *row[2:]))
+    return list(texts), indexed
+
+
 def encode_batch(events: Sequence[StatementEvent]) -> tuple[list[str], str]:
     """One session's events as stored in ``statement_batches``: the distinct SQL texts, and
     the events as a JSON array of arrays in the ``statement_events`` view's field order
     (seq, text index, protocol, class, decision, reasons, outcome, start in µs since the
     epoch, duration in µs, rows, command tag, SQLSTATE, access request id, entities masked in
     the result with their counts)."""
-    texts: dict[str, int] = {}
-    rows = []
-    for e in events:
-        index = texts.get(e.sql)
-        if index is None:
-            index = texts[e.sql] = len(texts)
-        started = int(e.started_at * 1_000_000)
-        rows.append(
-            (
-                e.seq,
-                index,
-                e.protocol,
-                e.statement_class,
-                e.decision,
-                e.reasons,
-                e.outcome,
-                started,
-                max(0, int(e.ended_at * 1_000_000) - started) if e.ended_at else 0,
-                e.rows,
-                None if e.command_tag is None else e.command_tag.decode("utf-8", "replace"),
-                e.sqlstate,
-                e.request_id,
-                e.masked,
-            )
-        )
-    return [_storable(t) for t in _masked(list(texts))], _storable(
+    return encode_rows(*index_rows([event_row(e) for e in events]))
+
+
+def encode_rows(texts: list[str], rows: list[Row]) -> tuple[list[str], str]:
+    """Indexed rows (:func:`index_rows`) as stored: texts masked, rows as JSON."""
+    return [_storable(t) for t in _masked(texts)], _storable(
         json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
     )
 

@@ -1,10 +1,13 @@
 """Batched, fail-closed audit writing.
 
-Statement events are appended to an in-memory batch and written with ``COPY`` every
-``flush_interval`` or every ``batch_size`` events, so recording costs the proxy path a list
-append. A failed write keeps the batch (it is retried until the store answers again) and
-flips :attr:`AuditRecorder.available` to False; the proxy then refuses new statements, so
-nothing runs unrecorded and nothing already accepted is dropped.
+Each client session files its statements with its engine (:mod:`proxy.fastpath`), which
+enters itself in :attr:`AuditRecorder.dirty` when it holds records; events from elsewhere
+(statements run for approved access requests) are appended here. Both are written with
+``COPY`` every ``flush_interval`` (or sooner, after ``batch_size`` of the latter), so
+recording costs the proxy path an append. A failed write keeps the batch (it is retried
+until the store answers again) and flips :attr:`AuditRecorder.available` to False; the
+proxy then refuses new statements, so nothing runs unrecorded and nothing already accepted
+is dropped.
 """
 
 from __future__ import annotations
@@ -14,11 +17,19 @@ import contextlib
 import logging
 import time
 from datetime import UTC, datetime
+from typing import Protocol
 from uuid import UUID
 
 import asyncpg
 
-from audit.events import BATCH_COLUMNS, SessionRecord, StatementEvent, encode_batch
+from audit.events import (
+    BATCH_COLUMNS,
+    Row,
+    SessionRecord,
+    StatementEvent,
+    encode_batch,
+    encode_rows,
+)
 from jitgate.errors import StoreUnavailable
 
 log = logging.getLogger("jitgate.audit")
@@ -34,6 +45,10 @@ class AuditRecorder:
         self._flush_interval = flush_interval
         self._batch_size = batch_size
         self._events: list[StatementEvent] = []
+        # Session engines holding records, with their session's id (proxy/fastpath.py).
+        self.dirty: dict[Drainable, UUID] = {}
+        # Encoded batches a failed flush could not write, written first next time.
+        self._retry: list[tuple[object, ...]] = []
         self._session_ends: list[tuple[UUID, datetime, str]] = []
         self._wake = asyncio.Event()
         self._last_ok = time.monotonic()
@@ -44,7 +59,12 @@ class AuditRecorder:
 
     @property
     def pending(self) -> int:
-        return len(self._events) + len(self._session_ends)
+        return (
+            len(self._events)
+            + len(self._session_ends)
+            + len(self._retry)
+            + sum(engine.pending for engine in self.dirty)
+        )
 
     def record(self, event: StatementEvent) -> None:
         """Queue a finished statement event; never blocks."""
@@ -104,17 +124,20 @@ class AuditRecorder:
 
     async def _flush(self) -> bool:
         events, ends = self._events, self._session_ends
-        if not events and not ends:
+        if not events and not ends and not self.dirty and not self._retry:
             if time.monotonic() - self._last_ok > _HEALTH_INTERVAL:
                 return await self._ping()
             return True
         self._events, self._session_ends = [], []
+        records, self._retry = self._retry, []
+        count = _drain(self.dirty, records) + len(events)
+        records += _batches(events)
         try:
             async with self._pool.acquire(timeout=5) as conn, conn.transaction():
-                if events:
+                if records:
                     await conn.copy_records_to_table(
                         "statement_batches",
-                        records=_batches(events),
+                        records=records,
                         columns=BATCH_COLUMNS,
                         timeout=10,
                     )
@@ -131,13 +154,13 @@ class AuditRecorder:
         except BaseException as exc:
             # Put the batch back in front of anything queued meanwhile, in order; a
             # cancelled flush (shutdown) must not lose it either.
-            self._events = events + self._events
+            self._retry = records + self._retry
             self._session_ends = ends + self._session_ends
             if not isinstance(exc, _STORE_ERRORS):
                 raise
             self._mark_down(exc)
             return False
-        self.written += len(events)
+        self.written += count
         self._mark_up()
         return True
 
@@ -153,7 +176,7 @@ class AuditRecorder:
         if self.pending:
             log.error(
                 "audit store unreachable at shutdown",
-                extra={"events_unwritten": len(self._events)},
+                extra={"records_unwritten": self.pending},
             )
 
     async def _ping(self) -> bool:
@@ -175,6 +198,32 @@ class AuditRecorder:
             log.warning("audit store reachable again; accepting statements")
         self.available = True
         self._last_ok = time.monotonic()
+
+
+class Drainable(Protocol):
+    """What a session's engine gives the recorder (proxy/fastpath.py)."""
+
+    @property
+    def pending(self) -> int: ...
+    def drain(self) -> tuple[list[str], list[Row]] | None: ...
+
+
+def _drain(dirty: dict[Drainable, UUID], records: list[tuple[object, ...]]) -> int:
+    """Append the records of every engine in ``dirty`` to ``records`` (one per session,
+    encoded), empty ``dirty``, and return how many statements that was."""
+    engines = list(dirty.items())
+    dirty.clear()
+    count = 0
+    for engine, session_id in engines:
+        drained = engine.drain()
+        if drained is None:
+            continue
+        texts, rows = drained
+        count += len(rows)
+        stored_texts, encoded = encode_rows(texts, rows)
+        started = datetime.fromtimestamp(rows[0][7] / 1_000_000, UTC)
+        records.append((session_id, rows[0][0], rows[-1][0], started, stored_texts, encoded))
+    return count
 
 
 def _batches(events: list[StatementEvent]) -> list[tuple[object, ...]]:

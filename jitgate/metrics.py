@@ -15,6 +15,7 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from audit.events import StatementEvent
+from proxy.fastpath import Stats
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
 
@@ -24,25 +25,37 @@ class _StatementCollector(Collector):
         self.by_outcome: dict[tuple[str, str], int] = {}
         self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)
         self.latency_sum = 0.0
+        # The native fast path counts its statements itself (proxy/fastpath.py).
+        self.native: list[Stats] = []
 
     def collect(self) -> Iterator[CounterMetricFamily | HistogramMetricFamily]:
+        by_outcome = dict(self.by_outcome)
+        buckets = list(self.buckets)
+        latency_sum = self.latency_sum
+        for stats in self.native:
+            ok, error, counts, total = stats.snapshot()
+            for outcome, count in (("ok", ok), ("error", error)):
+                if count:
+                    by_outcome["allow", outcome] = by_outcome.get(("allow", outcome), 0) + count
+            buckets = [a + b for a, b in zip(buckets, counts, strict=True)]
+            latency_sum += total
         statements = CounterMetricFamily(
             "jitgate_statements",
             "Statements by decision and outcome",
             labels=["decision", "outcome"],
         )
-        for (decision, outcome), count in sorted(self.by_outcome.items()):
+        for (decision, outcome), count in sorted(by_outcome.items()):
             statements.add_metric([decision, outcome], count)
         yield statements
         cumulative, running = [], 0
-        for bound, count in zip((*map(str, LATENCY_BUCKETS), "+Inf"), self.buckets, strict=True):
+        for bound, count in zip((*map(str, LATENCY_BUCKETS), "+Inf"), buckets, strict=True):
             running += count
             cumulative.append((bound, running))
         latency = HistogramMetricFamily(
             "jitgate_statement_duration_seconds",
             "Time from a statement's arrival at the gateway to its completion",
         )
-        latency.add_metric([], cumulative, self.latency_sum)
+        latency.add_metric([], cumulative, latency_sum)
         yield latency
 
 
@@ -68,6 +81,10 @@ class GatewayMetrics:
         )
         self._statements = _StatementCollector()
         self.registry.register(self._statements)
+
+    def add_native(self, stats: Stats) -> None:
+        """Count the statements a native fast path completes (it counts them itself)."""
+        self._statements.native.append(stats)
 
     def observe(self, event: StatementEvent) -> None:
         counts = self._statements.by_outcome

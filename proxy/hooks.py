@@ -206,8 +206,6 @@ class Record:
 
     def __init__(self, recorder: AuditRecorder) -> None:
         self._recorder = recorder
-        # Bound once: recording a finished event is the recorder's own append.
-        self.complete = recorder.record
 
     @property
     def available(self) -> bool:
@@ -233,7 +231,6 @@ class HookChain:
         self.hooks = (*hooks, record)
         self.mask = mask
         self.record = record
-        self.complete = record.complete
         self._memo = all(hook.pure for hook in hooks)
 
     def admit(self, statement: Statement) -> Refusal | None:

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, cast
 
 from approvals.model import Alert
-from audit.events import SessionRecord, StatementEvent
+from audit.events import SessionRecord, StatementEvent, event_row
 from jitgate.errors import AuthenticationError, ProtocolError, StoreUnavailable, UpstreamError
 from masking.entities import SECRETS
 from masking.stream import ColumnPlan, RowMasker
@@ -39,6 +39,7 @@ from proxy.codec import (
     error_sqlstate,
     query_text,
 )
+from proxy.fastpath import Engine, PyEngine, PyStats
 from proxy.hold import Held, Pending, hold
 from proxy.hooks import SessionContext, Statement
 from proxy.params import ParameterTypes, bound_values
@@ -143,10 +144,12 @@ class ClientSession(asyncio.Protocol):
         self._plans: dict[bytes | None, ColumnPlan] = {}
         self._portal_formats: dict[bytes, tuple[int, ...]] = {}
         self._rows = 0
-        self._seq = 0
+        # Replaced at startup by the session's own (proxy/fastpath.py).
+        self._engine: Engine = PyEngine(None, {}, None, PyStats(()), {})
+        self._blank: dict[bytes, bool] | None = None
         self._end_reason = "client disconnected"
         self._session_open = False
-        self._complete = server.chain.complete
+        self._record = server.chain.record
         self._admit_known = server.chain.admit_known
         self._observe = server.metrics.observe
 
@@ -162,6 +165,15 @@ class ClientSession(asyncio.Protocol):
             # The common read: one whole message (a Query, most often).
             code = self.framer.single(data)
             if code:
+                if (
+                    code == QUERY
+                    and not self._pending
+                    and self._record.available
+                    and self._engine.query(data)
+                ):
+                    # A statement this session already admitted: the engine took it.
+                    self._write_upstream(data)
+                    return
                 self._relay_client(data, [(code, 5, len(data))])
                 return
         try:
@@ -289,6 +301,11 @@ class ClientSession(asyncio.Protocol):
             resource=resource,
             client_addr=f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else None,
         )
+        if self._masker is not None:
+            self._blank = {}
+        self._engine = self.server.new_engine(
+            self.context.session_id, self.context.admitted, self._blank
+        )
         self.cancel_key = (secrets.randbits(31), secrets.token_bytes(4))
         try:
             await self.server.recorder.open_session(
@@ -401,10 +418,27 @@ class ClientSession(asyncio.Protocol):
             self._end_reason = "client protocol violation"
             self._fatal(pgerrors.protocol_violation(message, sqlstate))
 
+    def _write_upstream(self, data: bytes) -> None:
+        upstream = self.upstream
+        if upstream is not None and not upstream.closed:
+            upstream.write(data)
+
+    def _adopt(self) -> None:
+        """Take the engine's query in flight into :attr:`_pending`: the Python relay goes
+        on from here (the engine only takes a query when nothing else is pending)."""
+        sql, (statement_class, reasons), started = self._engine.take()
+        assert self.context is not None
+        event = StatementEvent(
+            self.context.session_id, 0, sql, "simple", started, statement_class, "allow", reasons
+        )
+        self._pending.appendleft(Pending(QUERY, event))
+
     def _from_client(self, buf: bytes, frames: list[tuple[int, int, int]]) -> None:
         upstream, context = self.upstream, self.context
         if upstream is None or upstream.closed or context is None:
             return
+        if self._engine.inflight:
+            self._adopt()
         pending = self._pending
         pieces: list[bytes] | None = None
         cursor = 0
@@ -625,6 +659,20 @@ class ClientSession(asyncio.Protocol):
 
     def upstream_data(self, data: bytes) -> None:
         assert self.upstream is not None
+        engine = self._engine
+        if engine.inflight:
+            if not self.upstream.framer.buffered:
+                status = engine.result(data)
+                if status:
+                    # The whole answer to the engine's query: it filed the statement.
+                    self.tx_status = chr(status)
+                    if self._masker is not None:
+                        self._description = engine.description
+                    self._write(data)
+                    if self._draining and not self._holding:
+                        self.drain()
+                    return
+            self._adopt()
         try:
             buf, frames = self.upstream.framer.feed(data)
         except ProtocolError as exc:
@@ -780,11 +828,17 @@ class ClientSession(asyncio.Protocol):
         if plan is None:
             if len(self._plans) >= _PLAN_CACHE_SIZE:
                 self._plans.clear()
-            plan = self._plans[self._description] = (
-                ColumnPlan.unknown()
-                if self._description is None
-                else ColumnPlan.from_row_description(self._description)
-            )
+            if self._description is None:
+                plan = self._plans[None] = ColumnPlan.unknown()
+            else:
+                plan = self._plans[self._description] = ColumnPlan.from_row_description(
+                    self._description
+                )
+                if self._blank is not None and self._masker is not None:
+                    # What the engine's fast path may relay without reading the rows.
+                    if len(self._blank) >= _PLAN_CACHE_SIZE:
+                        self._blank.clear()
+                    self._blank[self._description] = self._masker.blank(plan)
         return plan
 
     def _note_description(self, buf: bytes, start: int, end: int) -> None:
@@ -825,10 +879,9 @@ class ClientSession(asyncio.Protocol):
         event = entry.event
         if event is None:
             return
-        self._seq += 1
-        event.seq = self._seq
+        event.seq = self._engine.next_seq()
         event.ended_at = time.time()
-        self._complete(event)
+        self._engine.add(event_row(event))
         self._observe(event)
 
     def upstream_lost(self, exc: Exception | None) -> None:
@@ -847,13 +900,15 @@ class ClientSession(asyncio.Protocol):
         self._draining = True
         if not self._relaying:
             return
-        if not self._pending and not self._holding:
+        if not self._pending and not self._holding and not self._engine.inflight:
             self._end_reason = "gateway shutdown"
             self._fatal(pgerrors.shutting_down())
 
     def _interrupt_pending(self) -> None:
         # Rows already relayed for the statement in flight count: a client that streams
         # most of a result and then vanishes is recorded with what it received.
+        if self._engine.inflight:
+            self._adopt()
         rows, self._rows = self._rows, 0
         while self._pending:
             entry = self._pending.popleft()

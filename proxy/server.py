@@ -15,8 +15,9 @@ import asyncpg
 from approvals.service import Approvals
 from audit.recorder import AuditRecorder
 from jitgate.config import Config, Resource
-from jitgate.metrics import GatewayMetrics
+from jitgate.metrics import LATENCY_BUCKETS, GatewayMetrics
 from masking import MaskingPolicy
+from proxy.fastpath import Engine, Known, engine_kind, native_enabled
 from proxy.hooks import HookChain
 from proxy.relay import ClientSession
 from proxy.upstream import send_cancel
@@ -35,13 +36,23 @@ class ProxyServer:
         chain: HookChain,
         metrics: GatewayMetrics,
         approvals: Approvals | None = None,
+        *,
+        native: bool | None = None,
     ) -> None:
+        """``native``: run sessions' common round trip in the C fast path (default: when it
+        is built and ``JITGATE_NATIVE`` is not 0; see :mod:`proxy.fastpath`)."""
         self.config = config
         self.pool = pool
         self.recorder = recorder
         self.chain = chain
         self.metrics = metrics
         self.approvals = approvals
+        engine_type, stats_type, self.native = engine_kind(
+            native_enabled() if native is None else native
+        )
+        self._engine_type = engine_type
+        self._stats = stats_type(LATENCY_BUCKETS)
+        metrics.add_native(self._stats)
         self.gateway_id = f"{socket.gethostname()}:{os.getpid()}"
         self.sessions: set[ClientSession] = set()
         self.cancel_keys: dict[tuple[int, bytes], CancelTarget] = {}
@@ -49,6 +60,12 @@ class ProxyServer:
         self._server: asyncio.Server | None = None
         self._no_sessions = asyncio.Event()
         self._no_sessions.set()
+
+    def new_engine(
+        self, session_id: UUID, admitted: dict[str | bytes, Known], blank: dict[bytes, bool] | None
+    ) -> Engine:
+        """The engine of a new session: files its audit records, runs its fast path."""
+        return self._engine_type(session_id, admitted, blank, self._stats, self.recorder.dirty)
 
     def track(self, session: ClientSession) -> None:
         self.sessions.add(session)

@@ -1,0 +1,708 @@
+/* The relay's native fast path: the common round trip of a session, in C.
+ *
+ * A client read that is exactly one simple Query whose text the session's hook chain has
+ * already admitted (proxy/hooks.py, HookChain.admit_known) is taken by Engine.query; the
+ * target's answer, when it arrives whole in one read and holds only the messages of a plain
+ * result, is read by Engine.result, which files the statement's audit record. Everything
+ * else (the first sight of a statement, refusals, holds, masking, COPY, the extended
+ * protocol, a result split across reads) declines, and the Python relay does it. The
+ * semantics are those of proxy/relay.py; proxy/fastpath.py is the same engine without the
+ * fast path (for a Python without a compiler) and tests hold the two to the same output.
+ *
+ * Audit records are kept here, in sequence order with the events the Python relay files
+ * (Engine.add), until the recorder drains them (Engine.drain) into the rows of a
+ * statement_batches record.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_CACHED_LENGTH 8192 /* guard.classify.MAX_CACHED_LENGTH */
+
+static PyObject *S_SIMPLE, *S_ALLOW, *S_OK, *S_ERROR;
+
+static double
+wall_clock(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static uint32_t
+be32(const unsigned char *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+/* ---- Stats: statement counts and the latency histogram of fast-path statements -------- */
+
+typedef struct {
+    PyObject_HEAD
+    double *bounds;
+    Py_ssize_t nbounds;
+    long long *counts; /* nbounds + 1 */
+    long long ok, error;
+    double sum;
+} Stats;
+
+static void
+Stats_dealloc(Stats *self)
+{
+    PyMem_Free(self->bounds);
+    PyMem_Free(self->counts);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int
+Stats_init(Stats *self, PyObject *args, PyObject *kwds)
+{
+    PyObject *bounds;
+    static char *kwlist[] = {"bounds", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!", kwlist, &PyTuple_Type, &bounds))
+        return -1;
+    Py_ssize_t n = PyTuple_GET_SIZE(bounds);
+    PyMem_Free(self->bounds);
+    PyMem_Free(self->counts);
+    self->bounds = PyMem_Calloc(n ? n : 1, sizeof(double));
+    self->counts = PyMem_Calloc(n + 1, sizeof(long long));
+    if (self->bounds == NULL || self->counts == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double b = PyFloat_AsDouble(PyTuple_GET_ITEM(bounds, i));
+        if (b == -1.0 && PyErr_Occurred())
+            return -1;
+        self->bounds[i] = b;
+    }
+    self->nbounds = n;
+    self->ok = self->error = 0;
+    self->sum = 0.0;
+    return 0;
+}
+
+static void
+Stats_observe(Stats *self, double elapsed, int error)
+{
+    Py_ssize_t lo = 0, hi = self->nbounds; /* bisect_left */
+    while (lo < hi) {
+        Py_ssize_t mid = (lo + hi) / 2;
+        if (self->bounds[mid] < elapsed)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    self->counts[lo]++;
+    self->sum += elapsed;
+    if (error)
+        self->error++;
+    else
+        self->ok++;
+}
+
+static PyObject *
+Stats_snapshot(Stats *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *counts = PyList_New(self->nbounds + 1);
+    if (counts == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i <= self->nbounds; i++) {
+        PyObject *c = PyLong_FromLongLong(self->counts[i]);
+        if (c == NULL) {
+            Py_DECREF(counts);
+            return NULL;
+        }
+        PyList_SET_ITEM(counts, i, c);
+    }
+    return Py_BuildValue("(LLNd)", self->ok, self->error, counts, self->sum);
+}
+
+static PyMethodDef Stats_methods[] = {
+    {"snapshot", (PyCFunction)Stats_snapshot, METH_NOARGS,
+     "(ok, error, latency bucket counts, latency sum) of the statements seen so far."},
+    {NULL}};
+
+static PyTypeObject StatsType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "proxy._fastpath.Stats",
+    .tp_basicsize = sizeof(Stats),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Counts of the statements the fast path completed (decision allow).",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Stats_init,
+    .tp_dealloc = (destructor)Stats_dealloc,
+    .tp_methods = Stats_methods,
+};
+
+/* ---- Engine ------------------------------------------------------------------------------ */
+
+typedef struct {
+    PyObject *row;      /* a row built by the Python relay (sql text at index 1), or NULL */
+    PyObject *sql;      /* fast: the statement text */
+    PyObject *known;    /* fast: (class, reasons) */
+    PyObject *tag;      /* fast: command tag (bytes) or NULL */
+    PyObject *sqlstate; /* fast: str or NULL */
+    long long seq, started_us, duration_us, rows;
+    int error;
+} Record;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *admitted; /* dict: exact text (str) or number key (bytes) -> (class, reasons) */
+    PyObject *blank;    /* dict: RowDescription payload -> bool, or None: no masking */
+    Stats *stats;
+    PyObject *session;  /* the session's id, the engine's value in ``dirty`` */
+    PyObject *dirty;    /* dict the engine enters itself in while it holds records */
+    PyObject *description; /* the last RowDescription payload the fast path relayed */
+    long long seq;
+    int listed;
+    int inflight;
+    PyObject *sql, *known;
+    double started;
+    Record *recs;
+    Py_ssize_t n, cap;
+} Engine;
+
+static void
+record_clear(Record *r)
+{
+    Py_CLEAR(r->row);
+    Py_CLEAR(r->sql);
+    Py_CLEAR(r->known);
+    Py_CLEAR(r->tag);
+    Py_CLEAR(r->sqlstate);
+}
+
+static int
+Engine_traverse(Engine *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->admitted);
+    Py_VISIT(self->blank);
+    Py_VISIT(self->stats);
+    Py_VISIT(self->session);
+    Py_VISIT(self->dirty);
+    Py_VISIT(self->known);
+    for (Py_ssize_t i = 0; i < self->n; i++) {
+        Py_VISIT(self->recs[i].row);
+        Py_VISIT(self->recs[i].known);
+    }
+    return 0;
+}
+
+static int
+Engine_clear(Engine *self)
+{
+    Py_CLEAR(self->admitted);
+    Py_CLEAR(self->blank);
+    Py_CLEAR(self->stats);
+    Py_CLEAR(self->session);
+    Py_CLEAR(self->dirty);
+    Py_CLEAR(self->description);
+    Py_CLEAR(self->sql);
+    Py_CLEAR(self->known);
+    self->inflight = 0;
+    for (Py_ssize_t i = 0; i < self->n; i++)
+        record_clear(&self->recs[i]);
+    self->n = 0;
+    return 0;
+}
+
+static void
+Engine_dealloc(Engine *self)
+{
+    PyObject_GC_UnTrack(self);
+    Engine_clear(self);
+    PyMem_Free(self->recs);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int
+Engine_init(Engine *self, PyObject *args, PyObject *kwds)
+{
+    PyObject *session, *admitted, *blank, *stats, *dirty;
+    static char *kwlist[] = {"session", "admitted", "blank", "stats", "dirty", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO!OO!O!", kwlist, &session, &PyDict_Type,
+                                     &admitted, &blank, &StatsType, &stats, &PyDict_Type,
+                                     &dirty))
+        return -1;
+    if (blank != Py_None && !PyDict_Check(blank)) {
+        PyErr_SetString(PyExc_TypeError, "blank must be a dict or None");
+        return -1;
+    }
+    Engine_clear(self);
+    Py_INCREF(admitted);
+    self->admitted = admitted;
+    Py_INCREF(blank);
+    self->blank = blank;
+    Py_INCREF(stats);
+    self->stats = (Stats *)stats;
+    Py_INCREF(session);
+    self->session = session;
+    Py_INCREF(dirty);
+    self->dirty = dirty;
+    self->seq = 0;
+    self->listed = 0;
+    return 0;
+}
+
+static Record *
+Engine_slot(Engine *self)
+{
+    if (self->n == self->cap) {
+        Py_ssize_t cap = self->cap ? self->cap * 2 : 64;
+        Record *recs = PyMem_Realloc(self->recs, cap * sizeof(Record));
+        if (recs == NULL) {
+            PyErr_NoMemory();
+            return NULL;
+        }
+        self->recs = recs;
+        self->cap = cap;
+    }
+    if (!self->listed) {
+        if (PyDict_SetItem(self->dirty, (PyObject *)self, self->session) < 0)
+            return NULL;
+        self->listed = 1;
+    }
+    Record *r = &self->recs[self->n++];
+    memset(r, 0, sizeof(Record));
+    return r;
+}
+
+/* guard.classify.numbers_key on the text's bytes: digits become 0; None (NULL, no error)
+ * for a text that is not plain ASCII, holds a comment, a string, a quoted name, a dollar
+ * sign or a backslash, or is longer than the classifier caches. */
+static PyObject *
+numbers_key(const char *s, Py_ssize_t n)
+{
+    if (n > MAX_CACHED_LENGTH)
+        return NULL;
+    PyObject *key = PyBytes_FromStringAndSize(NULL, n);
+    if (key == NULL)
+        return NULL;
+    char *k = PyBytes_AS_STRING(key);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x80 || c == '\'' || c == '"' || c == '$' || c == '\\')
+            goto none;
+        if ((c == '-' || c == '*') && i > 0 && s[i - 1] == (c == '-' ? '-' : '/'))
+            goto none;
+        k[i] = (c >= '1' && c <= '9') ? '0' : (char)c;
+    }
+    return key;
+none:
+    Py_DECREF(key);
+    return NULL;
+}
+
+static PyObject *
+Engine_query(Engine *self, PyObject *data)
+{
+    if (self->inflight || !PyBytes_CheckExact(data))
+        Py_RETURN_FALSE;
+    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(data);
+    Py_ssize_t n = PyBytes_GET_SIZE(data);
+    if (n < 6 || p[0] != 'Q' || (Py_ssize_t)be32(p + 1) != n - 1 || p[n - 1] != 0)
+        Py_RETURN_FALSE;
+    const char *text = (const char *)p + 5;
+    Py_ssize_t length = n - 6;
+    if (memchr(text, 0, length) != NULL)
+        Py_RETURN_FALSE;
+    PyObject *sql = PyUnicode_DecodeUTF8(text, length, "surrogateescape");
+    if (sql == NULL)
+        return NULL;
+    PyObject *known = PyDict_GetItemWithError(self->admitted, sql);
+    if (known == NULL) {
+        if (PyErr_Occurred())
+            goto fail;
+        PyObject *key = numbers_key(text, length);
+        if (key == NULL) {
+            if (PyErr_Occurred())
+                goto fail;
+        }
+        else {
+            known = PyDict_GetItemWithError(self->admitted, key);
+            Py_DECREF(key);
+            if (known == NULL && PyErr_Occurred())
+                goto fail;
+        }
+    }
+    if (known == NULL || !PyTuple_CheckExact(known) || PyTuple_GET_SIZE(known) != 2) {
+        Py_DECREF(sql);
+        Py_RETURN_FALSE;
+    }
+    Py_INCREF(known);
+    Py_XSETREF(self->known, known);
+    Py_XSETREF(self->sql, sql);
+    self->started = wall_clock();
+    self->inflight = 1;
+    Py_RETURN_TRUE;
+fail:
+    Py_DECREF(sql);
+    return NULL;
+}
+
+/* The SQLSTATE of an ErrorResponse payload (proxy.codec.error_sqlstate), or NULL. */
+static PyObject *
+error_sqlstate(const unsigned char *p, Py_ssize_t n)
+{
+    Py_ssize_t i = 0;
+    while (i < n && p[i] != 0) {
+        unsigned char field = p[i++];
+        const unsigned char *end = memchr(p + i, 0, n - i);
+        if (end == NULL)
+            return NULL;
+        if (field == 'C')
+            return PyUnicode_DecodeUTF8((const char *)p + i, end - (p + i), "replace");
+        i = end - p + 1;
+    }
+    return NULL;
+}
+
+/* Reads the target's answer to the query in flight. When ``data`` is the whole answer (it
+ * ends with ReadyForQuery) of only plain-result messages, files the statement and returns
+ * the transaction status byte; otherwise returns 0 and nothing changed. */
+static PyObject *
+Engine_result(Engine *self, PyObject *data)
+{
+    if (!self->inflight || !PyBytes_CheckExact(data))
+        return PyLong_FromLong(0);
+    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(data);
+    Py_ssize_t n = PyBytes_GET_SIZE(data), at = 0;
+    long long rows = 0, counted = 0;
+    int error = 0, status = 0, blank = 0, columns = -1;
+    const unsigned char *tag = NULL, *description = NULL, *state = NULL;
+    Py_ssize_t tag_len = 0, description_len = 0, state_len = 0;
+    int masking = self->blank != Py_None;
+    while (at < n) {
+        if (status || n - at < 5)
+            return PyLong_FromLong(0);
+        unsigned char type = p[at];
+        uint32_t length = be32(p + at + 1);
+        if (length < 4 || (Py_ssize_t)length > n - at - 1)
+            return PyLong_FromLong(0);
+        const unsigned char *body = p + at + 5;
+        Py_ssize_t size = (Py_ssize_t)length - 4;
+        switch (type) {
+        case 'T':
+            if (size < 2)
+                return PyLong_FromLong(0);
+            description = body;
+            description_len = size;
+            columns = (body[0] << 8) | body[1];
+            if (masking) {
+                PyObject *key = PyBytes_FromStringAndSize((const char *)body, size);
+                if (key == NULL)
+                    return NULL;
+                PyObject *is_blank = PyDict_GetItemWithError(self->blank, key);
+                Py_DECREF(key);
+                if (is_blank == NULL && PyErr_Occurred())
+                    return NULL;
+                if (is_blank != Py_True)
+                    return PyLong_FromLong(0);
+                blank = 1;
+            }
+            break;
+        case 'D':
+            if (masking && !(blank && size >= 2 && ((body[0] << 8) | body[1]) == columns))
+                return PyLong_FromLong(0);
+            counted++;
+            break;
+        case 'C': {
+            if (size < 1 || body[size - 1] != 0)
+                return PyLong_FromLong(0);
+            tag = body;
+            tag_len = size - 1;
+            Py_ssize_t word = tag_len;
+            while (word > 0 && tag[word - 1] != ' ')
+                word--;
+            long long count = 0;
+            int digits = tag_len - word > 0 && tag_len - word <= 18;
+            for (Py_ssize_t i = word; digits && i < tag_len; i++) {
+                if (tag[i] < '0' || tag[i] > '9')
+                    digits = 0;
+                else
+                    count = count * 10 + (tag[i] - '0');
+            }
+            rows += digits ? count : counted;
+            counted = 0;
+            break;
+        }
+        case 'E':
+            error = 1;
+            state = body;
+            state_len = size;
+            break;
+        case 'Z':
+            if (size != 1)
+                return PyLong_FromLong(0);
+            status = body[0];
+            break;
+        case 'N':
+        case 'A':
+        case 'S':
+        case 'I':
+            break;
+        default:
+            return PyLong_FromLong(0);
+        }
+        at += 1 + (Py_ssize_t)length;
+    }
+    if (!status)
+        return PyLong_FromLong(0);
+
+    /* The whole answer is here: file the statement. */
+    PyObject *tag_obj = NULL, *state_obj = NULL, *description_obj = NULL;
+    if (tag != NULL && (tag_obj = PyBytes_FromStringAndSize((const char *)tag, tag_len)) == NULL)
+        return NULL;
+    if (state != NULL) {
+        state_obj = error_sqlstate(state, state_len);
+        if (state_obj == NULL && PyErr_Occurred())
+            goto fail;
+    }
+    if (description != NULL && masking) {
+        description_obj = PyBytes_FromStringAndSize((const char *)description, description_len);
+        if (description_obj == NULL)
+            goto fail;
+    }
+    Record *r = Engine_slot(self);
+    if (r == NULL)
+        goto fail;
+    double ended = wall_clock();
+    r->sql = self->sql;
+    r->known = self->known;
+    self->sql = self->known = NULL;
+    self->inflight = 0;
+    r->tag = tag_obj;
+    r->sqlstate = state_obj;
+    r->seq = ++self->seq;
+    r->started_us = (long long)(self->started * 1e6);
+    long long duration = (long long)(ended * 1e6) - r->started_us;
+    r->duration_us = duration > 0 ? duration : 0;
+    r->rows = rows;
+    r->error = error;
+    if (description_obj != NULL)
+        Py_XSETREF(self->description, description_obj);
+    Stats_observe(self->stats, ended - self->started, error);
+    return PyLong_FromLong(status);
+fail:
+    Py_XDECREF(tag_obj);
+    Py_XDECREF(state_obj);
+    Py_XDECREF(description_obj);
+    return NULL;
+}
+
+static PyObject *
+Engine_take(Engine *self, PyObject *Py_UNUSED(ignored))
+{
+    if (!self->inflight) {
+        PyErr_SetString(PyExc_RuntimeError, "no statement in flight");
+        return NULL;
+    }
+    /* "N" hands both references to the tuple (or releases them if it cannot be built) */
+    PyObject *result = Py_BuildValue("(NNd)", self->sql, self->known, self->started);
+    self->sql = self->known = NULL;
+    self->inflight = 0;
+    return result;
+}
+
+static PyObject *
+Engine_next_seq(Engine *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyLong_FromLongLong(++self->seq);
+}
+
+static PyObject *
+Engine_add(Engine *self, PyObject *row)
+{
+    if (!PyTuple_CheckExact(row) || PyTuple_GET_SIZE(row) != 14) {
+        PyErr_SetString(PyExc_TypeError, "an event row is a tuple of 14 fields");
+        return NULL;
+    }
+    Record *r = Engine_slot(self);
+    if (r == NULL)
+        return NULL;
+    Py_INCREF(row);
+    r->row = row;
+    Py_RETURN_NONE;
+}
+
+/* The text's index in ``texts``, added when new. */
+static PyObject *
+text_index(PyObject *indices, PyObject *texts, PyObject *sql)
+{
+    PyObject *index = PyDict_GetItemWithError(indices, sql);
+    if (index != NULL) {
+        Py_INCREF(index);
+        return index;
+    }
+    if (PyErr_Occurred())
+        return NULL;
+    index = PyLong_FromSsize_t(PyList_GET_SIZE(texts));
+    if (index == NULL)
+        return NULL;
+    if (PyDict_SetItem(indices, sql, index) < 0 || PyList_Append(texts, sql) < 0) {
+        Py_DECREF(index);
+        return NULL;
+    }
+    return index;
+}
+
+static PyObject *
+fast_row(const Record *r, PyObject *index)
+{
+    PyObject *tag = Py_None, *decoded = NULL;
+    if (r->tag != NULL) {
+        decoded = PyUnicode_DecodeUTF8(PyBytes_AS_STRING(r->tag), PyBytes_GET_SIZE(r->tag),
+                                       "replace");
+        if (decoded == NULL)
+            return NULL;
+        tag = decoded;
+    }
+    PyObject *row = Py_BuildValue(
+        "(LOOOOOOLLLOOOO)", r->seq, index, S_SIMPLE, PyTuple_GET_ITEM(r->known, 0), S_ALLOW,
+        PyTuple_GET_ITEM(r->known, 1), r->error ? S_ERROR : S_OK, r->started_us,
+        r->duration_us, r->rows, tag, r->sqlstate ? r->sqlstate : Py_None, Py_None, Py_None);
+    Py_XDECREF(decoded);
+    return row;
+}
+
+/* Everything filed since the last drain, as ``(texts, rows)``: the distinct SQL texts and
+ * one row per statement in the order of audit.events.encode_batch (the text as its index
+ * in ``texts``); None when nothing was filed. */
+static PyObject *
+Engine_drain(Engine *self, PyObject *Py_UNUSED(ignored))
+{
+    self->listed = 0;
+    if (self->n == 0)
+        Py_RETURN_NONE;
+    PyObject *texts = PyList_New(0), *rows = PyList_New(self->n), *indices = PyDict_New();
+    if (texts == NULL || rows == NULL || indices == NULL)
+        goto fail;
+    for (Py_ssize_t i = 0; i < self->n; i++) {
+        Record *r = &self->recs[i];
+        PyObject *row;
+        if (r->row != NULL) {
+            PyObject *index = text_index(indices, texts, PyTuple_GET_ITEM(r->row, 1));
+            if (index == NULL)
+                goto fail;
+            row = PyTuple_New(14);
+            if (row == NULL) {
+                Py_DECREF(index);
+                goto fail;
+            }
+            for (Py_ssize_t f = 0; f < 14; f++) {
+                PyObject *value = f == 1 ? index : PyTuple_GET_ITEM(r->row, f);
+                if (f != 1)
+                    Py_INCREF(value);
+                PyTuple_SET_ITEM(row, f, value);
+            }
+        }
+        else {
+            PyObject *index = text_index(indices, texts, r->sql);
+            if (index == NULL)
+                goto fail;
+            row = fast_row(r, index);
+            Py_DECREF(index);
+            if (row == NULL)
+                goto fail;
+        }
+        PyList_SET_ITEM(rows, i, row);
+    }
+    for (Py_ssize_t i = 0; i < self->n; i++)
+        record_clear(&self->recs[i]);
+    self->n = 0;
+    Py_DECREF(indices);
+    return Py_BuildValue("(NN)", texts, rows);
+fail:
+    self->listed = self->n > 0; /* still on the list: the recorder drops it only when drained */
+    Py_XDECREF(texts);
+    Py_XDECREF(rows);
+    Py_XDECREF(indices);
+    return NULL;
+}
+
+static PyObject *
+Engine_get_inflight(Engine *self, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(self->inflight);
+}
+
+static PyObject *
+Engine_get_pending(Engine *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromSsize_t(self->n);
+}
+
+static PyObject *
+Engine_get_description(Engine *self, void *Py_UNUSED(closure))
+{
+    PyObject *d = self->description ? self->description : Py_None;
+    Py_INCREF(d);
+    return d;
+}
+
+static PyGetSetDef Engine_getset[] = {
+    {"inflight", (getter)Engine_get_inflight, NULL, "A fast-path query awaits its answer.",
+     NULL},
+    {"pending", (getter)Engine_get_pending, NULL, "Records filed and not yet drained.", NULL},
+    {"description", (getter)Engine_get_description, NULL,
+     "The last RowDescription payload relayed by the fast path of a masking session.", NULL},
+    {NULL}};
+
+static PyMethodDef Engine_methods[] = {
+    {"query", (PyCFunction)Engine_query, METH_O,
+     "Take a client read that is one admitted simple Query; True when taken."},
+    {"result", (PyCFunction)Engine_result, METH_O,
+     "Take the target's whole answer to the query in flight; its status byte, or 0."},
+    {"take", (PyCFunction)Engine_take, METH_NOARGS,
+     "Hand the query in flight to the Python relay: (sql, (class, reasons), started)."},
+    {"next_seq", (PyCFunction)Engine_next_seq, METH_NOARGS,
+     "The sequence number of the next statement the Python relay files."},
+    {"add", (PyCFunction)Engine_add, METH_O, "File a row built by the Python relay."},
+    {"drain", (PyCFunction)Engine_drain, METH_NOARGS,
+     "(texts, rows) filed since the last drain, or None."},
+    {NULL}};
+
+static PyTypeObject EngineType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "proxy._fastpath.Engine",
+    .tp_basicsize = sizeof(Engine),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "One session's native fast path and audit records.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Engine_init,
+    .tp_dealloc = (destructor)Engine_dealloc,
+    .tp_traverse = (traverseproc)Engine_traverse,
+    .tp_clear = (inquiry)Engine_clear,
+    .tp_methods = Engine_methods,
+    .tp_getset = Engine_getset,
+};
+
+static struct PyModuleDef fastpath_module = {
+    PyModuleDef_HEAD_INIT, .m_name = "proxy._fastpath",
+    .m_doc = "The relay's native fast path (see proxy/fastpath.py).", .m_size = -1};
+
+PyMODINIT_FUNC
+PyInit__fastpath(void)
+{
+    if (PyType_Ready(&StatsType) < 0 || PyType_Ready(&EngineType) < 0)
+        return NULL;
+    S_SIMPLE = PyUnicode_InternFromString("simple");
+    S_ALLOW = PyUnicode_InternFromString("allow");
+    S_OK = PyUnicode_InternFromString("ok");
+    S_ERROR = PyUnicode_InternFromString("error");
+    if (!S_SIMPLE || !S_ALLOW || !S_OK || !S_ERROR)
+        return NULL;
+    PyObject *module = PyModule_Create(&fastpath_module);
+    if (module == NULL)
+        return NULL;
+    Py_INCREF(&StatsType);
+    Py_INCREF(&EngineType);
+    if (PyModule_AddObject(module, "Stats", (PyObject *)&StatsType) < 0 ||
+        PyModule_AddObject(module, "Engine", (PyObject *)&EngineType) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

@@ -1,0 +1,138 @@
+"""Each session's engine: its audit records in sequence order, and the native fast path.
+
+The relay files every finished statement of a session with its engine (:meth:`add`); the
+audit recorder drains engines (:meth:`drain`) into ``statement_batches`` records. When the
+C extension ``proxy._fastpath`` is built (``pip install`` compiles it when a C compiler is
+present), the engine also runs the session's common round trip natively: a client read that
+is exactly one simple Query the hook chain has already admitted in this session
+(:meth:`~proxy.hooks.HookChain.admit_known`) goes to the target untouched, and the target's
+whole answer in one read, holding only plain result messages (rows of columns that need no
+masking, the command tag, an error, notices), goes back to the client untouched while the
+engine files the audit record and counts the statement's metrics. Everything else declines
+(``query`` returns False, ``result`` 0) and the Python relay does it exactly as without the
+extension; a query in flight is handed back to it with :meth:`take`.
+
+:class:`PyEngine` is the engine without a fast path, used when the extension is missing or
+``JITGATE_NATIVE=0`` is set; tests run the relay both ways and compare the audit trails.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any, Protocol
+
+from audit.events import Row, index_rows
+
+Known = tuple[str, tuple[str, ...]]
+
+
+class Engine(Protocol):
+    @property
+    def inflight(self) -> bool: ...
+    @property
+    def pending(self) -> int: ...
+    @property
+    def description(self) -> bytes | None: ...
+
+    def query(self, data: bytes) -> bool: ...
+    def result(self, data: bytes) -> int: ...
+    def take(self) -> tuple[str, Known, float]: ...
+    def next_seq(self) -> int: ...
+    def add(self, row: Row) -> None: ...
+    def drain(self) -> tuple[list[str], list[Row]] | None: ...
+
+
+class Stats(Protocol):
+    def snapshot(self) -> tuple[int, int, list[int], float]: ...
+
+
+class PyEngine:
+    """The engine without a fast path: every statement goes through the Python relay."""
+
+    @property
+    def inflight(self) -> bool:
+        return False
+
+    @property
+    def description(self) -> bytes | None:
+        return None
+
+    def __init__(
+        self,
+        session: object,
+        admitted: dict[str | bytes, Known],
+        blank: dict[bytes, bool] | None,
+        stats: Stats,
+        dirty: dict[Any, Any],
+    ) -> None:
+        self._session = session
+        self._dirty = dirty
+        self._rows: list[Row] = []
+        self._seq = 0
+
+    @property
+    def pending(self) -> int:
+        return len(self._rows)
+
+    def query(self, data: bytes) -> bool:
+        return False
+
+    def result(self, data: bytes) -> int:
+        return 0
+
+    def take(self) -> tuple[str, Known, float]:
+        raise RuntimeError("no statement in flight")
+
+    def next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def add(self, row: Row) -> None:
+        if not self._rows:
+            self._dirty[self] = self._session
+        self._rows.append(row)
+
+    def drain(self) -> tuple[list[str], list[Row]] | None:
+        rows, self._rows = self._rows, []
+        return index_rows(rows) if rows else None
+
+
+class PyStats:
+    """What :class:`PyEngine` adds to the metrics: nothing (the relay observes each event)."""
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self._buckets = len(bounds) + 1
+
+    def snapshot(self) -> tuple[int, int, list[int], float]:
+        return 0, 0, [0] * self._buckets, 0.0
+
+
+EngineFactory = Callable[
+    [object, dict[str | bytes, Known], dict[bytes, bool] | None, Stats, dict[Any, Any]], Engine
+]
+
+_native: ModuleType | None
+try:
+    from proxy import _fastpath as _native
+except ImportError:  # built without a C compiler
+    _native = None
+
+NATIVE_AVAILABLE = _native is not None
+
+
+def native_enabled() -> bool:
+    """Whether new gateways use the native fast path: built, and not switched off with
+    ``JITGATE_NATIVE=0``."""
+    return NATIVE_AVAILABLE and os.environ.get("JITGATE_NATIVE", "1") != "0"
+
+
+def engine_kind(
+    native: bool,
+) -> tuple[EngineFactory, Callable[[tuple[float, ...]], Stats], bool]:
+    """The engine and stats types for a gateway, and whether they are the native ones
+    (when asked for and built)."""
+    if native and _native is not None:
+        return _native.Engine, _native.Stats, True
+    return PyEngine, PyStats, False
