@@ -79,14 +79,18 @@ def encode_batch(events: Sequence[StatementEvent]) -> tuple[list[str], str]:
     (seq, text index, protocol, class, decision, reasons, outcome, start in µs since the
     epoch, duration in µs, rows, command tag, SQLSTATE, access request id, entities masked in
     the result with their counts)."""
-    return encode_rows(*index_rows([event_row(e) for e in events]))
+    texts, rows = index_rows([event_row(e) for e in events])
+    return stored_texts(texts), storable(row_json(rows))
 
 
-def encode_rows(texts: list[str], rows: list[Row]) -> tuple[list[str], str]:
-    """Indexed rows (:func:`index_rows`) as stored: texts masked, rows as JSON."""
-    return [_storable(t) for t in _masked(texts)], _storable(
-        json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
-    )
+def row_json(value: object) -> str:
+    """The JSON of an event row (or of a list of them) as stored."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def stored_texts(texts: list[str]) -> list[str]:
+    """A batch's SQL texts as stored: masked, valid UTF-8."""
+    return [storable(t) for t in _masked(texts)]
 
 
 def _masked(texts: list[str]) -> list[str]:
@@ -96,7 +100,7 @@ def _masked(texts: list[str]) -> list[str]:
     return mask_texts(texts)
 
 
-def _storable(text: str) -> str:
+def storable(text: str) -> str:
     """``text`` as valid UTF-8: SQL decoded with surrogateescape (bytes that were not
     UTF-8) is stored with replacement characters rather than refused by the store."""
     try:

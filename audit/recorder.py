@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
 from uuid import UUID
@@ -24,11 +25,11 @@ import asyncpg
 
 from audit.events import (
     BATCH_COLUMNS,
-    Row,
     SessionRecord,
     StatementEvent,
     encode_batch,
-    encode_rows,
+    row_json,
+    stored_texts,
 )
 from jitgate.errors import StoreUnavailable
 
@@ -205,7 +206,9 @@ class Drainable(Protocol):
 
     @property
     def pending(self) -> int: ...
-    def drain(self) -> tuple[list[str], list[Row]] | None: ...
+    def drain(
+        self, encode: Callable[[object], str]
+    ) -> tuple[list[str], str, int, int, int, int] | None: ...
 
 
 def _drain(dirty: dict[Drainable, UUID], records: list[tuple[object, ...]]) -> int:
@@ -214,15 +217,19 @@ def _drain(dirty: dict[Drainable, UUID], records: list[tuple[object, ...]]) -> i
     engines = list(dirty.items())
     dirty.clear()
     count = 0
-    for engine, session_id in engines:
-        drained = engine.drain()
+    for index, (engine, session_id) in enumerate(engines):
+        try:
+            drained = engine.drain(row_json)
+        except Exception:
+            # Nothing is lost: the engine keeps what it could not give, and is listed again.
+            dirty.update(engines[index:])
+            raise
         if drained is None:
             continue
-        texts, rows = drained
-        count += len(rows)
-        stored_texts, encoded = encode_rows(texts, rows)
-        started = datetime.fromtimestamp(rows[0][7] / 1_000_000, UTC)
-        records.append((session_id, rows[0][0], rows[-1][0], started, stored_texts, encoded))
+        texts, events, n, first, last, started = drained
+        count += n
+        when = datetime.fromtimestamp(started / 1_000_000, UTC)
+        records.append((session_id, first, last, when, stored_texts(texts), events))
     return count
 
 

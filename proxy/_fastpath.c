@@ -156,11 +156,18 @@ typedef struct {
     PyObject *session;  /* the session's id, the engine's value in ``dirty`` */
     PyObject *dirty;    /* dict the engine enters itself in while it holds records */
     PyObject *description; /* the last RowDescription payload the fast path relayed */
+    PyObject *fragments;   /* (class, reasons) -> their JSON, for drain */
     long long seq;
     int listed;
     int inflight;
     PyObject *sql, *known;
     double started;
+    /* what the answer said so far: rows of finished commands, rows of the one going on,
+     * an error, the last command tag and SQLSTATE, the columns of the last description
+     * and whether they need no masking */
+    long long rows, counted;
+    int error, columns, blank_ok;
+    PyObject *tag, *sqlstate;
     Record *recs;
     Py_ssize_t n, cap;
 } Engine;
@@ -184,6 +191,7 @@ Engine_traverse(Engine *self, visitproc visit, void *arg)
     Py_VISIT(self->session);
     Py_VISIT(self->dirty);
     Py_VISIT(self->known);
+    Py_VISIT(self->fragments);
     for (Py_ssize_t i = 0; i < self->n; i++) {
         Py_VISIT(self->recs[i].row);
         Py_VISIT(self->recs[i].known);
@@ -200,8 +208,11 @@ Engine_clear(Engine *self)
     Py_CLEAR(self->session);
     Py_CLEAR(self->dirty);
     Py_CLEAR(self->description);
+    Py_CLEAR(self->fragments);
     Py_CLEAR(self->sql);
     Py_CLEAR(self->known);
+    Py_CLEAR(self->tag);
+    Py_CLEAR(self->sqlstate);
     self->inflight = 0;
     for (Py_ssize_t i = 0; i < self->n; i++)
         record_clear(&self->recs[i]);
@@ -335,6 +346,11 @@ Engine_query(Engine *self, PyObject *data)
     Py_INCREF(known);
     Py_XSETREF(self->known, known);
     Py_XSETREF(self->sql, sql);
+    Py_CLEAR(self->tag);
+    Py_CLEAR(self->sqlstate);
+    self->rows = self->counted = 0;
+    self->error = self->blank_ok = 0;
+    self->columns = -1;
     self->started = wall_clock();
     self->inflight = 1;
     Py_RETURN_TRUE;
@@ -360,9 +376,10 @@ error_sqlstate(const unsigned char *p, Py_ssize_t n)
     return NULL;
 }
 
-/* Reads the target's answer to the query in flight. When ``data`` is the whole answer (it
- * ends with ReadyForQuery) of only plain-result messages, files the statement and returns
- * the transaction status byte; otherwise returns 0 and nothing changed. */
+/* Reads the target's answer to the query in flight, read by read. A read of whole
+ * messages, all of a plain result, is taken: 1 when the answer goes on, the transaction
+ * status byte when it ended with ReadyForQuery (the statement is filed). Anything else
+ * returns 0 and changes nothing; the Python relay then takes the statement (take). */
 static PyObject *
 Engine_result(Engine *self, PyObject *data)
 {
@@ -370,8 +387,8 @@ Engine_result(Engine *self, PyObject *data)
         return PyLong_FromLong(0);
     const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(data);
     Py_ssize_t n = PyBytes_GET_SIZE(data), at = 0;
-    long long rows = 0, counted = 0;
-    int error = 0, status = 0, blank = 0, columns = -1;
+    long long rows = self->rows, counted = self->counted;
+    int error = self->error, status = 0, blank = self->blank_ok, columns = self->columns;
     const unsigned char *tag = NULL, *description = NULL, *state = NULL;
     Py_ssize_t tag_len = 0, description_len = 0, state_len = 0;
     int masking = self->blank != Py_None;
@@ -391,6 +408,7 @@ Engine_result(Engine *self, PyObject *data)
             description = body;
             description_len = size;
             columns = (body[0] << 8) | body[1];
+            blank = 0;
             if (masking) {
                 PyObject *key = PyBytes_FromStringAndSize((const char *)body, size);
                 if (key == NULL)
@@ -449,50 +467,56 @@ Engine_result(Engine *self, PyObject *data)
         }
         at += 1 + (Py_ssize_t)length;
     }
-    if (!status)
-        return PyLong_FromLong(0);
 
-    /* The whole answer is here: file the statement. */
-    PyObject *tag_obj = NULL, *state_obj = NULL, *description_obj = NULL;
-    if (tag != NULL && (tag_obj = PyBytes_FromStringAndSize((const char *)tag, tag_len)) == NULL)
-        return NULL;
+    /* The read is taken: keep what it said. */
+    if (tag != NULL) {
+        PyObject *tag_obj = PyBytes_FromStringAndSize((const char *)tag, tag_len);
+        if (tag_obj == NULL)
+            return NULL;
+        Py_XSETREF(self->tag, tag_obj);
+    }
     if (state != NULL) {
-        state_obj = error_sqlstate(state, state_len);
+        PyObject *state_obj = error_sqlstate(state, state_len);
         if (state_obj == NULL && PyErr_Occurred())
-            goto fail;
+            return NULL;
+        Py_XSETREF(self->sqlstate, state_obj);
     }
     if (description != NULL && masking) {
-        description_obj = PyBytes_FromStringAndSize((const char *)description, description_len);
-        if (description_obj == NULL)
-            goto fail;
+        PyObject *d = PyBytes_FromStringAndSize((const char *)description, description_len);
+        if (d == NULL)
+            return NULL;
+        Py_XSETREF(self->description, d);
     }
+    self->rows = rows;
+    self->counted = counted;
+    self->error = error;
+    self->blank_ok = blank;
+    self->columns = columns;
+    if (!status)
+        return PyLong_FromLong(1);
+
+    /* The whole answer is here: file the statement. */
     Record *r = Engine_slot(self);
     if (r == NULL)
-        goto fail;
+        return NULL;
     double ended = wall_clock();
     r->sql = self->sql;
     r->known = self->known;
-    self->sql = self->known = NULL;
+    r->tag = self->tag;
+    r->sqlstate = self->sqlstate;
+    self->sql = self->known = self->tag = self->sqlstate = NULL;
     self->inflight = 0;
-    r->tag = tag_obj;
-    r->sqlstate = state_obj;
     r->seq = ++self->seq;
     r->started_us = (long long)(self->started * 1e6);
     long long duration = (long long)(ended * 1e6) - r->started_us;
     r->duration_us = duration > 0 ? duration : 0;
     r->rows = rows;
     r->error = error;
-    if (description_obj != NULL)
-        Py_XSETREF(self->description, description_obj);
     Stats_observe(self->stats, ended - self->started, error);
     return PyLong_FromLong(status);
-fail:
-    Py_XDECREF(tag_obj);
-    Py_XDECREF(state_obj);
-    Py_XDECREF(description_obj);
-    return NULL;
 }
 
+/* Hand the query in flight to the Python relay, with what its answer said so far. */
 static PyObject *
 Engine_take(Engine *self, PyObject *Py_UNUSED(ignored))
 {
@@ -500,9 +524,13 @@ Engine_take(Engine *self, PyObject *Py_UNUSED(ignored))
         PyErr_SetString(PyExc_RuntimeError, "no statement in flight");
         return NULL;
     }
-    /* "N" hands both references to the tuple (or releases them if it cannot be built) */
-    PyObject *result = Py_BuildValue("(NNd)", self->sql, self->known, self->started);
-    self->sql = self->known = NULL;
+    /* "N" hands the references to the tuple (or releases them if it cannot be built) */
+    PyObject *tag = self->tag ? self->tag : Py_NewRef(Py_None);
+    PyObject *state = self->sqlstate ? self->sqlstate : Py_NewRef(Py_None);
+    PyObject *result = Py_BuildValue("(NNdLLONN)", self->sql, self->known, self->started,
+                                     self->rows, self->counted, self->error ? S_ERROR : S_OK,
+                                     tag, state);
+    self->sql = self->known = self->tag = self->sqlstate = NULL;
     self->inflight = 0;
     return result;
 }
@@ -549,78 +577,243 @@ text_index(PyObject *indices, PyObject *texts, PyObject *sql)
     return index;
 }
 
-static PyObject *
-fast_row(const Record *r, PyObject *index)
+/* A growing UTF-8 buffer for the batch's JSON. */
+typedef struct {
+    char *data;
+    Py_ssize_t size, cap;
+} Out;
+
+static int
+out_reserve(Out *o, Py_ssize_t more)
 {
-    PyObject *tag = Py_None, *decoded = NULL;
-    if (r->tag != NULL) {
-        decoded = PyUnicode_DecodeUTF8(PyBytes_AS_STRING(r->tag), PyBytes_GET_SIZE(r->tag),
-                                       "replace");
-        if (decoded == NULL)
-            return NULL;
-        tag = decoded;
+    if (o->size + more <= o->cap)
+        return 0;
+    Py_ssize_t cap = o->cap ? o->cap : 4096;
+    while (cap < o->size + more)
+        cap *= 2;
+    char *data = PyMem_Realloc(o->data, cap);
+    if (data == NULL) {
+        PyErr_NoMemory();
+        return -1;
     }
-    PyObject *row = Py_BuildValue(
-        "(LOOOOOOLLLOOOO)", r->seq, index, S_SIMPLE, PyTuple_GET_ITEM(r->known, 0), S_ALLOW,
-        PyTuple_GET_ITEM(r->known, 1), r->error ? S_ERROR : S_OK, r->started_us,
-        r->duration_us, r->rows, tag, r->sqlstate ? r->sqlstate : Py_None, Py_None, Py_None);
-    Py_XDECREF(decoded);
-    return row;
+    o->data = data;
+    o->cap = cap;
+    return 0;
 }
 
-/* Everything filed since the last drain, as ``(texts, rows)``: the distinct SQL texts and
- * one row per statement in the order of audit.events.encode_batch (the text as its index
- * in ``texts``); None when nothing was filed. */
-static PyObject *
-Engine_drain(Engine *self, PyObject *Py_UNUSED(ignored))
+static int
+out_write(Out *o, const char *s, Py_ssize_t n)
 {
+    if (out_reserve(o, n) < 0)
+        return -1;
+    memcpy(o->data + o->size, s, n);
+    o->size += n;
+    return 0;
+}
+
+static int
+out_int(Out *o, long long v)
+{
+    char digits[32];
+    int n = snprintf(digits, sizeof digits, "%lld", v);
+    return out_write(o, digits, n);
+}
+
+/* Append a str as its UTF-8 bytes; lone surrogates (SQL that was not UTF-8) go back to
+ * their bytes, which the final decode replaces, as audit.events._storable does. */
+static int
+out_str(Out *o, PyObject *text)
+{
+    PyObject *encoded = PyUnicode_AsEncodedString(text, "utf-8", "surrogateescape");
+    if (encoded == NULL) {
+        PyErr_Clear();
+        encoded = PyUnicode_AsEncodedString(text, "utf-8", "replace");
+        if (encoded == NULL)
+            return -1;
+    }
+    int rc = out_write(o, PyBytes_AS_STRING(encoded), PyBytes_GET_SIZE(encoded));
+    Py_DECREF(encoded);
+    return rc;
+}
+
+/* Append encode(value), the JSON of ``value`` (audit.events.row_json). */
+static int
+out_json(Out *o, PyObject *encode, PyObject *value)
+{
+    PyObject *text = PyObject_CallOneArg(encode, value);
+    if (text == NULL)
+        return -1;
+    if (!PyUnicode_Check(text)) {
+        Py_DECREF(text);
+        PyErr_SetString(PyExc_TypeError, "the row encoder must return str");
+        return -1;
+    }
+    int rc = out_str(o, text);
+    Py_DECREF(text);
+    return rc;
+}
+
+/* `"class","allow",[reasons]` for ``known``, JSON-encoded once per (class, reasons). */
+static PyObject *
+known_fragment(PyObject *cache, PyObject *encode, PyObject *known)
+{
+    PyObject *fragment = PyDict_GetItemWithError(cache, known);
+    if (fragment != NULL) {
+        Py_INCREF(fragment);
+        return fragment;
+    }
+    if (PyErr_Occurred())
+        return NULL;
+    PyObject *fields = PyTuple_Pack(3, PyTuple_GET_ITEM(known, 0), S_ALLOW,
+                                    PyTuple_GET_ITEM(known, 1));
+    if (fields == NULL)
+        return NULL;
+    Out o = {0};
+    int rc = out_json(&o, encode, fields);
+    Py_DECREF(fields);
+    if (rc < 0 || o.size < 2 || o.data[0] != '[' || o.data[o.size - 1] != ']') {
+        if (rc == 0)
+            PyErr_SetString(PyExc_ValueError, "the row encoder did not write an array");
+        PyMem_Free(o.data);
+        return NULL;
+    }
+    fragment = PyBytes_FromStringAndSize(o.data + 1, o.size - 2);
+    PyMem_Free(o.data);
+    if (fragment == NULL)
+        return NULL;
+    if (PyDict_GET_SIZE(cache) >= 1024)
+        PyDict_Clear(cache);
+    if (PyDict_SetItem(cache, known, fragment) < 0) {
+        Py_DECREF(fragment);
+        return NULL;
+    }
+    return fragment;
+}
+
+/* One fast record as the JSON array audit.events.encode_batch writes for it. */
+static int
+out_fast(Out *o, PyObject *cache, PyObject *encode, const Record *r, PyObject *index)
+{
+    PyObject *fragment = known_fragment(cache, encode, r->known);
+    if (fragment == NULL)
+        return -1;
+    int rc = out_write(o, "[", 1) < 0 || out_int(o, r->seq) < 0 || out_write(o, ",", 1) < 0 ||
+             out_int(o, PyLong_AsLongLong(index)) < 0 ||
+             out_write(o, ",\"simple\",", 10) < 0 ||
+             out_write(o, PyBytes_AS_STRING(fragment), PyBytes_GET_SIZE(fragment)) < 0 ||
+             out_write(o, r->error ? ",\"error\"," : ",\"ok\",", r->error ? 9 : 6) < 0 ||
+             out_int(o, r->started_us) < 0 || out_write(o, ",", 1) < 0 ||
+             out_int(o, r->duration_us) < 0 || out_write(o, ",", 1) < 0 ||
+             out_int(o, r->rows) < 0 || out_write(o, ",", 1) < 0;
+    Py_DECREF(fragment);
+    if (rc)
+        return -1;
+    if (r->tag == NULL) {
+        if (out_write(o, "null", 4) < 0)
+            return -1;
+    }
+    else {
+        const unsigned char *t = (const unsigned char *)PyBytes_AS_STRING(r->tag);
+        Py_ssize_t n = PyBytes_GET_SIZE(r->tag), i = 0;
+        while (i < n && t[i] >= 0x20 && t[i] < 0x7f && t[i] != '"' && t[i] != '\\')
+            i++;
+        if (i == n) { /* plain ASCII: JSON as it is */
+            if (out_write(o, "\"", 1) < 0 || out_write(o, (const char *)t, n) < 0 ||
+                out_write(o, "\"", 1) < 0)
+                return -1;
+        }
+        else {
+            PyObject *decoded = PyUnicode_DecodeUTF8((const char *)t, n, "replace");
+            if (decoded == NULL)
+                return -1;
+            rc = out_json(o, encode, decoded);
+            Py_DECREF(decoded);
+            if (rc < 0)
+                return -1;
+        }
+    }
+    if (out_write(o, ",", 1) < 0)
+        return -1;
+    if (r->sqlstate == NULL) {
+        if (out_write(o, "null", 4) < 0)
+            return -1;
+    }
+    else if (out_json(o, encode, r->sqlstate) < 0)
+        return -1;
+    return out_write(o, ",null,null]", 11);
+}
+
+/* Everything filed since the last drain, as ``(texts, events, count, first_seq, last_seq,
+ * started_us)``: the distinct SQL texts, and the statements as the JSON array of arrays
+ * audit.events.encode_batch writes (each text as its index in ``texts``); ``encode`` is
+ * the JSON encoder of one value (audit.events.row_json). None when nothing was filed. */
+static PyObject *
+Engine_drain(Engine *self, PyObject *encode)
+{
+    /* The recorder took the engine off its list; the next record filed puts it back. */
     self->listed = 0;
     if (self->n == 0)
         Py_RETURN_NONE;
-    PyObject *texts = PyList_New(0), *rows = PyList_New(self->n), *indices = PyDict_New();
-    if (texts == NULL || rows == NULL || indices == NULL)
-        goto fail;
+    Out o = {0};
+    PyObject *texts = PyList_New(0), *indices = PyDict_New(), *result = NULL, *events = NULL;
+    if (texts == NULL || indices == NULL || out_write(&o, "[", 1) < 0)
+        goto done;
+    if (self->fragments == NULL && (self->fragments = PyDict_New()) == NULL)
+        goto done;
     for (Py_ssize_t i = 0; i < self->n; i++) {
         Record *r = &self->recs[i];
-        PyObject *row;
+        if (i > 0 && out_write(&o, ",", 1) < 0)
+            goto done;
+        PyObject *index = text_index(indices, texts, r->row ? PyTuple_GET_ITEM(r->row, 1) : r->sql);
+        if (index == NULL)
+            goto done;
+        int rc;
         if (r->row != NULL) {
-            PyObject *index = text_index(indices, texts, PyTuple_GET_ITEM(r->row, 1));
-            if (index == NULL)
-                goto fail;
-            row = PyTuple_New(14);
+            PyObject *row = PyTuple_New(14);
             if (row == NULL) {
                 Py_DECREF(index);
-                goto fail;
+                goto done;
             }
             for (Py_ssize_t f = 0; f < 14; f++) {
                 PyObject *value = f == 1 ? index : PyTuple_GET_ITEM(r->row, f);
-                if (f != 1)
-                    Py_INCREF(value);
+                Py_INCREF(value);
                 PyTuple_SET_ITEM(row, f, value);
             }
+            rc = out_json(&o, encode, row);
+            Py_DECREF(row);
         }
-        else {
-            PyObject *index = text_index(indices, texts, r->sql);
-            if (index == NULL)
-                goto fail;
-            row = fast_row(r, index);
-            Py_DECREF(index);
-            if (row == NULL)
-                goto fail;
-        }
-        PyList_SET_ITEM(rows, i, row);
+        else
+            rc = out_fast(&o, self->fragments, encode, r, index);
+        Py_DECREF(index);
+        if (rc < 0)
+            goto done;
     }
+    if (out_write(&o, "]", 1) < 0)
+        goto done;
+    events = PyUnicode_DecodeUTF8(o.data, o.size, "replace");
+    if (events == NULL)
+        goto done;
+    const Record *first = &self->recs[0], *last = &self->recs[self->n - 1];
+    long long first_seq = first->row ? PyLong_AsLongLong(PyTuple_GET_ITEM(first->row, 0))
+                                     : first->seq;
+    long long last_seq = last->row ? PyLong_AsLongLong(PyTuple_GET_ITEM(last->row, 0))
+                                   : last->seq;
+    long long started = first->row ? PyLong_AsLongLong(PyTuple_GET_ITEM(first->row, 7))
+                                   : first->started_us;
+    if (PyErr_Occurred())
+        goto done;
+    result = Py_BuildValue("(OOnLLL)", texts, events, self->n, first_seq, last_seq, started);
+    if (result == NULL)
+        goto done;
     for (Py_ssize_t i = 0; i < self->n; i++)
         record_clear(&self->recs[i]);
     self->n = 0;
-    Py_DECREF(indices);
-    return Py_BuildValue("(NN)", texts, rows);
-fail:
-    self->listed = self->n > 0; /* still on the list: the recorder drops it only when drained */
+done:
+    PyMem_Free(o.data);
     Py_XDECREF(texts);
-    Py_XDECREF(rows);
     Py_XDECREF(indices);
-    return NULL;
+    Py_XDECREF(events);
+    return result;
 }
 
 static PyObject *
@@ -655,14 +848,17 @@ static PyMethodDef Engine_methods[] = {
     {"query", (PyCFunction)Engine_query, METH_O,
      "Take a client read that is one admitted simple Query; True when taken."},
     {"result", (PyCFunction)Engine_result, METH_O,
-     "Take the target's whole answer to the query in flight; its status byte, or 0."},
+     "Take a read of the answer to the query in flight: 1 (taken, more to come), the "
+     "status byte (taken, the answer ended) or 0 (declined)."},
     {"take", (PyCFunction)Engine_take, METH_NOARGS,
-     "Hand the query in flight to the Python relay: (sql, (class, reasons), started)."},
+     "Hand the query in flight to the Python relay: (sql, (class, reasons), started, rows, "
+     "rows of the command going on, outcome, command tag, SQLSTATE)."},
     {"next_seq", (PyCFunction)Engine_next_seq, METH_NOARGS,
      "The sequence number of the next statement the Python relay files."},
     {"add", (PyCFunction)Engine_add, METH_O, "File a row built by the Python relay."},
-    {"drain", (PyCFunction)Engine_drain, METH_NOARGS,
-     "(texts, rows) filed since the last drain, or None."},
+    {"drain", (PyCFunction)Engine_drain, METH_O,
+     "drain(encode): (texts, events JSON, count, first seq, last seq, start in us) of what "
+     "was filed since the last drain, or None."},
     {NULL}};
 
 static PyTypeObject EngineType = {

@@ -53,17 +53,19 @@ class Framer:
     the caller reads them itself.
     """
 
-    __slots__ = ("_buffer", "_max_message_size", "_startup")
+    __slots__ = ("_max_message_size", "_startup", "buffer")
 
     def __init__(self, *, startup: bool = False, max_message_size: int = 1 << 30) -> None:
-        self._buffer = bytearray()
+        # The start of a message still incomplete (callers only read it: empty means
+        # the next byte received starts a message).
+        self.buffer = bytearray()
         self._startup = startup
         self._max_message_size = max_message_size
 
     @property
     def buffered(self) -> int:
         """How many bytes wait for the rest of their message."""
-        return len(self._buffer)
+        return len(self.buffer)
 
     def feed(self, data: bytes) -> tuple[bytes, list[tuple[int, int, int]]]:
         """Add ``data`` and return every message it completes, as ``(buf, frames)``.
@@ -75,9 +77,9 @@ class Framer:
         :data:`STARTUP`. A declared length out of bounds raises at once, before its body
         arrives.
         """
-        if self._buffer:
-            self._buffer += data
-            buf: bytes | bytearray = self._buffer
+        if self.buffer:
+            self.buffer += data
+            buf: bytes | bytearray = self.buffer
         else:
             buf = data
         frames: list[tuple[int, int, int]] = []
@@ -85,17 +87,17 @@ class Framer:
         if buf is data:
             if pos == len(data):
                 return data, frames
-            self._buffer += memoryview(data)[pos:]
+            self.buffer += memoryview(data)[pos:]
             return data[:pos], frames
         complete = bytes(memoryview(buf)[:pos])
-        del self._buffer[:pos]
+        del self.buffer[:pos]
         return complete, frames
 
     def single(self, data: bytes) -> int:
         """The type code of ``data`` when it is exactly one complete typed message of an
         allowed size and nothing is buffered (what :meth:`feed` would frame as
         ``[(code, 5, len(data))]``, without building its answer); 0 when it must be fed."""
-        if self._buffer or self._startup or len(data) < 5:
+        if self.buffer or self._startup or len(data) < 5:
             return 0
         (length,) = _INT32.unpack_from(data, 1)
         if length != len(data) - 1 or length > self._max_message_size:

@@ -5,12 +5,13 @@ audit recorder drains engines (:meth:`drain`) into ``statement_batches`` records
 C extension ``proxy._fastpath`` is built (``pip install`` compiles it when a C compiler is
 present), the engine also runs the session's common round trip natively: a client read that
 is exactly one simple Query the hook chain has already admitted in this session
-(:meth:`~proxy.hooks.HookChain.admit_known`) goes to the target untouched, and the target's
-whole answer in one read, holding only plain result messages (rows of columns that need no
-masking, the command tag, an error, notices), goes back to the client untouched while the
-engine files the audit record and counts the statement's metrics. Everything else declines
-(``query`` returns False, ``result`` 0) and the Python relay does it exactly as without the
-extension; a query in flight is handed back to it with :meth:`take`.
+(:meth:`~proxy.hooks.HookChain.admit_known`) goes to the target untouched, and each read of
+the target's answer that holds whole messages of a plain result (rows of columns that need
+no masking, command tags, an error, notices) goes back to the client untouched; at
+ReadyForQuery the engine files the audit record and counts the statement's metrics.
+Everything else declines (``query`` returns False, ``result`` 0) and the Python relay does
+it exactly as without the extension; a query in flight is handed back to it, with what its
+answer said so far, by :meth:`take`.
 
 :class:`PyEngine` is the engine without a fast path, used when the extension is missing or
 ``JITGATE_NATIVE=0`` is set; tests run the relay both ways and compare the audit trails.
@@ -23,9 +24,15 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any, Protocol
 
-from audit.events import Row, index_rows
+from audit.events import Row, index_rows, storable
 
 Known = tuple[str, tuple[str, ...]]
+# A query the engine hands to the Python relay: its text, class and reasons, start, the
+# rows of finished commands and of the one going on, outcome, command tag and SQLSTATE.
+Taken = tuple[str, Known, float, int, int, str, bytes | None, str | None]
+# What a drain gives the recorder: the distinct SQL texts, the events as JSON (texts by
+# index), how many events, the first and last sequence numbers, the first start in µs.
+Drained = tuple[list[str], str, int, int, int, int]
 
 
 class Engine(Protocol):
@@ -38,10 +45,10 @@ class Engine(Protocol):
 
     def query(self, data: bytes) -> bool: ...
     def result(self, data: bytes) -> int: ...
-    def take(self) -> tuple[str, Known, float]: ...
+    def take(self) -> Taken: ...
     def next_seq(self) -> int: ...
     def add(self, row: Row) -> None: ...
-    def drain(self) -> tuple[list[str], list[Row]] | None: ...
+    def drain(self, encode: Callable[[object], str]) -> Drained | None: ...
 
 
 class Stats(Protocol):
@@ -82,7 +89,7 @@ class PyEngine:
     def result(self, data: bytes) -> int:
         return 0
 
-    def take(self) -> tuple[str, Known, float]:
+    def take(self) -> Taken:
         raise RuntimeError("no statement in flight")
 
     def next_seq(self) -> int:
@@ -94,9 +101,12 @@ class PyEngine:
             self._dirty[self] = self._session
         self._rows.append(row)
 
-    def drain(self) -> tuple[list[str], list[Row]] | None:
+    def drain(self, encode: Callable[[object], str]) -> Drained | None:
         rows, self._rows = self._rows, []
-        return index_rows(rows) if rows else None
+        if not rows:
+            return None
+        texts, indexed = index_rows(rows)
+        return texts, storable(encode(indexed)), len(rows), rows[0][0], rows[-1][0], rows[0][7]
 
 
 class PyStats:

@@ -149,7 +149,8 @@ class ClientSession(asyncio.Protocol):
         self._blank: dict[bytes, bool] | None = None
         self._end_reason = "client disconnected"
         self._session_open = False
-        self._record = server.chain.record
+        self._recorder = server.recorder
+        self._upstream_framer = Framer()
         self._admit_known = server.chain.admit_known
         self._observe = server.metrics.observe
 
@@ -168,7 +169,8 @@ class ClientSession(asyncio.Protocol):
                 if (
                     code == QUERY
                     and not self._pending
-                    and self._record.available
+                    and self._recorder.available
+                    and not self._upstream_framer.buffer
                     and self._engine.query(data)
                 ):
                     # A statement this session already admitted: the engine took it.
@@ -290,6 +292,7 @@ class ClientSession(asyncio.Protocol):
             self._fatal(pgerrors.upstream_unreachable(resource_name, str(exc)))
             return
         self.upstream = ready.protocol
+        self._upstream_framer = ready.protocol.framer
         policy = self.server.approvals_masking(resource)
         if policy is not None:
             self._masker = RowMasker(policy)
@@ -420,17 +423,23 @@ class ClientSession(asyncio.Protocol):
 
     def _write_upstream(self, data: bytes) -> None:
         upstream = self.upstream
-        if upstream is not None and not upstream.closed:
-            upstream.write(data)
+        if upstream is not None and not upstream.closed and upstream.transport is not None:
+            upstream.transport.write(data)
 
     def _adopt(self) -> None:
         """Take the engine's query in flight into :attr:`_pending`: the Python relay goes
         on from here (the engine only takes a query when nothing else is pending)."""
-        sql, (statement_class, reasons), started = self._engine.take()
+        sql, (statement_class, reasons), started, rows, counted, outcome, tag, sqlstate = (
+            self._engine.take()
+        )
         assert self.context is not None
         event = StatementEvent(
             self.context.session_id, 0, sql, "simple", started, statement_class, "allow", reasons
         )
+        event.outcome, event.rows, event.command_tag, event.sqlstate = outcome, rows, tag, sqlstate
+        self._rows = counted
+        if self._masker is not None:
+            self._description = self._engine.description
         self._pending.appendleft(Pending(QUERY, event))
 
     def _from_client(self, buf: bytes, frames: list[tuple[int, int, int]]) -> None:
@@ -661,17 +670,19 @@ class ClientSession(asyncio.Protocol):
         assert self.upstream is not None
         engine = self._engine
         if engine.inflight:
-            if not self.upstream.framer.buffered:
-                status = engine.result(data)
-                if status:
-                    # The whole answer to the engine's query: it filed the statement.
+            # (the engine took the query with nothing buffered from the target, and
+            # takes only reads of whole messages)
+            status = engine.result(data)
+            if status:
+                self._write(data)
+                if status > 1:
+                    # The answer ended: the engine filed the statement.
                     self.tx_status = chr(status)
                     if self._masker is not None:
                         self._description = engine.description
-                    self._write(data)
                     if self._draining and not self._holding:
                         self.drain()
-                    return
+                return
             self._adopt()
         try:
             buf, frames = self.upstream.framer.feed(data)

@@ -91,6 +91,11 @@ class UpstreamProtocol(asyncio.Protocol):
         """Hand the connection to ``session``; returns bytes that arrived after the
         handshake (e.g. an early NOTICE) for the session to relay."""
         self.session = session
+        # From now on every read goes straight to the session: uvloop binds a protocol's
+        # ``data_received`` when it is set, so this skips a call per read.
+        self.data_received = session.upstream_data  # type: ignore[method-assign]
+        if self.transport is not None:
+            self.transport.set_protocol(self)
         leftover = b"".join(
             bytes([t]) + (len(p) + 4).to_bytes(4, "big") + p for t, p in self._inbox
         )

@@ -1,0 +1,361 @@
+"""The native fast path (proxy/_fastpath.c) against the Python relay it stands in for.
+
+The same client traffic goes through a gateway with the engine and one without it; the
+clients see the same bytes, and the audit trails and metrics hold the same statements. The
+engine's own rules (what it takes, what it declines, what it files) are checked message by
+message against the Python code they mirror.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sysconfig
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from audit.events import StatementEvent, encode_batch, event_row, row_json
+from guard.classify import numbers_key
+from proxy import messages as m
+from proxy.fastpath import NATIVE_AVAILABLE, PyEngine, PyStats, engine_kind
+from tests.harness import GatewayThread, gateway_config
+
+native = pytest.mark.skipif(not NATIVE_AVAILABLE, reason="built without a C compiler")
+
+ALICE = "alice@example.com"
+# Statements run twice or more: from the second time on the native gateway relays them
+# in C. Errors, NULL tags, PII (masked: the engine must decline), a result larger than a
+# read, a transaction, a notice, a multi-statement string and an empty result.
+SCRIPT = [
+    *(f"SELECT id, qty FROM stock WHERE id = {i}" for i in (1, 2, 3, 17, 42)),
+    "SELECT 1/0",
+    "SELECT 1/0",
+    "SELECT email FROM people WHERE id = 1",
+    "SELECT email FROM people WHERE id = 1",
+    "SELECT id, note FROM people ORDER BY id",
+    "SELECT id, note FROM people ORDER BY id",
+    "SELECT g FROM generate_series(1, 50000) g",
+    "SELECT g FROM generate_series(1, 50000) g",
+    "BEGIN",
+    "SELECT qty FROM stock WHERE id = 5",
+    "SELECT qty FROM stock WHERE id = 6",
+    "COMMIT",
+    "SELECT count(*) FROM stock WHERE id < 0",
+    "SELECT count(*) FROM stock WHERE id < 0",
+    "SELECT id FROM stock WHERE id < 0",
+    "SELECT id FROM stock WHERE id < 0",
+    "SELECT 1; SELECT 2",
+    "SELECT 1; SELECT 2",
+    "SELECT 'é' AS accent, 7 AS n",
+    "SELECT 'é' AS accent, 7 AS n",
+    "SELECT no_such_column FROM stock",
+    "SELECT no_such_column FROM stock",
+]
+
+
+@pytest.fixture(scope="module")
+def target_dsn(make_database: Callable[[str], str]) -> str:
+    dsn = make_database("jg_fastpath_target")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE stock (id int PRIMARY KEY, qty int)")
+        conn.execute("INSERT INTO stock SELECT g, g * 10 FROM generate_series(1, 100) g")
+        conn.execute("CREATE TABLE people (id int PRIMARY KEY, email text, note text)")
+        conn.execute(
+            "INSERT INTO people VALUES (1, 'ann.lee@example.org', 'card 4111 1111 1111 1111'),"
+            " (2, 'bo@example.net', 'nothing to see')"
+        )
+    return dsn
+
+
+def _gateway(make_database: Callable[[str], str], target_dsn: str, native: bool) -> GatewayThread:
+    name = "jg_fastpath_store_" + ("native" if native else "python")
+    previous = os.environ.get("JITGATE_NATIVE")
+    os.environ["JITGATE_NATIVE"] = "1" if native else "0"
+    try:
+        return GatewayThread(gateway_config(make_database(name), target_dsn))
+    finally:
+        if previous is None:
+            del os.environ["JITGATE_NATIVE"]
+        else:
+            os.environ["JITGATE_NATIVE"] = previous
+
+
+@pytest.fixture(scope="module")
+def both(
+    make_database: Callable[[str], str], target_dsn: str
+) -> Iterator[dict[str, GatewayThread]]:
+    gateways = {
+        "native": _gateway(make_database, target_dsn, True),
+        "python": _gateway(make_database, target_dsn, False),
+    }
+    yield gateways
+    for gateway in gateways.values():
+        gateway.stop()
+
+
+def _psql(pg_bin: Callable[[str], str], gw: GatewayThread) -> str:
+    args = [pg_bin("psql"), "-X", "-v", "ON_ERROR_STOP=0", gw.dsn(ALICE, gw.token(ALICE))]
+    for sql in SCRIPT:
+        args += ["-c", sql]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    return done.stdout + done.stderr
+
+
+def _trail(gw: GatewayThread) -> list[tuple[Any, ...]]:
+    gw.flush_audit()
+    rows = gw.call(
+        gw.gateway.pool.fetch(
+            "SELECT seq, sql, protocol, statement_class, decision, reasons, outcome, rows,"
+            " command_tag, sqlstate, ended_at >= started_at AS ordered"
+            " FROM statement_events ORDER BY session_id, seq"
+        )
+    )
+    return [tuple(r) for r in rows]
+
+
+def _statement_counts(gw: GatewayThread) -> dict[str, float]:
+    text = gw.gateway.metrics.render().decode()
+    counts = {}
+    for line in text.splitlines():
+        if line.startswith(
+            ("jitgate_statements_total", "jitgate_statement_duration_seconds_count")
+        ):
+            name, value = line.rsplit(" ", 1)
+            counts[name] = float(value)
+    return counts
+
+
+@native
+def test_clients_trails_and_metrics_are_the_same_with_and_without_the_engine(
+    pg_bin: Callable[[str], str], both: dict[str, GatewayThread]
+) -> None:
+    assert both["native"].gateway.proxy.native and not both["python"].gateway.proxy.native
+    outputs = {name: _psql(pg_bin, gw) for name, gw in both.items()}
+    assert outputs["native"] == outputs["python"]
+    assert "ann.lee@example.org" not in outputs["native"]
+    assert "4111 1111 1111 1111" not in outputs["native"]
+    assert "division by zero" in outputs["native"]
+    trails = {name: _trail(gw) for name, gw in both.items()}
+    assert trails["native"] == trails["python"]
+    assert [row[1] for row in trails["native"]] == SCRIPT  # one event per Query
+    assert all(row[-1] for row in trails["native"])
+    by_sql = {row[1]: row for row in trails["native"]}
+    assert by_sql["SELECT 1/0"][6:10] == ("error", 0, None, "22012")
+    assert by_sql["SELECT g FROM generate_series(1, 50000) g"][7] == 50000
+    assert _statement_counts(both["native"]) == _statement_counts(both["python"])
+    # What the engine relayed: the numbered SELECTs whose shape (digit runs of the same
+    # lengths) the session had admitted and whose int4 columns need no masking (ids 3 and
+    # 42; 17 has a two-digit run), and the second of each error. Text, int8 and row-less
+    # results, the multi-statement string and the large result (its reads end inside
+    # messages) went through Python.
+    ok, error, buckets, _ = both["native"].gateway.proxy._stats.snapshot()
+    assert (ok, error) == (2, 2)
+    assert sum(buckets) == ok + error
+
+
+# -- the engine's rules, message by message ------------------------------------------------
+
+
+def _engine(blank: dict[bytes, bool] | None = None, native: bool = True) -> Any:
+    engine_type, stats_type, is_native = engine_kind(native)
+    assert is_native == native
+    admitted: dict[str | bytes, tuple[str, tuple[str, ...]]] = {
+        "SELECT 1": ("read", ()),
+        b"SELECT qty FROM stock WHERE id = 0": ("read", ()),
+        b"SELECT 0 + 0": ("read", ('a reason with "quotes" and \u00e9',)),
+    }
+    stats = stats_type((0.001, 0.01))
+    dirty: dict[Any, Any] = {}
+    return engine_type(uuid.UUID(int=7), admitted, blank, stats, dirty), stats, dirty
+
+
+def _query(sql: str) -> bytes:
+    return m.Query(sql).encode()
+
+
+def _answer(*messages: m.BackendMessage) -> bytes:
+    return b"".join(message.encode() for message in messages)
+
+
+INT4 = m.RowDescription((m.FieldDescription("qty", 0, 0, 23, 4, -1, 0),))
+TEXT = m.RowDescription((m.FieldDescription("email", 0, 0, 25, -1, -1, 0),))
+DONE = m.ReadyForQuery("I")
+
+
+@native
+@pytest.mark.parametrize(
+    ("sql", "taken"),
+    [
+        ("SELECT 1", True),
+        ("SELECT 2", False),  # exact texts only: "SELECT 1" was not stored by its numbers
+        ("SELECT qty FROM stock WHERE id = 7", True),
+        ("SELECT qty FROM stock WHERE id = 123456789", False),  # runs keep their length
+        ("SELECT qty FROM stock WHERE id = 9 ", False),
+        ("select qty FROM stock WHERE id = 9", False),
+        ("SELECT 3 + 7", True),
+        ("SELECT 3 + 7 -- x", False),
+        ("SELECT 3 + 7 /* x */", False),
+        ("SELECT qty FROM stock WHERE id = '9'", False),
+        ('SELECT qty FROM "stock" WHERE id = 9', False),
+        ("SELECT qty FROM stock WHERE id = $1", False),
+        ("SELECT qty FROM stock WHERE id = \u0669", False),  # an Arabic-Indic digit
+    ],
+)
+def test_the_engine_takes_exactly_the_admitted_texts_and_shapes(sql: str, taken: bool) -> None:
+    engine, _, _ = _engine()
+    admitted = {"SELECT 1", b"SELECT qty FROM stock WHERE id = 0", b"SELECT 0 + 0"}
+    assert (sql in admitted or numbers_key(sql) in admitted) is taken  # the Python rule
+    assert engine.query(_query(sql)) is taken
+    assert engine.inflight is taken
+
+
+@native
+@pytest.mark.parametrize(
+    "data",
+    [
+        _query("SELECT 1")[:-1],  # truncated
+        _query("SELECT 1") + _query("SELECT 1"),  # two messages
+        m.Parse("", "SELECT 1", ()).encode(),
+        b"Q\x00\x00\x00\x0dSELECT\x001\x00",  # a NUL inside the text
+        b"Q\x00\x00\x00\xffSELECT 1\x00",  # a length that is not the read's
+    ],
+)
+def test_the_engine_declines_anything_but_one_whole_query(data: bytes) -> None:
+    engine, _, _ = _engine()
+    assert engine.query(data) is False
+    assert not engine.inflight
+
+
+@native
+def test_a_taken_query_files_its_record_when_the_whole_answer_is_read() -> None:
+    engine, stats, dirty = _engine()
+    assert engine.query(_query("SELECT qty FROM stock WHERE id = 4"))
+    assert engine.query(_query("SELECT 1")) is False  # one at a time
+    answer = _answer(INT4, m.DataRow((b"40",)), m.CommandComplete("SELECT 1"), DONE)
+    assert engine.result(answer[:-1]) == 0  # not whole: nothing changes
+    assert engine.inflight and engine.pending == 0
+    assert engine.result(answer[:-6]) == 1  # whole messages: taken, more to come
+    assert engine.inflight and engine.pending == 0
+    assert engine.result(answer[-6:]) == ord("I")
+    assert not engine.inflight and engine.pending == 1
+    assert dirty == {engine: uuid.UUID(int=7)}
+    assert engine.result(answer) == 0  # nothing in flight
+    ok, error, buckets, total = stats.snapshot()
+    assert (ok, error, sum(buckets)) == (1, 0, 1) and total >= 0
+
+
+@native
+@pytest.mark.parametrize(
+    "answer",
+    [
+        _answer(m.CopyOutResponse(0, ()), DONE),
+        _answer(DONE, m.NoticeResponse(())),  # something after it
+        _answer(m.ParseComplete(), DONE),
+        b"Z\x00\x00\x00\x05",  # truncated
+    ],
+)
+def test_the_engine_declines_answers_that_are_not_plain(answer: bytes) -> None:
+    engine, _, _ = _engine()
+    assert engine.query(_query("SELECT 1"))
+    assert engine.result(answer) == 0
+    sql, known, started, *said = engine.take()
+    assert (sql, known) == ("SELECT 1", ("read", ())) and started > 0
+    assert said == [0, 0, "ok", None, None]
+    assert not engine.inflight and engine.pending == 0
+
+
+@native
+def test_an_answer_declined_halfway_is_handed_over_with_what_it_said_so_far() -> None:
+    engine, _, _ = _engine()
+    assert engine.query(_query("SELECT 1"))
+    error = m.ErrorResponse((("S", "ERROR"), ("C", "57014"), ("M", "canceled")))
+    first = _answer(INT4, m.DataRow((b"1",)), m.DataRow((b"2",)), m.CommandComplete("SELECT 2"))
+    assert engine.result(first) == 1
+    assert engine.result(_answer(INT4, m.DataRow((b"3",)))) == 1
+    assert engine.result(_answer(error)) == 1
+    assert engine.result(_answer(m.CopyOutResponse(0, ()), DONE)) == 0
+    taken = engine.take()
+    assert taken[:2] == ("SELECT 1", ("read", ()))
+    assert taken[3:] == (2, 1, "error", b"SELECT 2", "57014")
+    assert not engine.inflight and engine.pending == 0
+
+
+@native
+def test_masking_sessions_relay_only_rows_of_columns_known_to_need_no_masking() -> None:
+    blank: dict[bytes, bool] = {}
+    engine, _, _ = _engine(blank)
+    int_rows = _answer(INT4, m.DataRow((b"40",)), m.CommandComplete("SELECT 1"), DONE)
+    text_rows = _answer(TEXT, m.DataRow((b"a@b.org",)), m.CommandComplete("SELECT 1"), DONE)
+    assert engine.query(_query("SELECT 1"))
+    assert engine.result(int_rows) == 0  # a description never judged: Python judges it
+    blank[INT4.encode()[5:]] = True
+    blank[TEXT.encode()[5:]] = False
+    assert engine.result(text_rows) == 0
+    assert engine.result(_answer(m.DataRow((b"40",)), m.CommandComplete("SELECT 1"), DONE)) == 0
+    assert engine.result(int_rows) == ord("I")
+    assert engine.description == INT4.encode()[5:]
+
+
+@native
+def test_drained_records_are_the_json_the_python_relay_writes() -> None:
+    engine, _, _ = _engine()
+    python = PyEngine(uuid.UUID(int=7), {}, None, PyStats(()), {})
+    # A statement the Python relay filed (odd text and tag), then two the engine filed.
+    event = StatementEvent(uuid.UUID(int=7), 0, "SELECT '\udcff\u00e9'", "simple", 1.5)
+    event.outcome, event.command_tag, event.rows, event.ended_at = "ok", b"SELECT\xff 2", 2, 1.75
+    event.masked = {"EMAIL": 1}
+    for target in (engine, python):
+        event.seq = target.next_seq()
+        target.add(event_row(event))
+    assert engine.query(_query("SELECT 5 + 6"))
+    error = m.ErrorResponse((("S", "ERROR"), ("C", "22012"), ("M", "division by zero")))
+    assert engine.result(_answer(error, DONE)) == ord("I")
+    assert engine.query(_query("SELECT 1"))
+    assert engine.result(_answer(m.CommandComplete("SELECT 0"), DONE)) == ord("I")
+    texts, events, count, first, last, started = engine.drain(row_json)
+    assert (count, first, last, started) == (3, 1, 3, 1_500_000)
+    assert texts == ["SELECT '\udcff\u00e9'", "SELECT 5 + 6", "SELECT 1"]
+    rows = json.loads(events)
+    assert rows[0] == json.loads(encode_batch([event])[1])[0]
+    assert rows[0][10] == "SELECT\ufffd 2"
+    assert rows[1][:7] == [
+        2,
+        1,
+        "simple",
+        "read",
+        "allow",
+        ['a reason with "quotes" and é'],
+        "error",
+    ]
+    assert rows[1][9:] == [0, None, "22012", None, None]
+    assert rows[2][1:] == [
+        2,
+        "simple",
+        "read",
+        "allow",
+        [],
+        "ok",
+        *rows[2][7:9],
+        0,
+        "SELECT 0",
+        None,
+        None,
+        None,
+    ]
+    assert rows[2][7] >= rows[1][7] > 1_000_000_000_000_000 and rows[2][8] >= 0
+    assert engine.drain(row_json) is None and engine.pending == 0
+    python_texts, python_events, *_ = python.drain(row_json)
+    assert python_texts == texts[:1] and json.loads(python_events) == rows[:1]
+
+
+def test_the_extension_is_built_wherever_a_compiler_is() -> None:
+    """A broken build must not pass as a machine without a compiler."""
+    compiler = sysconfig.get_config_var("CC") or "cc"
+    if shutil.which(compiler.split()[0]) is not None:
+        assert NATIVE_AVAILABLE
