@@ -163,19 +163,19 @@ class ClientSession(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._relaying and not self._holding:
+            if (
+                not self._pending
+                and not self.framer.buffer
+                and not self._upstream_framer.buffer
+                and self._recorder.available
+                and self._engine.query(data)
+            ):
+                # One whole Query this session already admitted: the engine took it.
+                self._write_upstream(data)
+                return
             # The common read: one whole message (a Query, most often).
             code = self.framer.single(data)
             if code:
-                if (
-                    code == QUERY
-                    and not self._pending
-                    and self._recorder.available
-                    and not self._upstream_framer.buffer
-                    and self._engine.query(data)
-                ):
-                    # A statement this session already admitted: the engine took it.
-                    self._write_upstream(data)
-                    return
                 self._relay_client(data, [(code, 5, len(data))])
                 return
         try:
