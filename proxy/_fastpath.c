@@ -157,6 +157,12 @@ typedef struct {
     PyObject *dirty;    /* dict the engine enters itself in while it holds records */
     PyObject *description; /* the last RowDescription payload the fast path relayed */
     PyObject *fragments;   /* (class, reasons) -> their JSON, for drain */
+    int description_new;   /* description changed since take_description */
+    int armed;             /* the Python relay holds nothing: the engine may take reads */
+    int status;            /* the session's transaction status byte */
+    /* connect(): the audit recorder (its ``available``), the transports' writes, and the
+     * Python relay's handlers of what the engine declines */
+    PyObject *recorder, *client_write, *target_write, *client_fallback, *target_fallback;
     long long seq;
     int listed;
     int inflight;
@@ -192,6 +198,11 @@ Engine_traverse(Engine *self, visitproc visit, void *arg)
     Py_VISIT(self->dirty);
     Py_VISIT(self->known);
     Py_VISIT(self->fragments);
+    Py_VISIT(self->recorder);
+    Py_VISIT(self->client_write);
+    Py_VISIT(self->target_write);
+    Py_VISIT(self->client_fallback);
+    Py_VISIT(self->target_fallback);
     for (Py_ssize_t i = 0; i < self->n; i++) {
         Py_VISIT(self->recs[i].row);
         Py_VISIT(self->recs[i].known);
@@ -209,6 +220,12 @@ Engine_clear(Engine *self)
     Py_CLEAR(self->dirty);
     Py_CLEAR(self->description);
     Py_CLEAR(self->fragments);
+    Py_CLEAR(self->recorder);
+    Py_CLEAR(self->client_write);
+    Py_CLEAR(self->target_write);
+    Py_CLEAR(self->client_fallback);
+    Py_CLEAR(self->target_fallback);
+    self->armed = 0;
     Py_CLEAR(self->sql);
     Py_CLEAR(self->known);
     Py_CLEAR(self->tag);
@@ -255,6 +272,7 @@ Engine_init(Engine *self, PyObject *args, PyObject *kwds)
     self->dirty = dirty;
     self->seq = 0;
     self->listed = 0;
+    self->status = 'I';
     return 0;
 }
 
@@ -307,22 +325,24 @@ none:
     return NULL;
 }
 
-static PyObject *
-Engine_query(Engine *self, PyObject *data)
+/* 1 when ``data`` is one whole Query of an admitted text or shape (now in flight), 0 when
+ * not, -1 on error. */
+static int
+take_query(Engine *self, PyObject *data)
 {
     if (self->inflight || !PyBytes_CheckExact(data))
-        Py_RETURN_FALSE;
+        return 0;
     const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(data);
     Py_ssize_t n = PyBytes_GET_SIZE(data);
     if (n < 6 || p[0] != 'Q' || (Py_ssize_t)be32(p + 1) != n - 1 || p[n - 1] != 0)
-        Py_RETURN_FALSE;
+        return 0;
     const char *text = (const char *)p + 5;
     Py_ssize_t length = n - 6;
     if (memchr(text, 0, length) != NULL)
-        Py_RETURN_FALSE;
+        return 0;
     PyObject *sql = PyUnicode_DecodeUTF8(text, length, "surrogateescape");
     if (sql == NULL)
-        return NULL;
+        return -1;
     PyObject *known = PyDict_GetItemWithError(self->admitted, sql);
     if (known == NULL) {
         if (PyErr_Occurred())
@@ -341,7 +361,7 @@ Engine_query(Engine *self, PyObject *data)
     }
     if (known == NULL || !PyTuple_CheckExact(known) || PyTuple_GET_SIZE(known) != 2) {
         Py_DECREF(sql);
-        Py_RETURN_FALSE;
+        return 0;
     }
     Py_INCREF(known);
     Py_XSETREF(self->known, known);
@@ -353,10 +373,19 @@ Engine_query(Engine *self, PyObject *data)
     self->columns = -1;
     self->started = wall_clock();
     self->inflight = 1;
-    Py_RETURN_TRUE;
+    return 1;
 fail:
     Py_DECREF(sql);
-    return NULL;
+    return -1;
+}
+
+static PyObject *
+Engine_query(Engine *self, PyObject *data)
+{
+    int taken = take_query(self, data);
+    if (taken < 0)
+        return NULL;
+    return PyBool_FromLong(taken);
 }
 
 /* The SQLSTATE of an ErrorResponse payload (proxy.codec.error_sqlstate), or NULL. */
@@ -380,11 +409,11 @@ error_sqlstate(const unsigned char *p, Py_ssize_t n)
  * messages, all of a plain result, is taken: 1 when the answer goes on, the transaction
  * status byte when it ended with ReadyForQuery (the statement is filed). Anything else
  * returns 0 and changes nothing; the Python relay then takes the statement (take). */
-static PyObject *
-Engine_result(Engine *self, PyObject *data)
+static long
+read_answer(Engine *self, PyObject *data)
 {
     if (!self->inflight || !PyBytes_CheckExact(data))
-        return PyLong_FromLong(0);
+        return 0;
     const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(data);
     Py_ssize_t n = PyBytes_GET_SIZE(data), at = 0;
     long long rows = self->rows, counted = self->counted;
@@ -394,17 +423,17 @@ Engine_result(Engine *self, PyObject *data)
     int masking = self->blank != Py_None;
     while (at < n) {
         if (status || n - at < 5)
-            return PyLong_FromLong(0);
+            return 0;
         unsigned char type = p[at];
         uint32_t length = be32(p + at + 1);
         if (length < 4 || (Py_ssize_t)length > n - at - 1)
-            return PyLong_FromLong(0);
+            return 0;
         const unsigned char *body = p + at + 5;
         Py_ssize_t size = (Py_ssize_t)length - 4;
         switch (type) {
         case 'T':
             if (size < 2)
-                return PyLong_FromLong(0);
+                return 0;
             description = body;
             description_len = size;
             columns = (body[0] << 8) | body[1];
@@ -412,24 +441,24 @@ Engine_result(Engine *self, PyObject *data)
             if (masking) {
                 PyObject *key = PyBytes_FromStringAndSize((const char *)body, size);
                 if (key == NULL)
-                    return NULL;
+                    return -1;
                 PyObject *is_blank = PyDict_GetItemWithError(self->blank, key);
                 Py_DECREF(key);
                 if (is_blank == NULL && PyErr_Occurred())
-                    return NULL;
+                    return -1;
                 if (is_blank != Py_True)
-                    return PyLong_FromLong(0);
+                    return 0;
                 blank = 1;
             }
             break;
         case 'D':
             if (masking && !(blank && size >= 2 && ((body[0] << 8) | body[1]) == columns))
-                return PyLong_FromLong(0);
+                return 0;
             counted++;
             break;
         case 'C': {
             if (size < 1 || body[size - 1] != 0)
-                return PyLong_FromLong(0);
+                return 0;
             tag = body;
             tag_len = size - 1;
             Py_ssize_t word = tag_len;
@@ -454,7 +483,7 @@ Engine_result(Engine *self, PyObject *data)
             break;
         case 'Z':
             if (size != 1)
-                return PyLong_FromLong(0);
+                return 0;
             status = body[0];
             break;
         case 'N':
@@ -463,7 +492,7 @@ Engine_result(Engine *self, PyObject *data)
         case 'I':
             break;
         default:
-            return PyLong_FromLong(0);
+            return 0;
         }
         at += 1 + (Py_ssize_t)length;
     }
@@ -472,20 +501,21 @@ Engine_result(Engine *self, PyObject *data)
     if (tag != NULL) {
         PyObject *tag_obj = PyBytes_FromStringAndSize((const char *)tag, tag_len);
         if (tag_obj == NULL)
-            return NULL;
+            return -1;
         Py_XSETREF(self->tag, tag_obj);
     }
     if (state != NULL) {
         PyObject *state_obj = error_sqlstate(state, state_len);
         if (state_obj == NULL && PyErr_Occurred())
-            return NULL;
+            return -1;
         Py_XSETREF(self->sqlstate, state_obj);
     }
     if (description != NULL && masking) {
         PyObject *d = PyBytes_FromStringAndSize((const char *)description, description_len);
         if (d == NULL)
-            return NULL;
+            return -1;
         Py_XSETREF(self->description, d);
+        self->description_new = 1;
     }
     self->rows = rows;
     self->counted = counted;
@@ -493,12 +523,12 @@ Engine_result(Engine *self, PyObject *data)
     self->blank_ok = blank;
     self->columns = columns;
     if (!status)
-        return PyLong_FromLong(1);
+        return 1;
 
     /* The whole answer is here: file the statement. */
     Record *r = Engine_slot(self);
     if (r == NULL)
-        return NULL;
+        return -1;
     double ended = wall_clock();
     r->sql = self->sql;
     r->known = self->known;
@@ -512,7 +542,17 @@ Engine_result(Engine *self, PyObject *data)
     r->duration_us = duration > 0 ? duration : 0;
     r->rows = rows;
     r->error = error;
+    self->status = (int)status;
     Stats_observe(self->stats, ended - self->started, error);
+    return status;
+}
+
+static PyObject *
+Engine_result(Engine *self, PyObject *data)
+{
+    long status = read_answer(self, data);
+    if (status < 0)
+        return NULL;
     return PyLong_FromLong(status);
 }
 
@@ -816,6 +856,123 @@ done:
     return result;
 }
 
+static PyObject *S_AVAILABLE;
+
+static PyObject *
+Engine_connect(Engine *self, PyObject *args, PyObject *kwds)
+{
+    PyObject *recorder, *client_write, *target_write, *client_fallback, *target_fallback;
+    static char *kwlist[] = {"recorder", "client_write", "target_write", "client_fallback",
+                             "target_fallback", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOO", kwlist, &recorder, &client_write,
+                                     &target_write, &client_fallback, &target_fallback))
+        return NULL;
+    Py_XSETREF(self->recorder, Py_NewRef(recorder));
+    Py_XSETREF(self->client_write, Py_NewRef(client_write));
+    Py_XSETREF(self->target_write, Py_NewRef(target_write));
+    Py_XSETREF(self->client_fallback, Py_NewRef(client_fallback));
+    Py_XSETREF(self->target_fallback, Py_NewRef(target_fallback));
+    Py_RETURN_NONE;
+}
+
+/* What a connected engine's client transport calls for every read. */
+static PyObject *
+Engine_client_data(Engine *self, PyObject *data)
+{
+    if (self->client_fallback == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "the engine is not connected");
+        return NULL;
+    }
+    if (self->armed && !self->inflight) {
+        PyObject *available = PyObject_GetAttr(self->recorder, S_AVAILABLE);
+        if (available == NULL)
+            return NULL;
+        int up = available == Py_True;
+        Py_DECREF(available);
+        if (up) {
+            int taken = take_query(self, data);
+            if (taken < 0)
+                return NULL;
+            if (taken) {
+                PyObject *written = PyObject_CallOneArg(self->target_write, data);
+                if (written == NULL)
+                    return NULL;
+                Py_DECREF(written);
+                Py_RETURN_NONE;
+            }
+        }
+    }
+    return PyObject_CallOneArg(self->client_fallback, data);
+}
+
+/* What a connected engine's target transport calls for every read. */
+static PyObject *
+Engine_target_data(Engine *self, PyObject *data)
+{
+    if (self->target_fallback == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "the engine is not connected");
+        return NULL;
+    }
+    if (self->armed && self->inflight) {
+        long status = read_answer(self, data);
+        if (status < 0)
+            return NULL;
+        if (status) {
+            PyObject *written = PyObject_CallOneArg(self->client_write, data);
+            if (written == NULL)
+                return NULL;
+            Py_DECREF(written);
+            Py_RETURN_NONE;
+        }
+    }
+    return PyObject_CallOneArg(self->target_fallback, data);
+}
+
+static PyObject *
+Engine_take_description(Engine *self, PyObject *Py_UNUSED(ignored))
+{
+    if (!self->description_new || self->description == NULL)
+        Py_RETURN_NONE;
+    self->description_new = 0;
+    return Py_NewRef(self->description);
+}
+
+static PyObject *
+Engine_get_armed(Engine *self, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(self->armed);
+}
+
+static int
+Engine_set_armed(Engine *self, PyObject *value, void *Py_UNUSED(closure))
+{
+    int armed = value == NULL ? 0 : PyObject_IsTrue(value);
+    if (armed < 0)
+        return -1;
+    self->armed = armed;
+    return 0;
+}
+
+static PyObject *
+Engine_get_status(Engine *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromLong(self->status);
+}
+
+static int
+Engine_set_status(Engine *self, PyObject *value, void *Py_UNUSED(closure))
+{
+    long status = value == NULL ? -1 : PyLong_AsLong(value);
+    if (status == -1 && PyErr_Occurred())
+        return -1;
+    if (status < 0 || status > 255) {
+        PyErr_SetString(PyExc_ValueError, "status is a byte");
+        return -1;
+    }
+    self->status = (int)status;
+    return 0;
+}
+
 static PyObject *
 Engine_get_inflight(Engine *self, void *Py_UNUSED(closure))
 {
@@ -840,6 +997,12 @@ static PyGetSetDef Engine_getset[] = {
     {"inflight", (getter)Engine_get_inflight, NULL, "A fast-path query awaits its answer.",
      NULL},
     {"pending", (getter)Engine_get_pending, NULL, "Records filed and not yet drained.", NULL},
+    {"armed", (getter)Engine_get_armed, (setter)Engine_set_armed,
+     "Set by the Python relay when it holds nothing of the session: the engine may take "
+     "reads.",
+     NULL},
+    {"status", (getter)Engine_get_status, (setter)Engine_set_status,
+     "The session's transaction status byte (as the last ReadyForQuery said).", NULL},
     {"description", (getter)Engine_get_description, NULL,
      "The last RowDescription payload relayed by the fast path of a masking session.", NULL},
     {NULL}};
@@ -850,6 +1013,15 @@ static PyMethodDef Engine_methods[] = {
     {"result", (PyCFunction)Engine_result, METH_O,
      "Take a read of the answer to the query in flight: 1 (taken, more to come), the "
      "status byte (taken, the answer ended) or 0 (declined)."},
+    {"connect", (PyCFunction)(void (*)(void))Engine_connect, METH_VARARGS | METH_KEYWORDS,
+     "connect(recorder, client_write, target_write, client_fallback, target_fallback): what "
+     "client_data and target_data write to and hand what they decline to."},
+    {"client_data", (PyCFunction)Engine_client_data, METH_O,
+     "A read from the client: relayed here when taken, else given to client_fallback."},
+    {"target_data", (PyCFunction)Engine_target_data, METH_O,
+     "A read from the target: relayed here when taken, else given to target_fallback."},
+    {"take_description", (PyCFunction)Engine_take_description, METH_NOARGS,
+     "The RowDescription payload the engine relayed last, once; None when none since."},
     {"take", (PyCFunction)Engine_take, METH_NOARGS,
      "Hand the query in flight to the Python relay: (sql, (class, reasons), started, rows, "
      "rows of the command going on, outcome, command tag, SQLSTATE)."},
@@ -888,7 +1060,8 @@ PyInit__fastpath(void)
     S_ALLOW = PyUnicode_InternFromString("allow");
     S_OK = PyUnicode_InternFromString("ok");
     S_ERROR = PyUnicode_InternFromString("error");
-    if (!S_SIMPLE || !S_ALLOW || !S_OK || !S_ERROR)
+    S_AVAILABLE = PyUnicode_InternFromString("available");
+    if (!S_SIMPLE || !S_ALLOW || !S_OK || !S_ERROR || !S_AVAILABLE)
         return NULL;
     PyObject *module = PyModule_Create(&fastpath_module);
     if (module == NULL)

@@ -36,6 +36,9 @@ Drained = tuple[list[str], str, int, int, int, int]
 
 
 class Engine(Protocol):
+    armed: bool
+    status: int
+
     @property
     def inflight(self) -> bool: ...
     @property
@@ -43,12 +46,28 @@ class Engine(Protocol):
     @property
     def description(self) -> bytes | None: ...
 
-    def query(self, data: bytes) -> bool: ...
-    def result(self, data: bytes) -> int: ...
     def take(self) -> Taken: ...
+    def take_description(self) -> bytes | None: ...
     def next_seq(self) -> int: ...
     def add(self, row: Row) -> None: ...
     def drain(self, encode: Callable[[object], str]) -> Drained | None: ...
+
+
+class NativeEngine(Engine, Protocol):
+    """The C engine: it also runs the fast path on the transports' reads."""
+
+    def connect(
+        self,
+        recorder: object,
+        client_write: Callable[[bytes], object],
+        target_write: Callable[[bytes], object],
+        client_fallback: Callable[[bytes], None],
+        target_fallback: Callable[[bytes], None],
+    ) -> None: ...
+    def client_data(self, data: bytes) -> None: ...
+    def target_data(self, data: bytes) -> None: ...
+    def query(self, data: bytes) -> bool: ...
+    def result(self, data: bytes) -> int: ...
 
 
 class Stats(Protocol):
@@ -76,6 +95,8 @@ class PyEngine:
     ) -> None:
         self._session = session
         self._dirty = dirty
+        self.armed = False
+        self.status = ord("I")
         self._rows: list[Row] = []
         self._seq = 0
 
@@ -83,14 +104,11 @@ class PyEngine:
     def pending(self) -> int:
         return len(self._rows)
 
-    def query(self, data: bytes) -> bool:
-        return False
-
-    def result(self, data: bytes) -> int:
-        return 0
-
     def take(self) -> Taken:
         raise RuntimeError("no statement in flight")
+
+    def take_description(self) -> bytes | None:
+        return None
 
     def next_seq(self) -> int:
         self._seq += 1

@@ -39,7 +39,7 @@ from proxy.codec import (
     error_sqlstate,
     query_text,
 )
-from proxy.fastpath import Engine, PyEngine, PyStats
+from proxy.fastpath import Engine, NativeEngine, PyEngine, PyStats
 from proxy.hold import Held, Pending, hold
 from proxy.hooks import SessionContext, Statement
 from proxy.params import ParameterTypes, bound_values
@@ -122,7 +122,6 @@ class ClientSession(asyncio.Protocol):
         self.upstream: UpstreamProtocol | None = None
         self.context: SessionContext | None = None
         self.cancel_key: tuple[int, bytes] | None = None
-        self.tx_status = "I"
         self._inbox: deque[tuple[int, bytes]] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._startup_task: asyncio.Task[None] | None = None
@@ -163,16 +162,6 @@ class ClientSession(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._relaying and not self._holding:
-            if (
-                not self._pending
-                and not self.framer.buffer
-                and not self._upstream_framer.buffer
-                and self._recorder.available
-                and self._engine.query(data)
-            ):
-                # One whole Query this session already admitted: the engine took it.
-                self._write_upstream(data)
-                return
             # The common read: one whole message (a Query, most often).
             code = self.framer.single(data)
             if code:
@@ -196,6 +185,7 @@ class ClientSession(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
+        self._engine.armed = False
         if self._startup_task is not None and not self._startup_task.done():
             self._startup_task.cancel()
         if self._hold_task is not None and not self._hold_task.done():
@@ -350,6 +340,8 @@ class ClientSession(asyncio.Protocol):
         self._write(b"".join(greeting))
         leftover = ready.protocol.attach(self)
         self._relaying = True
+        if self.server.native:
+            self._connect_engine()
         log.info(
             "session started",
             extra={
@@ -369,6 +361,7 @@ class ClientSession(asyncio.Protocol):
             self._relay_client(buf, frames)
         if self._draining:
             self.drain()
+        self._arm()
 
     async def _read_startup(self) -> m.StartupMessage | None:
         while True:
@@ -421,10 +414,62 @@ class ClientSession(asyncio.Protocol):
             self._end_reason = "client protocol violation"
             self._fatal(pgerrors.protocol_violation(message, sqlstate))
 
-    def _write_upstream(self, data: bytes) -> None:
+    @property
+    def tx_status(self) -> str:
+        """The transaction status byte of the last ReadyForQuery (``I``, ``T`` or ``E``)."""
+        return chr(self._engine.status)
+
+    @tx_status.setter
+    def tx_status(self, status: str) -> None:
+        self._engine.status = ord(status)
+
+    # -- the native fast path (proxy/fastpath.py) -------------------------------------------
+
+    def _connect_engine(self) -> None:
+        """Hand the session's reads to the native engine: it relays the round trips it
+        takes and gives every other read to the Python relay (:meth:`_client_fallback`,
+        :meth:`_target_fallback`). uvloop binds a protocol's ``data_received`` when the
+        protocol is set, so the engine's methods are set on the instances and the
+        protocols set again."""
+        upstream, transport = self.upstream, self.transport
+        assert upstream is not None and upstream.transport is not None and transport is not None
+        engine = cast(NativeEngine, self._engine)
+        engine.connect(
+            self.server.recorder,
+            transport.write,
+            upstream.transport.write,
+            self._client_fallback,
+            self._target_fallback,
+        )
+        self.data_received = engine.client_data  # type: ignore[method-assign]
+        transport.set_protocol(self)
+        upstream.data_received = engine.target_data  # type: ignore[method-assign]
+        upstream.transport.set_protocol(upstream)
+
+    def _client_fallback(self, data: bytes) -> None:
+        ClientSession.data_received(self, data)
+        self._arm()
+
+    def _target_fallback(self, data: bytes) -> None:
+        self.upstream_data(data)
+        self._arm()
+
+    def _arm(self) -> None:
+        """Let the engine take the next round trip when the Python relay holds nothing of
+        the session: no statement pending or held, no partial message buffered either
+        way, both connections open and the session not draining."""
         upstream = self.upstream
-        if upstream is not None and not upstream.closed and upstream.transport is not None:
-            upstream.transport.write(data)
+        self._engine.armed = (
+            self._relaying
+            and not self._holding
+            and not self._pending
+            and not self._draining
+            and not self._closed
+            and not self.framer.buffer
+            and not self._upstream_framer.buffer
+            and upstream is not None
+            and not upstream.closed
+        )
 
     def _adopt(self) -> None:
         """Take the engine's query in flight into :attr:`_pending`: the Python relay goes
@@ -438,8 +483,6 @@ class ClientSession(asyncio.Protocol):
         )
         event.outcome, event.rows, event.command_tag, event.sqlstate = outcome, rows, tag, sqlstate
         self._rows = counted
-        if self._masker is not None:
-            self._description = self._engine.description
         self._pending.appendleft(Pending(QUERY, event))
 
     def _from_client(self, buf: bytes, frames: list[tuple[int, int, int]]) -> None:
@@ -655,6 +698,7 @@ class ClientSession(asyncio.Protocol):
             self._relay_client(buf, frames)
         if self._draining and not self._pending and not self._holding:
             self.drain()
+        self._arm()
 
     @property
     def holding(self) -> bool:
@@ -670,20 +714,13 @@ class ClientSession(asyncio.Protocol):
         assert self.upstream is not None
         engine = self._engine
         if engine.inflight:
-            # (the engine took the query with nothing buffered from the target, and
-            # takes only reads of whole messages)
-            status = engine.result(data)
-            if status:
-                self._write(data)
-                if status > 1:
-                    # The answer ended: the engine filed the statement.
-                    self.tx_status = chr(status)
-                    if self._masker is not None:
-                        self._description = engine.description
-                    if self._draining and not self._holding:
-                        self.drain()
-                return
+            # The engine declined this read of its query's answer (it took the query with
+            # nothing buffered from the target and takes only reads of whole messages).
             self._adopt()
+        if self._masker is not None:
+            relayed = engine.take_description()
+            if relayed is not None:
+                self._description = relayed
         try:
             buf, frames = self.upstream.framer.feed(data)
         except ProtocolError as exc:
@@ -896,6 +933,7 @@ class ClientSession(asyncio.Protocol):
         self._observe(event)
 
     def upstream_lost(self, exc: Exception | None) -> None:
+        self._engine.armed = False
         if self._closed or (self.transport is not None and self.transport.is_closing()):
             return
         if self._end_reason == "client terminated":
@@ -909,6 +947,7 @@ class ClientSession(asyncio.Protocol):
     def drain(self) -> None:
         """Close at the next idle moment (now, if no statement is in flight)."""
         self._draining = True
+        self._engine.armed = False
         if not self._relaying:
             return
         if not self._pending and not self._holding and not self._engine.inflight:
@@ -943,6 +982,7 @@ class ClientSession(asyncio.Protocol):
         self._close()
 
     def _close(self) -> None:
+        self._engine.armed = False
         if self.upstream is not None:
             self.upstream.close()
         if self.transport is not None and not self.transport.is_closing():

@@ -506,7 +506,10 @@ async def test_store_outage_refuses_statements_and_loses_no_event(target_dsn: st
                 await target.close()
             await asyncio.to_thread(store.stop)
             assert await slow == "during"
-            await async_wait_until(lambda: not recorder.available, "the recorder to see the outage")
+            # A flush caught by the outage may wait out its pool acquire (5 s) first.
+            await async_wait_until(
+                lambda: not recorder.available, "the recorder to see the outage", within=15
+            )
             assert recorder.pending >= 1
 
             with pytest.raises(asyncpg.CannotConnectNowError) as refused:
@@ -519,7 +522,7 @@ async def test_store_outage_refuses_statements_and_loses_no_event(target_dsn: st
             assert not conn.is_closed()
 
             await asyncio.to_thread(store.start)
-            await async_wait_until(lambda: recorder.available, "the store to be back", within=10)
+            await async_wait_until(lambda: recorder.available, "the store to be back", within=20)
             assert await conn.fetchval("SELECT 'after'") == "after"
             await conn.close()
             await async_wait_until(no_sessions(gw), "the session to end")
