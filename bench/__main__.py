@@ -33,6 +33,7 @@ from bench.postgres import DATABASE_ERRORS, BenchServer
 from bench.report import Comparison, goal_lines, table
 from bench.results import ROWS as RESULT_ROWS
 from bench.results import prepare, result_lines, time_results
+from proxy.fastpath import native_enabled
 
 STORE_DATABASE = "jg_bench_store"
 TARGET_DATABASE = "jg_bench"
@@ -80,7 +81,11 @@ async def _bench(duration: int, rounds: int, idle_sessions: int) -> int:
         try:
             await gateway.start()
             await bare.start()
-            _say(f"gateway pid {gateway.pid} on 127.0.0.1:{gateway.pg_port}")
+            native = "on" if native_enabled() else "off (JITGATE_NATIVE=0 or not built)"
+            _say(
+                f"gateway pid {gateway.pid} on 127.0.0.1:{gateway.pg_port};"
+                f" native fast path {native}"
+            )
             return await _measure(server, gateway, bare, pgbench, duration, rounds, idle_sessions)
         except BenchError as exc:
             raise BenchError(f"{exc}\ngateway log:\n{gateway.log_tail()}") from exc
