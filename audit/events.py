@@ -38,6 +38,10 @@ class StatementEvent:
 # :func:`encode_batch`, with the SQL text itself at index 1 until :func:`index_rows` replaces
 # it by the text's index in the batch.
 Row = tuple[Any, ...]
+# A session's records as drained for one ``statement_batches`` row: the distinct SQL texts,
+# the events as JSON (texts by index), how many events, the first and last sequence
+# numbers, the first start in µs since the epoch.
+Drained = tuple[list[str], str, int, int, int, int]
 
 
 def event_row(event: StatementEvent) -> Row:

@@ -25,6 +25,7 @@ import asyncpg
 
 from audit.events import (
     BATCH_COLUMNS,
+    Drained,
     SessionRecord,
     StatementEvent,
     encode_batch,
@@ -206,9 +207,7 @@ class Drainable(Protocol):
 
     @property
     def pending(self) -> int: ...
-    def drain(
-        self, encode: Callable[[object], str]
-    ) -> tuple[list[str], str, int, int, int, int] | None: ...
+    def drain(self, encode: Callable[[object], str]) -> Drained | None: ...
 
 
 def _drain(dirty: dict[Drainable, UUID], records: list[tuple[object, ...]]) -> int:

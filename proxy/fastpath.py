@@ -19,20 +19,18 @@ answer said so far, by :meth:`take`.
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any, Protocol
 
-from audit.events import Row, index_rows, storable
+from audit.events import Drained, Row, index_rows, storable
 
 Known = tuple[str, tuple[str, ...]]
 # A query the engine hands to the Python relay: its text, class and reasons, start, the
 # rows of finished commands and of the one going on, outcome, command tag and SQLSTATE.
 Taken = tuple[str, Known, float, int, int, str, bytes | None, str | None]
-# What a drain gives the recorder: the distinct SQL texts, the events as JSON (texts by
-# index), how many events, the first and last sequence numbers, the first start in µs.
-Drained = tuple[list[str], str, int, int, int, int]
 
 
 class Engine(Protocol):
@@ -141,9 +139,10 @@ EngineFactory = Callable[
     [object, dict[str | bytes, Known], dict[bytes, bool] | None, Stats, dict[Any, Any]], Engine
 ]
 
+# Imported by name, untyped: the Protocols above are its types.
 _native: ModuleType | None
 try:
-    from proxy import _fastpath as _native
+    _native = importlib.import_module("proxy._fastpath")
 except ImportError:  # built without a C compiler
     _native = None
 
