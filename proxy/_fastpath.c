@@ -9,17 +9,27 @@
  * semantics are those of proxy/relay.py; proxy/fastpath.py is the same engine without the
  * fast path (for a Python without a compiler) and tests hold the two to the same output.
  *
+ * A session the engine keeps taking is handed to the Pump, a thread that relays its
+ * sockets with the same rules off the event loop (see the Pump section below).
+ *
  * Audit records are kept here, in sequence order with the events the Python relay files
  * (Engine.add), until the recorder drains them (Engine.drain) into the rows of a
  * statement_batches record.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #define MAX_CACHED_LENGTH 8192 /* guard.classify.MAX_CACHED_LENGTH */
+#define PROMOTE_AFTER 3         /* round trips in a row taken before a session is pumped */
 
 static PyObject *S_SIMPLE, *S_ALLOW, *S_OK, *S_ERROR;
 
@@ -148,7 +158,17 @@ typedef struct {
     int error;
 } Record;
 
+struct Engine;
+struct Pump;
+
+/* One of a pumped session's sockets: what the pump's epoll entry points at. */
 typedef struct {
+    struct Engine *engine;
+    int fd;
+    int client; /* 1: the client's socket, 0: the target's */
+} Side;
+
+typedef struct Engine {
     PyObject_HEAD
     PyObject *admitted; /* dict: exact text (str) or number key (bytes) -> (class, reasons) */
     PyObject *blank;    /* dict: RowDescription payload -> bool, or None: no masking */
@@ -163,6 +183,13 @@ typedef struct {
     /* connect(): the audit recorder (its ``available``), the transports' writes, and the
      * Python relay's handlers of what the engine declines */
     PyObject *recorder, *client_write, *target_write, *client_fallback, *target_fallback;
+    /* The pump (connect()'s optional part): ``promote`` is called when the engine took
+     * PROMOTE_AFTER round trips in a row on the transports, ``handback`` gets the session
+     * back from the pump. ``watched``: the pump has the sockets (read under its lock). */
+    struct Pump *pump;
+    PyObject *promote, *handback;
+    Side sides[2];
+    int watched, streak;
     long long seq;
     int listed;
     int inflight;
@@ -203,6 +230,9 @@ Engine_traverse(Engine *self, visitproc visit, void *arg)
     Py_VISIT(self->target_write);
     Py_VISIT(self->client_fallback);
     Py_VISIT(self->target_fallback);
+    Py_VISIT((PyObject *)self->pump);
+    Py_VISIT(self->promote);
+    Py_VISIT(self->handback);
     for (Py_ssize_t i = 0; i < self->n; i++) {
         Py_VISIT(self->recs[i].row);
         Py_VISIT(self->recs[i].known);
@@ -225,6 +255,9 @@ Engine_clear(Engine *self)
     Py_CLEAR(self->target_write);
     Py_CLEAR(self->client_fallback);
     Py_CLEAR(self->target_fallback);
+    Py_CLEAR(self->pump);
+    Py_CLEAR(self->promote);
+    Py_CLEAR(self->handback);
     self->armed = 0;
     Py_CLEAR(self->sql);
     Py_CLEAR(self->known);
@@ -857,22 +890,49 @@ done:
 }
 
 static PyObject *S_AVAILABLE;
+static PyTypeObject PumpType;
 
 static PyObject *
 Engine_connect(Engine *self, PyObject *args, PyObject *kwds)
 {
     PyObject *recorder, *client_write, *target_write, *client_fallback, *target_fallback;
-    static char *kwlist[] = {"recorder", "client_write", "target_write", "client_fallback",
-                             "target_fallback", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOO", kwlist, &recorder, &client_write,
-                                     &target_write, &client_fallback, &target_fallback))
+    PyObject *pump = Py_None, *promote = Py_None, *handback = Py_None;
+    static char *kwlist[] = {"recorder",        "client_write", "target_write",
+                             "client_fallback", "target_fallback", "pump",
+                             "promote",         "handback",     NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOO|OOO", kwlist, &recorder, &client_write,
+                                     &target_write, &client_fallback, &target_fallback, &pump,
+                                     &promote, &handback))
         return NULL;
+    if (pump != Py_None && (!PyObject_TypeCheck(pump, &PumpType) || promote == Py_None ||
+                            handback == Py_None)) {
+        PyErr_SetString(PyExc_TypeError, "pump must be a Pump, given with promote and handback");
+        return NULL;
+    }
     Py_XSETREF(self->recorder, Py_NewRef(recorder));
     Py_XSETREF(self->client_write, Py_NewRef(client_write));
     Py_XSETREF(self->target_write, Py_NewRef(target_write));
     Py_XSETREF(self->client_fallback, Py_NewRef(client_fallback));
     Py_XSETREF(self->target_fallback, Py_NewRef(target_fallback));
+    if (pump != Py_None) {
+        Py_XSETREF(self->pump, (struct Pump *)Py_NewRef(pump));
+        Py_XSETREF(self->promote, Py_NewRef(promote));
+        Py_XSETREF(self->handback, Py_NewRef(handback));
+    }
+    self->streak = 0;
     Py_RETURN_NONE;
+}
+
+/* Whether the audit recorder takes statements (its ``available``): 1, 0, or -1 on error. */
+static int
+recorder_available(Engine *self)
+{
+    PyObject *available = PyObject_GetAttr(self->recorder, S_AVAILABLE);
+    if (available == NULL)
+        return -1;
+    int up = available == Py_True;
+    Py_DECREF(available);
+    return up;
 }
 
 /* What a connected engine's client transport calls for every read. */
@@ -884,11 +944,9 @@ Engine_client_data(Engine *self, PyObject *data)
         return NULL;
     }
     if (self->armed && !self->inflight) {
-        PyObject *available = PyObject_GetAttr(self->recorder, S_AVAILABLE);
-        if (available == NULL)
+        int up = recorder_available(self);
+        if (up < 0)
             return NULL;
-        int up = available == Py_True;
-        Py_DECREF(available);
         if (up) {
             int taken = take_query(self, data);
             if (taken < 0)
@@ -902,6 +960,7 @@ Engine_client_data(Engine *self, PyObject *data)
             }
         }
     }
+    self->streak = 0;
     return PyObject_CallOneArg(self->client_fallback, data);
 }
 
@@ -922,10 +981,402 @@ Engine_target_data(Engine *self, PyObject *data)
             if (written == NULL)
                 return NULL;
             Py_DECREF(written);
+            if (status > 1 && self->promote != NULL && ++self->streak >= PROMOTE_AFTER) {
+                self->streak = 0;
+                return PyObject_CallNoArgs(self->promote);
+            }
             Py_RETURN_NONE;
         }
     }
+    self->streak = 0;
     return PyObject_CallOneArg(self->target_fallback, data);
+}
+
+/* ---- Pump: a thread that relays the sockets of sessions the engine is taking ------------
+ *
+ * A session whose engine took PROMOTE_AFTER round trips in a row on the event loop's
+ * transports is handed to the pump (Engine.watch; the relay has paused both transports'
+ * reading first): the pump's thread waits on the two sockets itself, reads, asks the
+ * engine (holding the GIL only for that), and sends what the engine takes straight to the
+ * other socket without the GIL. The first read the engine declines, a send that would
+ * block, or the end of a connection hands the session back: the pump stops watching it and
+ * calls ``handback(kind, data)`` on the event loop (HANDBACK_*), which resumes the
+ * transports and does what the pump could not. Every engine and socket operation happens
+ * under the pump's lock, which Engine.unwatch takes too: when it returns, the pump neither
+ * reads nor writes the session's sockets any more. */
+
+#define PUMP_READ 65536
+#define PUMP_EVENTS 64
+#define HANDBACK_CLIENT_READ 0 /* a client read the engine declined: data */
+#define HANDBACK_TARGET_READ 1 /* a target read the engine declined: data */
+#define HANDBACK_TO_TARGET 2   /* what the target's socket did not take at once: data */
+#define HANDBACK_TO_CLIENT 3   /* what the client's socket did not take at once: data */
+#define HANDBACK_CLOSED 4      /* a socket ended or failed: the loop's transports see it */
+
+typedef struct Pump {
+    PyObject_HEAD
+    int epfd, stopfd, running;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    int lock_ready;
+    char *buffer;
+    PyObject *post; /* the event loop's call_soon_threadsafe */
+    PyThreadState *thread_state; /* the pump thread's own, kept while it runs */
+    Engine **retired; /* unwatched engines whose reference the pump still holds */
+    Py_ssize_t nretired, capretired;
+    long long relayed, returned;
+} Pump;
+
+/* Stop watching ``engine`` (the pump's lock held); its reference is released by the
+ * pump's thread before it next waits, when no event of the old watch can be in hand. */
+static int
+unwatch_locked(Pump *pump, Engine *engine)
+{
+    if (!engine->watched)
+        return 0;
+    epoll_ctl(pump->epfd, EPOLL_CTL_DEL, engine->sides[0].fd, NULL);
+    epoll_ctl(pump->epfd, EPOLL_CTL_DEL, engine->sides[1].fd, NULL);
+    engine->watched = 0;
+    if (pump->nretired == pump->capretired) {
+        Py_ssize_t cap = pump->capretired ? pump->capretired * 2 : 16;
+        Engine **retired = PyMem_RawRealloc(pump->retired, cap * sizeof(Engine *));
+        if (retired == NULL)
+            abort(); /* cannot keep the reference's owner: nothing safe is left */
+        pump->retired = retired;
+        pump->capretired = cap;
+    }
+    pump->retired[pump->nretired++] = engine;
+    pump->returned++;
+    return 1;
+}
+
+/* The pump thread takes and drops the GIL with its one thread state (PyGILState_Ensure
+ * and Release around each event would create and destroy one every time). */
+static void
+pump_take_gil(Pump *pump)
+{
+    PyEval_RestoreThread(pump->thread_state);
+}
+
+static void
+pump_drop_gil(Pump *pump)
+{
+    pump->thread_state = PyEval_SaveThread();
+}
+
+static void
+release_retired(Pump *pump, int holding_gil)
+{
+    pthread_mutex_lock(&pump->lock);
+    Py_ssize_t n = pump->nretired;
+    Engine **retired = pump->retired;
+    pump->retired = NULL;
+    pump->nretired = pump->capretired = 0;
+    pthread_mutex_unlock(&pump->lock);
+    if (n == 0) {
+        PyMem_RawFree(retired);
+        return;
+    }
+    if (!holding_gil)
+        pump_take_gil(pump);
+    for (Py_ssize_t i = 0; i < n; i++)
+        Py_DECREF(retired[i]);
+    if (!holding_gil)
+        pump_drop_gil(pump);
+    PyMem_RawFree(retired);
+}
+
+/* Hand ``engine``'s session back to the event loop (the lock and the GIL held). */
+static void
+hand_back(Pump *pump, Engine *engine, int kind, PyObject *data)
+{
+    unwatch_locked(pump, engine);
+    PyObject *done = PyObject_CallFunction(pump->post, "OiO", engine->handback, kind,
+                                           data != NULL ? data : Py_None);
+    if (done == NULL)
+        PyErr_WriteUnraisable(pump->post); /* the loop is closed: the process is ending */
+    Py_XDECREF(done);
+}
+
+/* One readable socket of a watched session (the lock held, not the GIL). */
+static void
+pump_event(Pump *pump, Side *side)
+{
+    Engine *engine = side->engine;
+    if (!engine->watched)
+        return;
+    ssize_t got;
+    do
+        got = recv(side->fd, pump->buffer, PUMP_READ, MSG_DONTWAIT);
+    while (got < 0 && errno == EINTR);
+    if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        return;
+    pump_take_gil(pump);
+    if (got <= 0) {
+        hand_back(pump, engine, HANDBACK_CLOSED, NULL);
+        pump_drop_gil(pump);
+        return;
+    }
+    PyObject *data = PyBytes_FromStringAndSize(pump->buffer, got);
+    if (data == NULL) {
+        PyErr_WriteUnraisable(NULL);
+        hand_back(pump, engine, HANDBACK_CLOSED, NULL); /* cannot happen short of memory */
+        pump_drop_gil(pump);
+        return;
+    }
+    long taken = 0;
+    if (engine->armed) {
+        if (side->client) {
+            if (!engine->inflight) {
+                taken = recorder_available(engine);
+                if (taken > 0)
+                    taken = take_query(engine, data);
+            }
+        }
+        else if (engine->inflight)
+            taken = read_answer(engine, data);
+    }
+    if (taken < 0) {
+        PyErr_WriteUnraisable((PyObject *)engine);
+        taken = 0;
+    }
+    if (!taken) {
+        hand_back(pump, engine, side->client ? HANDBACK_CLIENT_READ : HANDBACK_TARGET_READ, data);
+        Py_DECREF(data);
+        pump_drop_gil(pump);
+        return;
+    }
+    Py_DECREF(data);
+    pump_drop_gil(pump);
+    pump->relayed++;
+    int to = engine->sides[side->client ? 1 : 0].fd;
+    ssize_t sent = 0;
+    while (sent < got) {
+        ssize_t n = send(to, pump->buffer + sent, got - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        sent += n;
+    }
+    if (sent < got) {
+        /* The other socket is full (or failing): the loop's transport writes the rest and
+         * sees any failure itself. */
+        pump_take_gil(pump);
+        PyObject *rest = PyBytes_FromStringAndSize(pump->buffer + sent, got - sent);
+        if (rest == NULL) {
+            PyErr_WriteUnraisable(NULL);
+            hand_back(pump, engine, HANDBACK_CLOSED, NULL);
+        }
+        else {
+            hand_back(pump, engine, side->client ? HANDBACK_TO_TARGET : HANDBACK_TO_CLIENT, rest);
+            Py_DECREF(rest);
+        }
+        pump_drop_gil(pump);
+    }
+}
+
+static void *
+pump_main(void *arg)
+{
+    Pump *pump = arg;
+    struct epoll_event events[PUMP_EVENTS];
+    PyGILState_STATE outer = PyGILState_Ensure();
+    pump_drop_gil(pump);
+    for (;;) {
+        release_retired(pump, 0);
+        int n = epoll_wait(pump->epfd, events, PUMP_EVENTS, -1);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            goto out;
+        }
+        for (int i = 0; i < n; i++) {
+            Side *side = events[i].data.ptr;
+            if (side == NULL)
+                goto out; /* Pump.close */
+            pthread_mutex_lock(&pump->lock);
+            pump_event(pump, side);
+            pthread_mutex_unlock(&pump->lock);
+        }
+    }
+out:
+    pump_take_gil(pump);
+    PyGILState_Release(outer);
+    return NULL;
+}
+
+static int
+Pump_init(Pump *self, PyObject *args, PyObject *kwds)
+{
+    PyObject *post;
+    static char *kwlist[] = {"post", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O", kwlist, &post))
+        return -1;
+    if (self->running || self->lock_ready) {
+        PyErr_SetString(PyExc_RuntimeError, "a pump is initialised once");
+        return -1;
+    }
+    self->epfd = self->stopfd = -1;
+    self->buffer = PyMem_RawMalloc(PUMP_READ);
+    if (self->buffer == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    Py_XSETREF(self->post, Py_NewRef(post));
+    self->epfd = epoll_create1(EPOLL_CLOEXEC);
+    self->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (self->epfd < 0 || self->stopfd < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    struct epoll_event stop = {.events = EPOLLIN, .data.ptr = NULL};
+    if (epoll_ctl(self->epfd, EPOLL_CTL_ADD, self->stopfd, &stop) < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    pthread_mutex_init(&self->lock, NULL);
+    self->lock_ready = 1;
+    int rc = pthread_create(&self->thread, NULL, pump_main, self);
+    if (rc != 0) {
+        errno = rc;
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    self->running = 1;
+    return 0;
+}
+
+static PyObject *
+Pump_close(Pump *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->running) {
+        uint64_t one = 1;
+        if (write(self->stopfd, &one, sizeof one) < 0)
+            return PyErr_SetFromErrno(PyExc_OSError);
+        Py_BEGIN_ALLOW_THREADS
+        pthread_join(self->thread, NULL);
+        Py_END_ALLOW_THREADS
+        self->running = 0;
+    }
+    if (self->lock_ready)
+        release_retired(self, 1);
+    Py_RETURN_NONE;
+}
+
+static void
+Pump_dealloc(Pump *self)
+{
+    PyObject *closed = Pump_close(self, NULL);
+    if (closed == NULL)
+        PyErr_WriteUnraisable((PyObject *)self);
+    Py_XDECREF(closed);
+    if (self->epfd >= 0)
+        close(self->epfd);
+    if (self->stopfd >= 0)
+        close(self->stopfd);
+    if (self->lock_ready)
+        pthread_mutex_destroy(&self->lock);
+    PyMem_RawFree(self->buffer);
+    Py_CLEAR(self->post);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+Pump_get_relayed(Pump *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromLongLong(self->relayed);
+}
+
+static PyObject *
+Pump_get_returned(Pump *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromLongLong(self->returned);
+}
+
+static PyGetSetDef Pump_getset[] = {
+    {"relayed", (getter)Pump_get_relayed, NULL, "Reads the pump relayed itself.", NULL},
+    {"returned", (getter)Pump_get_returned, NULL, "Times it handed a session back.", NULL},
+    {NULL}};
+
+static PyMethodDef Pump_methods[] = {
+    {"close", (PyCFunction)Pump_close, METH_NOARGS,
+     "Stop the pump's thread (sessions still watched are not read any more)."},
+    {NULL}};
+
+static PyTypeObject PumpType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "proxy._fastpath.Pump",
+    .tp_basicsize = sizeof(Pump),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Pump(post): a thread relaying the sockets of sessions the engine takes.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Pump_init,
+    .tp_dealloc = (destructor)Pump_dealloc,
+    .tp_methods = Pump_methods,
+    .tp_getset = Pump_getset,
+};
+
+static PyObject *
+Engine_watch(Engine *self, PyObject *args)
+{
+    int client_fd, target_fd;
+    if (!PyArg_ParseTuple(args, "ii", &client_fd, &target_fd))
+        return NULL;
+    Pump *pump = self->pump;
+    if (pump == NULL || !pump->running) {
+        PyErr_SetString(PyExc_RuntimeError, "the engine has no running pump");
+        return NULL;
+    }
+    if (self->watched) {
+        PyErr_SetString(PyExc_RuntimeError, "the pump already watches this session");
+        return NULL;
+    }
+    self->sides[0] = (Side){self, client_fd, 1};
+    self->sides[1] = (Side){self, target_fd, 0};
+    struct epoll_event client = {.events = EPOLLIN, .data.ptr = &self->sides[0]};
+    struct epoll_event target = {.events = EPOLLIN, .data.ptr = &self->sides[1]};
+    int failed = 0;
+    Py_INCREF(self); /* the pump's reference while it watches */
+    Py_BEGIN_ALLOW_THREADS
+    pthread_mutex_lock(&pump->lock);
+    if (epoll_ctl(pump->epfd, EPOLL_CTL_ADD, client_fd, &client) < 0)
+        failed = errno;
+    else if (epoll_ctl(pump->epfd, EPOLL_CTL_ADD, target_fd, &target) < 0) {
+        failed = errno;
+        epoll_ctl(pump->epfd, EPOLL_CTL_DEL, client_fd, NULL);
+    }
+    else
+        self->watched = 1;
+    pthread_mutex_unlock(&pump->lock);
+    Py_END_ALLOW_THREADS
+    if (failed) {
+        Py_DECREF(self);
+        errno = failed;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Engine_unwatch(Engine *self, PyObject *Py_UNUSED(ignored))
+{
+    Pump *pump = self->pump;
+    if (pump == NULL || !self->watched)
+        Py_RETURN_FALSE;
+    int was;
+    Py_BEGIN_ALLOW_THREADS
+    pthread_mutex_lock(&pump->lock);
+    was = unwatch_locked(pump, self);
+    pthread_mutex_unlock(&pump->lock);
+    Py_END_ALLOW_THREADS
+    return PyBool_FromLong(was);
+}
+
+static PyObject *
+Engine_get_watched(Engine *self, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(self->watched);
 }
 
 static PyObject *
@@ -1003,6 +1454,7 @@ static PyGetSetDef Engine_getset[] = {
      NULL},
     {"status", (getter)Engine_get_status, (setter)Engine_set_status,
      "The session's transaction status byte (as the last ReadyForQuery said).", NULL},
+    {"watched", (getter)Engine_get_watched, NULL, "The pump has the session's sockets.", NULL},
     {"description", (getter)Engine_get_description, NULL,
      "The last RowDescription payload relayed by the fast path of a masking session.", NULL},
     {NULL}};
@@ -1014,12 +1466,18 @@ static PyMethodDef Engine_methods[] = {
      "Take a read of the answer to the query in flight: 1 (taken, more to come), the "
      "status byte (taken, the answer ended) or 0 (declined)."},
     {"connect", (PyCFunction)(void (*)(void))Engine_connect, METH_VARARGS | METH_KEYWORDS,
-     "connect(recorder, client_write, target_write, client_fallback, target_fallback): what "
-     "client_data and target_data write to and hand what they decline to."},
+     "connect(recorder, client_write, target_write, client_fallback, target_fallback, "
+     "pump=None, promote=None, handback=None): what client_data and target_data write to "
+     "and hand what they decline to, and the pump that may take the session over."},
     {"client_data", (PyCFunction)Engine_client_data, METH_O,
      "A read from the client: relayed here when taken, else given to client_fallback."},
     {"target_data", (PyCFunction)Engine_target_data, METH_O,
      "A read from the target: relayed here when taken, else given to target_fallback."},
+    {"watch", (PyCFunction)Engine_watch, METH_VARARGS,
+     "watch(client_fd, target_fd): the pump relays the session's sockets from now on (the "
+     "transports' reading paused) until it hands the session back."},
+    {"unwatch", (PyCFunction)Engine_unwatch, METH_NOARGS,
+     "Take the sockets back from the pump: True when it had them (resume the transports)."},
     {"take_description", (PyCFunction)Engine_take_description, METH_NOARGS,
      "The RowDescription payload the engine relayed last, once; None when none since."},
     {"take", (PyCFunction)Engine_take, METH_NOARGS,
@@ -1054,7 +1512,8 @@ static struct PyModuleDef fastpath_module = {
 PyMODINIT_FUNC
 PyInit__fastpath(void)
 {
-    if (PyType_Ready(&StatsType) < 0 || PyType_Ready(&EngineType) < 0)
+    if (PyType_Ready(&StatsType) < 0 || PyType_Ready(&EngineType) < 0 ||
+        PyType_Ready(&PumpType) < 0)
         return NULL;
     S_SIMPLE = PyUnicode_InternFromString("simple");
     S_ALLOW = PyUnicode_InternFromString("allow");
@@ -1068,8 +1527,10 @@ PyInit__fastpath(void)
         return NULL;
     Py_INCREF(&StatsType);
     Py_INCREF(&EngineType);
+    Py_INCREF(&PumpType);
     if (PyModule_AddObject(module, "Stats", (PyObject *)&StatsType) < 0 ||
-        PyModule_AddObject(module, "Engine", (PyObject *)&EngineType) < 0) {
+        PyModule_AddObject(module, "Engine", (PyObject *)&EngineType) < 0 ||
+        PyModule_AddObject(module, "Pump", (PyObject *)&PumpType) < 0) {
         Py_DECREF(module);
         return NULL;
     }

@@ -15,6 +15,15 @@ answer said so far, by :meth:`take`.
 
 :class:`PyEngine` is the engine without a fast path, used when the extension is missing or
 ``JITGATE_NATIVE=0`` is set; tests run the relay both ways and compare the audit trails.
+
+The pump (:class:`Pump`, one per gateway, ``JITGATE_PUMP=0`` turns it off) goes one step
+further for busy sessions: once a session's engine has taken a few round trips in a row,
+the relay pauses the session's transports and hands both sockets to the pump's thread,
+which reads them, asks the engine (holding the GIL only for that) and sends what it takes
+to the other socket itself, off the event loop. The first read the engine declines, a
+socket that will not take a whole read at once, or a connection's end hands the session
+back to the event loop (:data:`HANDBACK_CLIENT_READ` …) with the bytes concerned, in order;
+TLS sessions are never pumped.
 """
 
 from __future__ import annotations
@@ -28,6 +37,12 @@ from typing import Any, Protocol
 from audit.events import Drained, Row, index_rows, storable
 
 Known = tuple[str, tuple[str, ...]]
+
+# Why the pump hands a session back (proxy/_fastpath.c): a read the engine declined, from
+# the client or the target; bytes a socket did not take at once, for the target or the
+# client; a socket that ended or failed.
+HANDBACK_CLIENT_READ, HANDBACK_TARGET_READ, HANDBACK_TO_TARGET, HANDBACK_TO_CLIENT = 0, 1, 2, 3
+HANDBACK_CLOSED = 4
 # A query the engine hands to the Python relay: its text, class and reasons, start, the
 # rows of finished commands and of the one going on, outcome, command tag and SQLSTATE.
 Taken = tuple[str, Known, float, int, int, str, bytes | None, str | None]
@@ -49,6 +64,19 @@ class Engine(Protocol):
     def next_seq(self) -> int: ...
     def add(self, row: Row) -> None: ...
     def drain(self, encode: Callable[[object], str]) -> Drained | None: ...
+    def unwatch(self) -> bool: ...
+
+
+class Pump(Protocol):
+    """A thread that relays the sockets of sessions whose engine keeps taking their round
+    trips, off the event loop and mostly without the GIL (proxy/_fastpath.c)."""
+
+    @property
+    def relayed(self) -> int: ...
+    @property
+    def returned(self) -> int: ...
+
+    def close(self) -> None: ...
 
 
 class NativeEngine(Engine, Protocol):
@@ -61,7 +89,13 @@ class NativeEngine(Engine, Protocol):
         target_write: Callable[[bytes], object],
         client_fallback: Callable[[bytes], None],
         target_fallback: Callable[[bytes], None],
+        pump: Pump | None = None,
+        promote: Callable[[], None] | None = None,
+        handback: Callable[[int, bytes | None], None] | None = None,
     ) -> None: ...
+    @property
+    def watched(self) -> bool: ...
+    def watch(self, client_fd: int, target_fd: int) -> None: ...
     def client_data(self, data: bytes) -> None: ...
     def target_data(self, data: bytes) -> None: ...
     def query(self, data: bytes) -> bool: ...
@@ -117,6 +151,9 @@ class PyEngine:
             self._dirty[self] = self._session
         self._rows.append(row)
 
+    def unwatch(self) -> bool:
+        return False
+
     def drain(self, encode: Callable[[object], str]) -> Drained | None:
         rows, self._rows = self._rows, []
         if not rows:
@@ -153,6 +190,21 @@ def native_enabled() -> bool:
     """Whether new gateways use the native fast path: built, and not switched off with
     ``JITGATE_NATIVE=0``."""
     return NATIVE_AVAILABLE and os.environ.get("JITGATE_NATIVE", "1") != "0"
+
+
+def pump_enabled() -> bool:
+    """Whether native gateways hand busy sessions to a pump thread (``JITGATE_PUMP=0``
+    keeps every session on the event loop)."""
+    return os.environ.get("JITGATE_PUMP", "1") != "0"
+
+
+def new_pump(post: Callable[..., object]) -> Pump:
+    """A running pump whose hand-backs ``post`` schedules on the event loop (the loop's
+    ``call_soon_threadsafe``)."""
+    if _native is None:
+        raise RuntimeError("the native fast path is not built")
+    pump: Pump = _native.Pump(post)
+    return pump
 
 
 def engine_kind(

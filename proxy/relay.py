@@ -39,7 +39,16 @@ from proxy.codec import (
     error_sqlstate,
     query_text,
 )
-from proxy.fastpath import Engine, NativeEngine, PyEngine, PyStats
+from proxy.fastpath import (
+    HANDBACK_CLIENT_READ,
+    HANDBACK_TARGET_READ,
+    HANDBACK_TO_CLIENT,
+    HANDBACK_TO_TARGET,
+    Engine,
+    NativeEngine,
+    PyEngine,
+    PyStats,
+)
 from proxy.hold import Held, Pending, hold
 from proxy.hooks import SessionContext, Statement
 from proxy.params import ParameterTypes, bound_values
@@ -185,7 +194,7 @@ class ClientSession(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
-        self._engine.armed = False
+        self._disarm()
         if self._startup_task is not None and not self._startup_task.done():
             self._startup_task.cancel()
         if self._hold_task is not None and not self._hold_task.done():
@@ -430,21 +439,89 @@ class ClientSession(asyncio.Protocol):
         takes and gives every other read to the Python relay (:meth:`_client_fallback`,
         :meth:`_target_fallback`). uvloop binds a protocol's ``data_received`` when the
         protocol is set, so the engine's methods are set on the instances and the
-        protocols set again."""
+        protocols set again. With the server's pump, a session the engine keeps taking is
+        promoted to it (:meth:`_promote`); TLS sessions stay on the transports."""
         upstream, transport = self.upstream, self.transport
         assert upstream is not None and upstream.transport is not None and transport is not None
         engine = cast(NativeEngine, self._engine)
+        pump = self.server.pump
+        if pump is not None and (
+            transport.get_extra_info("ssl_object") is not None
+            or upstream.transport.get_extra_info("ssl_object") is not None
+        ):
+            pump = None
         engine.connect(
             self.server.recorder,
             transport.write,
             upstream.transport.write,
             self._client_fallback,
             self._target_fallback,
+            pump,
+            None if pump is None else self._promote,
+            None if pump is None else self._handback,
         )
         self.data_received = engine.client_data  # type: ignore[method-assign]
         transport.set_protocol(self)
         upstream.data_received = engine.target_data  # type: ignore[method-assign]
         upstream.transport.set_protocol(upstream)
+
+    def _promote(self) -> None:
+        """The engine took several round trips in a row: let the pump relay the sockets
+        (when nothing is buffered either way and both transports read)."""
+        engine = cast(NativeEngine, self._engine)
+        upstream, transport = self.upstream, self.transport
+        if (
+            not engine.armed
+            or engine.watched
+            or upstream is None
+            or upstream.transport is None
+            or transport is None
+            or transport.get_write_buffer_size()
+            or upstream.transport.get_write_buffer_size()
+            or not transport.is_reading()
+            or not upstream.transport.is_reading()
+        ):
+            return
+        transport.pause_reading()
+        upstream.transport.pause_reading()
+        try:
+            engine.watch(
+                transport.get_extra_info("socket").fileno(),
+                upstream.transport.get_extra_info("socket").fileno(),
+            )
+        except OSError as exc:
+            log.warning("cannot hand the session to the pump", extra={"error": str(exc)})
+            self._resume_reading()
+
+    def _handback(self, kind: int, data: bytes | None) -> None:
+        """The pump gave the session back (proxy/_fastpath.c, HANDBACK_*): read the
+        transports again and do what it could not."""
+        self._resume_reading()
+        if kind == HANDBACK_CLIENT_READ:
+            assert data is not None
+            self._client_fallback(data)
+        elif kind == HANDBACK_TARGET_READ:
+            assert data is not None
+            self._target_fallback(data)
+        elif kind == HANDBACK_TO_TARGET:
+            assert data is not None and self.upstream is not None
+            self.upstream.write(data)
+        elif kind == HANDBACK_TO_CLIENT:
+            assert data is not None
+            self._write(data)
+        # HANDBACK_CLOSED: the transports, reading again, see the end themselves.
+
+    def _resume_reading(self) -> None:
+        target = None if self.upstream is None else self.upstream.transport
+        for transport in (self.transport, target):
+            if transport is not None and not transport.is_closing():
+                transport.resume_reading()
+
+    def _disarm(self) -> None:
+        """Stop the engine taking reads, and take the sockets back from the pump."""
+        self._engine.armed = False
+        if self._engine.unwatch():
+            self._resume_reading()
 
     def _client_fallback(self, data: bytes) -> None:
         ClientSession.data_received(self, data)
@@ -933,7 +1010,7 @@ class ClientSession(asyncio.Protocol):
         self._observe(event)
 
     def upstream_lost(self, exc: Exception | None) -> None:
-        self._engine.armed = False
+        self._disarm()
         if self._closed or (self.transport is not None and self.transport.is_closing()):
             return
         if self._end_reason == "client terminated":
@@ -947,7 +1024,7 @@ class ClientSession(asyncio.Protocol):
     def drain(self) -> None:
         """Close at the next idle moment (now, if no statement is in flight)."""
         self._draining = True
-        self._engine.armed = False
+        self._disarm()
         if not self._relaying:
             return
         if not self._pending and not self._holding and not self._engine.inflight:
@@ -978,11 +1055,12 @@ class ClientSession(asyncio.Protocol):
         self._fatal(pgerrors.shutting_down())
 
     def _fatal(self, error: bytes) -> None:
+        self._disarm()
         self._write(error)
         self._close()
 
     def _close(self) -> None:
-        self._engine.armed = False
+        self._disarm()
         if self.upstream is not None:
             self.upstream.close()
         if self.transport is not None and not self.transport.is_closing():

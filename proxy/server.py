@@ -17,7 +17,7 @@ from audit.recorder import AuditRecorder
 from jitgate.config import Config, Resource
 from jitgate.metrics import LATENCY_BUCKETS, GatewayMetrics
 from masking import MaskingPolicy
-from proxy.fastpath import Engine, Known, engine_kind, native_enabled
+from proxy.fastpath import Engine, Known, Pump, engine_kind, native_enabled, new_pump, pump_enabled
 from proxy.hooks import HookChain
 from proxy.relay import ClientSession
 from proxy.upstream import send_cancel
@@ -38,9 +38,12 @@ class ProxyServer:
         approvals: Approvals | None = None,
         *,
         native: bool | None = None,
+        pump: bool | None = None,
     ) -> None:
         """``native``: run sessions' common round trip in the C fast path (default: when it
-        is built and ``JITGATE_NATIVE`` is not 0; see :mod:`proxy.fastpath`)."""
+        is built and ``JITGATE_NATIVE`` is not 0; see :mod:`proxy.fastpath`). ``pump``:
+        with it, relay busy sessions' sockets on the pump's thread (default: unless
+        ``JITGATE_PUMP`` is 0)."""
         self.config = config
         self.pool = pool
         self.recorder = recorder
@@ -51,6 +54,8 @@ class ProxyServer:
             native_enabled() if native is None else native
         )
         self._engine_type = engine_type
+        self._want_pump = self.native and (pump_enabled() if pump is None else pump)
+        self.pump: Pump | None = None
         self._stats = stats_type(LATENCY_BUCKETS)
         metrics.add_native(self._stats)
         self.gateway_id = f"{socket.gethostname()}:{os.getpid()}"
@@ -88,6 +93,8 @@ class ProxyServer:
     async def start(self) -> None:
         listen = self.config.postgres.listen
         loop = asyncio.get_running_loop()
+        if self._want_pump and self.pump is None:
+            self.pump = new_pump(loop.call_soon_threadsafe)
         self._server = await loop.create_server(
             lambda: ClientSession(self), listen.host, listen.port, reuse_address=True, backlog=1024
         )
@@ -149,6 +156,8 @@ class ProxyServer:
             session.abort()
         if self._server is not None:
             await self._server.wait_closed()
+        if self.pump is not None:
+            self.pump.close()
 
 
 def _tls_context(config: Config) -> ssl.SSLContext | None:
