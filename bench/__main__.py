@@ -33,7 +33,7 @@ from bench.postgres import DATABASE_ERRORS, BenchServer
 from bench.report import Comparison, goal_lines, table
 from bench.results import ROWS as RESULT_ROWS
 from bench.results import prepare, result_lines, time_results
-from proxy.fastpath import native_enabled
+from proxy.fastpath import native_enabled, pump_enabled
 
 STORE_DATABASE = "jg_bench_store"
 TARGET_DATABASE = "jg_bench"
@@ -82,9 +82,10 @@ async def _bench(duration: int, rounds: int, idle_sessions: int) -> int:
             await gateway.start()
             await bare.start()
             native = "on" if native_enabled() else "off (JITGATE_NATIVE=0 or not built)"
+            pump = "on" if native_enabled() and pump_enabled() else "off"
             _say(
                 f"gateway pid {gateway.pid} on 127.0.0.1:{gateway.pg_port};"
-                f" native fast path {native}"
+                f" native fast path {native}, pump {pump}"
             )
             return await _measure(server, gateway, bare, pgbench, duration, rounds, idle_sessions)
         except BenchError as exc:
