@@ -207,7 +207,7 @@ class Pages:
         request was made, so the scan stays on recent rows (BRIN on ``started_at``)."""
         found = await self.gateway.pool.fetch(
             "SELECT DISTINCT b.session_id FROM statement_batches b"
-            " CROSS JOIN LATERAL json_array_elements(b.events) e"
+            " CROSS JOIN LATERAL json_array_elements(b.events::json) e"
             " WHERE b.started_at >= $2 AND (e ->> 12)::bigint = $1",
             view.id,
             view.created_at - timedelta(minutes=10),
