@@ -75,8 +75,10 @@ def target_dsn(make_database: Callable[[str], str]) -> str:
     return dsn
 
 
-def _gateway(make_database: Callable[[str], str], target_dsn: str, native: bool) -> GatewayThread:
-    name = "jg_fastpath_store_" + ("native" if native else "python")
+def _gateway(
+    make_database: Callable[[str], str], target_dsn: str, native: bool, store: str = ""
+) -> GatewayThread:
+    name = store or "jg_fastpath_store_" + ("native" if native else "python")
     previous = os.environ.get("JITGATE_NATIVE")
     os.environ["JITGATE_NATIVE"] = "1" if native else "0"
     try:
@@ -109,13 +111,17 @@ def _psql(pg_bin: Callable[[str], str], gw: GatewayThread) -> str:
     return done.stdout + done.stderr
 
 
-def _trail(gw: GatewayThread) -> list[tuple[Any, ...]]:
+def _trail(gw: GatewayThread, last: bool = False) -> list[tuple[Any, ...]]:
+    """The audit trail of every session, or of the ``last`` one to start."""
     gw.flush_audit()
     rows = gw.call(
         gw.gateway.pool.fetch(
             "SELECT seq, sql, protocol, statement_class, decision, reasons, outcome, rows,"
             " command_tag, sqlstate, ended_at >= started_at AS ordered"
-            " FROM statement_events ORDER BY session_id, seq"
+            " FROM statement_events WHERE NOT $1 OR session_id ="
+            " (SELECT id FROM sessions ORDER BY started_at DESC LIMIT 1)"
+            " ORDER BY session_id, seq",
+            last,
         )
     )
     return [tuple(r) for r in rows]
@@ -397,9 +403,9 @@ def test_a_busy_session_is_pumped_and_handed_back_with_nothing_lost(
     # the pump, apart from the two new texts that were handed back.
     assert pump.relayed - relayed >= 2 * 30
     assert pump.returned - returned >= 2  # the two new texts (and the client's exit)
-    trails = {name: _trail(gw) for name, gw in both.items()}
+    trails = {name: _trail(gw, last=True) for name, gw in both.items()}
     assert trails["native"] == trails["python"]
-    assert [row[1] for row in trails["native"][-len(PUMPED_SCRIPT) :]] == PUMPED_SCRIPT
+    assert [row[1] for row in trails["native"]] == PUMPED_SCRIPT
 
 
 class _Recorder:
@@ -499,3 +505,87 @@ def test_the_pump_hands_back_what_a_full_socket_did_not_take_and_the_end_of_a_so
         pump.close()
         for sock in sockets:
             sock.close()
+
+
+def _promoted(conn: psycopg.Connection[Any], pump: Any) -> None:
+    """Run repeats of one admitted shape (one-digit ids) on ``conn``: the first ones are
+    judged in Python and taken on the event loop, and the pump relays the rest."""
+    relayed = pump.relayed
+    for i in range(PROMOTED):
+        qty = conn.execute(f"SELECT qty FROM stock WHERE id = {i % 9 + 1}").fetchone()
+        assert qty == ((i % 9 + 1) * 10,)
+    assert pump.relayed - relayed >= 2 * (PROMOTED - 5)
+
+
+PROMOTED = 10
+
+
+def _session_end(gw: GatewayThread) -> list[tuple[Any, ...]]:
+    gw.flush_audit()
+    rows = gw.call(
+        gw.gateway.pool.fetch(
+            "SELECT end_reason, (SELECT count(*) FROM statement_events e"
+            " WHERE e.session_id = s.id) FROM sessions s ORDER BY started_at"
+        )
+    )
+    return [tuple(r) for r in rows]
+
+
+@pytest.fixture
+def lone(make_database: Callable[[str], str], target_dsn: str) -> Iterator[GatewayThread]:
+    """A native gateway with a store of its own, for tests that end it."""
+    gateway = _gateway(make_database, target_dsn, True, "jg_fastpath_store_lone")
+    yield gateway
+    gateway.stop()
+
+
+@native
+def test_a_pumped_client_that_vanishes_ends_its_session_with_every_statement_recorded(
+    lone: GatewayThread,
+) -> None:
+    pump = lone.gateway.proxy.pump
+    conn = psycopg.connect(lone.dsn(ALICE, lone.token(ALICE)), autocommit=True)
+    _promoted(conn, pump)
+    returned = pump.returned
+    sock = socket.socket(fileno=os.dup(conn.pgconn.socket))
+    sock.shutdown(socket.SHUT_RDWR)  # gone without a Terminate message
+    sock.close()
+    _until(lambda: _session_end(lone) == [("client disconnected", PROMOTED)])
+    assert pump.returned > returned
+    assert not lone.gateway.proxy.sessions
+    conn.close()
+
+
+@native
+def test_a_pumped_session_whose_target_goes_away_gets_an_error_and_is_recorded(
+    lone: GatewayThread, target_dsn: str
+) -> None:
+    conn = psycopg.connect(lone.dsn(ALICE, lone.token(ALICE)), autocommit=True)
+    _promoted(conn, lone.gateway.proxy.pump)
+    with psycopg.connect(target_dsn, autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            " AND application_name NOT LIKE 'pytest%'"
+        )
+    with pytest.raises(psycopg.OperationalError):
+        conn.execute("SELECT qty FROM stock WHERE id = 1")
+    conn.close()
+    _until(lambda: bool(_session_end(lone)) and _session_end(lone)[0][0] is not None)
+    [(reason, statements)] = _session_end(lone)
+    assert reason in ("upstream connection lost", "client disconnected")
+    assert statements == PROMOTED + 1  # the one that found the target gone is recorded too
+
+
+@native
+def test_a_gateway_stopping_takes_its_pumped_sessions_back_and_ends_them(
+    lone: GatewayThread,
+) -> None:
+    conn = psycopg.connect(lone.dsn(ALICE, lone.token(ALICE)), autocommit=True)
+    _promoted(conn, lone.gateway.proxy.pump)
+    started = time.monotonic()
+    lone.call(lone.gateway.proxy.stop(5.0))
+    assert time.monotonic() - started < 4  # drained at once, not at the deadline
+    with pytest.raises(psycopg.OperationalError, match="jitgate is shutting down"):
+        conn.execute("SELECT qty FROM stock WHERE id = 1")
+    conn.close()
