@@ -25,7 +25,16 @@ import pytest
 from audit.events import StatementEvent, encode_batch, event_row, row_json
 from guard.classify import numbers_key
 from proxy import messages as m
-from proxy.fastpath import NATIVE_AVAILABLE, PyEngine, PyStats, engine_kind
+from proxy.fastpath import (
+    HANDBACK_CLIENT_READ,
+    HANDBACK_CLOSED,
+    HANDBACK_TO_CLIENT,
+    NATIVE_AVAILABLE,
+    PyEngine,
+    PyStats,
+    engine_kind,
+    new_pump,
+)
 from tests.harness import GatewayThread, gateway_config
 
 native = pytest.mark.skipif(not NATIVE_AVAILABLE, reason="built without a C compiler")
@@ -415,8 +424,6 @@ class _Recorder:
 def _watched_engine() -> tuple[Any, Any, list[tuple[int, bytes | None]], Any]:
     """An engine watched by a pump over two socket pairs: (engine, pump, hand-backs,
     (client app socket, client gateway socket, target gateway socket, target db socket))."""
-    from proxy.fastpath import new_pump
-
     engine, _, _ = _engine()
     handed: list[tuple[int, bytes | None]] = []
     pump = new_pump(lambda callback, *args: callback(*args))
@@ -463,7 +470,11 @@ def test_the_pump_relays_taken_round_trips_and_hands_back_the_rest() -> None:
         declined = _query("SELECT 2")  # not admitted: handed back, not sent on
         client_app.sendall(declined)
         _until(lambda: bool(handed))
-        assert handed == [(0, declined)] and not engine.watched and pump.returned == 1
+        assert (
+            handed == [(HANDBACK_CLIENT_READ, declined)]
+            and not engine.watched
+            and pump.returned == 1
+        )
         target_db.setblocking(False)
         with pytest.raises(BlockingIOError):
             target_db.recv(1024)
@@ -488,7 +499,7 @@ def test_the_pump_hands_back_what_a_full_socket_did_not_take_and_the_end_of_a_so
         target_db.sendall(answer)
         _until(lambda: bool(handed))
         [(kind, rest)] = handed
-        assert kind == 3 and rest is not None and 0 < len(rest) < len(answer)
+        assert kind == HANDBACK_TO_CLIENT and rest is not None and 0 < len(rest) < len(answer)
         received = b""
         client_app.settimeout(5)
         while len(received) < len(answer) - len(rest):
@@ -500,7 +511,7 @@ def test_the_pump_hands_back_what_a_full_socket_did_not_take_and_the_end_of_a_so
         engine.watch(client_gw.fileno(), target_gw.fileno())
         client_app.close()
         _until(lambda: bool(handed))
-        assert handed == [(4, None)] and not engine.watched
+        assert handed == [(HANDBACK_CLOSED, None)] and not engine.watched
     finally:
         pump.close()
         for sock in sockets:
