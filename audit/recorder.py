@@ -22,6 +22,7 @@ from typing import Protocol
 from uuid import UUID
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from audit.events import (
     BATCH_COLUMNS,
@@ -36,7 +37,15 @@ from jitgate.errors import StoreUnavailable
 
 log = logging.getLogger("jitgate.audit")
 
-_STORE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+# What a store going away raises; InternalClientError is asyncpg's word for a connection
+# that broke in the middle of an operation (seen when releasing one after a failed COPY).
+_STORE_ERRORS = (
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    TimeoutError,
+)
 _HEALTH_INTERVAL = 1.0
 _RETRY_BACKOFF_MAX = 2.0
 
@@ -55,6 +64,7 @@ class AuditRecorder:
         self._wake = asyncio.Event()
         self._last_ok = time.monotonic()
         self.available = True
+        self._listeners: list[Callable[[bool], None]] = []
         self.written = 0
         self._stopping = False
         self._flushing = asyncio.Lock()
@@ -67,6 +77,10 @@ class AuditRecorder:
             + len(self._retry)
             + sum(engine.pending for engine in self.dirty)
         )
+
+    def on_availability(self, listener: Callable[[bool], None]) -> None:
+        """Call ``listener(available)`` whenever :attr:`available` changes."""
+        self._listeners.append(listener)
 
     def record(self, event: StatementEvent) -> None:
         """Queue a finished statement event; never blocks."""
@@ -112,7 +126,15 @@ class AuditRecorder:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=backoff)
             self._wake.clear()
-            if await self.flush():
+            try:
+                flushed = await self.flush()
+            except Exception as exc:
+                # Whatever broke, recording must not stop while the proxy goes on: refuse
+                # statements until a flush succeeds (the batch is kept for it).
+                log.exception("audit flush failed unexpectedly")
+                self._mark_down(exc)
+                flushed = False
+            if flushed:
                 backoff = self._flush_interval
             else:
                 backoff = min(max(backoff * 2, 0.05), _RETRY_BACKOFF_MAX)
@@ -126,42 +148,45 @@ class AuditRecorder:
 
     async def _flush(self) -> bool:
         events, ends = self._events, self._session_ends
-        if not events and not ends and not self.dirty and not self._retry:
-            if time.monotonic() - self._last_ok > _HEALTH_INTERVAL:
-                return await self._ping()
-            return True
         self._events, self._session_ends = [], []
         records, self._retry = self._retry, []
         count = _drain(self.dirty, records) + len(events)
         records += _batches(events)
+        if not records and not ends:
+            # (engines the pump watches stay listed with nothing to give)
+            if time.monotonic() - self._last_ok > _HEALTH_INTERVAL:
+                return await self._ping()
+            return True
+        committed = False
         try:
-            async with self._pool.acquire(timeout=5) as conn, conn.transaction():
-                if records:
-                    await conn.copy_records_to_table(
-                        "statement_batches",
-                        records=records,
-                        columns=BATCH_COLUMNS,
-                        timeout=10,
-                    )
-                if ends:
-                    await conn.execute(
-                        "UPDATE sessions s SET ended_at = v.ended_at, end_reason = v.reason"
-                        " FROM unnest($1::uuid[], $2::timestamptz[], $3::text[])"
-                        " AS v(id, ended_at, reason) WHERE s.id = v.id",
-                        [e[0] for e in ends],
-                        [e[1] for e in ends],
-                        [e[2] for e in ends],
-                        timeout=10,
-                    )
+            async with self._pool.acquire(timeout=5) as conn:
+                async with conn.transaction():
+                    if records:
+                        await write_batches(conn, records)
+                    if ends:
+                        await conn.execute(
+                            "UPDATE sessions s SET ended_at = v.ended_at, end_reason = v.reason"
+                            " FROM unnest($1::uuid[], $2::timestamptz[], $3::text[])"
+                            " AS v(id, ended_at, reason) WHERE s.id = v.id",
+                            [e[0] for e in ends],
+                            [e[1] for e in ends],
+                            [e[2] for e in ends],
+                            timeout=10,
+                        )
+                committed = True
         except BaseException as exc:
-            # Put the batch back in front of anything queued meanwhile, in order; a
-            # cancelled flush (shutdown) must not lose it either.
-            self._retry = records + self._retry
-            self._session_ends = ends + self._session_ends
+            if not committed:
+                # Put the batch back in front of anything queued meanwhile, in order; a
+                # cancelled flush (shutdown) must not lose it either.
+                self._retry = records + self._retry
+                self._session_ends = ends + self._session_ends
             if not isinstance(exc, _STORE_ERRORS):
                 raise
-            self._mark_down(exc)
-            return False
+            if not committed:
+                self._mark_down(exc)
+                return False
+            # The connection broke after the commit (releasing it): the batch is stored.
+            log.warning("audit store connection lost after a flush", extra={"error": str(exc)})
         self.written += count
         self._mark_up()
         return True
@@ -193,13 +218,18 @@ class AuditRecorder:
     def _mark_down(self, exc: BaseException) -> None:
         if self.available:
             log.error("audit store unavailable; refusing statements", extra={"error": str(exc)})
-        self.available = False
+            self._set_available(False)
 
     def _mark_up(self) -> None:
         if not self.available:
             log.warning("audit store reachable again; accepting statements")
-        self.available = True
+            self._set_available(True)
         self._last_ok = time.monotonic()
+
+    def _set_available(self, available: bool) -> None:
+        self.available = available
+        for listener in self._listeners:
+            listener(available)
 
 
 class Drainable(Protocol):
@@ -230,6 +260,25 @@ def _drain(dirty: dict[Drainable, UUID], records: list[tuple[object, ...]]) -> i
         when = datetime.fromtimestamp(started / 1_000_000, UTC)
         records.append((session_id, first, last, when, stored_texts(texts), events))
     return count
+
+
+async def write_batches(
+    conn: PoolConnectionProxy[asyncpg.Record], records: list[tuple[object, ...]]
+) -> None:
+    """COPY the batches in; when one is there already (a flush whose commit was lost with
+    its connection, retried), insert them one by one, skipping those already stored."""
+    try:
+        async with conn.transaction():
+            await conn.copy_records_to_table(
+                "statement_batches", records=records, columns=BATCH_COLUMNS, timeout=10
+            )
+    except asyncpg.UniqueViolationError:
+        await conn.executemany(
+            f"INSERT INTO statement_batches ({', '.join(BATCH_COLUMNS)})"
+            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            records,
+            timeout=10,
+        )
 
 
 def _batches(events: list[StatementEvent]) -> list[tuple[object, ...]]:

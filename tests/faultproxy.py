@@ -97,17 +97,20 @@ class Link:
             self.close()
 
     def cut(self, side: Side) -> None:
-        """Reset ``side`` and stop relaying; call on the proxy's loop."""
-        if self.cut_side is not None:
+        """Reset ``side`` and stop relaying; call on the proxy's loop. A side an earlier
+        cut left silent can be reset by a later one."""
+        already = self.cut_side
+        if already == "both" or already == side:
             return
-        self.cut_side = side
-        current = asyncio.current_task()
-        for task in self._tasks:
-            if task is not current:
-                task.cancel()
-        if side in ("client", "both"):
+        if already is None:
+            current = asyncio.current_task()
+            for task in self._tasks:
+                if task is not current:
+                    task.cancel()
+        self.cut_side = side if already is None else "both"
+        if side in ("client", "both") and already != "client":
             _reset(self._client)
-        if side in ("upstream", "both"):
+        if side in ("upstream", "both") and already != "upstream":
             _reset(self._upstream)
         self._on_cut.set()
 
@@ -156,11 +159,11 @@ class FaultProxy:
         self._cut_after = None if nbytes is None else (nbytes, side)
 
     def cut(self, side: Side = "both") -> None:
-        """Cut ``side`` of every open link now."""
+        """Cut ``side`` of every open link now (or of a link cut before, its silent side)."""
 
         async def cut_all() -> None:
             for link in self.links:
-                if not link.ended.is_set():
+                if link.cut_side is not None or not link.ended.is_set():
                     link.cut(side)
 
         self._call(cut_all())

@@ -16,6 +16,8 @@ import asyncpg
 import psycopg
 import pytest
 
+from audit.events import BATCH_COLUMNS
+from audit.recorder import write_batches
 from jitgate.cluster import Cluster
 from proxy import messages as m
 from proxy.codec import Framer, decode_backend
@@ -538,6 +540,30 @@ async def test_store_outage_refuses_statements_and_loses_no_event(target_dsn: st
             ]
         finally:
             gw.stop()
+
+
+def test_a_batch_retried_after_its_commit_was_lost_is_stored_once(
+    gw: GatewayThread, alice: str
+) -> None:
+    """A flush whose connection broke after the commit leaves its batch queued; the next
+    flush must store the rest of what it holds, not fail on the stored one for ever."""
+    app = "jg-fault-batch-twice"
+    with psycopg.connect(gw.dsn(ALICE, alice), application_name=app, autocommit=True) as conn:
+        conn.execute("SELECT 'once'")
+        conn.execute("SELECT 'twice'")
+    session = session_of(gw, app)
+    query = f"SELECT {', '.join(BATCH_COLUMNS)} FROM statement_batches WHERE session_id = $1"
+    stored = [tuple(r) for r in gw.call(gw.gateway.pool.fetch(query, session["id"]))]
+    assert stored
+    later = (stored[0][0], 100, 100, *stored[0][3:])
+
+    async def write_again() -> None:
+        async with gw.gateway.pool.acquire() as conn:
+            await write_batches(conn, [*stored, later])
+
+    gw.call(write_again())
+    again = [tuple(r) for r in gw.call(gw.gateway.pool.fetch(query, session["id"]))]
+    assert sorted(again) == sorted([*stored, later])
 
 
 def test_function_call_message_is_refused_and_the_session_goes_on(
