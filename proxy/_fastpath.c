@@ -10,17 +10,19 @@
  * fast path (for a Python without a compiler) and tests hold the two to the same output.
  *
  * A session the engine keeps taking is handed to the Pump, a thread that relays its
- * sockets with the same rules off the event loop (see the Pump section below).
+ * sockets with the same rules off the event loop, without the GIL for the common round
+ * trip (see the Engine and Pump sections below).
  *
- * Audit records are kept here, in sequence order with the events the Python relay files
- * (Engine.add), until the recorder drains them (Engine.drain) into the rows of a
- * statement_batches record.
+ * Audit records are kept here, in C memory and in sequence order with the events the
+ * Python relay files (Engine.add), until the recorder drains them (Engine.drain) into the
+ * rows of a statement_batches record.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -31,7 +33,7 @@
 #define MAX_CACHED_LENGTH 8192 /* guard.classify.MAX_CACHED_LENGTH */
 #define PROMOTE_AFTER 3         /* round trips in a row taken before a session is pumped */
 
-static PyObject *S_SIMPLE, *S_ALLOW, *S_OK, *S_ERROR;
+static PyObject *S_ALLOW, *S_OK, *S_ERROR;
 
 static double
 wall_clock(void)
@@ -49,13 +51,14 @@ be32(const unsigned char *p)
 
 /* ---- Stats: statement counts and the latency histogram of fast-path statements -------- */
 
+/* Counted with atomic adds: the pump's thread observes without the GIL. */
 typedef struct {
     PyObject_HEAD
     double *bounds;
     Py_ssize_t nbounds;
     long long *counts; /* nbounds + 1 */
     long long ok, error;
-    double sum;
+    long long sum_ns;
 } Stats;
 
 static void
@@ -73,9 +76,11 @@ Stats_init(Stats *self, PyObject *args, PyObject *kwds)
     static char *kwlist[] = {"bounds", NULL};
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!", kwlist, &PyTuple_Type, &bounds))
         return -1;
+    if (self->counts != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "stats are initialised once");
+        return -1;
+    }
     Py_ssize_t n = PyTuple_GET_SIZE(bounds);
-    PyMem_Free(self->bounds);
-    PyMem_Free(self->counts);
     self->bounds = PyMem_Calloc(n ? n : 1, sizeof(double));
     self->counts = PyMem_Calloc(n + 1, sizeof(long long));
     if (self->bounds == NULL || self->counts == NULL) {
@@ -89,8 +94,6 @@ Stats_init(Stats *self, PyObject *args, PyObject *kwds)
         self->bounds[i] = b;
     }
     self->nbounds = n;
-    self->ok = self->error = 0;
-    self->sum = 0.0;
     return 0;
 }
 
@@ -105,29 +108,32 @@ Stats_observe(Stats *self, double elapsed, int error)
         else
             hi = mid;
     }
-    self->counts[lo]++;
-    self->sum += elapsed;
-    if (error)
-        self->error++;
-    else
-        self->ok++;
+    __atomic_fetch_add(&self->counts[lo], 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&self->sum_ns, (long long)(elapsed * 1e9), __ATOMIC_RELAXED);
+    __atomic_fetch_add(error ? &self->error : &self->ok, 1, __ATOMIC_RELAXED);
 }
 
 static PyObject *
 Stats_snapshot(Stats *self, PyObject *Py_UNUSED(ignored))
 {
+    if (self->counts == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "the stats are not initialised");
+        return NULL;
+    }
     PyObject *counts = PyList_New(self->nbounds + 1);
     if (counts == NULL)
         return NULL;
     for (Py_ssize_t i = 0; i <= self->nbounds; i++) {
-        PyObject *c = PyLong_FromLongLong(self->counts[i]);
+        PyObject *c = PyLong_FromLongLong(__atomic_load_n(&self->counts[i], __ATOMIC_RELAXED));
         if (c == NULL) {
             Py_DECREF(counts);
             return NULL;
         }
         PyList_SET_ITEM(counts, i, c);
     }
-    return Py_BuildValue("(LLNd)", self->ok, self->error, counts, self->sum);
+    return Py_BuildValue("(LLNd)", __atomic_load_n(&self->ok, __ATOMIC_RELAXED),
+                         __atomic_load_n(&self->error, __ATOMIC_RELAXED), counts,
+                         (double)__atomic_load_n(&self->sum_ns, __ATOMIC_RELAXED) * 1e-9);
 }
 
 static PyMethodDef Stats_methods[] = {
@@ -146,20 +152,46 @@ static PyTypeObject StatsType = {
     .tp_methods = Stats_methods,
 };
 
-/* ---- Engine ------------------------------------------------------------------------------ */
+/* ---- Engine ------------------------------------------------------------------------------
+ *
+ * The engine works on the bytes of a read and keeps what it files in C memory, so that the
+ * pump's thread can take a session's common round trip without the GIL: the statement's
+ * text is looked up among the session's admitted shapes (a table of what the hook chain's
+ * ``admitted`` dict answered before, dropped when the dict changes), the answer's command
+ * tag, SQLSTATE and row description are copied, and the record is appended to ``fast``.
+ * Whatever needs Python (a text not in the table yet, a row description not known to be
+ * blank, the engine not yet on the recorder's list) answers NEED_GIL and is done again
+ * with the GIL held. The event loop's calls always hold it. */
 
+#define NEED_GIL (-2)    /* what the engine's steps answer without the GIL when they need it */
+#define SHAPES_FIRST 16  /* slots of a session's first shape table (a power of two) */
+#define SHAPES_MOST 1024 /* slots at most; a table half full beyond that starts over */
+#define TAG_MAX 64       /* a longer command tag is left to the Python relay */
+#define STATE_MAX 16
+
+/* An admitted statement shape: the exact text, or its numbers key (guard.classify). */
 typedef struct {
-    PyObject *row;      /* a row built by the Python relay (sql text at index 1), or NULL */
-    PyObject *sql;      /* fast: the statement text */
-    PyObject *known;    /* fast: (class, reasons) */
-    PyObject *tag;      /* fast: command tag (bytes) or NULL */
-    PyObject *sqlstate; /* fast: str or NULL */
+    PyObject *known; /* (class, reasons), owned; NULL: an empty slot */
+    char *key;
+    Py_ssize_t len;
+    uint64_t hash;
+    int numbers;
+} Shape;
+
+/* A statement the fast path filed. ``known`` is borrowed from the shape table until
+ * ``owned`` (the table let it go, or a drain took the record). */
+typedef struct {
+    PyObject *known;
     long long seq, started_us, duration_us, rows;
-    int error;
-} Record;
+    Py_ssize_t text_at, text_len; /* in the engine's ``texts`` */
+    int error, owned, tag_len, state_len; /* lengths: -1 when none */
+    char tag[TAG_MAX];
+    char state[STATE_MAX];
+} Fast;
 
 struct Engine;
 struct Pump;
+static pthread_mutex_t *pump_lock(struct Pump *pump);
 
 /* One of a pumped session's sockets: what the pump's epoll entry points at. */
 typedef struct {
@@ -175,11 +207,9 @@ typedef struct Engine {
     Stats *stats;
     PyObject *session;  /* the session's id, the engine's value in ``dirty`` */
     PyObject *dirty;    /* dict the engine enters itself in while it holds records */
-    PyObject *description; /* the last RowDescription payload the fast path relayed */
-    PyObject *fragments;   /* (class, reasons) -> their JSON, for drain */
-    int description_new;   /* description changed since take_description */
-    int armed;             /* the Python relay holds nothing: the engine may take reads */
-    int status;            /* the session's transaction status byte */
+    PyObject *fragments; /* (class, reasons) -> their JSON, for drain */
+    int armed;           /* the Python relay holds nothing: the engine may take reads */
+    int status;          /* the session's transaction status byte */
     /* connect(): the audit recorder (its ``available``), the transports' writes, and the
      * Python relay's handlers of what the engine declines */
     PyObject *recorder, *client_write, *target_write, *client_fallback, *target_fallback;
@@ -192,27 +222,169 @@ typedef struct Engine {
     int watched, streak;
     long long seq;
     int listed;
+    /* the admitted shapes, valid while ``admitted`` has the version they were read at */
+    Shape *shapes;
+    Py_ssize_t nslots, nshapes;
+    uint64_t shapes_version;
+    /* the statement in flight and what its answer said so far: rows of finished commands,
+     * rows of the one going on, an error, the last command tag and SQLSTATE, the columns of
+     * the last description and whether they need no masking */
     int inflight;
-    PyObject *sql, *known;
+    char *query;
+    Py_ssize_t query_len, query_cap;
+    PyObject *known; /* borrowed from the shape table */
     double started;
-    /* what the answer said so far: rows of finished commands, rows of the one going on,
-     * an error, the last command tag and SQLSTATE, the columns of the last description
-     * and whether they need no masking */
     long long rows, counted;
-    int error, columns, blank_ok;
-    PyObject *tag, *sqlstate;
-    Record *recs;
-    Py_ssize_t n, cap;
+    int error, columns, blank_ok, tag_len, state_len;
+    char tag[TAG_MAX];
+    char state[STATE_MAX];
+    /* masking sessions: the last RowDescription the fast path relayed (``description_new``:
+     * since take_description), and the last one the ``blank`` dict said needs no masking */
+    char *description, *blank_description;
+    Py_ssize_t description_len, description_cap, blank_len, blank_cap;
+    int description_new;
+    /* what was filed: rows built by the Python relay (held with the GIL only) and the fast
+     * path's records (under the pump's lock while the pump watches), in sequence order */
+    PyObject **pyrows;
+    Py_ssize_t npyrows, pyrows_cap;
+    Fast *fast;
+    Py_ssize_t nfast, fast_cap;
+    char *texts;
+    Py_ssize_t texts_len, texts_cap;
 } Engine;
 
-static void
-record_clear(Record *r)
+/* Make room for ``need`` items in a raw buffer: 0, or -1 (no exception set). */
+static int
+grow(void **buffer, Py_ssize_t *cap, Py_ssize_t need, size_t item)
 {
-    Py_CLEAR(r->row);
-    Py_CLEAR(r->sql);
-    Py_CLEAR(r->known);
-    Py_CLEAR(r->tag);
-    Py_CLEAR(r->sqlstate);
+    if (need <= *cap)
+        return 0;
+    Py_ssize_t cap2 = *cap ? *cap : 16;
+    while (cap2 < need)
+        cap2 *= 2;
+    void *p = PyMem_RawRealloc(*buffer, (size_t)cap2 * item);
+    if (p == NULL)
+        return -1;
+    *buffer = p;
+    *cap = cap2;
+    return 0;
+}
+
+/* The step's answer to a failed allocation: MemoryError with the GIL, else NEED_GIL. */
+static int
+no_memory(int gil)
+{
+    if (!gil)
+        return NEED_GIL;
+    PyErr_NoMemory();
+    return -1;
+}
+
+static uint64_t
+shape_hash(const char *key, Py_ssize_t n, int numbers)
+{
+    uint64_t h = 14695981039346656037ULL ^ (uint64_t)numbers; /* FNV-1a */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        h ^= (unsigned char)key[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+static Shape *
+shape_find(Engine *self, const char *key, Py_ssize_t n, int numbers)
+{
+    uint64_t h = shape_hash(key, n, numbers);
+    size_t mask = (size_t)self->nslots - 1;
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+        Shape *s = &self->shapes[i];
+        if (s->known == NULL)
+            return NULL;
+        if (s->hash == h && s->numbers == numbers && s->len == n && memcmp(s->key, key, n) == 0)
+            return s;
+    }
+}
+
+/* Drop every shape (the GIL held; the records borrowing from them take their own
+ * reference first). */
+static void
+shapes_forget(Engine *self)
+{
+    for (Py_ssize_t i = 0; i < self->nfast; i++) {
+        Fast *r = &self->fast[i];
+        if (!r->owned) {
+            Py_INCREF(r->known);
+            r->owned = 1;
+        }
+    }
+    for (Py_ssize_t i = 0; i < self->nslots; i++) {
+        Shape *s = &self->shapes[i];
+        if (s->known != NULL) {
+            Py_CLEAR(s->known);
+            PyMem_RawFree(s->key);
+            s->key = NULL;
+        }
+    }
+    self->nshapes = 0;
+}
+
+/* Put a shape in a table of ``nslots`` (it is not there and has room). */
+static void
+shape_place(Shape *table, Py_ssize_t nslots, Shape shape)
+{
+    size_t mask = (size_t)nslots - 1;
+    size_t i = shape.hash & mask;
+    while (table[i].known != NULL)
+        i = (i + 1) & mask;
+    table[i] = shape;
+}
+
+/* Remember that ``key`` is admitted as ``known`` (the GIL held): the new shape, or NULL
+ * with MemoryError. */
+static Shape *
+shape_add(Engine *self, const char *key, Py_ssize_t n, int numbers, PyObject *known)
+{
+    if ((self->nshapes + 1) * 2 > self->nslots) {
+        if (self->nslots >= SHAPES_MOST)
+            shapes_forget(self);
+        else {
+            Py_ssize_t nslots = self->nslots ? self->nslots * 2 : SHAPES_FIRST;
+            Shape *table = PyMem_RawCalloc(nslots, sizeof(Shape));
+            if (table == NULL) {
+                PyErr_NoMemory();
+                return NULL;
+            }
+            for (Py_ssize_t i = 0; i < self->nslots; i++)
+                if (self->shapes[i].known != NULL)
+                    shape_place(table, nslots, self->shapes[i]);
+            PyMem_RawFree(self->shapes);
+            self->shapes = table;
+            self->nslots = nslots;
+        }
+    }
+    char *copy = PyMem_RawMalloc(n ? n : 1);
+    if (copy == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    memcpy(copy, key, n);
+    Shape shape = {Py_NewRef(known), copy, n, shape_hash(key, n, numbers), numbers};
+    shape_place(self->shapes, self->nslots, shape);
+    self->nshapes++;
+    return shape_find(self, key, n, numbers);
+}
+
+static uint64_t
+dict_version(PyObject *dict)
+{
+    return ((PyDictObject *)dict)->ma_version_tag;
+}
+
+static void
+record_release(Fast *r)
+{
+    if (r->owned)
+        Py_CLEAR(r->known);
 }
 
 static int
@@ -223,7 +395,6 @@ Engine_traverse(Engine *self, visitproc visit, void *arg)
     Py_VISIT(self->stats);
     Py_VISIT(self->session);
     Py_VISIT(self->dirty);
-    Py_VISIT(self->known);
     Py_VISIT(self->fragments);
     Py_VISIT(self->recorder);
     Py_VISIT(self->client_write);
@@ -233,10 +404,10 @@ Engine_traverse(Engine *self, visitproc visit, void *arg)
     Py_VISIT((PyObject *)self->pump);
     Py_VISIT(self->promote);
     Py_VISIT(self->handback);
-    for (Py_ssize_t i = 0; i < self->n; i++) {
-        Py_VISIT(self->recs[i].row);
-        Py_VISIT(self->recs[i].known);
-    }
+    for (Py_ssize_t i = 0; i < self->npyrows; i++)
+        Py_VISIT(self->pyrows[i]);
+    /* The shapes' and the fast records' (class, reasons) are tuples of strings: no cycle
+     * runs through them, and the pump's thread may be appending records. */
     return 0;
 }
 
@@ -248,7 +419,6 @@ Engine_clear(Engine *self)
     Py_CLEAR(self->stats);
     Py_CLEAR(self->session);
     Py_CLEAR(self->dirty);
-    Py_CLEAR(self->description);
     Py_CLEAR(self->fragments);
     Py_CLEAR(self->recorder);
     Py_CLEAR(self->client_write);
@@ -259,14 +429,17 @@ Engine_clear(Engine *self)
     Py_CLEAR(self->promote);
     Py_CLEAR(self->handback);
     self->armed = 0;
-    Py_CLEAR(self->sql);
-    Py_CLEAR(self->known);
-    Py_CLEAR(self->tag);
-    Py_CLEAR(self->sqlstate);
     self->inflight = 0;
-    for (Py_ssize_t i = 0; i < self->n; i++)
-        record_clear(&self->recs[i]);
-    self->n = 0;
+    self->known = NULL;
+    for (Py_ssize_t i = 0; i < self->nfast; i++)
+        record_release(&self->fast[i]);
+    self->nfast = self->texts_len = 0;
+    for (Py_ssize_t i = 0; i < self->npyrows; i++)
+        Py_CLEAR(self->pyrows[i]);
+    self->npyrows = 0;
+    shapes_forget(self);
+    self->description_len = self->blank_len = -1;
+    self->description_new = 0;
     return 0;
 }
 
@@ -275,7 +448,13 @@ Engine_dealloc(Engine *self)
 {
     PyObject_GC_UnTrack(self);
     Engine_clear(self);
-    PyMem_Free(self->recs);
+    PyMem_RawFree(self->shapes);
+    PyMem_RawFree(self->query);
+    PyMem_RawFree(self->description);
+    PyMem_RawFree(self->blank_description);
+    PyMem_RawFree(self->pyrows);
+    PyMem_RawFree(self->fast);
+    PyMem_RawFree(self->texts);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -290,6 +469,10 @@ Engine_init(Engine *self, PyObject *args, PyObject *kwds)
         return -1;
     if (blank != Py_None && !PyDict_Check(blank)) {
         PyErr_SetString(PyExc_TypeError, "blank must be a dict or None");
+        return -1;
+    }
+    if (self->watched) {
+        PyErr_SetString(PyExc_RuntimeError, "the pump watches this engine");
         return -1;
     }
     Engine_clear(self);
@@ -309,150 +492,153 @@ Engine_init(Engine *self, PyObject *args, PyObject *kwds)
     return 0;
 }
 
-static Record *
-Engine_slot(Engine *self)
+/* Enter the engine in the recorder's list (the GIL held): 0, or -1 with an error. */
+static int
+engine_list(Engine *self)
 {
-    if (self->n == self->cap) {
-        Py_ssize_t cap = self->cap ? self->cap * 2 : 64;
-        Record *recs = PyMem_Realloc(self->recs, cap * sizeof(Record));
-        if (recs == NULL) {
-            PyErr_NoMemory();
-            return NULL;
-        }
-        self->recs = recs;
-        self->cap = cap;
-    }
-    if (!self->listed) {
-        if (PyDict_SetItem(self->dirty, (PyObject *)self, self->session) < 0)
-            return NULL;
-        self->listed = 1;
-    }
-    Record *r = &self->recs[self->n++];
-    memset(r, 0, sizeof(Record));
-    return r;
+    if (self->listed)
+        return 0;
+    if (PyDict_SetItem(self->dirty, (PyObject *)self, self->session) < 0)
+        return -1;
+    self->listed = 1;
+    return 0;
 }
 
-/* guard.classify.numbers_key on the text's bytes: digits become 0; None (NULL, no error)
- * for a text that is not plain ASCII, holds a comment, a string, a quoted name, a dollar
- * sign or a backslash, or is longer than the classifier caches. */
-static PyObject *
-numbers_key(const char *s, Py_ssize_t n)
+/* guard.classify.numbers_key of the text, written to ``key`` (``n`` bytes): 1, or 0 for a
+ * text that is not plain ASCII, holds a comment, a string, a quoted name, a dollar sign or
+ * a backslash, or is longer than the classifier caches. */
+static int
+numbers_key(const char *s, Py_ssize_t n, char *key)
 {
     if (n > MAX_CACHED_LENGTH)
-        return NULL;
-    PyObject *key = PyBytes_FromStringAndSize(NULL, n);
-    if (key == NULL)
-        return NULL;
-    char *k = PyBytes_AS_STRING(key);
+        return 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c >= 0x80 || c == '\'' || c == '"' || c == '$' || c == '\\')
-            goto none;
+            return 0;
         if ((c == '-' || c == '*') && i > 0 && s[i - 1] == (c == '-' ? '-' : '/'))
-            goto none;
-        k[i] = (c >= '1' && c <= '9') ? '0' : (char)c;
+            return 0;
+        key[i] = (c >= '1' && c <= '9') ? '0' : (char)c;
     }
-    return key;
-none:
-    Py_DECREF(key);
-    return NULL;
+    return 1;
 }
 
-/* 1 when ``data`` is one whole Query of an admitted text or shape (now in flight), 0 when
- * not, -1 on error. */
-static int
-take_query(Engine *self, PyObject *data)
+/* What the session's ``admitted`` dict says of the text (the GIL held), learnt as a shape:
+ * the shape, or NULL when the text is not admitted (or with an error). ``key`` holds the
+ * text's numbers key when ``has_key`` is 1 (-1: not computed yet). */
+static Shape *
+shape_learn(Engine *self, const char *text, Py_ssize_t n, char *key, int has_key)
 {
-    if (self->inflight || !PyBytes_CheckExact(data))
+    uint64_t version = dict_version(self->admitted);
+    PyObject *sql = PyUnicode_DecodeUTF8(text, n, "surrogateescape");
+    if (sql == NULL)
+        return NULL;
+    PyObject *known = PyDict_GetItemWithError(self->admitted, sql);
+    Py_DECREF(sql);
+    int numbers = 0;
+    if (known == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        if (has_key < 0)
+            has_key = numbers_key(text, n, key);
+        if (!has_key)
+            return NULL;
+        PyObject *k = PyBytes_FromStringAndSize(key, n);
+        if (k == NULL)
+            return NULL;
+        known = PyDict_GetItemWithError(self->admitted, k);
+        Py_DECREF(k);
+        if (known == NULL)
+            return NULL;
+        numbers = 1;
+    }
+    if (!PyTuple_CheckExact(known) || PyTuple_GET_SIZE(known) != 2)
+        return NULL;
+    if (version != self->shapes_version) {
+        shapes_forget(self);
+        self->shapes_version = version;
+    }
+    return shape_add(self, numbers ? key : text, n, numbers, known);
+}
+
+/* 1 when the read ``p[:n]`` is one whole Query of an admitted text or shape (now in
+ * flight), 0 when not; -1 on error (the GIL held) or NEED_GIL (without it). */
+static int
+take_query(Engine *self, const unsigned char *p, Py_ssize_t n, int gil)
+{
+    if (self->inflight)
         return 0;
-    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(data);
-    Py_ssize_t n = PyBytes_GET_SIZE(data);
     if (n < 6 || p[0] != 'Q' || (Py_ssize_t)be32(p + 1) != n - 1 || p[n - 1] != 0)
         return 0;
     const char *text = (const char *)p + 5;
     Py_ssize_t length = n - 6;
     if (memchr(text, 0, length) != NULL)
         return 0;
-    PyObject *sql = PyUnicode_DecodeUTF8(text, length, "surrogateescape");
-    if (sql == NULL)
-        return -1;
-    PyObject *known = PyDict_GetItemWithError(self->admitted, sql);
-    if (known == NULL) {
-        if (PyErr_Occurred())
-            goto fail;
-        PyObject *key = numbers_key(text, length);
-        if (key == NULL) {
-            if (PyErr_Occurred())
-                goto fail;
-        }
-        else {
-            known = PyDict_GetItemWithError(self->admitted, key);
-            Py_DECREF(key);
-            if (known == NULL && PyErr_Occurred())
-                goto fail;
-        }
+    char key[MAX_CACHED_LENGTH];
+    int has_key = -1;
+    Shape *shape = NULL;
+    if (self->nshapes && dict_version(self->admitted) == self->shapes_version) {
+        shape = shape_find(self, text, length, 0);
+        if (shape == NULL && (has_key = numbers_key(text, length, key)))
+            shape = shape_find(self, key, length, 1);
     }
-    if (known == NULL || !PyTuple_CheckExact(known) || PyTuple_GET_SIZE(known) != 2) {
-        Py_DECREF(sql);
-        return 0;
+    if (shape == NULL) {
+        if (!gil)
+            return NEED_GIL;
+        shape = shape_learn(self, text, length, key, has_key);
+        if (shape == NULL)
+            return PyErr_Occurred() ? -1 : 0;
     }
-    Py_INCREF(known);
-    Py_XSETREF(self->known, known);
-    Py_XSETREF(self->sql, sql);
-    Py_CLEAR(self->tag);
-    Py_CLEAR(self->sqlstate);
+    if (grow((void **)&self->query, &self->query_cap, length + 1, 1) < 0)
+        return no_memory(gil);
+    memcpy(self->query, text, length);
+    self->query_len = length;
+    self->known = shape->known;
     self->rows = self->counted = 0;
     self->error = self->blank_ok = 0;
     self->columns = -1;
+    self->tag_len = self->state_len = -1;
     self->started = wall_clock();
     self->inflight = 1;
     return 1;
-fail:
-    Py_DECREF(sql);
-    return -1;
 }
 
-static PyObject *
-Engine_query(Engine *self, PyObject *data)
-{
-    int taken = take_query(self, data);
-    if (taken < 0)
-        return NULL;
-    return PyBool_FromLong(taken);
-}
-
-/* The SQLSTATE of an ErrorResponse payload (proxy.codec.error_sqlstate), or NULL. */
-static PyObject *
-error_sqlstate(const unsigned char *p, Py_ssize_t n)
+/* The SQLSTATE field of an ErrorResponse payload (proxy.codec.error_sqlstate): its length
+ * with ``*state`` pointing at it, or -1 when there is none. */
+static Py_ssize_t
+error_sqlstate(const unsigned char *p, Py_ssize_t n, const unsigned char **state)
 {
     Py_ssize_t i = 0;
     while (i < n && p[i] != 0) {
         unsigned char field = p[i++];
         const unsigned char *end = memchr(p + i, 0, n - i);
         if (end == NULL)
-            return NULL;
-        if (field == 'C')
-            return PyUnicode_DecodeUTF8((const char *)p + i, end - (p + i), "replace");
+            return -1;
+        if (field == 'C') {
+            *state = p + i;
+            return end - (p + i);
+        }
         i = end - p + 1;
     }
-    return NULL;
+    return -1;
 }
 
 /* Reads the target's answer to the query in flight, read by read. A read of whole
  * messages, all of a plain result, is taken: 1 when the answer goes on, the transaction
  * status byte when it ended with ReadyForQuery (the statement is filed). Anything else
- * returns 0 and changes nothing; the Python relay then takes the statement (take). */
+ * returns 0 and changes nothing; the Python relay then takes the statement (take). -1 on
+ * error (the GIL held), NEED_GIL (without it), both changing nothing either. */
 static long
-read_answer(Engine *self, PyObject *data)
+read_answer(Engine *self, const unsigned char *p, Py_ssize_t n, int gil)
 {
-    if (!self->inflight || !PyBytes_CheckExact(data))
+    if (!self->inflight)
         return 0;
-    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(data);
-    Py_ssize_t n = PyBytes_GET_SIZE(data), at = 0;
+    Py_ssize_t at = 0;
     long long rows = self->rows, counted = self->counted;
     int error = self->error, status = 0, blank = self->blank_ok, columns = self->columns;
-    const unsigned char *tag = NULL, *description = NULL, *state = NULL;
-    Py_ssize_t tag_len = 0, description_len = 0, state_len = 0;
+    const unsigned char *tag = NULL, *description = NULL, *state = NULL, *learnt = NULL;
+    Py_ssize_t tag_len = 0, description_len = 0, state_len = -1;
+    int state_seen = 0;
     int masking = self->blank != Py_None;
     while (at < n) {
         if (status || n - at < 5)
@@ -472,16 +658,23 @@ read_answer(Engine *self, PyObject *data)
             columns = (body[0] << 8) | body[1];
             blank = 0;
             if (masking) {
-                PyObject *key = PyBytes_FromStringAndSize((const char *)body, size);
-                if (key == NULL)
-                    return -1;
-                PyObject *is_blank = PyDict_GetItemWithError(self->blank, key);
-                Py_DECREF(key);
-                if (is_blank == NULL && PyErr_Occurred())
-                    return -1;
-                if (is_blank != Py_True)
-                    return 0;
-                blank = 1;
+                if (size == self->blank_len && memcmp(body, self->blank_description, size) == 0)
+                    blank = 1;
+                else {
+                    if (!gil)
+                        return NEED_GIL;
+                    PyObject *key = PyBytes_FromStringAndSize((const char *)body, size);
+                    if (key == NULL)
+                        return -1;
+                    PyObject *is_blank = PyDict_GetItemWithError(self->blank, key);
+                    Py_DECREF(key);
+                    if (is_blank == NULL && PyErr_Occurred())
+                        return -1;
+                    if (is_blank != Py_True)
+                        return 0;
+                    blank = 1;
+                    learnt = body;
+                }
             }
             break;
         case 'D':
@@ -490,7 +683,7 @@ read_answer(Engine *self, PyObject *data)
             counted++;
             break;
         case 'C': {
-            if (size < 1 || body[size - 1] != 0)
+            if (size < 1 || body[size - 1] != 0 || size > TAG_MAX)
                 return 0;
             tag = body;
             tag_len = size - 1;
@@ -511,8 +704,10 @@ read_answer(Engine *self, PyObject *data)
         }
         case 'E':
             error = 1;
-            state = body;
-            state_len = size;
+            state_seen = 1;
+            state_len = error_sqlstate(body, size, &state);
+            if (state_len >= STATE_MAX)
+                return 0;
             break;
         case 'Z':
             if (size != 1)
@@ -530,25 +725,43 @@ read_answer(Engine *self, PyObject *data)
         at += 1 + (Py_ssize_t)length;
     }
 
-    /* The read is taken: keep what it said. */
+    /* The read is taken: make room for what it said, then keep it. */
+    int keep_description = description != NULL && masking;
+    if (keep_description && grow((void **)&self->description, &self->description_cap,
+                                 description_len, 1) < 0)
+        return no_memory(gil);
+    if (learnt != NULL &&
+        grow((void **)&self->blank_description, &self->blank_cap, description_len, 1) < 0)
+        return no_memory(gil);
+    if (status) {
+        if (!self->listed) {
+            if (!gil)
+                return NEED_GIL;
+            if (engine_list(self) < 0)
+                return -1;
+        }
+        if (grow((void **)&self->fast, &self->fast_cap, self->nfast + 1, sizeof(Fast)) < 0 ||
+            grow((void **)&self->texts, &self->texts_cap,
+                 self->texts_len + self->query_len + 1, 1) < 0)
+            return no_memory(gil);
+    }
     if (tag != NULL) {
-        PyObject *tag_obj = PyBytes_FromStringAndSize((const char *)tag, tag_len);
-        if (tag_obj == NULL)
-            return -1;
-        Py_XSETREF(self->tag, tag_obj);
+        memcpy(self->tag, tag, tag_len);
+        self->tag_len = (int)tag_len;
     }
-    if (state != NULL) {
-        PyObject *state_obj = error_sqlstate(state, state_len);
-        if (state_obj == NULL && PyErr_Occurred())
-            return -1;
-        Py_XSETREF(self->sqlstate, state_obj);
+    if (state_seen) {
+        if (state_len > 0)
+            memcpy(self->state, state, state_len);
+        self->state_len = (int)state_len;
     }
-    if (description != NULL && masking) {
-        PyObject *d = PyBytes_FromStringAndSize((const char *)description, description_len);
-        if (d == NULL)
-            return -1;
-        Py_XSETREF(self->description, d);
+    if (keep_description) {
+        memcpy(self->description, description, description_len);
+        self->description_len = description_len;
         self->description_new = 1;
+    }
+    if (learnt != NULL) {
+        memcpy(self->blank_description, learnt, description_len);
+        self->blank_len = description_len;
     }
     self->rows = rows;
     self->counted = counted;
@@ -559,31 +772,62 @@ read_answer(Engine *self, PyObject *data)
         return 1;
 
     /* The whole answer is here: file the statement. */
-    Record *r = Engine_slot(self);
-    if (r == NULL)
-        return -1;
     double ended = wall_clock();
-    r->sql = self->sql;
+    Fast *r = &self->fast[self->nfast];
     r->known = self->known;
-    r->tag = self->tag;
-    r->sqlstate = self->sqlstate;
-    self->sql = self->known = self->tag = self->sqlstate = NULL;
-    self->inflight = 0;
+    r->owned = 0;
     r->seq = ++self->seq;
     r->started_us = (long long)(self->started * 1e6);
     long long duration = (long long)(ended * 1e6) - r->started_us;
     r->duration_us = duration > 0 ? duration : 0;
     r->rows = rows;
     r->error = error;
+    r->text_at = self->texts_len;
+    r->text_len = self->query_len;
+    memcpy(self->texts + self->texts_len, self->query, self->query_len);
+    self->texts_len += self->query_len;
+    r->tag_len = self->tag_len;
+    if (r->tag_len > 0)
+        memcpy(r->tag, self->tag, r->tag_len);
+    r->state_len = self->state_len;
+    if (r->state_len > 0)
+        memcpy(r->state, self->state, r->state_len);
+    __atomic_store_n(&self->nfast, self->nfast + 1, __ATOMIC_RELEASE);
+    self->known = NULL;
+    self->inflight = 0;
     self->status = (int)status;
     Stats_observe(self->stats, ended - self->started, error);
     return status;
 }
 
+/* A ``bytes`` argument as the engine's steps read it. */
+static int
+bytes_arg(PyObject *data, const unsigned char **p, Py_ssize_t *n)
+{
+    if (!PyBytes_CheckExact(data))
+        return 0;
+    *p = (const unsigned char *)PyBytes_AS_STRING(data);
+    *n = PyBytes_GET_SIZE(data);
+    return 1;
+}
+
+static PyObject *
+Engine_query(Engine *self, PyObject *data)
+{
+    const unsigned char *p;
+    Py_ssize_t n;
+    int taken = bytes_arg(data, &p, &n) ? take_query(self, p, n, 1) : 0;
+    if (taken < 0)
+        return NULL;
+    return PyBool_FromLong(taken);
+}
+
 static PyObject *
 Engine_result(Engine *self, PyObject *data)
 {
-    long status = read_answer(self, data);
+    const unsigned char *p;
+    Py_ssize_t n;
+    long status = bytes_arg(data, &p, &n) ? read_answer(self, p, n, 1) : 0;
     if (status < 0)
         return NULL;
     return PyLong_FromLong(status);
@@ -597,14 +841,25 @@ Engine_take(Engine *self, PyObject *Py_UNUSED(ignored))
         PyErr_SetString(PyExc_RuntimeError, "no statement in flight");
         return NULL;
     }
+    PyObject *sql = PyUnicode_DecodeUTF8(self->query, self->query_len, "surrogateescape");
+    PyObject *tag = self->tag_len < 0 ? Py_NewRef(Py_None)
+                                      : PyBytes_FromStringAndSize(self->tag, self->tag_len);
+    PyObject *state = self->state_len < 0
+                          ? Py_NewRef(Py_None)
+                          : PyUnicode_DecodeUTF8(self->state, self->state_len, "replace");
+    if (sql == NULL || tag == NULL || state == NULL) {
+        Py_XDECREF(sql);
+        Py_XDECREF(tag);
+        Py_XDECREF(state);
+        return NULL;
+    }
     /* "N" hands the references to the tuple (or releases them if it cannot be built) */
-    PyObject *tag = self->tag ? self->tag : Py_NewRef(Py_None);
-    PyObject *state = self->sqlstate ? self->sqlstate : Py_NewRef(Py_None);
-    PyObject *result = Py_BuildValue("(NNdLLONN)", self->sql, self->known, self->started,
-                                     self->rows, self->counted, self->error ? S_ERROR : S_OK,
-                                     tag, state);
-    self->sql = self->known = self->tag = self->sqlstate = NULL;
-    self->inflight = 0;
+    PyObject *result = Py_BuildValue("(NOdLLONN)", sql, self->known, self->started, self->rows,
+                                     self->counted, self->error ? S_ERROR : S_OK, tag, state);
+    if (result != NULL) {
+        self->known = NULL;
+        self->inflight = 0;
+    }
     return result;
 }
 
@@ -621,13 +876,15 @@ Engine_add(Engine *self, PyObject *row)
         PyErr_SetString(PyExc_TypeError, "an event row is a tuple of 14 fields");
         return NULL;
     }
-    Record *r = Engine_slot(self);
-    if (r == NULL)
+    if (grow((void **)&self->pyrows, &self->pyrows_cap, self->npyrows + 1, sizeof(PyObject *)) <
+        0)
+        return PyErr_NoMemory();
+    if (engine_list(self) < 0)
         return NULL;
-    Py_INCREF(row);
-    r->row = row;
+    self->pyrows[self->npyrows++] = Py_NewRef(row);
     Py_RETURN_NONE;
 }
+
 
 /* The text's index in ``texts``, added when new. */
 static PyObject *
@@ -763,9 +1020,31 @@ known_fragment(PyObject *cache, PyObject *encode, PyObject *known)
     return fragment;
 }
 
+/* Append the JSON string of ``n`` bytes of text: as they are when plain ASCII, else decoded
+ * (invalid UTF-8 replaced) and encoded by ``encode``. */
+static int
+out_text(Out *o, PyObject *encode, const char *text, Py_ssize_t n)
+{
+    const unsigned char *t = (const unsigned char *)text;
+    Py_ssize_t i = 0;
+    while (i < n && t[i] >= 0x20 && t[i] < 0x7f && t[i] != '"' && t[i] != '\\')
+        i++;
+    if (i == n)
+        return out_write(o, "\"", 1) < 0 || out_write(o, text, n) < 0 ||
+                       out_write(o, "\"", 1) < 0
+                   ? -1
+                   : 0;
+    PyObject *decoded = PyUnicode_DecodeUTF8(text, n, "replace");
+    if (decoded == NULL)
+        return -1;
+    int rc = out_json(o, encode, decoded);
+    Py_DECREF(decoded);
+    return rc;
+}
+
 /* One fast record as the JSON array audit.events.encode_batch writes for it. */
 static int
-out_fast(Out *o, PyObject *cache, PyObject *encode, const Record *r, PyObject *index)
+out_fast(Out *o, PyObject *cache, PyObject *encode, const Fast *r, PyObject *index)
 {
     PyObject *fragment = known_fragment(cache, encode, r->known);
     if (fragment == NULL)
@@ -781,82 +1060,168 @@ out_fast(Out *o, PyObject *cache, PyObject *encode, const Record *r, PyObject *i
     Py_DECREF(fragment);
     if (rc)
         return -1;
-    if (r->tag == NULL) {
-        if (out_write(o, "null", 4) < 0)
-            return -1;
-    }
-    else {
-        const unsigned char *t = (const unsigned char *)PyBytes_AS_STRING(r->tag);
-        Py_ssize_t n = PyBytes_GET_SIZE(r->tag), i = 0;
-        while (i < n && t[i] >= 0x20 && t[i] < 0x7f && t[i] != '"' && t[i] != '\\')
-            i++;
-        if (i == n) { /* plain ASCII: JSON as it is */
-            if (out_write(o, "\"", 1) < 0 || out_write(o, (const char *)t, n) < 0 ||
-                out_write(o, "\"", 1) < 0)
-                return -1;
-        }
-        else {
-            PyObject *decoded = PyUnicode_DecodeUTF8((const char *)t, n, "replace");
-            if (decoded == NULL)
-                return -1;
-            rc = out_json(o, encode, decoded);
-            Py_DECREF(decoded);
-            if (rc < 0)
-                return -1;
-        }
-    }
+    if (r->tag_len < 0 ? out_write(o, "null", 4) < 0 : out_text(o, encode, r->tag, r->tag_len) < 0)
+        return -1;
     if (out_write(o, ",", 1) < 0)
         return -1;
-    if (r->sqlstate == NULL) {
-        if (out_write(o, "null", 4) < 0)
-            return -1;
-    }
-    else if (out_json(o, encode, r->sqlstate) < 0)
+    if (r->state_len < 0 ? out_write(o, "null", 4) < 0
+                         : out_text(o, encode, r->state, r->state_len) < 0)
         return -1;
     return out_write(o, ",null,null]", 11);
+}
+
+/* The fast records and their texts, taken out of an engine by a drain. */
+typedef struct {
+    Fast *fast;
+    Py_ssize_t nfast, fast_cap;
+    char *texts;
+    Py_ssize_t texts_len, texts_cap;
+} Taken;
+
+/* Run ``f`` on the engine's fast records with the pump's lock held while the pump watches
+ * the session (the GIL held, released while waiting for the lock: the pump's thread takes
+ * the lock before the GIL). */
+static void
+with_records(Engine *self, void (*f)(Engine *, Taken *), Taken *taken)
+{
+    struct Pump *pump = self->pump;
+    if (!self->watched || pump == NULL) {
+        f(self, taken);
+        return;
+    }
+    pthread_mutex_t *lock = (pthread_mutex_t *)pump_lock(pump);
+    Py_BEGIN_ALLOW_THREADS
+    pthread_mutex_lock(lock);
+    Py_END_ALLOW_THREADS
+    f(self, taken);
+    pthread_mutex_unlock(lock);
+}
+
+static void
+records_take(Engine *self, Taken *t)
+{
+    t->fast = self->fast;
+    t->nfast = self->nfast;
+    t->fast_cap = self->fast_cap;
+    t->texts = self->texts;
+    t->texts_len = self->texts_len;
+    t->texts_cap = self->texts_cap;
+    self->fast = NULL;
+    self->nfast = self->fast_cap = 0;
+    self->texts = NULL;
+    self->texts_len = self->texts_cap = 0;
+}
+
+/* Put what a failed drain took back in front of what was filed since; when that cannot be
+ * done (no memory), the records are lost, and said so. */
+static void
+records_put_back(Engine *self, Taken *t)
+{
+    if (t->nfast == 0)
+        return;
+    if (grow((void **)&t->fast, &t->fast_cap, t->nfast + self->nfast + 1, sizeof(Fast)) < 0 ||
+        grow((void **)&t->texts, &t->texts_cap, t->texts_len + self->texts_len + 1, 1) < 0) {
+        t->nfast = -t->nfast; /* cannot be kept: the caller reports it */
+        return;
+    }
+    for (Py_ssize_t i = 0; i < self->nfast; i++) {
+        t->fast[t->nfast + i] = self->fast[i];
+        t->fast[t->nfast + i].text_at += t->texts_len;
+    }
+    if (self->texts_len > 0)
+        memcpy(t->texts + t->texts_len, self->texts, self->texts_len);
+    PyMem_RawFree(self->fast);
+    PyMem_RawFree(self->texts);
+    self->fast = t->fast;
+    self->nfast = t->nfast + self->nfast;
+    self->fast_cap = t->fast_cap;
+    self->texts = t->texts;
+    self->texts_len = t->texts_len + self->texts_len;
+    self->texts_cap = t->texts_cap;
+    t->fast = NULL;
+    t->texts = NULL;
+    t->nfast = 0;
+}
+
+static long long
+row_seq(PyObject *row, Py_ssize_t field)
+{
+    return PyLong_AsLongLong(PyTuple_GET_ITEM(row, field));
 }
 
 /* Everything filed since the last drain, as ``(texts, events, count, first_seq, last_seq,
  * started_us)``: the distinct SQL texts, and the statements as the JSON array of arrays
  * audit.events.encode_batch writes (each text as its index in ``texts``); ``encode`` is
- * the JSON encoder of one value (audit.events.row_json). None when nothing was filed. */
+ * the JSON encoder of one value (audit.events.row_json). None when nothing was filed.
+ * The engine stays on the recorder's list while the pump watches it (the pump files
+ * without the GIL) or while it holds records. */
 static PyObject *
 Engine_drain(Engine *self, PyObject *encode)
 {
-    /* The recorder took the engine off its list; the next record filed puts it back. */
-    self->listed = 0;
-    if (self->n == 0)
-        Py_RETURN_NONE;
+    Taken t = {0};
+    with_records(self, records_take, &t);
+    for (Py_ssize_t i = 0; i < t.nfast; i++) {
+        Fast *r = &t.fast[i];
+        if (!r->owned) {
+            Py_INCREF(r->known);
+            r->owned = 1;
+        }
+    }
+    Py_ssize_t nrows = self->npyrows, count = nrows + t.nfast;
     Out o = {0};
-    PyObject *texts = PyList_New(0), *indices = PyDict_New(), *result = NULL, *events = NULL;
+    PyObject *texts = NULL, *indices = NULL, *result = NULL, *events = NULL;
+    if (count == 0) {
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    texts = PyList_New(0);
+    indices = PyDict_New();
     if (texts == NULL || indices == NULL || out_write(&o, "[", 1) < 0)
         goto done;
     if (self->fragments == NULL && (self->fragments = PyDict_New()) == NULL)
         goto done;
-    for (Py_ssize_t i = 0; i < self->n; i++) {
-        Record *r = &self->recs[i];
-        if (i > 0 && out_write(&o, ",", 1) < 0)
+    long long first_seq = 0, last_seq = 0, started = 0;
+    for (Py_ssize_t i = 0, j = 0; i < nrows || j < t.nfast;) {
+        PyObject *row = i < nrows ? self->pyrows[i] : NULL;
+        const Fast *r = j < t.nfast ? &t.fast[j] : NULL;
+        long long seq = row != NULL ? row_seq(row, 0) : 0;
+        if (row != NULL && r != NULL && r->seq < seq)
+            row = NULL;
+        if (row == NULL)
+            seq = r->seq;
+        if (i + j == 0) {
+            first_seq = seq;
+            started = row != NULL ? row_seq(row, 7) : r->started_us;
+        }
+        last_seq = seq;
+        if (PyErr_Occurred() || (i + j > 0 && out_write(&o, ",", 1) < 0))
             goto done;
-        PyObject *index = text_index(indices, texts, r->row ? PyTuple_GET_ITEM(r->row, 1) : r->sql);
+        PyObject *sql = row != NULL ? Py_NewRef(PyTuple_GET_ITEM(row, 1))
+                                    : PyUnicode_DecodeUTF8(t.texts + r->text_at, r->text_len,
+                                                           "surrogateescape");
+        if (sql == NULL)
+            goto done;
+        PyObject *index = text_index(indices, texts, sql);
+        Py_DECREF(sql);
         if (index == NULL)
             goto done;
         int rc;
-        if (r->row != NULL) {
-            PyObject *row = PyTuple_New(14);
-            if (row == NULL) {
+        if (row != NULL) {
+            PyObject *indexed = PyTuple_New(14);
+            if (indexed == NULL) {
                 Py_DECREF(index);
                 goto done;
             }
-            for (Py_ssize_t f = 0; f < 14; f++) {
-                PyObject *value = f == 1 ? index : PyTuple_GET_ITEM(r->row, f);
-                Py_INCREF(value);
-                PyTuple_SET_ITEM(row, f, value);
-            }
-            rc = out_json(&o, encode, row);
-            Py_DECREF(row);
+            for (Py_ssize_t f = 0; f < 14; f++)
+                PyTuple_SET_ITEM(indexed, f, Py_NewRef(f == 1 ? index : PyTuple_GET_ITEM(row, f)));
+            rc = out_json(&o, encode, indexed);
+            Py_DECREF(indexed);
+            i++;
         }
-        else
+        else {
             rc = out_fast(&o, self->fragments, encode, r, index);
+            j++;
+        }
         Py_DECREF(index);
         if (rc < 0)
             goto done;
@@ -866,26 +1231,44 @@ Engine_drain(Engine *self, PyObject *encode)
     events = PyUnicode_DecodeUTF8(o.data, o.size, "replace");
     if (events == NULL)
         goto done;
-    const Record *first = &self->recs[0], *last = &self->recs[self->n - 1];
-    long long first_seq = first->row ? PyLong_AsLongLong(PyTuple_GET_ITEM(first->row, 0))
-                                     : first->seq;
-    long long last_seq = last->row ? PyLong_AsLongLong(PyTuple_GET_ITEM(last->row, 0))
-                                   : last->seq;
-    long long started = first->row ? PyLong_AsLongLong(PyTuple_GET_ITEM(first->row, 7))
-                                   : first->started_us;
-    if (PyErr_Occurred())
-        goto done;
-    result = Py_BuildValue("(OOnLLL)", texts, events, self->n, first_seq, last_seq, started);
+    result = Py_BuildValue("(OOnLLL)", texts, events, count, first_seq, last_seq, started);
     if (result == NULL)
         goto done;
-    for (Py_ssize_t i = 0; i < self->n; i++)
-        record_clear(&self->recs[i]);
-    self->n = 0;
+    for (Py_ssize_t i = 0; i < nrows; i++)
+        Py_CLEAR(self->pyrows[i]);
+    if (self->npyrows > nrows) /* filed while encoding (it does not happen): kept */
+        memmove(self->pyrows, self->pyrows + nrows, (self->npyrows - nrows) * sizeof(PyObject *));
+    self->npyrows -= nrows;
 done:
     PyMem_Free(o.data);
     Py_XDECREF(texts);
     Py_XDECREF(indices);
     Py_XDECREF(events);
+    if (result == NULL) {
+        PyObject *type, *value, *traceback;
+        PyErr_Fetch(&type, &value, &traceback);
+        with_records(self, records_put_back, &t);
+        if (t.nfast < 0) {
+            PyErr_Clear();
+            fprintf(stderr, "jitgate: %zd audit records lost (no memory)\n", -t.nfast);
+            t.nfast = -t.nfast;
+        }
+        PyErr_Restore(type, value, traceback);
+    }
+    for (Py_ssize_t i = 0; i < t.nfast; i++)
+        record_release(&t.fast[i]);
+    PyMem_RawFree(t.fast);
+    PyMem_RawFree(t.texts);
+    /* The recorder took the engine off its list (it puts it back itself when the drain
+     * fails): back on it while the pump may file without the GIL or records are held. */
+    self->listed = 0;
+    if (result != NULL &&
+        (self->watched || self->npyrows || __atomic_load_n(&self->nfast, __ATOMIC_ACQUIRE))) {
+        if (PyDict_SetItem(self->dirty, (PyObject *)self, self->session) < 0)
+            PyErr_Clear(); /* the next record filed lists it (the pump: with the GIL) */
+        else
+            self->listed = 1;
+    }
     return result;
 }
 
@@ -947,8 +1330,10 @@ Engine_client_data(Engine *self, PyObject *data)
         int up = recorder_available(self);
         if (up < 0)
             return NULL;
-        if (up) {
-            int taken = take_query(self, data);
+        const unsigned char *p;
+        Py_ssize_t n;
+        if (up && bytes_arg(data, &p, &n)) {
+            int taken = take_query(self, p, n, 1);
             if (taken < 0)
                 return NULL;
             if (taken) {
@@ -972,8 +1357,10 @@ Engine_target_data(Engine *self, PyObject *data)
         PyErr_SetString(PyExc_RuntimeError, "the engine is not connected");
         return NULL;
     }
-    if (self->armed && self->inflight) {
-        long status = read_answer(self, data);
+    const unsigned char *p;
+    Py_ssize_t n;
+    if (self->armed && self->inflight && bytes_arg(data, &p, &n)) {
+        long status = read_answer(self, p, n, 1);
         if (status < 0)
             return NULL;
         if (status) {
@@ -997,8 +1384,10 @@ Engine_target_data(Engine *self, PyObject *data)
  * A session whose engine took PROMOTE_AFTER round trips in a row on the event loop's
  * transports is handed to the pump (Engine.watch; the relay has paused both transports'
  * reading first): the pump's thread waits on the two sockets itself, reads, asks the
- * engine (holding the GIL only for that), and sends what the engine takes straight to the
- * other socket without the GIL. The first read the engine declines, a send that would
+ * engine, and sends what the engine takes straight to the other socket. The engine's
+ * common round trip needs no GIL (an admitted shape, a known row description, the audit
+ * store up as ``Pump.available`` says); the rest is done with it. The first read the
+ * engine declines, a send that would
  * block, or the end of a connection hands the session back: the pump stops watching it and
  * calls ``handback(kind, data)`` on the event loop (HANDBACK_*), which resumes the
  * transports and does what the pump could not. Every engine and socket operation happens
@@ -1024,8 +1413,15 @@ typedef struct Pump {
     PyThreadState *thread_state; /* the pump thread's own, kept while it runs */
     Engine **retired; /* unwatched engines whose reference the pump still holds */
     Py_ssize_t nretired, capretired;
-    long long relayed, returned;
+    long long relayed, returned, gil_reads;
+    int available; /* the audit store takes statements (kept by the server) */
 } Pump;
+
+static pthread_mutex_t *
+pump_lock(struct Pump *pump)
+{
+    return &pump->lock;
+}
 
 /* Stop watching ``engine`` (the pump's lock held); its reference is released by the
  * pump's thread before it next waits, when no event of the old watch can be in hand. */
@@ -1098,6 +1494,40 @@ hand_back(Pump *pump, Engine *engine, int kind, PyObject *data)
     Py_XDECREF(done);
 }
 
+/* Hand a read the engine declined back to the loop (the lock and the GIL held). */
+static void
+hand_back_read(Pump *pump, Engine *engine, int client, const char *data, ssize_t n)
+{
+    PyObject *read = PyBytes_FromStringAndSize(data, n);
+    if (read == NULL) {
+        PyErr_WriteUnraisable(NULL);
+        hand_back(pump, engine, HANDBACK_CLOSED, NULL); /* cannot happen short of memory */
+        return;
+    }
+    hand_back(pump, engine, client ? HANDBACK_CLIENT_READ : HANDBACK_TARGET_READ, read);
+    Py_DECREF(read);
+}
+
+/* The engine's step for a read of ``side`` (the lock held; the GIL when ``gil``). */
+static long
+pump_step(Pump *pump, Engine *engine, Side *side, ssize_t got, int gil)
+{
+    const unsigned char *p = (const unsigned char *)pump->buffer;
+    if (!engine->armed)
+        return 0;
+    if (!side->client)
+        return engine->inflight ? read_answer(engine, p, got, gil) : 0;
+    if (engine->inflight)
+        return 0;
+    if (!gil) {
+        if (!__atomic_load_n(&pump->available, __ATOMIC_RELAXED))
+            return NEED_GIL; /* the recorder's own word, below */
+        return take_query(engine, p, got, 0);
+    }
+    int up = recorder_available(engine);
+    return up > 0 ? take_query(engine, p, got, 1) : up;
+}
+
 /* One readable socket of a watched session (the lock held, not the GIL). */
 static void
 pump_event(Pump *pump, Side *side)
@@ -1111,43 +1541,29 @@ pump_event(Pump *pump, Side *side)
     while (got < 0 && errno == EINTR);
     if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
         return;
-    pump_take_gil(pump);
-    if (got <= 0) {
-        hand_back(pump, engine, HANDBACK_CLOSED, NULL);
-        pump_drop_gil(pump);
-        return;
-    }
-    PyObject *data = PyBytes_FromStringAndSize(pump->buffer, got);
-    if (data == NULL) {
-        PyErr_WriteUnraisable(NULL);
-        hand_back(pump, engine, HANDBACK_CLOSED, NULL); /* cannot happen short of memory */
-        pump_drop_gil(pump);
-        return;
-    }
-    long taken = 0;
-    if (engine->armed) {
-        if (side->client) {
-            if (!engine->inflight) {
-                taken = recorder_available(engine);
-                if (taken > 0)
-                    taken = take_query(engine, data);
-            }
+    long taken = got > 0 ? pump_step(pump, engine, side, got, 0) : 0;
+    if (taken <= 0) {
+        pump_take_gil(pump);
+        if (got <= 0) {
+            hand_back(pump, engine, HANDBACK_CLOSED, NULL);
+            pump_drop_gil(pump);
+            return;
         }
-        else if (engine->inflight)
-            taken = read_answer(engine, data);
-    }
-    if (taken < 0) {
-        PyErr_WriteUnraisable((PyObject *)engine);
-        taken = 0;
-    }
-    if (!taken) {
-        hand_back(pump, engine, side->client ? HANDBACK_CLIENT_READ : HANDBACK_TARGET_READ, data);
-        Py_DECREF(data);
+        if (taken == NEED_GIL) {
+            pump->gil_reads++;
+            taken = pump_step(pump, engine, side, got, 1);
+        }
+        if (taken < 0) {
+            PyErr_WriteUnraisable((PyObject *)engine);
+            taken = 0;
+        }
+        if (!taken) {
+            hand_back_read(pump, engine, side->client, pump->buffer, got);
+            pump_drop_gil(pump);
+            return;
+        }
         pump_drop_gil(pump);
-        return;
     }
-    Py_DECREF(data);
-    pump_drop_gil(pump);
     pump->relayed++;
     int to = engine->sides[side->client ? 1 : 0].fd;
     ssize_t sent = 0;
@@ -1219,6 +1635,7 @@ Pump_init(Pump *self, PyObject *args, PyObject *kwds)
         return -1;
     }
     self->epfd = self->stopfd = -1;
+    self->available = 1;
     self->buffer = PyMem_RawMalloc(PUMP_READ);
     if (self->buffer == NULL) {
         PyErr_NoMemory();
@@ -1295,9 +1712,38 @@ Pump_get_returned(Pump *self, void *Py_UNUSED(closure))
     return PyLong_FromLongLong(self->returned);
 }
 
+static PyObject *
+Pump_get_gil_reads(Pump *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromLongLong(self->gil_reads);
+}
+
+static PyObject *
+Pump_get_available(Pump *self, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(__atomic_load_n(&self->available, __ATOMIC_RELAXED));
+}
+
+static int
+Pump_set_available(Pump *self, PyObject *value, void *Py_UNUSED(closure))
+{
+    int up = value == NULL ? 0 : PyObject_IsTrue(value);
+    if (up < 0)
+        return -1;
+    __atomic_store_n(&self->available, up, __ATOMIC_RELAXED);
+    return 0;
+}
+
 static PyGetSetDef Pump_getset[] = {
     {"relayed", (getter)Pump_get_relayed, NULL, "Reads the pump relayed itself.", NULL},
+    {"available", (getter)Pump_get_available, (setter)Pump_set_available,
+     "Whether the audit store takes statements, as the server last said: while False, every "
+     "statement the pump would take asks the recorder with the GIL.",
+     NULL},
     {"returned", (getter)Pump_get_returned, NULL, "Times it handed a session back.", NULL},
+    {"gil_reads", (getter)Pump_get_gil_reads, NULL,
+     "Reads the engine could judge only with the GIL (a first sight, a store said down).",
+     NULL},
     {NULL}};
 
 static PyMethodDef Pump_methods[] = {
@@ -1332,6 +1778,9 @@ Engine_watch(Engine *self, PyObject *args)
         PyErr_SetString(PyExc_RuntimeError, "the pump already watches this session");
         return NULL;
     }
+    /* on the recorder's list while watched: the pump files without the GIL */
+    if (engine_list(self) < 0)
+        return NULL;
     self->sides[0] = (Side){self, client_fd, 1};
     self->sides[1] = (Side){self, target_fd, 0};
     struct epoll_event client = {.events = EPOLLIN, .data.ptr = &self->sides[0]};
@@ -1382,10 +1831,10 @@ Engine_get_watched(Engine *self, void *Py_UNUSED(closure))
 static PyObject *
 Engine_take_description(Engine *self, PyObject *Py_UNUSED(ignored))
 {
-    if (!self->description_new || self->description == NULL)
+    if (!self->description_new || self->description_len < 0)
         Py_RETURN_NONE;
     self->description_new = 0;
-    return Py_NewRef(self->description);
+    return PyBytes_FromStringAndSize(self->description, self->description_len);
 }
 
 static PyObject *
@@ -1433,15 +1882,15 @@ Engine_get_inflight(Engine *self, void *Py_UNUSED(closure))
 static PyObject *
 Engine_get_pending(Engine *self, void *Py_UNUSED(closure))
 {
-    return PyLong_FromSsize_t(self->n);
+    return PyLong_FromSsize_t(self->npyrows + __atomic_load_n(&self->nfast, __ATOMIC_ACQUIRE));
 }
 
 static PyObject *
 Engine_get_description(Engine *self, void *Py_UNUSED(closure))
 {
-    PyObject *d = self->description ? self->description : Py_None;
-    Py_INCREF(d);
-    return d;
+    if (self->description_len < 0)
+        Py_RETURN_NONE;
+    return PyBytes_FromStringAndSize(self->description, self->description_len);
 }
 
 static PyGetSetDef Engine_getset[] = {
@@ -1515,12 +1964,11 @@ PyInit__fastpath(void)
     if (PyType_Ready(&StatsType) < 0 || PyType_Ready(&EngineType) < 0 ||
         PyType_Ready(&PumpType) < 0)
         return NULL;
-    S_SIMPLE = PyUnicode_InternFromString("simple");
     S_ALLOW = PyUnicode_InternFromString("allow");
     S_OK = PyUnicode_InternFromString("ok");
     S_ERROR = PyUnicode_InternFromString("error");
     S_AVAILABLE = PyUnicode_InternFromString("available");
-    if (!S_SIMPLE || !S_ALLOW || !S_OK || !S_ERROR || !S_AVAILABLE)
+    if (!S_ALLOW || !S_OK || !S_ERROR || !S_AVAILABLE)
         return NULL;
     PyObject *module = PyModule_Create(&fastpath_module);
     if (module == NULL)

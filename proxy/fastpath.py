@@ -76,6 +76,10 @@ class Pump(Protocol):
     @property
     def returned(self) -> int: ...
 
+    # Whether the audit store takes statements: the server keeps it in step with the
+    # recorder's ``available`` (the pump's thread reads it without the GIL).
+    available: bool
+
     def close(self) -> None: ...
 
 

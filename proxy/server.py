@@ -95,10 +95,16 @@ class ProxyServer:
         loop = asyncio.get_running_loop()
         if self._want_pump and self.pump is None:
             self.pump = new_pump(loop.call_soon_threadsafe)
+            self.pump.available = self.recorder.available
+            self.recorder.on_availability(self._store_availability)
         self._server = await loop.create_server(
             lambda: ClientSession(self), listen.host, listen.port, reuse_address=True, backlog=1024
         )
         log.info("postgres listener up", extra={"listen": f"{listen.host}:{self.port}"})
+
+    def _store_availability(self, available: bool) -> None:
+        if self.pump is not None:
+            self.pump.available = available
 
     async def cancel(self, process_id: int, secret_key: bytes) -> None:
         """Forward a client's CancelRequest to the upstream backend its key maps to. Keys

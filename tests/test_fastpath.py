@@ -17,13 +17,16 @@ import sysconfig
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
 
 from audit.events import StatementEvent, encode_batch, event_row, row_json
 from guard.classify import numbers_key
+from jitgate.cluster import Cluster
 from proxy import messages as m
 from proxy.fastpath import (
     HANDBACK_CLIENT_READ,
@@ -35,7 +38,9 @@ from proxy.fastpath import (
     engine_kind,
     new_pump,
 )
+from tests.faultproxy import FaultProxy
 from tests.harness import GatewayThread, gateway_config
+from tests.test_faults import with_port
 
 native = pytest.mark.skipif(not NATIVE_AVAILABLE, reason="built without a C compiler")
 
@@ -371,6 +376,57 @@ def test_drained_records_are_the_json_the_python_relay_writes() -> None:
     assert python_texts == texts[:1] and json.loads(python_events) == rows[:1]
 
 
+def _round_trip(engine: Any, sql: str) -> bool:
+    """Run ``sql`` through ``engine`` with an empty result: True when it took it."""
+    if not engine.query(_query(sql)):
+        return False
+    assert engine.result(_answer(m.CommandComplete("SELECT 0"), DONE)) == ord("I")
+    return True
+
+
+@native
+def test_records_of_the_engine_and_of_the_python_relay_drain_in_sequence() -> None:
+    engine, _, _ = _engine()
+    assert _round_trip(engine, "SELECT 1")
+    event = StatementEvent(uuid.UUID(int=7), 0, "SELECT 'x'", "simple", 1.5)
+    event.outcome, event.ended_at = "ok", 1.75
+    event.seq = engine.next_seq()
+    engine.add(event_row(event))
+    assert _round_trip(engine, "SELECT 1")
+    texts, events, count, first, last, started = engine.drain(row_json)
+    rows = json.loads(events)
+    assert [row[0] for row in rows] == [1, 2, 3] and (count, first, last) == (3, 1, 3)
+    assert [texts[row[1]] for row in rows] == ["SELECT 1", "SELECT 'x'", "SELECT 1"]
+    assert started == rows[0][7] > 1_500_000
+
+
+@native
+def test_the_engine_follows_what_the_session_admits_and_keeps_what_it_filed() -> None:
+    engine_type, stats_type, _ = engine_kind(True)
+    admitted: dict[str | bytes, tuple[str, tuple[str, ...]]] = {"SELECT 1": ("read", ("one",))}
+    engine = engine_type(uuid.UUID(int=7), admitted, None, stats_type(()), {})
+    assert _round_trip(engine, "SELECT 1")
+    admitted.clear()  # the hook chain's memo started over
+    assert not engine.query(_query("SELECT 1"))
+    admitted["SELECT 1"] = ("read", ("again",))
+    assert _round_trip(engine, "SELECT 1")
+    # More texts than the engine keeps: it starts over and goes on taking them.
+    many = [f"SELECT {i} AS n" for i in range(1500)]
+    admitted.update((sql, ("read", (f"r{i}",))) for i, sql in enumerate(many))
+    assert all(_round_trip(engine, sql) for sql in many)
+    assert all(_round_trip(engine, sql) for sql in many[:3])
+    texts, events, count, *_ = engine.drain(row_json)
+    rows = json.loads(events)
+    assert count == len(rows) == 1505
+    assert [row[5] for row in rows] == [
+        ["one"],
+        ["again"],
+        *([f"r{i}"] for i in range(1500)),
+        *([f"r{i}"] for i in range(3)),
+    ]
+    assert [texts[row[1]] for row in rows] == ["SELECT 1", "SELECT 1", *many, *many[:3]]
+
+
 def test_the_extension_is_built_wherever_a_compiler_is() -> None:
     """A broken build must not pass as a machine without a compiler."""
     compiler = sysconfig.get_config_var("CC") or "cc"
@@ -421,7 +477,9 @@ class _Recorder:
     available = True
 
 
-def _watched_engine() -> tuple[Any, Any, list[tuple[int, bytes | None]], Any]:
+def _watched_engine(
+    recorder: _Recorder | None = None,
+) -> tuple[Any, Any, list[tuple[int, bytes | None]], Any]:
     """An engine watched by a pump over two socket pairs: (engine, pump, hand-backs,
     (client app socket, client gateway socket, target gateway socket, target db socket))."""
     engine, _, _ = _engine()
@@ -431,7 +489,7 @@ def _watched_engine() -> tuple[Any, Any, list[tuple[int, bytes | None]], Any]:
     target_gw, target_db = socket.socketpair()
     sockets = (client_app, client_gw, target_gw, target_db)
     engine.connect(
-        _Recorder(),
+        recorder or _Recorder(),
         client_gw.send,
         target_gw.send,
         lambda data: None,
@@ -445,8 +503,8 @@ def _watched_engine() -> tuple[Any, Any, list[tuple[int, bytes | None]], Any]:
     return engine, pump, handed, sockets
 
 
-def _until(condition: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + 5
+def _until(condition: Callable[[], bool], within: float = 5) -> None:
+    deadline = time.monotonic() + within
     while not condition():
         assert time.monotonic() < deadline, "the pump did not act in time"
         time.sleep(0.005)
@@ -478,6 +536,50 @@ def test_the_pump_relays_taken_round_trips_and_hands_back_the_rest() -> None:
         target_db.setblocking(False)
         with pytest.raises(BlockingIOError):
             target_db.recv(1024)
+    finally:
+        pump.close()
+        for sock in sockets:
+            sock.close()
+
+
+@native
+def test_the_pump_takes_known_round_trips_without_the_gil_or_asks_the_recorder() -> None:
+    recorder = _Recorder()
+    engine, pump, handed, sockets = _watched_engine(recorder)
+    client_app, _, _, target_db = sockets
+    target_db.settimeout(5)
+    client_app.settimeout(5)
+
+    def round_trip(i: int) -> None:
+        query = _query(f"SELECT qty FROM stock WHERE id = {i}")
+        client_app.sendall(query)
+        assert target_db.recv(1024) == query
+        answer = _answer(INT4, m.DataRow((b"%d" % (i * 10),)), m.CommandComplete("SELECT 1"), DONE)
+        target_db.sendall(answer)
+        assert client_app.recv(1024) == answer
+
+    try:
+        assert pump.available
+        round_trip(1)  # the shape's first sight: judged with the GIL
+        learnt = pump.gil_reads
+        assert learnt == 1
+        for i in range(2, 10):
+            round_trip(i)
+        assert (pump.gil_reads, pump.relayed) == (learnt, 18)
+        _until(lambda: engine.pending == 9)
+
+        pump.available = False  # the store went down, the server says: the recorder is asked
+        round_trip(1)
+        assert pump.gil_reads == learnt + 1 and engine.watched and not handed
+        recorder.available = False
+        refused = _query("SELECT qty FROM stock WHERE id = 2")
+        client_app.sendall(refused)
+        _until(lambda: bool(handed))
+        assert handed == [(HANDBACK_CLIENT_READ, refused)] and pump.gil_reads == learnt + 2
+        target_db.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            target_db.recv(1024)  # nothing reached the target
+        assert engine.pending == 10
     finally:
         pump.close()
         for sock in sockets:
@@ -569,23 +671,37 @@ def test_a_pumped_client_that_vanishes_ends_its_session_with_every_statement_rec
 
 @native
 def test_a_pumped_session_whose_target_goes_away_gets_an_error_and_is_recorded(
-    lone: GatewayThread, target_dsn: str
+    make_database: Callable[[str], str], target_dsn: str
 ) -> None:
-    conn = psycopg.connect(lone.dsn(ALICE, lone.token(ALICE)), autocommit=True)
-    _promoted(conn, lone.gateway.proxy.pump)
-    with psycopg.connect(target_dsn, autocommit=True) as admin:
-        admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            " AND application_name NOT LIKE 'pytest%'"
-        )
-    with pytest.raises(psycopg.OperationalError):
-        conn.execute("SELECT qty FROM stock WHERE id = 1")
-    conn.close()
-    _until(lambda: bool(_session_end(lone)) and _session_end(lone)[0][0] is not None)
-    [(reason, statements)] = _session_end(lone)
-    assert reason in ("upstream connection lost", "client disconnected")
-    assert statements == PROMOTED + 1  # the one that found the target gone is recorded too
+    url = urlsplit(target_dsn)
+    assert url.hostname is not None and url.port is not None
+    with FaultProxy(url.hostname, url.port) as link:
+        gw = _gateway(make_database, with_port(target_dsn, link.port), True, "jg_fastpath_cut")
+        try:
+            pump = gw.gateway.proxy.pump
+            conn = psycopg.connect(gw.dsn(ALICE, gw.token(ALICE)), autocommit=True)
+            _promoted(conn, pump)
+            link.cut("upstream")  # the target is gone; nothing tells the gateway yet
+            relayed = pump.relayed
+            with ThreadPoolExecutor(1) as client:
+                running = client.submit(conn.execute, "SELECT qty FROM stock WHERE id = 1")
+                _until(lambda: pump.relayed > relayed)  # the pump sent the statement on
+                link.cut("client")  # and now the gateway's connection to the target breaks
+                with pytest.raises(psycopg.OperationalError):
+                    running.result(10)
+            conn.close()
+            _until(lambda: bool(_session_end(gw)) and _session_end(gw)[0][0] is not None)
+            [(reason, statements)] = _session_end(gw)
+            assert reason == "upstream connection lost"
+            assert statements == PROMOTED + 1  # the one that found the target gone too
+            outcomes = gw.call(
+                gw.gateway.pool.fetch(
+                    "SELECT outcome FROM statement_events ORDER BY seq DESC LIMIT 1"
+                )
+            )
+            assert [row[0] for row in outcomes] == ["interrupted"]
+        finally:
+            gw.stop()
 
 
 @native
@@ -600,3 +716,34 @@ def test_a_gateway_stopping_takes_its_pumped_sessions_back_and_ends_them(
     with pytest.raises(psycopg.OperationalError, match="jitgate is shutting down"):
         conn.execute("SELECT qty FROM stock WHERE id = 1")
     conn.close()
+
+
+@native
+def test_a_pumped_session_is_refused_while_the_store_is_down_and_loses_no_event(
+    target_dsn: str,
+) -> None:
+    with Cluster() as store:
+        gw = GatewayThread(gateway_config(store.dsn("postgres"), target_dsn))
+        try:
+            pump = gw.gateway.proxy.pump
+            conn = psycopg.connect(gw.dsn(ALICE, gw.token(ALICE)), autocommit=True)
+            _promoted(conn, pump)
+            store.stop()
+            # the recorder's next flush or health check fails; the server tells the pump
+            _until(lambda: not pump.available, within=20)
+            with pytest.raises(psycopg.errors.CannotConnectNow, match="audit store"):
+                conn.execute("SELECT qty FROM stock WHERE id = 1")
+            store.start()
+            _until(lambda: pump.available, within=30)
+            _promoted(conn, pump)
+            conn.close()
+            _until(lambda: not gw.gateway.proxy.sessions)
+            gw.flush_audit()
+            outcomes = gw.call(
+                gw.gateway.pool.fetch(
+                    "SELECT outcome, count(*) FROM statement_events GROUP BY outcome"
+                )
+            )
+            assert dict(outcomes) == {"ok": 2 * PROMOTED, "refused": 1}
+        finally:
+            gw.stop()
