@@ -19,8 +19,9 @@ answer said so far, by :meth:`take`.
 The pump (:class:`Pump`, one per gateway, ``JITGATE_PUMP=0`` turns it off) goes one step
 further for busy sessions: once a session's engine has taken a few round trips in a row,
 the relay pauses the session's transports and hands both sockets to the pump's thread,
-which reads them, asks the engine (holding the GIL only for that) and sends what it takes
-to the other socket itself, off the event loop. The first read the engine declines, a
+which reads them, asks the engine (without the GIL for a statement shape it has seen
+admitted, while the audit store is up) and sends what it takes to the other socket
+itself, off the event loop. The first read the engine declines, a
 socket that will not take a whole read at once, or a connection's end hands the session
 back to the event loop (:data:`HANDBACK_CLIENT_READ` …) with the bytes concerned, in order;
 TLS sessions are never pumped.
