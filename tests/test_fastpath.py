@@ -8,6 +8,7 @@ message against the Python code they mirror.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -477,11 +478,13 @@ class _Recorder:
     available = True
 
 
+@contextlib.contextmanager
 def _watched_engine(
     recorder: _Recorder | None = None,
-) -> tuple[Any, Any, list[tuple[int, bytes | None]], Any]:
+) -> Iterator[tuple[Any, Any, list[tuple[int, bytes | None]], Any]]:
     """An engine watched by a pump over two socket pairs: (engine, pump, hand-backs,
-    (client app socket, client gateway socket, target gateway socket, target db socket))."""
+    (client app socket, client gateway socket, target gateway socket, target db socket)),
+    all closed at the end."""
     engine, _, _ = _engine()
     handed: list[tuple[int, bytes | None]] = []
     pump = new_pump(lambda callback, *args: callback(*args))
@@ -499,8 +502,19 @@ def _watched_engine(
         lambda kind, data: handed.append((kind, data)),
     )
     engine.armed = True
-    engine.watch(client_gw.fileno(), target_gw.fileno())
-    return engine, pump, handed, sockets
+    try:
+        engine.watch(client_gw.fileno(), target_gw.fileno())
+        yield engine, pump, handed, sockets
+    finally:
+        pump.close()
+        for sock in sockets:
+            sock.close()
+
+
+def _assert_nothing_to_read(sock: socket.socket) -> None:
+    sock.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        sock.recv(1024)
 
 
 def _until(condition: Callable[[], bool], within: float = 5) -> None:
@@ -512,9 +526,8 @@ def _until(condition: Callable[[], bool], within: float = 5) -> None:
 
 @native
 def test_the_pump_relays_taken_round_trips_and_hands_back_the_rest() -> None:
-    engine, pump, handed, sockets = _watched_engine()
-    client_app, _, _, target_db = sockets
-    try:
+    with _watched_engine() as (engine, pump, handed, sockets):
+        client_app, _, _, target_db = sockets
         query = _query("SELECT qty FROM stock WHERE id = 4")
         client_app.sendall(query)
         target_db.settimeout(5)
@@ -533,32 +546,26 @@ def test_the_pump_relays_taken_round_trips_and_hands_back_the_rest() -> None:
             and not engine.watched
             and pump.returned == 1
         )
-        target_db.setblocking(False)
-        with pytest.raises(BlockingIOError):
-            target_db.recv(1024)
-    finally:
-        pump.close()
-        for sock in sockets:
-            sock.close()
+        _assert_nothing_to_read(target_db)
 
 
 @native
 def test_the_pump_takes_known_round_trips_without_the_gil_or_asks_the_recorder() -> None:
     recorder = _Recorder()
-    engine, pump, handed, sockets = _watched_engine(recorder)
-    client_app, _, _, target_db = sockets
-    target_db.settimeout(5)
-    client_app.settimeout(5)
+    with _watched_engine(recorder) as (engine, pump, handed, sockets):
+        client_app, _, _, target_db = sockets
+        target_db.settimeout(5)
+        client_app.settimeout(5)
 
-    def round_trip(i: int) -> None:
-        query = _query(f"SELECT qty FROM stock WHERE id = {i}")
-        client_app.sendall(query)
-        assert target_db.recv(1024) == query
-        answer = _answer(INT4, m.DataRow((b"%d" % (i * 10),)), m.CommandComplete("SELECT 1"), DONE)
-        target_db.sendall(answer)
-        assert client_app.recv(1024) == answer
+        def round_trip(i: int) -> None:
+            query = _query(f"SELECT qty FROM stock WHERE id = {i}")
+            client_app.sendall(query)
+            assert target_db.recv(1024) == query
+            row = m.DataRow((b"%d" % (i * 10),))
+            answer = _answer(INT4, row, m.CommandComplete("SELECT 1"), DONE)
+            target_db.sendall(answer)
+            assert client_app.recv(1024) == answer
 
-    try:
         assert pump.available
         round_trip(1)  # the shape's first sight: judged with the GIL
         learnt = pump.gil_reads
@@ -576,21 +583,14 @@ def test_the_pump_takes_known_round_trips_without_the_gil_or_asks_the_recorder()
         client_app.sendall(refused)
         _until(lambda: bool(handed))
         assert handed == [(HANDBACK_CLIENT_READ, refused)] and pump.gil_reads == learnt + 2
-        target_db.setblocking(False)
-        with pytest.raises(BlockingIOError):
-            target_db.recv(1024)  # nothing reached the target
+        _assert_nothing_to_read(target_db)  # nothing reached the target
         assert engine.pending == 10
-    finally:
-        pump.close()
-        for sock in sockets:
-            sock.close()
 
 
 @native
 def test_the_pump_hands_back_what_a_full_socket_did_not_take_and_the_end_of_a_socket() -> None:
-    engine, pump, handed, sockets = _watched_engine()
-    client_app, client_gw, target_gw, target_db = sockets
-    try:
+    with _watched_engine() as (engine, _, handed, sockets):
+        client_app, client_gw, target_gw, target_db = sockets
         client_gw.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
         client_app.sendall(_query("SELECT 1"))
         target_db.settimeout(5)
@@ -614,10 +614,6 @@ def test_the_pump_hands_back_what_a_full_socket_did_not_take_and_the_end_of_a_so
         client_app.close()
         _until(lambda: bool(handed))
         assert handed == [(HANDBACK_CLOSED, None)] and not engine.watched
-    finally:
-        pump.close()
-        for sock in sockets:
-            sock.close()
 
 
 def _promoted(conn: psycopg.Connection[Any], pump: Any) -> None:
