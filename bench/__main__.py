@@ -2,8 +2,10 @@
 
 The paths alternate (direct, via, direct, via …) so that whatever else the machine is
 doing slows both alike; each figure is the median over ``--rounds``. Simple-protocol runs
-also go through a bare uvloop pass-through (:mod:`bench.passthrough`) in the same rounds:
-the floor any userspace proxy stands on, on this machine, today. After the runs the
+also go, in the same rounds, through a bare uvloop pass-through (:mod:`bench.passthrough`):
+the floor any userspace proxy stands on, on this machine, today; and through PgBouncer
+when the machine has it (:mod:`bench.pgbouncer`): the reference the speed bar was set
+against, so a run on a faster or slower machine says where the bar stands there. After the runs the
 store's audit trail must hold exactly one statement event per transaction pgbench reported
 through the gateway, and the gateway's memory is read with 200 idle sessions open.
 
@@ -21,6 +23,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 import asyncpg
 
@@ -28,9 +31,10 @@ from bench import BenchError
 from bench.approvals import ROUNDS, approval_latency, latency_lines
 from bench.gateway import RESOURCE, USER, GatewayProcess
 from bench.passthrough import PassThroughProcess
-from bench.pgbench import SELECT_ONLY_SQL_PREFIX, Pgbench, Workload
+from bench.pgbench import SELECT_ONLY_SQL_PREFIX, Endpoint, Pgbench, PgbenchResult, Workload
+from bench.pgbouncer import PgbouncerProcess, find_pgbouncer, pgbouncer_version
 from bench.postgres import DATABASE_ERRORS, BenchServer
-from bench.report import Comparison, goal_lines, table
+from bench.report import Comparison, goal_lines, parity_line, table
 from bench.results import ROWS as RESULT_ROWS
 from bench.results import prepare, result_lines, time_results
 from proxy.fastpath import native_enabled, pump_enabled
@@ -40,6 +44,18 @@ TARGET_DATABASE = "jg_bench"
 SCALE = 10
 WORKLOADS = ((1, "simple"), (8, "simple"), (8, "extended"))
 IDLE_SESSIONS = 200
+BARE_TITLE = (
+    "the same rounds through a bare uvloop pass-through (bench/passthrough.py: no parsing,"
+    " no policy, no audit), for scale; via = the pass-through"
+)
+PGBOUNCER_TITLE = (
+    "the same rounds through {version} in session mode (bench/pgbouncer.py: the reference"
+    " the speed bar was set against), for scale; via = PgBouncer"
+)
+PGBOUNCER_MISSING = (
+    "pgbouncer: not installed, not measured (Debian: apt install pgbouncer; it is only the"
+    " reference the ratio bar was set against)"
+)
 _CONNECT_CONCURRENCY = 20
 _AUDIT_WAIT = 5.0
 
@@ -77,28 +93,85 @@ async def _bench(duration: int, rounds: int, idle_sessions: int) -> int:
             store_url=server.url(STORE_DATABASE),
             target_url=server.url(TARGET_DATABASE),
         )
-        bare = PassThroughProcess(server.endpoint(TARGET_DATABASE))
+        target = server.endpoint(TARGET_DATABASE)
+        bare = PassThroughProcess(target)
+        references = [Reference("bare", "the bare pass-through", BARE_TITLE, bare)]
+        found = find_pgbouncer()
+        if found is not None:
+            version = pgbouncer_version(found)
+            process = PgbouncerProcess(found, target, Path(tmp) / "pgbouncer")
+            title = PGBOUNCER_TITLE.format(version=version)
+            references.append(Reference("pgbouncer", version, title, process))
         try:
             await gateway.start()
-            await bare.start()
+            for reference in references:
+                await reference.process.start()
             native = "on" if native_enabled() else "off (JITGATE_NATIVE=0 or not built)"
             pump = "on" if native_enabled() and pump_enabled() else "off"
             _say(
                 f"gateway pid {gateway.pid} on 127.0.0.1:{gateway.pg_port};"
                 f" native fast path {native}, pump {pump}"
             )
-            return await _measure(server, gateway, bare, pgbench, duration, rounds, idle_sessions)
+            if found is None:
+                _say(PGBOUNCER_MISSING)
+            return await _measure(
+                server, gateway, references, pgbench, duration, rounds, idle_sessions
+            )
         except BenchError as exc:
             raise BenchError(f"{exc}\ngateway log:\n{gateway.log_tail()}") from exc
         finally:
-            await bare.stop()
+            for reference in references:
+                await reference.process.stop()
             await gateway.stop()
+
+
+class _Relay(Protocol):
+    def endpoint(self) -> Endpoint: ...
+    def cpu_seconds(self) -> float: ...
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
+class Reference:
+    """Another relay measured in the gateway's rounds (simple protocol only), for scale."""
+
+    def __init__(self, name: str, label: str, title: str, process: _Relay) -> None:
+        self.name, self.label, self.title, self.process = name, label, title, process
+        self.comparisons: list[Comparison] = []
+
+    def at(self, clients: int) -> Comparison:
+        """The simple-protocol comparison at ``clients``."""
+        for comparison in self.comparisons:
+            if comparison.clients == clients:
+                return comparison
+        comparison = Comparison(clients, "simple")
+        self.comparisons.append(comparison)
+        return comparison
+
+    async def measure(self, pgbench: Pgbench, workload: Workload, plain: PgbenchResult) -> str:
+        """One run through this relay beside the direct run ``plain``; its part of the
+        round's line."""
+        before = self.process.cpu_seconds()
+        passed = await pgbench.select_only(self.process.endpoint(), workload)
+        cpu_us = (self.process.cpu_seconds() - before) * 1e6 / max(passed.transactions, 1)
+        comparison = self.at(workload.clients)
+        comparison.direct.append(plain)
+        comparison.via.append(passed)
+        comparison.gateway_cpu_us_per_tx.append(cpu_us)
+        return f"   {self.name} {passed.tps:8.0f} tps ({cpu_us:.1f} us/tx)"
+
+    def scale_line(self) -> str:
+        at_8, at_1 = self.at(8), self.at(1)
+        return (
+            f"for scale: {self.label}, ratio@8 {at_8.ratio:.3f} at"
+            f" {at_8.cpu_us_per_tx:.1f} us/tx, added latency@1 {at_1.added_latency_us:.1f} us"
+        )
 
 
 async def _measure(
     server: BenchServer,
     gateway: GatewayProcess,
-    bare: PassThroughProcess,
+    references: list[Reference],
     pgbench: Pgbench,
     duration: int,
     rounds: int,
@@ -110,11 +183,6 @@ async def _measure(
     await pgbench.select_only(direct, warmup)
     served = (await pgbench.select_only(via, warmup)).transactions
     comparisons = [Comparison(clients, protocol) for clients, protocol in WORKLOADS]
-    floors = {
-        (c.clients, c.protocol): Comparison(c.clients, c.protocol)
-        for c in comparisons
-        if c.protocol == "simple"
-    }
     for round_number in range(1, rounds + 1):
         for comparison in comparisons:
             workload = Workload(comparison.clients, comparison.protocol, duration)
@@ -132,15 +200,9 @@ async def _measure(
                 f"via {gated.tps:8.0f} tps {gated.latency_ms:7.3f} ms   "
                 f"gateway cpu {cpu_us_per_tx:6.1f} us/tx"
             )
-            floor = floors.get((comparison.clients, comparison.protocol))
-            if floor is not None:
-                before = bare.cpu_seconds()
-                passed = await pgbench.select_only(bare.endpoint(), workload)
-                bare_us = (bare.cpu_seconds() - before) * 1e6 / max(passed.transactions, 1)
-                floor.direct.append(plain)
-                floor.via.append(passed)
-                floor.gateway_cpu_us_per_tx.append(bare_us)
-                line += f"   bare {passed.tps:8.0f} tps ({bare_us:.1f} us/tx)"
+            if comparison.protocol == "simple":
+                for reference in references:
+                    line += await reference.measure(pgbench, workload, plain)
             _say(line)
     audited, total_events = await _audited_statements(server, served)
     rss_before, rss_after = await _idle_sessions_rss(gateway, idle_sessions)
@@ -152,12 +214,10 @@ async def _measure(
     )
     _say(table(comparisons))
     _say("")
-    _say(
-        "the same rounds through a bare uvloop pass-through (bench/passthrough.py: no"
-        " parsing, no policy, no audit), for scale; via = the pass-through"
-    )
-    _say(table(list(floors.values())))
-    _say("")
+    for reference in references:
+        _say(reference.title)
+        _say(table(reference.comparisons))
+        _say("")
     matched = audited == served
     _say(
         f"audit: {audited} statement events recorded, {served} transactions reported by pgbench"
@@ -182,11 +242,11 @@ async def _measure(
     at_8, at_1 = comparisons[1], comparisons[0]
     for line in goal_lines(at_8.ratio, at_1.added_latency_us):
         _say(line)
-    bare_8, bare_1 = floors[(8, "simple")], floors[(1, "simple")]
-    _say(
-        f"for scale: the bare pass-through, ratio@8 {bare_8.ratio:.3f} at"
-        f" {bare_8.cpu_us_per_tx:.1f} us/tx, added latency@1 {bare_1.added_latency_us:.1f} us"
-    )
+    for reference in references:
+        _say(reference.scale_line())
+    pgbouncer = next((r for r in references if r.name == "pgbouncer"), None)
+    if pgbouncer is not None:
+        _say(parity_line(at_8, pgbouncer.at(8)))
     for line in latency_lines(latencies):
         _say(line)
     for line in result_lines(timings, result_rows):

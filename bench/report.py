@@ -81,3 +81,13 @@ def goal_lines(ratio_at_8: float, added_latency_at_1_us: float) -> list[str]:
         f"{'PASS' if latency_ok else 'FAIL'}  added latency@1 <= {ADDED_LATENCY_GOAL_US:.0f} us:"
         f" {added_latency_at_1_us:.1f} us",
     ]
+
+
+def parity_line(gateway_at_8: Comparison, pgbouncer_at_8: Comparison) -> str:
+    """The gateway's rate at 8 clients against PgBouncer's in the same rounds."""
+    parity = gateway_at_8.via_tps / pgbouncer_at_8.via_tps
+    return (
+        f"gateway vs pgbouncer @8: {parity:.3f} of PgBouncer's rate"
+        f" ({gateway_at_8.via_tps:.0f} vs {pgbouncer_at_8.via_tps:.0f} tps),"
+        f" {gateway_at_8.cpu_us_per_tx:.1f} vs {pgbouncer_at_8.cpu_us_per_tx:.1f} us/tx"
+    )

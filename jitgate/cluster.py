@@ -119,7 +119,7 @@ class Cluster:
         self._settings = {**DEFAULT_SETTINGS, **(settings or {})}
         self._ssl = (ssl_cert, ssl_key) if ssl_cert and ssl_key else None
         self._socket_tmp: Path | None = None
-        self._account = _server_account()
+        self._account = server_account()
 
     @property
     def port(self) -> int:
@@ -321,7 +321,7 @@ def generate_self_signed(cert: Path, key: Path, host: str = "127.0.0.1") -> None
     )
 
 
-def _server_account() -> pwd.struct_passwd | None:
+def server_account() -> pwd.struct_passwd | None:
     """The account the server runs as when we are root (None: run as ourselves)."""
     if os.geteuid() != 0:
         return None
