@@ -10,6 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench.pgbench import Endpoint
+from bench.pgbouncer import PgbouncerProcess, find_pgbouncer
+
 ROOT = Path(__file__).resolve().parent.parent
 _ROW = re.compile(
     r"^\s*(?P<clients>\d+)\s+(?P<protocol>simple|extended)\s+(?P<direct>\d+)\s+(?P<via>\d+)"
@@ -18,6 +21,10 @@ _ROW = re.compile(
 )
 _FLOOR = re.compile(
     r"^for scale: the bare pass-through, ratio@8 (\d+\.\d+) at ([\d.]+) us/tx", re.M
+)
+_PGBOUNCER = re.compile(r"^for scale: PgBouncer [\d.]+, ratio@8 (\d+\.\d+) at ([\d.]+) us/tx", re.M)
+_PARITY = re.compile(
+    r"^gateway vs pgbouncer @8: (\d+\.\d+) of PgBouncer's rate \((\d+) vs (\d+) tps\)", re.M
 )
 _AUDIT = re.compile(r"^audit: (\d+) statement events recorded, (\d+) transactions", re.M)
 
@@ -32,7 +39,9 @@ def test_quick_bench_reports_ratios_and_a_complete_audit_trail(pg_dsn: str) -> N
         timeout=120,
     )
     assert run.returncode == 0, run.stdout + run.stderr
-    rows = {(int(r["clients"]), r["protocol"]): r for r in _ROW.finditer(run.stdout)}
+    rows: dict[tuple[int, str], re.Match[str]] = {}
+    for row in _ROW.finditer(run.stdout):  # the gateway's table comes first
+        rows.setdefault((int(row["clients"]), row["protocol"]), row)
     assert set(rows) == {(1, "simple"), (8, "simple"), (8, "extended")}, run.stdout
     for row in rows.values():
         direct, via = int(row["direct"]), int(row["via"])
@@ -41,6 +50,17 @@ def test_quick_bench_reports_ratios_and_a_complete_audit_trail(pg_dsn: str) -> N
     floor = _FLOOR.search(run.stdout)
     assert floor is not None, run.stdout
     assert float(floor.group(1)) > 0 and float(floor.group(2)) > 0
+    if find_pgbouncer() is None:
+        assert "pgbouncer: not installed, not measured" in run.stdout, run.stdout
+    else:
+        reference = _PGBOUNCER.search(run.stdout)
+        assert reference is not None, run.stdout
+        assert float(reference.group(1)) > 0 and float(reference.group(2)) > 0
+        parity = _PARITY.search(run.stdout)
+        assert parity is not None, run.stdout
+        gateway, pgbouncer = int(parity.group(2)), int(parity.group(3))
+        assert gateway == int(rows[(8, "simple")]["via"])
+        assert abs(float(parity.group(1)) - gateway / pgbouncer) < 0.01
     audit = _AUDIT.search(run.stdout)
     assert audit is not None, run.stdout
     audited, served = int(audit.group(1)), int(audit.group(2))
@@ -48,3 +68,13 @@ def test_quick_bench_reports_ratios_and_a_complete_audit_trail(pg_dsn: str) -> N
     assert audited == served
     assert re.search(r"^(PASS|FAIL)  ratio@8 >= 0\.65: \d+\.\d+$", run.stdout, re.M)
     assert re.search(r"^(PASS|FAIL)  added latency@1 <= 50 us: -?\d+\.\d+ us$", run.stdout, re.M)
+
+
+def test_pgbouncer_config_points_at_the_target_in_session_mode(tmp_path: Path) -> None:
+    target = Endpoint("127.0.0.1", 5433, "bench owner", "jg_bench", "s3cret")
+    config = PgbouncerProcess(Path("/usr/sbin/pgbouncer"), target, tmp_path).config()
+    assert (
+        "jg_bench = host=127.0.0.1 port=5433 dbname=jg_bench user='bench owner' password=s3cret"
+    ) in config.splitlines()
+    assert "pool_mode = session" in config.splitlines()
+    assert "listen_addr = 127.0.0.1" in config.splitlines()
