@@ -21,6 +21,7 @@
 #include <Python.h>
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -191,7 +192,6 @@ typedef struct {
 
 struct Engine;
 struct Pump;
-static pthread_mutex_t *pump_lock(struct Pump *pump);
 
 /* One of a pumped session's sockets: what the pump's epoll entry points at. */
 typedef struct {
@@ -244,14 +244,40 @@ typedef struct Engine {
     Py_ssize_t description_len, description_cap, blank_len, blank_cap;
     int description_new;
     /* what was filed: rows built by the Python relay (held with the GIL only) and the fast
-     * path's records (under the pump's lock while the pump watches), in sequence order */
+     * path's records (under ``records_busy``: the pump files them without the GIL), in
+     * sequence order */
     PyObject **pyrows;
     Py_ssize_t npyrows, pyrows_cap;
     Fast *fast;
     Py_ssize_t nfast, fast_cap;
     char *texts;
     Py_ssize_t texts_len, texts_cap;
+    int records_busy; /* the records' spin lock: held for a copy, never across a call */
 } Engine;
+
+/* The fast records' lock: the pump's thread files a record and the recorder's drain copies
+ * them out under it, each in a few instructions (no call, no GIL), so a waiter spins. */
+static void
+records_lock(Engine *self)
+{
+    for (int spins = 0; __atomic_exchange_n(&self->records_busy, 1, __ATOMIC_ACQUIRE); spins++) {
+        if (spins >= 200)
+            sched_yield(); /* the holder was preempted */
+#if defined(__x86_64__) || defined(__i386__)
+        else
+            __builtin_ia32_pause();
+#elif defined(__aarch64__)
+        else
+            __asm__ __volatile__("yield");
+#endif
+    }
+}
+
+static void
+records_unlock(Engine *self)
+{
+    __atomic_store_n(&self->records_busy, 0, __ATOMIC_RELEASE);
+}
 
 /* Make room for ``need`` items in a raw buffer: 0, or -1 (no exception set). */
 static int
@@ -740,9 +766,15 @@ read_answer(Engine *self, const unsigned char *p, Py_ssize_t n, int gil)
             if (engine_list(self) < 0)
                 return -1;
         }
-        if (grow((void **)&self->fast, &self->fast_cap, self->nfast + 1, sizeof(Fast)) < 0 ||
-            grow((void **)&self->texts, &self->texts_cap,
-                 self->texts_len + self->query_len + 1, 1) < 0)
+        /* Room reserved now holds until the record is filed: a drain copies the records
+         * out and keeps the buffers; one that fails puts them back with room to spare. */
+        records_lock(self);
+        int full =
+            grow((void **)&self->fast, &self->fast_cap, self->nfast + 1, sizeof(Fast)) < 0 ||
+            grow((void **)&self->texts, &self->texts_cap, self->texts_len + self->query_len + 1,
+                 1) < 0;
+        records_unlock(self);
+        if (full)
             return no_memory(gil);
     }
     if (tag != NULL) {
@@ -773,6 +805,7 @@ read_answer(Engine *self, const unsigned char *p, Py_ssize_t n, int gil)
 
     /* The whole answer is here: file the statement. */
     double ended = wall_clock();
+    records_lock(self);
     Fast *r = &self->fast[self->nfast];
     r->known = self->known;
     r->owned = 0;
@@ -793,6 +826,7 @@ read_answer(Engine *self, const unsigned char *p, Py_ssize_t n, int gil)
     if (r->state_len > 0)
         memcpy(r->state, self->state, r->state_len);
     __atomic_store_n(&self->nfast, self->nfast + 1, __ATOMIC_RELEASE);
+    records_unlock(self);
     self->known = NULL;
     self->inflight = 0;
     self->status = (int)status;
@@ -944,9 +978,14 @@ out_write(Out *o, const char *s, Py_ssize_t n)
 static int
 out_int(Out *o, long long v)
 {
-    char digits[32];
-    int n = snprintf(digits, sizeof digits, "%lld", v);
-    return out_write(o, digits, n);
+    char digits[24], *end = digits + sizeof digits, *p = end;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do
+        *--p = (char)('0' + u % 10);
+    while ((u /= 10) != 0);
+    if (v < 0)
+        *--p = '-';
+    return out_write(o, p, end - p);
 }
 
 /* Append a str as its UTF-8 bytes; lone surrogates (SQL that was not UTF-8) go back to
@@ -1042,13 +1081,11 @@ out_text(Out *o, PyObject *encode, const char *text, Py_ssize_t n)
     return rc;
 }
 
-/* One fast record as the JSON array audit.events.encode_batch writes for it. */
+/* One fast record as the JSON array audit.events.encode_batch writes for it, ``fragment``
+ * being its known_fragment. */
 static int
-out_fast(Out *o, PyObject *cache, PyObject *encode, const Fast *r, PyObject *index)
+out_fast(Out *o, PyObject *fragment, PyObject *encode, const Fast *r, PyObject *index)
 {
-    PyObject *fragment = known_fragment(cache, encode, r->known);
-    if (fragment == NULL)
-        return -1;
     int rc = out_write(o, "[", 1) < 0 || out_int(o, r->seq) < 0 || out_write(o, ",", 1) < 0 ||
              out_int(o, PyLong_AsLongLong(index)) < 0 ||
              out_write(o, ",\"simple\",", 10) < 0 ||
@@ -1057,7 +1094,6 @@ out_fast(Out *o, PyObject *cache, PyObject *encode, const Fast *r, PyObject *ind
              out_int(o, r->started_us) < 0 || out_write(o, ",", 1) < 0 ||
              out_int(o, r->duration_us) < 0 || out_write(o, ",", 1) < 0 ||
              out_int(o, r->rows) < 0 || out_write(o, ",", 1) < 0;
-    Py_DECREF(fragment);
     if (rc)
         return -1;
     if (r->tag_len < 0 ? out_write(o, "null", 4) < 0 : out_text(o, encode, r->tag, r->tag_len) < 0)
@@ -1078,38 +1114,66 @@ typedef struct {
     Py_ssize_t texts_len, texts_cap;
 } Taken;
 
-/* Run ``f`` on the engine's fast records with the pump's lock held while the pump watches
- * the session (the GIL held, released while waiting for the lock: the pump's thread takes
- * the lock before the GIL). */
+/* Run ``f`` on the engine's fast records under their lock (the GIL held: the pump's
+ * thread never waits for the GIL while it holds the lock). */
 static void
 with_records(Engine *self, void (*f)(Engine *, Taken *), Taken *taken)
 {
-    struct Pump *pump = self->pump;
-    if (!self->watched || pump == NULL) {
-        f(self, taken);
-        return;
-    }
-    pthread_mutex_t *lock = (pthread_mutex_t *)pump_lock(pump);
-    Py_BEGIN_ALLOW_THREADS
-    pthread_mutex_lock(lock);
-    Py_END_ALLOW_THREADS
+    records_lock(self);
     f(self, taken);
-    pthread_mutex_unlock(lock);
+    records_unlock(self);
 }
 
+/* Copy the records out into ``t``'s buffers when they fit (else leave ``t->nfast`` at -1
+ * with the sizes needed), and empty the engine's, keeping its buffers: room the pump
+ * reserved for a record it is filing stays reserved. */
 static void
 records_take(Engine *self, Taken *t)
 {
-    t->fast = self->fast;
+    if (self->nfast > t->fast_cap || self->texts_len > t->texts_cap) {
+        t->nfast = -1;
+        t->fast_cap = self->nfast;
+        t->texts_cap = self->texts_len;
+        return;
+    }
     t->nfast = self->nfast;
-    t->fast_cap = self->fast_cap;
-    t->texts = self->texts;
     t->texts_len = self->texts_len;
-    t->texts_cap = self->texts_cap;
-    self->fast = NULL;
-    self->nfast = self->fast_cap = 0;
-    self->texts = NULL;
-    self->texts_len = self->texts_cap = 0;
+    if (t->nfast > 0) {
+        memcpy(t->fast, self->fast, t->nfast * sizeof(Fast));
+        memcpy(t->texts, self->texts, t->texts_len);
+    }
+    __atomic_store_n(&self->nfast, 0, __ATOMIC_RELEASE);
+    self->texts_len = 0;
+}
+
+/* Take the engine's fast records into ``t`` (buffers sized outside the lock, retried when
+ * the pump filed more meanwhile): 0, or -1 with MemoryError. */
+static int
+take_records(Engine *self, Taken *t)
+{
+    Py_ssize_t records = __atomic_load_n(&self->nfast, __ATOMIC_RELAXED);
+    Py_ssize_t bytes = __atomic_load_n(&self->texts_len, __ATOMIC_RELAXED);
+    for (;;) {
+        records = records + records / 2 + 16;
+        bytes = bytes + bytes / 2 + 4096;
+        Fast *fast = PyMem_RawRealloc(t->fast, records * sizeof(Fast));
+        if (fast != NULL)
+            t->fast = fast;
+        char *texts = PyMem_RawRealloc(t->texts, bytes);
+        if (texts != NULL)
+            t->texts = texts;
+        if (fast == NULL || texts == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        t->fast_cap = records;
+        t->texts_cap = bytes;
+        with_records(self, records_take, t);
+        if (t->nfast >= 0)
+            return 0;
+        records = t->fast_cap;
+        bytes = t->texts_cap;
+    }
 }
 
 /* Put what a failed drain took back in front of what was filed since; when that cannot be
@@ -1119,8 +1183,9 @@ records_put_back(Engine *self, Taken *t)
 {
     if (t->nfast == 0)
         return;
-    if (grow((void **)&t->fast, &t->fast_cap, t->nfast + self->nfast + 1, sizeof(Fast)) < 0 ||
-        grow((void **)&t->texts, &t->texts_cap, t->texts_len + self->texts_len + 1, 1) < 0) {
+    /* the engine's whole capacity on top: what the pump reserved in it stays reserved */
+    if (grow((void **)&t->fast, &t->fast_cap, t->nfast + self->fast_cap + 1, sizeof(Fast)) < 0 ||
+        grow((void **)&t->texts, &t->texts_cap, t->texts_len + self->texts_cap + 1, 1) < 0) {
         t->nfast = -t->nfast; /* cannot be kept: the caller reports it */
         return;
     }
@@ -1159,7 +1224,11 @@ static PyObject *
 Engine_drain(Engine *self, PyObject *encode)
 {
     Taken t = {0};
-    with_records(self, records_take, &t);
+    if (take_records(self, &t) < 0) {
+        PyMem_RawFree(t.fast);
+        PyMem_RawFree(t.texts);
+        return NULL;
+    }
     for (Py_ssize_t i = 0; i < t.nfast; i++) {
         Fast *r = &t.fast[i];
         if (!r->owned) {
@@ -1170,6 +1239,7 @@ Engine_drain(Engine *self, PyObject *encode)
     Py_ssize_t nrows = self->npyrows, count = nrows + t.nfast;
     Out o = {0};
     PyObject *texts = NULL, *indices = NULL, *result = NULL, *events = NULL;
+    PyObject *fragment = NULL, *last_known = NULL;
     if (count == 0) {
         result = Py_NewRef(Py_None);
         goto done;
@@ -1219,7 +1289,11 @@ Engine_drain(Engine *self, PyObject *encode)
             i++;
         }
         else {
-            rc = out_fast(&o, self->fragments, encode, r, index);
+            if (r->known != last_known) { /* a session's statements mostly share one */
+                Py_XSETREF(fragment, known_fragment(self->fragments, encode, r->known));
+                last_known = fragment != NULL ? r->known : NULL;
+            }
+            rc = fragment != NULL ? out_fast(&o, fragment, encode, r, index) : -1;
             j++;
         }
         Py_DECREF(index);
@@ -1241,6 +1315,7 @@ Engine_drain(Engine *self, PyObject *encode)
     self->npyrows -= nrows;
 done:
     PyMem_Free(o.data);
+    Py_XDECREF(fragment);
     Py_XDECREF(texts);
     Py_XDECREF(indices);
     Py_XDECREF(events);
@@ -1416,12 +1491,6 @@ typedef struct Pump {
     long long relayed, returned, gil_reads;
     int available; /* the audit store takes statements (kept by the server) */
 } Pump;
-
-static pthread_mutex_t *
-pump_lock(struct Pump *pump)
-{
-    return &pump->lock;
-}
 
 /* Stop watching ``engine`` (the pump's lock held); its reference is released by the
  * pump's thread before it next waits, when no event of the old watch can be in hand. */
