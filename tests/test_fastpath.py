@@ -588,6 +588,51 @@ def test_the_pump_takes_known_round_trips_without_the_gil_or_asks_the_recorder()
 
 
 @native
+def test_records_the_pump_files_while_the_recorder_drains_are_drained_exactly_once() -> None:
+    rounds = 2000
+    with _watched_engine() as (engine, pump, handed, sockets):
+        client_app, _, _, target_db = sockets
+        target_db.settimeout(5)
+        client_app.settimeout(5)
+
+        def client() -> None:
+            for i in range(1, rounds + 1):
+                query = _query(f"SELECT qty FROM stock WHERE id = {i % 9 + 1}")
+                client_app.sendall(query)
+                assert target_db.recv(1024) == query
+                answer = _answer(INT4, m.CommandComplete(f"SELECT {i}"), DONE)
+                target_db.sendall(answer)
+                assert client_app.recv(1024) == answer
+
+        drained: list[tuple[int, str, str]] = []
+        batches: list[int] = []
+
+        def drain() -> None:
+            taken = engine.drain(row_json)
+            if taken is not None:
+                batches.append(taken[2])
+                texts, events, count, first, last, _ = taken
+                rows = json.loads(events)
+                assert len(rows) == count and (rows[0][0], rows[-1][0]) == (first, last)
+                drained.extend((row[0], texts[row[1]], row[10]) for row in rows)
+
+        with ThreadPoolExecutor(1) as pool:
+            running = pool.submit(client)
+            while not running.done():
+                drain()  # while the pump files, without the GIL
+                time.sleep(0.0002)  # the client's thread needs the GIL too
+            running.result()
+        drain()  # a record is filed before its answer is relayed: all are there
+        assert engine.pending == 0
+        assert not handed and pump.relayed == 2 * rounds
+        assert len(batches) > 10  # drained many times while the pump filed
+        assert drained == [
+            (i, f"SELECT qty FROM stock WHERE id = {i % 9 + 1}", f"SELECT {i}")
+            for i in range(1, rounds + 1)
+        ]
+
+
+@native
 def test_the_pump_hands_back_what_a_full_socket_did_not_take_and_the_end_of_a_socket() -> None:
     with _watched_engine() as (engine, _, handed, sockets):
         client_app, client_gw, target_gw, target_db = sockets
