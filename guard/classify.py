@@ -100,6 +100,13 @@ class Classifier:
                 # Same statement, numbers of another length: next time the key answers.
                 if numbers is not None and _numbered(numbers) == shape:
                     self._remember(self._by_numbers, numbers, entry)
+                elif numbers is None and "'" not in sql:
+                    # A text without a numbers key or a string, such as a parameterized
+                    # one ("... WHERE aid = $1"), comes back as it is: remember it so that
+                    # memo_key names it (the shape cache alone cannot).
+                    verdict = StatementVerdict(entry[0], entry[1], sql.strip(), entry[2])
+                    self._remember(self._by_text, sql, (verdict,))
+                    return [verdict]
                 return [StatementVerdict(entry[0], entry[1], sql.strip(), entry[2])]
         deps = Dependencies()
         try:

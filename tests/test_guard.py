@@ -128,6 +128,21 @@ def test_pgbench_statements_share_a_cache_entry_across_literals() -> None:
     assert (len(classifier._by_text), len(classifier._by_shape)) == (2, 2)
 
 
+def test_a_parameterized_text_met_by_its_shape_is_remembered_by_its_text() -> None:
+    # The literal form came first (pgbench -S, then -M extended): the parameterized text
+    # hits the shape cache, and must still get a memo key for the relay's fast path.
+    classifier = Classifier()
+    classifier.classify("SELECT abalance FROM pgbench_accounts WHERE aid = 12")
+    parameterized = "SELECT abalance FROM pgbench_accounts WHERE aid = $1"
+    assert classifier.classify(parameterized)[0].statement_class == "read"
+    assert classifier.memo_key(parameterized) == parameterized
+    # A text with a string is not: its literal changes from one statement to the next.
+    classifier.classify("SELECT * FROM t WHERE name = 'a'")
+    assert classifier.memo_key("SELECT * FROM t WHERE name = 'b'") is None
+    assert classifier.classify("SELECT * FROM t WHERE name = 'b'")[0].statement_class == "read"
+    assert classifier.memo_key("SELECT * FROM t WHERE name = 'b'") is None
+
+
 def test_the_number_key_holds_only_texts_whose_digits_are_all_integer_constants() -> None:
     classifier = Classifier()
     for sql in (
