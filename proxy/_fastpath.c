@@ -50,6 +50,12 @@ be32(const unsigned char *p)
     return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
 }
 
+static int
+be16(const unsigned char *p)
+{
+    return (p[0] << 8) | p[1];
+}
+
 /* ---- Stats: statement counts and the latency histogram of fast-path statements -------- */
 
 /* Counted with atomic adds: the pump's thread observes without the GIL. */
@@ -186,6 +192,7 @@ typedef struct {
     long long seq, started_us, duration_us, rows;
     Py_ssize_t text_at, text_len; /* in the engine's ``texts`` */
     int error, owned, tag_len, state_len; /* lengths: -1 when none */
+    int extended;                         /* sent with the extended protocol */
     char tag[TAG_MAX];
     char state[STATE_MAX];
 } Fast;
@@ -232,6 +239,12 @@ typedef struct Engine {
     int inflight;
     char *query;
     Py_ssize_t query_len, query_cap;
+    /* an extended round trip (take_extended): its Describe of the portal, its Bind's result
+     * format codes (all text); and the unnamed statement it left, for the Python relay */
+    int extended, described, result_formats;
+    char *unnamed;
+    Py_ssize_t unnamed_len, unnamed_cap;
+    int unnamed_new, unnamed_formats;
     PyObject *known; /* borrowed from the shape table */
     double started;
     long long rows, counted;
@@ -456,6 +469,8 @@ Engine_clear(Engine *self)
     Py_CLEAR(self->handback);
     self->armed = 0;
     self->inflight = 0;
+    self->extended = 0;
+    self->unnamed_new = 0;
     self->known = NULL;
     for (Py_ssize_t i = 0; i < self->nfast; i++)
         record_release(&self->fast[i]);
@@ -476,6 +491,7 @@ Engine_dealloc(Engine *self)
     Engine_clear(self);
     PyMem_RawFree(self->shapes);
     PyMem_RawFree(self->query);
+    PyMem_RawFree(self->unnamed);
     PyMem_RawFree(self->description);
     PyMem_RawFree(self->blank_description);
     PyMem_RawFree(self->pyrows);
@@ -587,19 +603,11 @@ shape_learn(Engine *self, const char *text, Py_ssize_t n, char *key, int has_key
     return shape_add(self, numbers ? key : text, n, numbers, known);
 }
 
-/* 1 when the read ``p[:n]`` is one whole Query of an admitted text or shape (now in
- * flight), 0 when not; -1 on error (the GIL held) or NEED_GIL (without it). */
+/* Put ``text`` in flight when it is an admitted text or shape: 1, 0 when it is not; -1 on
+ * error (the GIL held) or NEED_GIL (without it). */
 static int
-take_query(Engine *self, const unsigned char *p, Py_ssize_t n, int gil)
+take_text(Engine *self, const char *text, Py_ssize_t length, int gil)
 {
-    if (self->inflight)
-        return 0;
-    if (n < 6 || p[0] != 'Q' || (Py_ssize_t)be32(p + 1) != n - 1 || p[n - 1] != 0)
-        return 0;
-    const char *text = (const char *)p + 5;
-    Py_ssize_t length = n - 6;
-    if (memchr(text, 0, length) != NULL)
-        return 0;
     char key[MAX_CACHED_LENGTH];
     int has_key = -1;
     Shape *shape = NULL;
@@ -624,9 +632,121 @@ take_query(Engine *self, const unsigned char *p, Py_ssize_t n, int gil)
     self->error = self->blank_ok = 0;
     self->columns = -1;
     self->tag_len = self->state_len = -1;
+    self->extended = self->described = self->result_formats = 0;
     self->started = wall_clock();
     self->inflight = 1;
     return 1;
+}
+
+/* The next message of ``p[:n]`` at ``*at`` when it is of ``type`` and whole: 1 with its
+ * payload in ``*body``/``*size`` and ``*at`` past it, else 0. */
+static int
+next_message(const unsigned char *p, Py_ssize_t n, Py_ssize_t *at, unsigned char type,
+             const unsigned char **body, Py_ssize_t *size)
+{
+    if (n - *at < 5 || p[*at] != type)
+        return 0;
+    uint32_t length = be32(p + *at + 1);
+    if (length < 4 || (Py_ssize_t)length > n - *at - 1)
+        return 0;
+    *body = p + *at + 5;
+    *size = (Py_ssize_t)length - 4;
+    *at += 1 + (Py_ssize_t)length;
+    return 1;
+}
+
+/* 1 when the read is exactly one extended-protocol round trip of the unnamed statement and
+ * portal: Parse of an admitted text or shape, Bind of it with every result in text,
+ * optionally Describe of the portal, Execute of all its rows, Sync (what libpq's
+ * PQexecParams, pgbench -M extended and psycopg send); now in flight. Else as take_text. */
+static int
+take_extended(Engine *self, const unsigned char *p, Py_ssize_t n, int gil)
+{
+    const unsigned char *body, *text;
+    Py_ssize_t size, at = 0, i, length;
+    /* Parse: "" statement, the text, its parameter types */
+    if (!next_message(p, n, &at, 'P', &body, &size) || size < 4 || body[0] != 0)
+        return 0;
+    text = body + 1;
+    const unsigned char *nul = memchr(text, 0, size - 1);
+    if (nul == NULL)
+        return 0;
+    length = nul - text;
+    i = length + 2;
+    if (size - i < 2 || size - i - 2 != 4 * (Py_ssize_t)be16(body + i))
+        return 0;
+    /* Bind: "" portal of the "" statement, parameter formats and values, result formats */
+    if (!next_message(p, n, &at, 'B', &body, &size) || size < 8 || body[0] != 0 || body[1] != 0)
+        return 0;
+    i = 2;
+    Py_ssize_t count = be16(body + i);
+    i += 2 + 2 * count;
+    if (size - i < 2)
+        return 0;
+    count = be16(body + i);
+    i += 2;
+    for (Py_ssize_t k = 0; k < count; k++) {
+        if (size - i < 4)
+            return 0;
+        int32_t value = (int32_t)be32(body + i);
+        i += 4;
+        if (value < -1 || size - i < value)
+            return 0;
+        if (value > 0)
+            i += value;
+    }
+    if (size - i < 2)
+        return 0;
+    Py_ssize_t formats = be16(body + i);
+    i += 2;
+    if (size - i != 2 * formats)
+        return 0;
+    for (Py_ssize_t k = 0; k < formats; k++)
+        if (be16(body + i + 2 * k) != 0)
+            return 0; /* binary results: the Python relay reads them by type */
+    /* Describe of the "" portal, or not */
+    int described = at < n && p[at] == 'D';
+    if (described &&
+        (!next_message(p, n, &at, 'D', &body, &size) || size != 2 || body[0] != 'P' || body[1]))
+        return 0;
+    /* Execute of every row of the "" portal, then Sync, and nothing else */
+    if (!next_message(p, n, &at, 'E', &body, &size) || size != 5 || body[0] != 0 ||
+        be32(body + 1) != 0)
+        return 0;
+    if (!next_message(p, n, &at, 'S', &body, &size) || size != 0 || at != n)
+        return 0;
+    if (grow((void **)&self->unnamed, &self->unnamed_cap, length + 1, 1) < 0)
+        return no_memory(gil);
+    int taken = take_text(self, (const char *)text, length, gil);
+    if (taken != 1)
+        return taken;
+    self->extended = 1;
+    self->described = described;
+    self->result_formats = (int)formats;
+    memcpy(self->unnamed, text, length);
+    self->unnamed_len = length;
+    self->unnamed_formats = (int)formats;
+    self->unnamed_new = 1;
+    return 1;
+}
+
+/* 1 when the read ``p[:n]`` is one whole Query of an admitted text or shape, or one whole
+ * extended round trip of one (take_extended), now in flight; 0 when not; -1 on error (the
+ * GIL held) or NEED_GIL (without it). */
+static int
+take_query(Engine *self, const unsigned char *p, Py_ssize_t n, int gil)
+{
+    if (self->inflight)
+        return 0;
+    if (n > 0 && p[0] == 'P')
+        return take_extended(self, p, n, gil);
+    if (n < 6 || p[0] != 'Q' || (Py_ssize_t)be32(p + 1) != n - 1 || p[n - 1] != 0)
+        return 0;
+    const char *text = (const char *)p + 5;
+    Py_ssize_t length = n - 6;
+    if (memchr(text, 0, length) != NULL)
+        return 0;
+    return take_text(self, text, length, gil);
 }
 
 /* The SQLSTATE field of an ErrorResponse payload (proxy.codec.error_sqlstate): its length
@@ -728,7 +848,15 @@ read_answer(Engine *self, const unsigned char *p, Py_ssize_t n, int gil)
             counted = 0;
             break;
         }
+        case '1': /* ParseComplete, BindComplete, NoData: the extended round trip's own */
+        case '2':
+        case 'n':
+            if (!self->extended)
+                return 0;
+            break;
         case 'E':
+            if (self->extended)
+                return 0; /* which message failed decides the record: the relay's part */
             error = 1;
             state_seen = 1;
             state_len = error_sqlstate(body, size, &state);
@@ -750,6 +878,8 @@ read_answer(Engine *self, const unsigned char *p, Py_ssize_t n, int gil)
         }
         at += 1 + (Py_ssize_t)length;
     }
+    if (self->extended && !status)
+        return 0; /* an extended answer is taken whole or not at all */
 
     /* The read is taken: make room for what it said, then keep it. */
     int keep_description = description != NULL && masking;
@@ -815,6 +945,7 @@ read_answer(Engine *self, const unsigned char *p, Py_ssize_t n, int gil)
     r->duration_us = duration > 0 ? duration : 0;
     r->rows = rows;
     r->error = error;
+    r->extended = self->extended;
     r->text_at = self->texts_len;
     r->text_len = self->query_len;
     memcpy(self->texts + self->texts_len, self->query, self->query_len);
@@ -1088,7 +1219,8 @@ out_fast(Out *o, PyObject *fragment, PyObject *encode, const Fast *r, PyObject *
 {
     int rc = out_write(o, "[", 1) < 0 || out_int(o, r->seq) < 0 || out_write(o, ",", 1) < 0 ||
              out_int(o, PyLong_AsLongLong(index)) < 0 ||
-             out_write(o, ",\"simple\",", 10) < 0 ||
+             (r->extended ? out_write(o, ",\"extended\",", 12) : out_write(o, ",\"simple\",", 10)) <
+                 0 ||
              out_write(o, PyBytes_AS_STRING(fragment), PyBytes_GET_SIZE(fragment)) < 0 ||
              out_write(o, r->error ? ",\"error\"," : ",\"ok\",", r->error ? 9 : 6) < 0 ||
              out_int(o, r->started_us) < 0 || out_write(o, ",", 1) < 0 ||
@@ -1949,6 +2081,27 @@ Engine_get_inflight(Engine *self, void *Py_UNUSED(closure))
 }
 
 static PyObject *
+Engine_get_extended(Engine *self, void *Py_UNUSED(closure))
+{
+    if (!self->inflight || !self->extended)
+        Py_RETURN_NONE;
+    return Py_BuildValue("(Oi)", self->described ? Py_True : Py_False, self->result_formats);
+}
+
+/* The unnamed statement the engine's extended round trips left, once. */
+static PyObject *
+Engine_take_unnamed(Engine *self, PyObject *Py_UNUSED(ignored))
+{
+    if (!self->unnamed_new)
+        Py_RETURN_NONE;
+    PyObject *sql = PyUnicode_DecodeUTF8(self->unnamed, self->unnamed_len, "surrogateescape");
+    if (sql == NULL)
+        return NULL;
+    self->unnamed_new = 0;
+    return Py_BuildValue("(Ni)", sql, self->unnamed_formats);
+}
+
+static PyObject *
 Engine_get_pending(Engine *self, void *Py_UNUSED(closure))
 {
     return PyLong_FromSsize_t(self->npyrows + __atomic_load_n(&self->nfast, __ATOMIC_ACQUIRE));
@@ -1966,6 +2119,10 @@ static PyGetSetDef Engine_getset[] = {
     {"inflight", (getter)Engine_get_inflight, NULL, "A fast-path query awaits its answer.",
      NULL},
     {"pending", (getter)Engine_get_pending, NULL, "Records filed and not yet drained.", NULL},
+    {"extended", (getter)Engine_get_extended, NULL,
+     "None, or for an extended round trip in flight (whether it described its portal, the "
+     "number of result format codes its Bind sent, all text).",
+     NULL},
     {"armed", (getter)Engine_get_armed, (setter)Engine_set_armed,
      "Set by the Python relay when it holds nothing of the session: the engine may take "
      "reads.",
@@ -1979,7 +2136,11 @@ static PyGetSetDef Engine_getset[] = {
 
 static PyMethodDef Engine_methods[] = {
     {"query", (PyCFunction)Engine_query, METH_O,
-     "Take a client read that is one admitted simple Query; True when taken."},
+     "Take a client read that is one admitted simple Query, or one extended round trip of "
+     "an admitted statement (Parse, Bind, Describe, Execute, Sync); True when taken."},
+    {"take_unnamed", (PyCFunction)Engine_take_unnamed, METH_NOARGS,
+     "(sql, result format codes) of the unnamed statement and portal the engine's extended "
+     "round trips left, once; None when none since."},
     {"result", (PyCFunction)Engine_result, METH_O,
      "Take a read of the answer to the query in flight: 1 (taken, more to come), the "
      "status byte (taken, the answer ended) or 0 (declined)."},

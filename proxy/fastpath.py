@@ -5,13 +5,19 @@ audit recorder drains engines (:meth:`drain`) into ``statement_batches`` records
 C extension ``proxy._fastpath`` is built (``pip install`` compiles it when a C compiler is
 present), the engine also runs the session's common round trip natively: a client read that
 is exactly one simple Query the hook chain has already admitted in this session
-(:meth:`~proxy.hooks.HookChain.admit_known`) goes to the target untouched, and each read of
+(:meth:`~proxy.hooks.HookChain.admit_known`), or exactly one extended-protocol round trip of
+such a statement as libpq's ``PQexecParams`` sends it (Parse and Bind of the unnamed
+statement and portal with text results, Describe of the portal or not, Execute of every
+row, Sync), goes to the target untouched, and each read of
 the target's answer that holds whole messages of a plain result (rows of columns that need
 no masking, command tags, an error, notices) goes back to the client untouched; at
 ReadyForQuery the engine files the audit record and counts the statement's metrics.
 Everything else declines (``query`` returns False, ``result`` 0) and the Python relay does
 it exactly as without the extension; a query in flight is handed back to it, with what its
-answer said so far, by :meth:`take`.
+answer said so far, by :meth:`take` (an extended round trip's answer is taken whole or not
+at all, and one with an error is left to the relay, which knows which message failed).
+The unnamed statement such a round trip left is told to the relay by :meth:`take_unnamed`
+before it reads the client again.
 
 :class:`PyEngine` is the engine without a fast path, used when the extension is missing or
 ``JITGATE_NATIVE=0`` is set; tests run the relay both ways and compare the audit trails.
@@ -59,8 +65,11 @@ class Engine(Protocol):
     def pending(self) -> int: ...
     @property
     def description(self) -> bytes | None: ...
+    @property
+    def extended(self) -> tuple[bool, int] | None: ...
 
     def take(self) -> Taken: ...
+    def take_unnamed(self) -> tuple[str, int] | None: ...
     def take_description(self) -> bytes | None: ...
     def next_seq(self) -> int: ...
     def add(self, row: Row) -> None: ...
@@ -122,6 +131,10 @@ class PyEngine:
     def description(self) -> bytes | None:
         return None
 
+    @property
+    def extended(self) -> tuple[bool, int] | None:
+        return None
+
     def __init__(
         self,
         session: object,
@@ -143,6 +156,9 @@ class PyEngine:
 
     def take(self) -> Taken:
         raise RuntimeError("no statement in flight")
+
+    def take_unnamed(self) -> tuple[str, int] | None:
+        return None
 
     def take_description(self) -> bytes | None:
         return None

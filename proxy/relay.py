@@ -551,16 +551,45 @@ class ClientSession(asyncio.Protocol):
     def _adopt(self) -> None:
         """Take the engine's query in flight into :attr:`_pending`: the Python relay goes
         on from here (the engine only takes a query when nothing else is pending)."""
+        engine = self._engine
+        extended = engine.extended
         sql, (statement_class, reasons), started, rows, counted, outcome, tag, sqlstate = (
-            self._engine.take()
+            engine.take()
         )
         assert self.context is not None
+        protocol = "simple" if extended is None else "extended"
         event = StatementEvent(
-            self.context.session_id, 0, sql, "simple", started, statement_class, "allow", reasons
+            self.context.session_id, 0, sql, protocol, started, statement_class, "allow", reasons
         )
         event.outcome, event.rows, event.command_tag, event.sqlstate = outcome, rows, tag, sqlstate
         self._rows = counted
-        self._pending.appendleft(Pending(QUERY, event))
+        if extended is None:
+            self._pending.appendleft(Pending(QUERY, event))
+            return
+        # An extended round trip: nothing of its answer was relayed (the engine takes it
+        # whole or not at all), so every message of it is still owed its response.
+        self._sync_unnamed()
+        described, _ = extended
+        plan = None if self._masker is None else self._execute_plan(self._prepared[b""], b"")
+        owed = [Pending(PARSE), Pending(BIND)]
+        if described:
+            owed.append(Pending(DESCRIBE))
+        owed += [Pending(EXECUTE, event, shape=plan), Pending(SYNC)]
+        self._pending.extendleft(reversed(owed))
+
+    def _sync_unnamed(self) -> None:
+        """The engine parsed and bound the unnamed statement and portal itself: know them
+        as a Parse and Bind through the relay would have, before a client message names
+        them (a Bind or Execute of the unnamed statement or portal, a Describe)."""
+        unnamed = self._engine.take_unnamed()
+        if unnamed is None:
+            return
+        sql, formats = unnamed
+        prepared, _ = self._judge_parse(sql)
+        self._prepared[b""] = self._portals[b""] = prepared
+        self._portal_params.pop(b"", None)
+        if self._masker is not None:
+            self._portal_formats[b""] = (0,) * formats
 
     def _from_client(self, buf: bytes, frames: list[tuple[int, int, int]]) -> None:
         upstream, context = self.upstream, self.context
@@ -568,6 +597,7 @@ class ClientSession(asyncio.Protocol):
             return
         if self._engine.inflight:
             self._adopt()
+        self._sync_unnamed()
         pending = self._pending
         pieces: list[bytes] | None = None
         cursor = 0
@@ -669,25 +699,27 @@ class ClientSession(asyncio.Protocol):
         nul = buf.index(0, start, end)
         name = buf[start:nul]
         sql = buf[nul + 1 : buf.index(0, nul + 1, end)].decode("utf-8", "surrogateescape")
-        assert self.context is not None
-        event = self._event(sql, "extended")
-        if self._admit_known(self.context, event):
-            self._prepared[name] = _Prepared(sql, event)
-            self._pending.append(Pending(PARSE))
-            return None
-        refusal = self.server.chain.admit(Statement(self.context, sql, "parse", event))
-        if refusal is not None and refusal.hold:
-            # Preparing runs nothing: the Parse goes on, and each Execute of it is held.
-            self._prepared[name] = _Prepared(sql, event, hold=True)
-            self._pending.append(Pending(PARSE))
-            return None
-        error = None if refusal is None else refusal.error
-        self._prepared[name] = _Prepared(sql, event, error)
+        prepared, event = self._judge_parse(sql)
+        self._prepared[name] = prepared
+        error = prepared.refusal
         if error is None:
             self._pending.append(Pending(PARSE))
             return None
         self._pending.append(Pending(PARSE, event, error))
         return m.Parse(name.decode("utf-8", "surrogateescape"), POISON_SQL, ()).encode()
+
+    def _judge_parse(self, sql: str) -> tuple[_Prepared, StatementEvent]:
+        """The statement a Parse of ``sql`` prepares, as the hook chain judges it: refused
+        (its ``refusal``), held at each Execute (``hold``: preparing runs nothing, so the
+        Parse goes on), or let through."""
+        assert self.context is not None
+        event = self._event(sql, "extended")
+        if self._admit_known(self.context, event):
+            return _Prepared(sql, event), event
+        refusal = self.server.chain.admit(Statement(self.context, sql, "parse", event))
+        if refusal is not None and refusal.hold:
+            return _Prepared(sql, event, hold=True), event
+        return _Prepared(sql, event, None if refusal is None else refusal.error), event
 
     def _describe_statement(self, described: _Prepared) -> Pending:
         """A Describe of a prepared statement whose answer the gateway needs: the parameter

@@ -41,7 +41,7 @@ from proxy.fastpath import (
 )
 from tests.faultproxy import FaultProxy
 from tests.harness import GatewayThread, gateway_config
-from tests.test_faults import with_port
+from tests.test_faults import RawClient, with_port
 
 native = pytest.mark.skipif(not NATIVE_AVAILABLE, reason="built without a C compiler")
 
@@ -182,6 +182,99 @@ def test_clients_trails_and_metrics_are_the_same_with_and_without_the_engine(
     assert sum(buckets) == ok + error
 
 
+# Parameterized statements as drivers send them (psycopg without server-side prepares:
+# Parse, Bind, Describe, Execute and Sync of the unnamed statement, in one write): from the
+# second time on the native gateway relays those with plain results in C.
+EXTENDED_SCRIPT: list[tuple[str, tuple[object, ...]]] = [
+    *(("SELECT id, qty FROM stock WHERE id = %s", (i,)) for i in (1, 2, 3, 5, 6)),
+    ("SELECT email FROM people WHERE id = %s", (1,)),
+    ("SELECT email FROM people WHERE id = %s", (1,)),
+    ("SELECT 1 / (qty - %s) FROM stock WHERE id = 1", (10,)),  # fails at Execute
+    ("SELECT 1 / (qty - %s) FROM stock WHERE id = 1", (10,)),
+    ("SELECT count(*) FROM stock WHERE id < %s", (0,)),
+    ("SELECT count(*) FROM stock WHERE id < %s", (0,)),
+    ("SELECT id FROM stock WHERE id < %s", (0,)),
+    ("SELECT id FROM stock WHERE id < %s", (0,)),
+]
+
+
+def _psycopg_extended(gw: GatewayThread) -> list[object]:
+    out: list[object] = []
+    with psycopg.connect(
+        gw.dsn(ALICE, gw.token(ALICE)), autocommit=True, prepare_threshold=None
+    ) as conn:
+        for sql, params in EXTENDED_SCRIPT:
+            try:
+                out.append(conn.execute(sql, params).fetchall())
+            except psycopg.Error as exc:
+                out.append((exc.sqlstate, str(exc)))
+    return out
+
+
+@native
+def test_extended_round_trips_trails_and_answers_are_the_same_with_and_without_the_engine(
+    both: dict[str, GatewayThread],
+) -> None:
+    taken_before, _, _, _ = both["native"].gateway.proxy._stats.snapshot()
+    outputs = {name: _psycopg_extended(gw) for name, gw in both.items()}
+    assert outputs["native"] == outputs["python"]
+    assert outputs["native"][0] == [(1, 10)]
+    assert "ann.lee@example.org" not in repr(outputs["native"])
+    assert outputs["native"][7][0] == "22012"
+    trails = {name: _trail(gw, last=True) for name, gw in both.items()}
+    assert trails["native"] == trails["python"]
+    assert [row[1:3] for row in trails["native"]] == [
+        (sql.replace("%s", "$1"), "extended") for sql, _ in EXTENDED_SCRIPT
+    ]
+    assert trails["native"][8][6:10] == ("error", 0, None, "22012")
+    # Taken in C: the second and later qty lookups (ids 2, 3, 5, 6), whose int4 column
+    # needs no masking. Not a statement's first sight, the e-mail (masked), the errors
+    # (the relay knows which message failed), the int8 count (int8 may hold an SSN) nor
+    # the row-less result (no row taught the relay its columns), as for simple Queries.
+    taken, _, _, _ = both["native"].gateway.proxy._stats.snapshot()
+    assert taken - taken_before == 4
+
+
+@native
+def test_the_unnamed_statement_a_native_round_trip_left_is_known_to_the_relay(
+    both: dict[str, GatewayThread],
+) -> None:
+    qty, ids = "SELECT qty FROM stock WHERE id = $1", "SELECT id FROM stock WHERE qty = $1"
+
+    def round_trip(client: RawClient, sql: str | None, value: bytes) -> list[tuple[bytes]]:
+        messages = [] if sql is None else [m.Parse("", sql, ())]
+        messages += [m.Bind("", "", (), (value,), ()), m.Describe("P", ""), m.Execute("", 0)]
+        client.send(b"".join(message.encode() for message in (*messages, m.Sync())))
+        answer = client.until(m.ReadyForQuery)
+        return [message.values for message in answer if isinstance(message, m.DataRow)]
+
+    trails, taken = {}, {}
+    for name, gw in both.items():
+        stats = gw.gateway.proxy._stats
+        client = RawClient(gw.port)
+        try:
+            client.login(ALICE, gw.token(ALICE), f"jg-unnamed-{name}")
+            assert round_trip(client, qty, b"1") == [(b"10",)]
+            assert round_trip(client, ids, b"20") == [(b"2",)]
+            before = stats.snapshot()[0]
+            assert round_trip(client, qty, b"2") == [(b"20",)]  # the engine's, natively
+            taken[name] = stats.snapshot()[0] - before
+            # A Bind of the unnamed statement without a Parse: the relay's, and the
+            # statement is the one the engine parsed last, not the relay's last.
+            assert round_trip(client, None, b"3") == [(b"30",)]
+        finally:
+            client.close()
+        trails[name] = _trail(gw, last=True)
+    assert taken == {"native": 1, "python": 0}
+    assert trails["native"] == trails["python"]
+    assert [row[1:3] + row[6:8] for row in trails["native"]] == [
+        (qty, "extended", "ok", 1),
+        (ids, "extended", "ok", 1),
+        (qty, "extended", "ok", 1),
+        (qty, "extended", "ok", 1),
+    ]
+
+
 # -- the engine's rules, message by message ------------------------------------------------
 
 
@@ -192,6 +285,7 @@ def _engine(blank: dict[bytes, bool] | None = None, native: bool = True) -> Any:
         "SELECT 1": ("read", ()),
         b"SELECT qty FROM stock WHERE id = 0": ("read", ()),
         b"SELECT 0 + 0": ("read", ('a reason with "quotes" and \u00e9',)),
+        "SELECT qty FROM stock WHERE qty > $1": ("read", ()),
     }
     stats = stats_type((0.001, 0.01))
     dirty: dict[Any, Any] = {}
@@ -244,7 +338,7 @@ def test_the_engine_takes_exactly_the_admitted_texts_and_shapes(sql: str, taken:
     [
         _query("SELECT 1")[:-1],  # truncated
         _query("SELECT 1") + _query("SELECT 1"),  # two messages
-        m.Parse("", "SELECT 1", ()).encode(),
+        m.Parse("", "SELECT 1", ()).encode(),  # a Parse alone
         b"Q\x00\x00\x00\x0dSELECT\x001\x00",  # a NUL inside the text
         b"Q\x00\x00\x00\xffSELECT 1\x00",  # a length that is not the read's
     ],
@@ -253,6 +347,92 @@ def test_the_engine_declines_anything_but_one_whole_query(data: bytes) -> None:
     engine, _, _ = _engine()
     assert engine.query(data) is False
     assert not engine.inflight
+
+
+PARAMETERIZED = "SELECT qty FROM stock WHERE qty > $1"  # admitted by _engine()
+DESCRIBE_PORTAL = m.Describe("P", "")
+SYNC = (m.Sync(),)
+
+
+def _extended(
+    sql: str = PARAMETERIZED,
+    *,
+    statement: str = "",
+    portal: str = "",
+    results: tuple[int, ...] = (0,),
+    describe: m.FrontendMessage | None = DESCRIBE_PORTAL,
+    rows: int = 0,
+    end: tuple[m.FrontendMessage, ...] = SYNC,
+) -> bytes:
+    """One extended round trip as libpq's PQexecParams sends it, varied."""
+    messages: list[m.FrontendMessage] = [
+        m.Parse(statement, sql, (23,)),
+        m.Bind(portal, statement, (0,), (b"4",), results),
+    ]
+    if describe is not None:
+        messages.append(describe)
+    messages += [m.Execute(portal, rows), *end]
+    return b"".join(message.encode() for message in messages)
+
+
+@native
+@pytest.mark.parametrize(
+    ("data", "taken"),
+    [
+        (_extended(), True),
+        (_extended(describe=None), True),
+        (_extended(results=()), True),
+        (_extended(results=(0, 0)), True),
+        (_extended("SELECT qty FROM stock WHERE id = 7"), True),  # an admitted shape
+        (_extended("SELECT 2"), False),  # not admitted
+        (_extended(statement="s1"), False),  # a named statement
+        (_extended(portal="p1"), False),  # a named portal
+        (_extended(results=(1,)), False),  # binary results: read by type
+        (_extended(describe=m.Describe("S", "")), False),
+        (_extended(rows=10), False),  # a row limit: the portal is suspended
+        (_extended(end=()), False),  # no Sync
+        (_extended(end=(m.Sync(), m.Sync())), False),
+        (_extended(end=(m.Flush(), m.Sync())), False),
+        (_extended()[:-1], False),  # truncated
+    ],
+)
+def test_the_engine_takes_exactly_one_plain_extended_round_trip(data: bytes, taken: bool) -> None:
+    engine, _, _ = _engine()
+    assert engine.query(data) is taken
+    assert engine.inflight is taken
+    assert (engine.extended is not None) is taken
+    unnamed = engine.take_unnamed()
+    assert (unnamed is not None) is taken
+    assert engine.take_unnamed() is None  # told once
+
+
+@native
+def test_an_extended_round_trip_is_filed_from_its_whole_answer_only() -> None:
+    engine, stats, _ = _engine()
+    assert engine.query(_extended())
+    assert engine.extended == (True, 1)
+    assert engine.take_unnamed() == (PARAMETERIZED, 1)
+    answer = _answer(
+        m.ParseComplete(), m.BindComplete(), INT4, m.DataRow((b"40",)),
+        m.CommandComplete("SELECT 1"), DONE,
+    )  # fmt: skip
+    assert engine.result(answer[:-6]) == 0  # not the whole answer: left to the relay
+    assert engine.inflight and engine.pending == 0
+    failed = _answer(
+        m.ParseComplete(), m.BindComplete(), INT4,
+        m.ErrorResponse((("S", "ERROR"), ("C", "22012"), ("M", "division by zero"))), DONE,
+    )  # fmt: skip
+    assert engine.result(failed) == 0  # an error: which message failed is the relay's
+    assert engine.result(answer) == ord("I")
+    assert not engine.inflight and engine.pending == 1
+    texts, events, *_ = engine.drain(row_json)
+    (row,) = json.loads(events)
+    assert texts == [PARAMETERIZED]
+    assert row[2:7] + row[9:11] == ["extended", "read", "allow", [], "ok", 1, "SELECT 1"]
+    assert stats.snapshot()[:2] == (1, 0)
+    # ParseComplete and the like belong to an extended round trip only.
+    assert engine.query(_query("SELECT 1"))
+    assert engine.result(_answer(m.ParseComplete(), m.CommandComplete("SELECT 0"), DONE)) == 0
 
 
 @native
