@@ -216,6 +216,7 @@ def test_extended_round_trips_trails_and_answers_are_the_same_with_and_without_t
     both: dict[str, GatewayThread],
 ) -> None:
     taken_before, _, _, _ = both["native"].gateway.proxy._stats.snapshot()
+    counts_before = {name: _statement_counts(gw) for name, gw in both.items()}
     outputs = {name: _psycopg_extended(gw) for name, gw in both.items()}
     assert outputs["native"] == outputs["python"]
     assert outputs["native"][0] == [(1, 10)]
@@ -233,6 +234,12 @@ def test_extended_round_trips_trails_and_answers_are_the_same_with_and_without_t
     # the row-less result (no row taught the relay its columns), as for simple Queries.
     taken, _, _, _ = both["native"].gateway.proxy._stats.snapshot()
     assert taken - taken_before == 4
+    counted = {
+        name: {k: v - counts_before[name].get(k, 0) for k, v in _statement_counts(gw).items()}
+        for name, gw in both.items()
+    }
+    assert counted["native"] == counted["python"]
+    assert sum(v for k, v in counted["native"].items() if k.startswith("jitgate_statements")) == 13
 
 
 @native
