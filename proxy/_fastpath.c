@@ -1,11 +1,13 @@
 /* The relay's native fast path: the common round trip of a session, in C.
  *
  * A client read that is exactly one simple Query whose text the session's hook chain has
- * already admitted (proxy/hooks.py, HookChain.admit_known) is taken by Engine.query; the
- * target's answer, when it arrives whole in one read and holds only the messages of a plain
- * result, is read by Engine.result, which files the statement's audit record. Everything
- * else (the first sight of a statement, refusals, holds, masking, COPY, the extended
- * protocol, a result split across reads) declines, and the Python relay does it. The
+ * already admitted (proxy/hooks.py, HookChain.admit_known), or exactly one extended-protocol
+ * round trip of such a text as libpq's PQexecParams sends it (take_extended), is taken by
+ * Engine.query; the target's answer, when it holds only the messages of a plain result
+ * (for an extended round trip: all of it, in one read, without an error), is read by
+ * Engine.result, which files the statement's audit record. Everything else (the first
+ * sight of a statement, refusals, holds, masking, COPY, named prepared statements, a
+ * result split across reads) declines, and the Python relay does it. The
  * semantics are those of proxy/relay.py; proxy/fastpath.py is the same engine without the
  * fast path (for a Python without a compiler) and tests hold the two to the same output.
  *
