@@ -123,6 +123,19 @@ class _Prepared:
 _UNKNOWN_PREPARED = _Prepared("", StatementEvent(uuid.UUID(int=0), 0, "", "", 0.0))
 
 
+def _fail_owner(pending: deque[Pending], sqlstate: str | None) -> None:
+    """The target refused a Parse, Bind or Describe at the head of ``pending``: the
+    statement it was for is the next Execute before the Sync (the target skips to the
+    Sync), which failed with ``sqlstate`` rather than being skipped."""
+    for entry in pending:
+        if entry.kind == SYNC:
+            return
+        if entry.kind == EXECUTE and entry.event is not None:
+            if entry.event.outcome == "ok":
+                entry.event.outcome, entry.event.sqlstate = "error", sqlstate
+            return
+
+
 class ClientSession(asyncio.Protocol):
     def __init__(self, server: ProxyServer) -> None:
         self.server = server
@@ -935,6 +948,8 @@ class ClientSession(asyncio.Protocol):
                     elif head.event is not None:
                         head.event.outcome = "error"
                         head.event.sqlstate = error_sqlstate(buf, start, end)
+                    elif head.kind != SYNC:
+                        _fail_owner(pending, error_sqlstate(buf, start, end))
                     if head.kind != QUERY and head.kind != SYNC:
                         finish(pending.popleft())
             elif type_code in SIMPLE_COMPLETIONS:

@@ -191,6 +191,7 @@ EXTENDED_SCRIPT: list[tuple[str, tuple[object, ...]]] = [
     ("SELECT email FROM people WHERE id = %s", (1,)),
     ("SELECT 1 / (qty - %s) FROM stock WHERE id = 1", (10,)),  # fails at Execute
     ("SELECT 1 / (qty - %s) FROM stock WHERE id = 1", (10,)),
+    ("SELECT 1 / %s::int AS q", (0,)),  # fails at Bind (the planner folds the constant)
     ("SELECT count(*) FROM stock WHERE id < %s", (0,)),
     ("SELECT count(*) FROM stock WHERE id < %s", (0,)),
     ("SELECT id FROM stock WHERE id < %s", (0,)),
@@ -228,6 +229,7 @@ def test_extended_round_trips_trails_and_answers_are_the_same_with_and_without_t
         (sql.replace("%s", "$1"), "extended") for sql, _ in EXTENDED_SCRIPT
     ]
     assert trails["native"][8][6:10] == ("error", 0, None, "22012")
+    assert trails["native"][9][6:10] == ("error", 0, None, "22012")  # not "skipped"
     # Taken in C: the second and later qty lookups (ids 2, 3, 5, 6), whose int4 column
     # needs no masking. Not a statement's first sight, the e-mail (masked), the errors
     # (the relay knows which message failed), the int8 count (int8 may hold an SSN) nor
@@ -239,7 +241,7 @@ def test_extended_round_trips_trails_and_answers_are_the_same_with_and_without_t
         for name, gw in both.items()
     }
     assert counted["native"] == counted["python"]
-    assert sum(v for k, v in counted["native"].items() if k.startswith("jitgate_statements")) == 13
+    assert sum(v for k, v in counted["native"].items() if k.startswith("jitgate_statements")) == 14
 
 
 @native
@@ -279,6 +281,43 @@ def test_the_unnamed_statement_a_native_round_trip_left_is_known_to_the_relay(
         (ids, "extended", "ok", 1),
         (qty, "extended", "ok", 1),
         (qty, "extended", "ok", 1),
+    ]
+
+
+@native
+def test_a_pipeline_records_the_statement_that_failed_and_those_the_target_skipped(
+    both: dict[str, GatewayThread],
+) -> None:
+    def statement(sql: str) -> list[m.FrontendMessage]:
+        return [m.Parse("", sql, ()), m.Bind("", "", (), (), ()), m.Execute("", 0)]
+
+    sent = [
+        *statement("SELECT 1"),
+        *statement("SELECT no_such_column FROM stock"),  # refused by the target's Parse
+        *statement("SELECT 3"),
+        m.Sync(),
+        *statement("SELECT 1 / 0"),  # fails when the target plans it, at Bind
+        *statement("SELECT 4"),
+        m.Sync(),
+    ]
+    trails = {}
+    for name, gw in both.items():
+        client = RawClient(gw.port)
+        try:
+            client.login(ALICE, gw.token(ALICE), f"jg-pipeline-{name}")
+            client.send(b"".join(message.encode() for message in sent))
+            client.until(m.ReadyForQuery)
+            client.until(m.ReadyForQuery)
+        finally:
+            client.close()
+        trails[name] = _trail(gw, last=True)
+    assert trails["native"] == trails["python"]
+    assert [row[1:2] + row[6:10] for row in trails["native"]] == [
+        ("SELECT 1", "ok", 1, "SELECT 1", None),
+        ("SELECT no_such_column FROM stock", "error", 0, None, "42703"),
+        ("SELECT 3", "skipped", 0, None, None),
+        ("SELECT 1 / 0", "error", 0, None, "22012"),
+        ("SELECT 4", "skipped", 0, None, None),
     ]
 
 
