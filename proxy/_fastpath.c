@@ -267,11 +267,13 @@ typedef struct Engine {
     Py_ssize_t nfast, fast_cap;
     char *texts;
     Py_ssize_t texts_len, texts_cap;
-    int records_busy; /* the records' spin lock: held for a copy, never across a call */
+    int records_busy; /* the records' spin lock: held to copy or grow them, never with the
+                       * GIL awaited */
 } Engine;
 
-/* The fast records' lock: the pump's thread files a record and the recorder's drain copies
- * them out under it, each in a few instructions (no call, no GIL), so a waiter spins. */
+/* The fast records' lock: the pump's thread files a record (or makes room for one) and the
+ * recorder's drain copies them out under it: a copy or a realloc, never waiting for the
+ * GIL (the drain holds it while it spins), so a waiter spins. */
 static void
 records_lock(Engine *self)
 {
