@@ -46,6 +46,39 @@ def cpu_seconds(pid: int) -> float:
     return (utime + stime) / _CLOCK_TICKS
 
 
+async def wait_listening(
+    port: int, process: asyncio.subprocess.Process, name: str, within: float, log: str = ""
+) -> None:
+    """Return once 127.0.0.1:``port`` accepts a connection; BenchError if ``process`` exits
+    first (with ``log``, what it said) or ``within`` seconds pass."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            if process.returncode is not None:
+                raise BenchError(f"{name} exited at start{log}") from None
+            if loop.time() > deadline:
+                raise BenchError(f"{name} did not start listening") from None
+            await asyncio.sleep(0.05)
+            continue
+        writer.close()
+        return
+
+
+async def stop_process(process: asyncio.subprocess.Process | None, within: float) -> None:
+    """SIGTERM, then SIGKILL if ``process`` has not ended ``within`` seconds."""
+    if process is None or process.returncode is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(process.wait(), within)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+
+
 def bench_config(pg_port: int, http_port: int) -> dict[str, Any]:
     """One engineer who may read resource ``bench`` (writes are held for review) and one
     approver; both URLs come from the environment, as the credentials in them would in
@@ -122,15 +155,7 @@ class GatewayProcess:
 
     async def stop(self) -> None:
         """SIGTERM, then SIGKILL if the gateway has not drained in time."""
-        process = self._process
-        if process is None or process.returncode is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(process.wait(), _STOP_TIMEOUT)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
+        await stop_process(self._process, _STOP_TIMEOUT)
 
     def cpu_seconds(self) -> float:
         """User plus system CPU time of the gateway process so far, all threads."""

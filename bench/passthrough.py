@@ -17,11 +17,11 @@ from typing import cast
 
 import uvloop
 
-from bench import BenchError
-from bench.gateway import cpu_seconds, free_port
+from bench.gateway import cpu_seconds, free_port, stop_process, wait_listening
 from bench.pgbench import Endpoint
 
 _START_TIMEOUT = 10.0
+_STOP_TIMEOUT = 5.0
 _ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -123,19 +123,7 @@ class PassThroughProcess:
             str(self.upstream.port),
             cwd=_ROOT,
         )
-        deadline = asyncio.get_running_loop().time() + _START_TIMEOUT
-        while True:
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
-            except OSError:
-                if self._process.returncode is not None:
-                    raise BenchError("the pass-through exited at start") from None
-                if asyncio.get_running_loop().time() > deadline:
-                    raise BenchError("the pass-through did not start listening") from None
-                await asyncio.sleep(0.05)
-                continue
-            writer.close()
-            return
+        await wait_listening(self.port, self._process, "the pass-through", _START_TIMEOUT)
 
     def cpu_seconds(self) -> float:
         if self._process is None:
@@ -143,15 +131,7 @@ class PassThroughProcess:
         return cpu_seconds(self._process.pid)
 
     async def stop(self) -> None:
-        process = self._process
-        if process is None or process.returncode is not None:
-            return
-        process.terminate()
-        try:
-            await asyncio.wait_for(process.wait(), 5)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
+        await stop_process(self._process, _STOP_TIMEOUT)
 
 
 def main(argv: list[str]) -> int:

@@ -19,7 +19,7 @@ import subprocess
 from pathlib import Path
 
 from bench import BenchError
-from bench.gateway import cpu_seconds, free_port
+from bench.gateway import cpu_seconds, free_port, stop_process, wait_listening
 from bench.pgbench import Endpoint
 from jitgate.cluster import server_account
 
@@ -108,19 +108,9 @@ class PgbouncerProcess:
             )
         finally:
             log.close()
-        deadline = asyncio.get_running_loop().time() + _START_TIMEOUT
-        while True:
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
-            except OSError:
-                if self._process.returncode is not None:
-                    raise BenchError(f"pgbouncer exited at start:\n{self.log_tail()}") from None
-                if asyncio.get_running_loop().time() > deadline:
-                    raise BenchError("pgbouncer did not start listening") from None
-                await asyncio.sleep(0.05)
-                continue
-            writer.close()
-            return
+        await wait_listening(
+            self.port, self._process, "pgbouncer", _START_TIMEOUT, f":\n{self.log_tail()}"
+        )
 
     def cpu_seconds(self) -> float:
         if self._process is None:
@@ -133,12 +123,4 @@ class PgbouncerProcess:
         return "\n".join(text.splitlines()[-lines:])
 
     async def stop(self) -> None:
-        process = self._process
-        if process is None or process.returncode is not None:
-            return
-        process.terminate()
-        try:
-            await asyncio.wait_for(process.wait(), _STOP_TIMEOUT)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
+        await stop_process(self._process, _STOP_TIMEOUT)
