@@ -58,7 +58,9 @@ def single_statement(sql: str) -> bool:
 
 
 async def connect(url: UpstreamURL, *, within: float = 10.0) -> asyncpg.Connection:
-    ssl: Any = False if url.sslmode in ("disable", "allow") else url.sslmode
+    ssl: Any = (
+        False if url.sslmode in ("disable", "allow") or url.socket_path is not None else url.sslmode
+    )
     return await asyncpg.connect(
         host=url.host,
         port=url.port,

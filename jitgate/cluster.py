@@ -224,7 +224,7 @@ class Cluster:
         settings.update(
             listen_addresses=self.host,
             port=str(self.port),
-            unix_socket_directories=str(self._socket_dir()),
+            unix_socket_directories=str(self.socket_dir),
         )
         if self._ssl is not None:
             for source, name in zip(self._ssl, ("server.crt", "server.key"), strict=True):
@@ -235,7 +235,9 @@ class Cluster:
         if self._hba is not None:
             self._write("pg_hba.conf", [*self._hba, *_TRUST_HBA])
 
-    def _socket_dir(self) -> Path:
+    @property
+    def socket_dir(self) -> Path:
+        """The directory of the server's Unix socket (``.s.PGSQL.<port>``)."""
         if len(f"{self.datadir}/.s.PGSQL.{self.port}") <= _MAX_SOCKET_PATH:
             return self.datadir
         if self._socket_tmp is None:
@@ -375,3 +377,12 @@ def _free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+def local_socket_dir(directories: str, port: int) -> str | None:
+    """The first of a server's ``unix_socket_directories`` that holds its socket
+    (``.s.PGSQL.<port>``) on this machine; None when the server is elsewhere."""
+    for directory in (d.strip() for d in directories.split(",")):
+        if directory.startswith("/") and Path(directory, f".s.PGSQL.{port}").exists():
+            return directory
+    return None

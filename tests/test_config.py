@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from jitgate.config import load_config, parse_config
+from jitgate.config import load_config, parse_config, parse_upstream_url
 from jitgate.errors import ConfigError
 
 VALID = """
@@ -90,6 +90,43 @@ def test_a_mistake_names_its_key(
         load_config(write(tmp_path, VALID.replace(*edit)), ENV)
     assert caught.value.key == key
     assert problem in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "host", "port", "socket"),
+    [
+        ("postgresql://app@%2Fvar%2Frun%2FPostgreSQL:5433/shop", "/var/run/PostgreSQL", 5433,
+         "/var/run/PostgreSQL/.s.PGSQL.5433"),
+        ("postgresql://app@/shop?host=/tmp/pg&port=6000", "/tmp/pg", 6000,
+         "/tmp/pg/.s.PGSQL.6000"),
+        ("postgresql://app@db.internal/shop", "db.internal", 5432, None),
+        ("postgresql://app@[::1]:7000/shop?host=/run/pg", "/run/pg", 7000,
+         "/run/pg/.s.PGSQL.7000"),
+    ],
+)  # fmt: skip
+def test_a_resource_url_may_name_a_unix_socket_directory(
+    url: str, host: str, port: int, socket: str | None
+) -> None:
+    parsed = parse_upstream_url(url, "resources.prod.url")
+    assert (parsed.host, parsed.port, parsed.socket_path) == (host, port, socket)
+    assert parsed.address == (socket or f"{host}:{port}")
+    assert (parsed.user, parsed.database) == ("app", "shop")
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("postgresql://app@/shop?host=/run/pg&sslmode=require",
+         "sslmode=require cannot be met over the Unix socket /run/pg"),
+        ("postgresql://app@/shop?host=/run/pg&port=0", "has an invalid port"),
+        ("postgresql://app@/shop?port=x", "has an invalid port"),
+        ("postgresql://app@/shop", "must name a user, a host and a database"),
+    ],
+)  # fmt: skip
+def test_a_bad_unix_socket_url_names_its_key(url: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem) as caught:
+        parse_upstream_url(url, "resources.prod.url")
+    assert caught.value.key == "resources.prod.url"
 
 
 def test_a_missing_environment_variable_is_named(tmp_path: Path) -> None:

@@ -177,6 +177,32 @@ def test_upstream_authentication(
         gateway.stop()
 
 
+@pytest.mark.parametrize(
+    ("user", "password"), [("scram_user", "scram-pass"), ("md5_user", "md5-pass")]
+)
+def test_upstream_authentication_over_the_unix_socket(
+    auth_cluster: Cluster, store_dsn: str, user: str, password: str
+) -> None:
+    target = (
+        f"postgresql://{user}:{password}@/authdb?host={auth_cluster.socket_dir}"
+        f"&port={auth_cluster.port}"
+    )
+    gateway = GatewayThread(gateway_config(store_dsn, target))
+    try:
+        token = gateway.token("alice@example.com")
+        with psycopg.connect(gateway.dsn("alice@example.com", token)) as conn:
+            row = conn.execute("SELECT current_user, inet_server_addr() IS NULL").fetchone()
+        assert row == (user, True)
+        bad = GatewayThread(gateway_config(store_dsn, target.replace(password, "wrong")))
+        try:
+            with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+                psycopg.connect(bad.dsn("alice@example.com", bad.token("alice@example.com")))
+        finally:
+            bad.stop()
+    finally:
+        gateway.stop()
+
+
 def test_client_scram_authentication(store_dsn: str, target_dsn: str) -> None:
     postgres = {"listen": "127.0.0.1:0", "client_auth": "scram"}
     gateway = GatewayThread(gateway_config(store_dsn, target_dsn, postgres=postgres))
