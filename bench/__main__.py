@@ -5,9 +5,12 @@ doing slows both alike; each figure is the median over ``--rounds``. Simple-prot
 also go, in the same rounds, through a bare uvloop pass-through (:mod:`bench.passthrough`):
 the floor any userspace proxy stands on, on this machine, today; and through PgBouncer
 when the machine has it (:mod:`bench.pgbouncer`): the reference the speed bar was set
-against, so a run on a faster or slower machine says where the bar stands there. After the runs the
-store's audit trail must hold exactly one statement event per transaction pgbench reported
-through the gateway, and the gateway's memory is read with 200 idle sessions open.
+against, so a run on a faster or slower machine says where the bar stands there. When the
+server's Unix socket is on this machine, a second gateway and a second PgBouncer reach the
+target through it (a gateway deployed beside its database), measured the same way; the
+ratio bar is judged for both transports. After the runs the store's audit trail must hold
+exactly one statement event per transaction pgbench reported through the gateways, and the
+gateway's memory is read with 200 idle sessions open.
 
 Exit status: 0 when the run completed, even if a quality bar was missed (this is a
 measurement); 1 when the run broke or a statement went unaudited.
@@ -52,12 +55,24 @@ PGBOUNCER_TITLE = (
     "the same rounds through {version} in session mode (bench/pgbouncer.py: the reference"
     " the speed bar was set against), for scale; via = PgBouncer"
 )
+SOCKET_GATEWAY_TITLE = (
+    "the same rounds through a second jitgate whose resource URL names the target's Unix"
+    " socket (a gateway beside its database; audited like the first), for scale;"
+    " via = that gateway"
+)
+SOCKET_PGBOUNCER_TITLE = (
+    "the same rounds through {version} with the target over its Unix socket, for scale;"
+    " via = PgBouncer"
+)
+SOCKET_MISSING = (
+    "target over its Unix socket: the server's socket is not on this machine, not measured"
+)
 PGBOUNCER_MISSING = (
     "pgbouncer: not installed, not measured (Debian: apt install pgbouncer; it is only the"
     " reference the ratio bar was set against)"
 )
 _CONNECT_CONCURRENCY = 20
-_AUDIT_WAIT = 5.0
+_AUDIT_WAIT = 20.0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -97,11 +112,29 @@ async def _bench(duration: int, rounds: int, idle_sessions: int) -> int:
         bare = PassThroughProcess(target)
         references = [Reference("bare", "the bare pass-through", BARE_TITLE, bare)]
         found = find_pgbouncer()
+        version = pgbouncer_version(found) if found is not None else ""
         if found is not None:
-            version = pgbouncer_version(found)
             process = PgbouncerProcess(found, target, Path(tmp) / "pgbouncer")
             title = PGBOUNCER_TITLE.format(version=version)
             references.append(Reference("pgbouncer", version, title, process))
+        socket_dir = await server.socket_dir()
+        if socket_dir is not None:
+            (Path(tmp) / "socket").mkdir()
+            beside = GatewayProcess(
+                Path(tmp) / "socket",
+                store_url=server.url(STORE_DATABASE),
+                target_url=server.socket_url(TARGET_DATABASE, socket_dir),
+            )
+            label = "jitgate, target over its Unix socket"
+            references.append(
+                Reference("gw-socket", label, SOCKET_GATEWAY_TITLE, beside, audited=True)
+            )
+            if found is not None:
+                upstream = server.socket_endpoint(TARGET_DATABASE, socket_dir)
+                process = PgbouncerProcess(found, upstream, Path(tmp) / "pgbouncer-socket")
+                title = SOCKET_PGBOUNCER_TITLE.format(version=version)
+                label = f"{version}, target over its Unix socket"
+                references.append(Reference("pgb-socket", label, title, process))
         try:
             await gateway.start()
             for reference in references:
@@ -114,6 +147,8 @@ async def _bench(duration: int, rounds: int, idle_sessions: int) -> int:
             )
             if found is None:
                 _say(PGBOUNCER_MISSING)
+            if socket_dir is None:
+                _say(SOCKET_MISSING)
             return await _measure(
                 server, gateway, references, pgbench, duration, rounds, idle_sessions
             )
@@ -135,9 +170,14 @@ class _Relay(Protocol):
 class Reference:
     """Another relay measured in the gateway's rounds (simple protocol only), for scale."""
 
-    def __init__(self, name: str, label: str, title: str, process: _Relay) -> None:
+    def __init__(
+        self, name: str, label: str, title: str, process: _Relay, *, audited: bool = False
+    ) -> None:
         self.name, self.label, self.title, self.process = name, label, title, process
         self.comparisons: list[Comparison] = []
+        # A jitgate: its transactions are counted against the shared audit trail.
+        self.audited = audited
+        self.transactions = 0
 
     def at(self, clients: int) -> Comparison:
         """The simple-protocol comparison at ``clients``."""
@@ -153,6 +193,7 @@ class Reference:
         round's line."""
         before = self.process.cpu_seconds()
         passed = await pgbench.select_only(self.process.endpoint(), workload)
+        self.transactions += passed.transactions
         cpu_us = (self.process.cpu_seconds() - before) * 1e6 / max(passed.transactions, 1)
         comparison = self.at(workload.clients)
         comparison.direct.append(plain)
@@ -182,6 +223,11 @@ async def _measure(
     _say(f"warm-up: {warmup.duration} s each way, 8 clients")
     await pgbench.select_only(direct, warmup)
     served = (await pgbench.select_only(via, warmup)).transactions
+    for reference in references:
+        if reference.audited:
+            reference.transactions += (
+                await pgbench.select_only(reference.process.endpoint(), warmup)
+            ).transactions
     comparisons = [Comparison(clients, protocol) for clients, protocol in WORKLOADS]
     for round_number in range(1, rounds + 1):
         for comparison in comparisons:
@@ -201,10 +247,14 @@ async def _measure(
                 f"gateway cpu {cpu_us_per_tx:6.1f} us/tx"
             )
             if comparison.protocol == "simple":
-                for reference in references:
+                # Each round starts the references one further along, so that none is
+                # always the furthest in time from the direct run it is compared with.
+                turn = round_number % max(len(references), 1)
+                for reference in references[turn:] + references[:turn]:
                     line += await reference.measure(pgbench, workload, plain)
             _say(line)
-    audited, total_events = await _audited_statements(server, served)
+    served += sum(r.transactions for r in references if r.audited)
+    audited, total_events, waited = await _audited_statements(server, served)
     rss_before, rss_after = await _idle_sessions_rss(gateway, idle_sessions)
     _say("")
     _say(
@@ -221,9 +271,14 @@ async def _measure(
     matched = audited == served
     _say(
         f"audit: {audited} statement events recorded, {served} transactions reported by pgbench"
-        f" through the gateway: {'MATCH' if matched else 'MISMATCH'}"
-        f" (plus {total_events - audited} events of pgbench's own start-up queries)"
+        f" through the gateways: {'MATCH' if matched else 'MISMATCH'}"
+        f" (plus {total_events - audited} events of pgbench's own start-up queries;"
+        f" counted {waited:.1f} s after the last run)"
     )
+    if not matched:
+        for relay in (gateway, *(r.process for r in references if r.audited)):
+            if isinstance(relay, GatewayProcess):
+                _say(f"end of the log of the gateway on port {relay.pg_port}:\n{relay.log_tail()}")
     per_session = (rss_after - rss_before) / idle_sessions
     _say(
         f"gateway rss: {rss_before / 1024:.1f} MiB idle, {rss_after / 1024:.1f} MiB with"
@@ -240,13 +295,18 @@ async def _measure(
     _say(f"load average at end: {_loadavg()}")
     _say("")
     at_8, at_1 = comparisons[1], comparisons[0]
-    for line in goal_lines(at_8.ratio, at_1.added_latency_us):
+    named = {reference.name: reference for reference in references}
+    beside = named.get("gw-socket")
+    for line in goal_lines(
+        at_8.ratio, at_1.added_latency_us, None if beside is None else beside.at(8).ratio
+    ):
         _say(line)
     for reference in references:
         _say(reference.scale_line())
-    pgbouncer = next((r for r in references if r.name == "pgbouncer"), None)
-    if pgbouncer is not None:
-        _say(parity_line(at_8, pgbouncer.at(8)))
+    if "pgbouncer" in named:
+        _say(parity_line(at_8, named["pgbouncer"].at(8)))
+    if beside is not None and "pgb-socket" in named:
+        _say(parity_line(beside.at(8), named["pgb-socket"].at(8), "target over its Unix socket"))
     for line in latency_lines(latencies):
         _say(line)
     for line in result_lines(timings, result_rows):
@@ -254,12 +314,14 @@ async def _measure(
     return 0 if matched else 1
 
 
-async def _audited_statements(server: BenchServer, expected: int) -> tuple[int, int]:
-    """(select-only statement events, all statement events) once the former reach
-    ``expected`` or :data:`_AUDIT_WAIT` seconds have passed: the gateway flushes in batches."""
+async def _audited_statements(server: BenchServer, expected: int) -> tuple[int, int, float]:
+    """(select-only statement events, all statement events, seconds waited) once the former
+    reach ``expected`` or :data:`_AUDIT_WAIT` seconds have passed: the gateways flush in
+    batches, and one count over millions of events takes a while itself."""
     conn = await server.connect(STORE_DATABASE)
     try:
-        deadline = time.monotonic() + _AUDIT_WAIT
+        started = time.monotonic()
+        deadline = started + _AUDIT_WAIT
         while True:
             (row,) = await conn.fetch(
                 "SELECT count(*) FILTER (WHERE sql LIKE $1) AS audited, count(*) AS total"
@@ -267,8 +329,9 @@ async def _audited_statements(server: BenchServer, expected: int) -> tuple[int, 
                 SELECT_ONLY_SQL_PREFIX + "%",
             )
             audited, total = int(row["audited"]), int(row["total"])
-            if audited == expected or time.monotonic() >= deadline:
-                return audited, total
+            now = time.monotonic()
+            if audited == expected or now >= deadline:
+                return audited, total, now - started
             await asyncio.sleep(0.1)
     except DATABASE_ERRORS as exc:
         raise BenchError(f"cannot count the audit trail: {exc}") from exc

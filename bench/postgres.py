@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from pathlib import Path
@@ -13,7 +14,7 @@ import asyncpg
 
 from bench import BenchError
 from bench.pgbench import Endpoint
-from jitgate.cluster import Cluster, find_bindir
+from jitgate.cluster import Cluster, find_bindir, local_socket_dir
 
 DSN_VARIABLE = "JITGATE_BENCH_DSN"
 DATABASE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
@@ -77,6 +78,33 @@ class BenchServer:
             database=database,
             password=unquote(parts.password) if parts.password is not None else None,
         )
+
+    async def socket_dir(self) -> str | None:
+        """The directory of the server's Unix socket when that socket is on this machine
+        (a gateway beside its database connects there), else None."""
+        conn = await self.connect()
+        try:
+            row = await conn.fetchrow(
+                "SELECT current_setting('unix_socket_directories'), current_setting('port')::int"
+            )
+        except DATABASE_ERRORS as exc:
+            raise BenchError(f"cannot ask the server for its socket: {exc}") from exc
+        finally:
+            await conn.close()
+        return None if row is None else local_socket_dir(str(row[0]), int(row[1]))
+
+    def socket_url(self, database: str, directory: str) -> str:
+        """The admin URL pointed at ``database`` over the Unix socket in ``directory``."""
+        parts = urlsplit(self.admin_dsn)
+        login = parts.netloc.rpartition("@")[0]
+        query = f"host={quote(directory)}&port={self.endpoint(database).port}"
+        return parts._replace(
+            netloc=f"{login}@", path="/" + quote(database, safe=""), query=query
+        ).geturl()
+
+    def socket_endpoint(self, database: str, directory: str) -> Endpoint:
+        """:meth:`endpoint` over the Unix socket in ``directory`` (libpq's host rule)."""
+        return dataclasses.replace(self.endpoint(database), host=directory)
 
     async def connect(self, database: str | None = None) -> asyncpg.Connection:
         """A superuser connection to ``database``, or to the admin URL's own database."""

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from bench.pgbench import Endpoint
 from bench.pgbouncer import PgbouncerProcess, find_pgbouncer
+from tests.conftest import over_unix_socket
 
 ROOT = Path(__file__).resolve().parent.parent
 _ROW = re.compile(
@@ -25,6 +26,15 @@ _FLOOR = re.compile(
 _PGBOUNCER = re.compile(r"^for scale: PgBouncer [\d.]+, ratio@8 (\d+\.\d+) at ([\d.]+) us/tx", re.M)
 _PARITY = re.compile(
     r"^gateway vs pgbouncer @8: (\d+\.\d+) of PgBouncer's rate \((\d+) vs (\d+) tps\)", re.M
+)
+_SOCKET = re.compile(
+    r"^for scale: jitgate, target over its Unix socket, ratio@8 (\d+\.\d+) at ([\d.]+) us/tx",
+    re.M,
+)
+_SOCKET_PARITY = re.compile(
+    r"^gateway vs pgbouncer @8, target over its Unix socket: (\d+\.\d+) of PgBouncer's rate"
+    r" \((\d+) vs (\d+) tps\)",
+    re.M,
 )
 _AUDIT = re.compile(r"^audit: (\d+) statement events recorded, (\d+) transactions", re.M)
 
@@ -61,6 +71,20 @@ def test_quick_bench_reports_ratios_and_a_complete_audit_trail(pg_dsn: str) -> N
         gateway, pgbouncer = int(parity.group(2)), int(parity.group(3))
         assert gateway == int(rows[(8, "simple")]["via"])
         assert abs(float(parity.group(1)) - gateway / pgbouncer) < 0.01
+    socket = _SOCKET.search(run.stdout)
+    if over_unix_socket(pg_dsn) is None:
+        assert socket is None and "the server's socket is not on this machine" in run.stdout
+    else:
+        # A second gateway reached the target over its socket, audited with the first.
+        assert socket is not None, run.stdout
+        assert float(socket.group(1)) > 0 and float(socket.group(2)) > 0
+        assert re.search(
+            r"^(PASS|FAIL)  ratio@8 >= 0\.65, target over its Unix socket: \d+\.\d+$",
+            run.stdout,
+            re.M,
+        )
+        if find_pgbouncer() is not None:
+            assert _SOCKET_PARITY.search(run.stdout) is not None, run.stdout
     audit = _AUDIT.search(run.stdout)
     assert audit is not None, run.stdout
     audited, served = int(audit.group(1)), int(audit.group(2))
