@@ -52,7 +52,10 @@ Classes, most dangerous first (the order :meth:`Classifier.strictest` uses)::
 
 A statement's class is the strictest of everything found in it; its reasons list each
 finding above ``read``, most dangerous first. ``PREPARE name AS …`` has the class of what it
-prepares and sets ``prepared_name``; ``EXECUTE name`` has the class the session remembered.
+prepares and sets ``prepared_name``; ``EXECUTE name`` has the class the session remembered;
+``DEALLOCATE name`` sets ``deallocated`` (``ALL_PREPARED`` for ``DEALLOCATE ALL`` and
+``DISCARD ALL``) so the session forgets it. The relay judges a protocol Bind of a name no
+Parse prepared as ``EXECUTE name``.
 """
 
 from guard.catalog import DEFAULT_DENIED_FUNCTIONS, SAFETY_SETTINGS

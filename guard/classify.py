@@ -40,7 +40,7 @@ import pgparse  # type: ignore[import-not-found]
 
 from guard.catalog import DEFAULT_DENIED_FUNCTIONS
 from guard.values import Dependencies
-from guard.verdict import StatementClass, StatementVerdict, merge, strictest
+from guard.verdict import ALL_PREPARED, StatementClass, StatementVerdict, merge, strictest
 from guard.walk import Walker
 
 MAX_CACHED_LENGTH = 8192
@@ -210,8 +210,24 @@ def _classify_text(
         name = statement.get("PrepareStmt", {}).get("name")
         if name is not None:
             prepared = {**prepared, name: statement_class}
-        verdicts.append(StatementVerdict(statement_class, reasons, text, name))
+        released = _deallocated(statement)
+        if released is not None:
+            # Not cached: the shape of DEALLOCATE a is the shape of DEALLOCATE b.
+            deps.prepared = True
+            prepared = {k: v for k, v in prepared.items() if released not in (k, ALL_PREPARED)}
+        verdicts.append(StatementVerdict(statement_class, reasons, text, name, released))
     return verdicts
+
+
+def _deallocated(statement: dict[str, Any]) -> str | None:
+    """The prepared statement a DEALLOCATE drops, :data:`ALL_PREPARED` for DEALLOCATE ALL
+    and DISCARD ALL, None for any other statement."""
+    deallocate = statement.get("DeallocateStmt")
+    if deallocate is not None:
+        return ALL_PREPARED if deallocate.get("isall") else str(deallocate.get("name", ""))
+    if statement.get("DiscardStmt", {}).get("target") == "DISCARD_ALL":
+        return ALL_PREPARED
+    return None
 
 
 def _statement_texts(sql: str, tree: list[dict[str, Any]]) -> list[str]:

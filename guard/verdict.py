@@ -36,12 +36,20 @@ class StatementVerdict(NamedTuple):
 
     ``sql`` is the statement's own text: the whole input, stripped, when the input holds one
     statement, else this statement's slice of it. ``prepared_name`` is set for
-    ``PREPARE name AS …`` so a session can remember what ``EXECUTE name`` will run."""
+    ``PREPARE name AS …`` so a session can remember what ``EXECUTE name`` will run;
+    ``deallocated`` for ``DEALLOCATE name`` (the name) and for ``DEALLOCATE ALL`` and
+    ``DISCARD ALL`` (:data:`ALL_PREPARED`), so it can forget what the server forgot."""
 
     statement_class: StatementClass
     reasons: tuple[str, ...]
     sql: str
     prepared_name: str | None = None
+    deallocated: str | None = None
+
+
+ALL_PREPARED = ""
+"""``deallocated`` of a statement that drops every prepared statement of the session (no
+SQL name is empty: PostgreSQL refuses a zero-length identifier)."""
 
 
 def merge(findings: Iterable[Finding]) -> tuple[StatementClass, tuple[str, ...]]:

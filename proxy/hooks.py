@@ -20,6 +20,7 @@ from audit.events import StatementEvent
 from audit.recorder import AuditRecorder
 from guard import Classifier, StatementClass, StatementVerdict
 from guard.classify import numbers_key
+from guard.verdict import ALL_PREPARED
 from jitgate.config import Action, Resource
 from proxy import pgerrors
 
@@ -102,6 +103,10 @@ class Classify:
         for verdict in verdicts:
             if verdict.prepared_name is not None:
                 prepared[verdict.prepared_name] = verdict.statement_class
+            if verdict.deallocated == ALL_PREPARED:
+                prepared.clear()
+            elif verdict.deallocated is not None:
+                prepared.pop(verdict.deallocated, None)
         statement.verdicts = verdicts
         if len(verdicts) == 1:
             statement.event.statement_class = verdicts[0].statement_class

@@ -21,11 +21,13 @@ import ssl
 import time
 import uuid
 from collections import deque
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, cast
 
 from approvals.model import Alert
 from audit.events import SessionRecord, StatementEvent, event_row
+from guard.verdict import ALL_PREPARED, StatementVerdict
 from jitgate.errors import AuthenticationError, ProtocolError, StoreUnavailable, UpstreamError
 from masking.entities import SECRETS
 from masking.stream import ColumnPlan, RowMasker
@@ -621,7 +623,9 @@ class ClientSession(asyncio.Protocol):
                 if self._admit_known(context, event):
                     pending.append(Pending(QUERY, event))
                     continue
-                refusal = self.server.chain.admit(Statement(context, event.sql, "simple", event))
+                statement = Statement(context, event.sql, "simple", event)
+                refusal = self.server.chain.admit(statement)
+                self._forget_prepared(statement.verdicts)
                 if refusal is not None and refusal.hold:
                     held = Held(QUERY, buf[start - 5 : end], event.sql, None, event)
                     self._begin_hold(held, upstream, pieces, buf[cursor : start - 5], buf[end:])
@@ -653,8 +657,8 @@ class ClientSession(asyncio.Protocol):
                     replacement = POISON_EXECUTE
             elif type_code == BIND:
                 nul = buf.index(0, start, end)
-                statement = buf[nul + 1 : buf.index(0, nul + 1, end)]
-                prepared = self._prepared.get(statement, _UNKNOWN_PREPARED)
+                name = buf[nul + 1 : buf.index(0, nul + 1, end)]
+                prepared = self._prepared.get(name) or self._judge_unparsed(name)
                 self._portals[buf[start:nul]] = prepared
                 if prepared.hold:
                     types = prepared.parameter_types
@@ -729,10 +733,39 @@ class ClientSession(asyncio.Protocol):
         event = self._event(sql, "extended")
         if self._admit_known(self.context, event):
             return _Prepared(sql, event), event
-        refusal = self.server.chain.admit(Statement(self.context, sql, "parse", event))
+        statement = Statement(self.context, sql, "parse", event)
+        refusal = self.server.chain.admit(statement)
+        self._forget_prepared(statement.verdicts)
         if refusal is not None and refusal.hold:
             return _Prepared(sql, event, hold=True), event
         return _Prepared(sql, event, None if refusal is None else refusal.error), event
+
+    def _judge_unparsed(self, name: bytes) -> _Prepared:
+        """A Bind of a statement no Parse of this session prepared: one made by SQL
+        ``PREPARE`` (or none at all), judged as ``EXECUTE name`` would be, by the class the
+        session remembered for it (an unknown name is opaque: fail closed). Not kept: the
+        name may be prepared again by SQL before the next Bind."""
+        quoted = '"' + name.decode("utf-8", "surrogateescape").replace('"', '""') + '"'
+        prepared, _ = self._judge_parse(f"EXECUTE {quoted}")
+        return prepared
+
+    def _forget_prepared(self, verdicts: Sequence[StatementVerdict]) -> None:
+        """Drop the statements a SQL ``PREPARE``, ``DEALLOCATE`` or ``DISCARD ALL`` among
+        ``verdicts`` replaced or dropped at the target: the next Bind of such a name is
+        judged by what it names then, never by what a Parse once prepared under it. Done
+        when the statement is judged, whether it then runs or not (forgetting early only
+        makes a Bind be judged afresh)."""
+        for verdict in verdicts:
+            if verdict.deallocated == ALL_PREPARED:
+                # The unnamed statement is not a SQL-level one: DEALLOCATE ALL keeps it.
+                unnamed = self._prepared.get(b"")
+                self._prepared.clear()
+                if unnamed is not None:
+                    self._prepared[b""] = unnamed
+            else:
+                for name in (verdict.deallocated, verdict.prepared_name):
+                    if name is not None:
+                        self._prepared.pop(name.encode("utf-8", "surrogateescape"), None)
 
     def _describe_statement(self, described: _Prepared) -> Pending:
         """A Describe of a prepared statement whose answer the gateway needs: the parameter

@@ -11,6 +11,7 @@ import pgparse  # type: ignore[import-not-found]
 import pytest
 
 from guard import Classifier, StatementClass, StatementVerdict
+from guard.verdict import ALL_PREPARED
 from tests.guard_corpus import BENIGN, DANGEROUS, Case
 
 CLASSES = set(get_args(StatementClass))
@@ -202,6 +203,21 @@ def test_a_prepare_counts_for_later_statements_of_the_same_string(classifier: Cl
     )
     assert [v.statement_class for v in verdicts] == ["read", "read", "destructive", "destructive"]
     assert [v.prepared_name for v in verdicts] == ["a", None, "b", None]
+
+
+def test_deallocate_names_what_it_drops_and_is_never_cached(classifier: Classifier) -> None:
+    assert classifier.classify("DEALLOCATE a")[0].deallocated == "a"
+    # Same shape, other name: a cache keyed by shape would hand back "a".
+    assert classifier.classify("DEALLOCATE PREPARE b")[0].deallocated == "b"
+    for everything in ("DEALLOCATE ALL", "discard all"):
+        (verdict,) = classifier.classify(everything)
+        assert (verdict.statement_class, verdict.deallocated) == ("read", ALL_PREPARED)
+    assert classifier.classify("DISCARD PLANS")[0].deallocated is None
+    assert classifier.classify("SELECT 1")[0].deallocated is None
+    # Within one string, a dropped name is unknown to the statements after it.
+    verdicts = classifier.classify("PREPARE a AS SELECT 1; DEALLOCATE a; EXECUTE a")
+    assert [v.statement_class for v in verdicts] == ["read", "read", "opaque"]
+    assert classifier.memo_key("DEALLOCATE a") is None
 
 
 def test_each_statement_gets_its_own_text(classifier: Classifier) -> None:

@@ -14,6 +14,7 @@ import asyncpg
 import psycopg
 import pytest
 import yaml
+from psycopg.pq import DiagnosticField as DiagField
 
 from approvals.model import Alert
 from tests.harness import GatewayThread, gateway_config
@@ -244,3 +245,28 @@ def test_security_hears_of_denials_and_guardrail_hits(
     assert "destructive statement from bob@example.com on prod allowed by policy" in (
         log.alerts[1].summary
     )
+
+
+def test_a_bind_of_a_sql_prepared_statement_is_judged_by_what_it_runs(
+    gw: GatewayThread, alice: str, items: Callable[[], int]
+) -> None:
+    """A statement prepared by SQL ``PREPARE`` is reachable by the protocol's Bind by name,
+    without any Parse: the Bind is judged as ``EXECUTE name``, by the class the session
+    remembered, not let through as a statement the gateway does not know."""
+    with psycopg.connect(alice, autocommit=True) as conn:
+        pg = conn.pgconn
+        denied = pg.exec_(b"PREPARE wipe AS DELETE FROM items")
+        assert denied.error_field(DiagField.SQLSTATE) == b"42501"
+        bound = pg.exec_prepared(b"wipe", [])
+        assert bound.error_field(DiagField.SQLSTATE) == b"42501"
+        detail = (bound.error_field(DiagField.MESSAGE_DETAIL) or b"").decode()
+        assert "EXECUTE of prepared statement wipe (destructive)" in detail
+        never = pg.exec_prepared(b"never_prepared", [])
+        assert never.error_field(DiagField.SQLSTATE) == b"42501"
+        assert (
+            "unknown prepared statement never_prepared"
+            in (never.error_field(DiagField.MESSAGE_DETAIL) or b"").decode()
+        )
+        assert conn.execute("SELECT 'usable'").fetchone() == ("usable",)
+    assert items() == 10
+    assert refused_events(gw, 'EXECUTE "wipe"')

@@ -239,3 +239,26 @@ def test_session_rows_record_who_and_where(gw: GatewayThread, alice: str) -> Non
     assert row["resource"] == "prod"
     assert row["client_addr"].startswith("127.0.0.1:")
     assert row["ended_at"] is not None and row["end_reason"] == "client terminated"
+
+
+def test_a_name_prepared_again_by_sql_is_audited_as_what_runs(
+    gw: GatewayThread, alice: str
+) -> None:
+    """A protocol-level statement dropped by SQL (DEALLOCATE, also through the extended
+    protocol, DEALLOCATE ALL, DISCARD ALL) and prepared again under its name by SQL is
+    audited as that name's EXECUTE, never as the text the first Parse prepared."""
+    with psycopg.connect(gw.dsn("alice@example.com", alice), autocommit=True) as conn:
+        pg = conn.pgconn
+        for drop in (b"DEALLOCATE again", b"DEALLOCATE ALL", b"DISCARD ALL", None):
+            assert pg.prepare(b"again", b"SELECT 'first parse'").status == 1
+            assert pg.exec_prepared(b"again", []).get_value(0, 0) == b"first parse"
+            if drop is None:  # the extended protocol's DEALLOCATE
+                conn.execute("DEALLOCATE again")
+            else:
+                assert pg.exec_(drop).status == 1
+            assert pg.exec_(b"PREPARE again AS SELECT 'second, by SQL'").status == 1
+            assert pg.exec_prepared(b"again", []).get_value(0, 0) == b"second, by SQL"
+            assert pg.exec_(b"DEALLOCATE again").status == 1
+    ran = [e["sql"] for e in events(gw, "sql LIKE '%again%' OR sql LIKE '%first parse%'")]
+    assert ran.count("SELECT 'first parse'") == 4  # each first Execute, never the second
+    assert ran.count('EXECUTE "again"') == 4
