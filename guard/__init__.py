@@ -54,8 +54,9 @@ A statement's class is the strictest of everything found in it; its reasons list
 finding above ``read``, most dangerous first. ``PREPARE name AS …`` has the class of what it
 prepares and sets ``prepared_name``; ``EXECUTE name`` has the class the session remembered;
 ``DEALLOCATE name`` sets ``deallocated`` (``ALL_PREPARED`` for ``DEALLOCATE ALL`` and
-``DISCARD ALL``) so the session forgets it. The relay judges a protocol Bind of a name no
-Parse prepared as ``EXECUTE name``.
+``DISCARD ALL``) so the relay forgets the text a Parse prepared under it; a session's
+memory of a name's class never gets milder (``proxy.hooks.remember_prepared``). The relay
+judges a protocol Bind of a name no Parse prepared as ``EXECUTE name``.
 """
 
 from guard.catalog import DEFAULT_DENIED_FUNCTIONS, SAFETY_SETTINGS

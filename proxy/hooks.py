@@ -20,7 +20,7 @@ from audit.events import StatementEvent
 from audit.recorder import AuditRecorder
 from guard import Classifier, StatementClass, StatementVerdict
 from guard.classify import numbers_key
-from guard.verdict import ALL_PREPARED
+from guard.verdict import RANK
 from jitgate.config import Action, Resource
 from proxy import pgerrors
 
@@ -35,6 +35,8 @@ class SessionContext:
     resource: Resource
     client_addr: str | None
     decisions: dict[str, Action] = field(default_factory=dict, compare=False)
+    # The class of each prepared statement of the session by name, SQL PREPAREs and
+    # protocol Parses alike (PostgreSQL keeps both under one set of names).
     sql_prepared: dict[str, StatementClass] = field(default_factory=dict, compare=False)
     # What the chain let through in this session, by the classifier's memo key.
     admitted: dict[str | bytes, tuple[str, tuple[str, ...]]] = field(
@@ -102,11 +104,7 @@ class Classify:
         verdicts = self._classifier.classify(statement.sql, prepared=prepared)
         for verdict in verdicts:
             if verdict.prepared_name is not None:
-                prepared[verdict.prepared_name] = verdict.statement_class
-            if verdict.deallocated == ALL_PREPARED:
-                prepared.clear()
-            elif verdict.deallocated is not None:
-                prepared.pop(verdict.deallocated, None)
+                remember_prepared(prepared, verdict.prepared_name, verdict.statement_class)
         statement.verdicts = verdicts
         if len(verdicts) == 1:
             statement.event.statement_class = verdicts[0].statement_class
@@ -290,6 +288,19 @@ class HookChain:
             return False
         event.statement_class, event.reasons = known
         return True
+
+
+def remember_prepared(
+    prepared: dict[str, StatementClass], name: str, statement_class: StatementClass
+) -> None:
+    """Note that ``name`` prepares a statement of ``statement_class``. Noted when it is
+    judged, before the target answers (and before a DEALLOCATE earlier in the same pipeline
+    is known to have run): preparing a name that exists fails there and the old statement
+    stays, so a name never gets a milder class than one it was prepared with in the
+    session. Fail closed: a name prepared again after a DEALLOCATE keeps the stricter."""
+    known = prepared.get(name)
+    if known is None or RANK[statement_class] > RANK[known]:
+        prepared[name] = statement_class
 
 
 _MEMO_SIZE = 512

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, cast
 
 from approvals.model import Alert
 from audit.events import SessionRecord, StatementEvent, event_row
-from guard.verdict import ALL_PREPARED, StatementVerdict
+from guard.verdict import ALL_PREPARED, RANK, StatementVerdict
 from jitgate.errors import AuthenticationError, ProtocolError, StoreUnavailable, UpstreamError
 from masking.entities import SECRETS
 from masking.stream import ColumnPlan, RowMasker
@@ -52,7 +52,7 @@ from proxy.fastpath import (
     PyStats,
 )
 from proxy.hold import Held, Pending, hold
-from proxy.hooks import SessionContext, Statement
+from proxy.hooks import SessionContext, Statement, remember_prepared
 from proxy.params import ParameterTypes, bound_values
 from proxy.upstream import UpstreamProtocol, connect_upstream
 
@@ -123,6 +123,15 @@ class _Prepared:
 
 
 _UNKNOWN_PREPARED = _Prepared("", StatementEvent(uuid.UUID(int=0), 0, "", "", 0.0))
+
+
+_RANKS: dict[str, int] = {name: rank for name, rank in RANK.items()}
+
+
+def _severity(prepared: _Prepared) -> tuple[bool, bool, int]:
+    """How strictly a statement is judged: refused, then held, then its class."""
+    rank = _RANKS.get(prepared.statement_class, _RANKS["opaque"])
+    return prepared.refusal is not None, prepared.hold, rank
 
 
 def _fail_owner(pending: deque[Pending], sqlstate: str | None) -> None:
@@ -717,7 +726,21 @@ class ClientSession(asyncio.Protocol):
         name = buf[start:nul]
         sql = buf[nul + 1 : buf.index(0, nul + 1, end)].decode("utf-8", "surrogateescape")
         prepared, event = self._judge_parse(sql)
-        self._prepared[name] = prepared
+        before = self._prepared.get(name) if name else None
+        if before is None or before.refusal is not None or _severity(prepared) >= _severity(before):
+            self._prepared[name] = prepared
+        # else: preparing a name that exists fails at the target, which keeps the statement
+        # it has, and Binds are judged by the stricter of the two (the earlier Parse may have
+        # failed instead: then the milder one would be wrong, never the stricter).
+        if name:
+            # SQL EXECUTE reaches a named protocol statement too: judged by its class.
+            assert self.context is not None
+            judged = prepared.statement_class
+            remember_prepared(
+                self.context.sql_prepared,
+                name.decode("utf-8", "surrogateescape"),
+                judged if judged in RANK else "opaque",
+            )
         error = prepared.refusal
         if error is None:
             self._pending.append(Pending(PARSE))
@@ -750,11 +773,11 @@ class ClientSession(asyncio.Protocol):
         return prepared
 
     def _forget_prepared(self, verdicts: Sequence[StatementVerdict]) -> None:
-        """Drop the statements a SQL ``PREPARE``, ``DEALLOCATE`` or ``DISCARD ALL`` among
-        ``verdicts`` replaced or dropped at the target: the next Bind of such a name is
-        judged by what it names then, never by what a Parse once prepared under it. Done
-        when the statement is judged, whether it then runs or not (forgetting early only
-        makes a Bind be judged afresh)."""
+        """Drop the statements a ``DEALLOCATE`` or ``DISCARD ALL`` among ``verdicts`` drops
+        at the target: the next Bind of such a name is judged by what it names then, never
+        by what a Parse once prepared under it. Done when the statement is judged, whether
+        it then runs or not (forgetting early only makes a Bind be judged afresh). A SQL
+        ``PREPARE`` of a name a Parse prepared fails at the target, so it replaces nothing."""
         for verdict in verdicts:
             if verdict.deallocated == ALL_PREPARED:
                 # The unnamed statement is not a SQL-level one: DEALLOCATE ALL keeps it.
@@ -762,10 +785,8 @@ class ClientSession(asyncio.Protocol):
                 self._prepared.clear()
                 if unnamed is not None:
                     self._prepared[b""] = unnamed
-            else:
-                for name in (verdict.deallocated, verdict.prepared_name):
-                    if name is not None:
-                        self._prepared.pop(name.encode("utf-8", "surrogateescape"), None)
+            elif verdict.deallocated is not None:
+                self._prepared.pop(verdict.deallocated.encode("utf-8", "surrogateescape"), None)
 
     def _describe_statement(self, described: _Prepared) -> Pending:
         """A Describe of a prepared statement whose answer the gateway needs: the parameter

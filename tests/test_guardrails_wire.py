@@ -270,3 +270,39 @@ def test_a_bind_of_a_sql_prepared_statement_is_judged_by_what_it_runs(
         assert conn.execute("SELECT 'usable'").fetchone() == ("usable",)
     assert items() == 10
     assert refused_events(gw, 'EXECUTE "wipe"')
+
+
+def test_sql_execute_of_a_protocol_statement_keeps_its_class(
+    gw: GatewayThread, alice: str, items: Callable[[], int]
+) -> None:
+    """A name a Parse prepared is reachable by SQL ``EXECUTE``; a SQL ``PREPARE`` of the
+    same name fails at the target and must not lend the name its milder class."""
+    with psycopg.connect(alice, autocommit=True) as conn:
+        pg = conn.pgconn
+        # A write: held at each Execute, so its Parse reaches the target.
+        assert pg.prepare(b"a", b"DELETE FROM items WHERE id = 1").status == 1
+        clash = pg.exec_(b"PREPARE a AS SELECT 1")
+        assert clash.error_field(DiagField.SQLSTATE) == b"42P05"  # already exists
+        executed = pg.exec_(b"EXECUTE a")
+        assert executed.status == 7  # held for review, never approved here
+        assert b"(hold timeout)" in (executed.error_message or b"")
+        bound = pg.exec_prepared(b"a", [])
+        assert bound.status == 7
+        assert conn.execute("SELECT 'usable'").fetchone() == ("usable",)
+    assert items() == 10
+
+
+def test_a_second_parse_of_a_name_cannot_soften_it(
+    gw: GatewayThread, alice: str, items: Callable[[], int]
+) -> None:
+    """Parsing a name again fails at the target, which keeps the first statement: its Binds
+    stay judged by the stricter of the two, whichever Parse came first."""
+    with psycopg.connect(alice, autocommit=True) as conn:
+        pg = conn.pgconn
+        assert pg.prepare(b"b", b"DELETE FROM items WHERE id = 2").status == 1
+        again = pg.prepare(b"b", b"SELECT 1")
+        assert again.error_field(DiagField.SQLSTATE) == b"42P05"
+        assert pg.exec_prepared(b"b", []).status == 7  # held, as the DELETE is
+        assert pg.exec_(b"EXECUTE b").status == 7
+        assert conn.execute("SELECT 'usable'").fetchone() == ("usable",)
+    assert items() == 10
