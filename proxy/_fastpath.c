@@ -296,6 +296,10 @@ records_unlock(Engine *self)
     __atomic_store_n(&self->records_busy, 0, __ATOMIC_RELEASE);
 }
 
+/* The engine's and the pump's own buffers come from libc's allocator, not PyMem_Raw*: the
+ * pump allocates without the GIL under the records' lock, and tracemalloc's hooks on the
+ * raw domain take the GIL, which the drain may hold while it waits for that lock. */
+
 /* Make room for ``need`` items in a raw buffer: 0, or -1 (no exception set). */
 static int
 grow(void **buffer, Py_ssize_t *cap, Py_ssize_t need, size_t item)
@@ -305,7 +309,7 @@ grow(void **buffer, Py_ssize_t *cap, Py_ssize_t need, size_t item)
     Py_ssize_t cap2 = *cap ? *cap : 16;
     while (cap2 < need)
         cap2 *= 2;
-    void *p = PyMem_RawRealloc(*buffer, (size_t)cap2 * item);
+    void *p = realloc(*buffer, (size_t)cap2 * item);
     if (p == NULL)
         return -1;
     *buffer = p;
@@ -364,7 +368,7 @@ shapes_forget(Engine *self)
         Shape *s = &self->shapes[i];
         if (s->known != NULL) {
             Py_CLEAR(s->known);
-            PyMem_RawFree(s->key);
+            free(s->key);
             s->key = NULL;
         }
     }
@@ -392,7 +396,7 @@ shape_add(Engine *self, const char *key, Py_ssize_t n, int numbers, PyObject *kn
             shapes_forget(self);
         else {
             Py_ssize_t nslots = self->nslots ? self->nslots * 2 : SHAPES_FIRST;
-            Shape *table = PyMem_RawCalloc(nslots, sizeof(Shape));
+            Shape *table = calloc(nslots, sizeof(Shape));
             if (table == NULL) {
                 PyErr_NoMemory();
                 return NULL;
@@ -400,12 +404,12 @@ shape_add(Engine *self, const char *key, Py_ssize_t n, int numbers, PyObject *kn
             for (Py_ssize_t i = 0; i < self->nslots; i++)
                 if (self->shapes[i].known != NULL)
                     shape_place(table, nslots, self->shapes[i]);
-            PyMem_RawFree(self->shapes);
+            free(self->shapes);
             self->shapes = table;
             self->nslots = nslots;
         }
     }
-    char *copy = PyMem_RawMalloc(n ? n : 1);
+    char *copy = malloc(n ? n : 1);
     if (copy == NULL) {
         PyErr_NoMemory();
         return NULL;
@@ -493,14 +497,14 @@ Engine_dealloc(Engine *self)
 {
     PyObject_GC_UnTrack(self);
     Engine_clear(self);
-    PyMem_RawFree(self->shapes);
-    PyMem_RawFree(self->query);
-    PyMem_RawFree(self->unnamed);
-    PyMem_RawFree(self->description);
-    PyMem_RawFree(self->blank_description);
-    PyMem_RawFree(self->pyrows);
-    PyMem_RawFree(self->fast);
-    PyMem_RawFree(self->texts);
+    free(self->shapes);
+    free(self->query);
+    free(self->unnamed);
+    free(self->description);
+    free(self->blank_description);
+    free(self->pyrows);
+    free(self->fast);
+    free(self->texts);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -1292,10 +1296,10 @@ take_records(Engine *self, Taken *t)
     for (;;) {
         records = records + records / 2 + 16;
         bytes = bytes + bytes / 2 + 4096;
-        Fast *fast = PyMem_RawRealloc(t->fast, records * sizeof(Fast));
+        Fast *fast = realloc(t->fast, records * sizeof(Fast));
         if (fast != NULL)
             t->fast = fast;
-        char *texts = PyMem_RawRealloc(t->texts, bytes);
+        char *texts = realloc(t->texts, bytes);
         if (texts != NULL)
             t->texts = texts;
         if (fast == NULL || texts == NULL) {
@@ -1331,8 +1335,8 @@ records_put_back(Engine *self, Taken *t)
     }
     if (self->texts_len > 0)
         memcpy(t->texts + t->texts_len, self->texts, self->texts_len);
-    PyMem_RawFree(self->fast);
-    PyMem_RawFree(self->texts);
+    free(self->fast);
+    free(self->texts);
     self->fast = t->fast;
     self->nfast = t->nfast + self->nfast;
     self->fast_cap = t->fast_cap;
@@ -1361,8 +1365,8 @@ Engine_drain(Engine *self, PyObject *encode)
 {
     Taken t = {0};
     if (take_records(self, &t) < 0) {
-        PyMem_RawFree(t.fast);
-        PyMem_RawFree(t.texts);
+        free(t.fast);
+        free(t.texts);
         return NULL;
     }
     for (Py_ssize_t i = 0; i < t.nfast; i++) {
@@ -1468,8 +1472,8 @@ done:
     }
     for (Py_ssize_t i = 0; i < t.nfast; i++)
         record_release(&t.fast[i]);
-    PyMem_RawFree(t.fast);
-    PyMem_RawFree(t.texts);
+    free(t.fast);
+    free(t.texts);
     /* The recorder took the engine off its list (it puts it back itself when the drain
      * fails): back on it while the pump may file without the GIL or records are held. */
     self->listed = 0;
@@ -1640,7 +1644,7 @@ unwatch_locked(Pump *pump, Engine *engine)
     engine->watched = 0;
     if (pump->nretired == pump->capretired) {
         Py_ssize_t cap = pump->capretired ? pump->capretired * 2 : 16;
-        Engine **retired = PyMem_RawRealloc(pump->retired, cap * sizeof(Engine *));
+        Engine **retired = realloc(pump->retired, cap * sizeof(Engine *));
         if (retired == NULL)
             abort(); /* cannot keep the reference's owner: nothing safe is left */
         pump->retired = retired;
@@ -1675,7 +1679,7 @@ release_retired(Pump *pump, int holding_gil)
     pump->nretired = pump->capretired = 0;
     pthread_mutex_unlock(&pump->lock);
     if (n == 0) {
-        PyMem_RawFree(retired);
+        free(retired);
         return;
     }
     if (!holding_gil)
@@ -1684,7 +1688,7 @@ release_retired(Pump *pump, int holding_gil)
         Py_DECREF(retired[i]);
     if (!holding_gil)
         pump_drop_gil(pump);
-    PyMem_RawFree(retired);
+    free(retired);
 }
 
 /* Hand ``engine``'s session back to the event loop (the lock and the GIL held). */
@@ -1841,7 +1845,7 @@ Pump_init(Pump *self, PyObject *args, PyObject *kwds)
     }
     self->epfd = self->stopfd = -1;
     self->available = 1;
-    self->buffer = PyMem_RawMalloc(PUMP_READ);
+    self->buffer = malloc(PUMP_READ);
     if (self->buffer == NULL) {
         PyErr_NoMemory();
         return -1;
@@ -1900,7 +1904,7 @@ Pump_dealloc(Pump *self)
         close(self->stopfd);
     if (self->lock_ready)
         pthread_mutex_destroy(&self->lock);
-    PyMem_RawFree(self->buffer);
+    free(self->buffer);
     Py_CLEAR(self->post);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }

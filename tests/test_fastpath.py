@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sysconfig
 import time
+import tracemalloc
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -698,6 +699,33 @@ def test_a_busy_session_is_pumped_and_handed_back_with_nothing_lost(
     trails = {name: _trail(gw, last=True) for name, gw in both.items()}
     assert trails["native"] == trails["python"]
     assert [row[1] for row in trails["native"]] == PUMPED_SCRIPT
+
+
+@native
+def test_the_pump_keeps_relaying_with_tracemalloc_on(
+    pg_bin: Callable[[str], str], both: dict[str, GatewayThread]
+) -> None:
+    """tracemalloc's hooks take the GIL on every raw allocation: the pump, which grows its
+    records under their lock while the drain may wait for that lock holding the GIL, must
+    not allocate there (it hung before its buffers came from libc's allocator)."""
+    gw = both["native"]
+    pump = gw.gateway.proxy.pump
+    assert pump is not None
+    relayed = pump.relayed
+    dsn = gw.dsn(ALICE, gw.token(ALICE))
+    tracemalloc.start()
+    try:
+        run = subprocess.run(
+            [pg_bin("pgbench"), "-n", "-c", "4", "-T", "3", "-f", "-", dsn],
+            input="SELECT id, qty FROM stock WHERE id = 7\n",
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        gw.flush_audit()
+    finally:
+        tracemalloc.stop()
+    assert run.returncode == 0, run.stderr
+    assert "number of failed transactions: 0" in run.stdout
+    assert pump.relayed - relayed > 100
 
 
 class _Recorder:
