@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
 import subprocess
 import sys
@@ -9,6 +11,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,6 +19,7 @@ import psycopg
 import pytest
 import yaml
 
+from jitgate.cli import collect_cycles
 from jitgate.cluster import Cluster, generate_self_signed
 from store.db import migrations
 from tests.harness import GatewayThread, gateway_config
@@ -280,3 +284,29 @@ def test_an_unreachable_store_fails_serve_with_one_line(tmp_path: Path) -> None:
     assert len(lines) == 1 and lines[0].startswith(
         "jitgate: cannot reach the store at database_url"
     )
+
+
+async def test_serve_collects_the_cycles_closed_sessions_leave() -> None:
+    """``serve`` raises the collector's thresholds so far that closed sessions' reference
+    cycles (and the engines' buffers in them) would stay; its periodic full collection
+    frees them."""
+
+    class Session:
+        pass
+
+    thresholds = gc.get_threshold()
+    gc.set_threshold(100_000, 50, 1000)
+    try:
+        session = Session()
+        session.me = session  # type: ignore[attr-defined]
+        gone = weakref.ref(session)
+        del session
+        collector = asyncio.create_task(collect_cycles(0.05))
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if gone() is None:
+                break
+        collector.cancel()
+        assert gone() is None
+    finally:
+        gc.set_threshold(*thresholds)
