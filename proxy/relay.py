@@ -122,9 +122,6 @@ class _Prepared:
         self.plans: dict[tuple[int, ...], ColumnPlan] = {}
 
 
-_UNKNOWN_PREPARED = _Prepared("", StatementEvent(uuid.UUID(int=0), 0, "", "", 0.0))
-
-
 _RANKS: dict[str, int] = {name: rank for name, rank in RANK.items()}
 
 
@@ -644,7 +641,7 @@ class ClientSession(asyncio.Protocol):
                     replacement = POISON_QUERY
             elif type_code == EXECUTE:
                 portal = buf[start : buf.index(0, start, end)]
-                prepared = self._portals.get(portal, _UNKNOWN_PREPARED)
+                prepared = self._portals.get(portal) or self._judge_unbound(portal)
                 event = self._event(prepared.sql, "extended")
                 event.statement_class = prepared.statement_class
                 event.decision = prepared.decision
@@ -770,6 +767,13 @@ class ClientSession(asyncio.Protocol):
         name may be prepared again by SQL before the next Bind."""
         quoted = '"' + name.decode("utf-8", "surrogateescape").replace('"', '""') + '"'
         prepared, _ = self._judge_parse(f"EXECUTE {quoted}")
+        return prepared
+
+    def _judge_unbound(self, portal: bytes) -> _Prepared:
+        """An Execute of a portal no Bind of this session made: a cursor SQL ``DECLARE``
+        opened (or none at all), judged and audited as the ``FETCH`` it is."""
+        quoted = '"' + portal.decode("utf-8", "surrogateescape").replace('"', '""') + '"'
+        prepared, _ = self._judge_parse(f"FETCH ALL FROM {quoted}")
         return prepared
 
     def _forget_prepared(self, verdicts: Sequence[StatementVerdict]) -> None:

@@ -12,7 +12,9 @@ import asyncpg
 import psycopg
 import pytest
 
+from proxy import messages as m
 from tests.harness import EVERYTHING, GatewayThread, gateway_config
+from tests.test_faults import RawClient
 
 
 @pytest.fixture(scope="module")
@@ -262,3 +264,24 @@ def test_a_name_prepared_again_by_sql_is_audited_as_what_runs(
     ran = [e["sql"] for e in events(gw, "sql LIKE '%again%' OR sql LIKE '%first parse%'")]
     assert ran.count("SELECT 'first parse'") == 4  # each first Execute, never the second
     assert ran.count('EXECUTE "again"') == 4
+
+
+def test_an_execute_of_a_sql_cursor_is_audited_as_its_fetch(gw: GatewayThread, alice: str) -> None:
+    """A cursor SQL ``DECLARE`` opened is a portal the protocol's Execute can read without
+    any Bind: judged and audited as ``FETCH ALL FROM "name"``, not as an empty text."""
+    client = RawClient(gw.port)
+    try:
+        client.login("alice@example.com", alice, "jg-cursor")
+        client.send(
+            m.Query("BEGIN; DECLARE curs CURSOR FOR SELECT id FROM items WHERE id <= 3").encode()
+        )
+        client.until(m.ReadyForQuery)
+        client.send(m.Execute("curs", 0).encode() + m.Sync().encode())
+        answer = client.until(m.ReadyForQuery)
+        assert [r.values for r in answer if isinstance(r, m.DataRow)] == [(b"1",), (b"2",), (b"3",)]
+        client.send(m.Query("COMMIT").encode())
+        client.until(m.ReadyForQuery)
+    finally:
+        client.close()
+    (fetched,) = events(gw, "sql = 'FETCH ALL FROM \"curs\"'")
+    assert (fetched["statement_class"], fetched["outcome"], fetched["rows"]) == ("read", "ok", 3)
