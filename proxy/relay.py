@@ -641,7 +641,7 @@ class ClientSession(asyncio.Protocol):
                     replacement = POISON_QUERY
             elif type_code == EXECUTE:
                 portal = buf[start : buf.index(0, start, end)]
-                prepared = self._portals.get(portal) or self._judge_unbound(portal)
+                prepared = self._portals.get(portal) or self._judge_name("FETCH ALL FROM", portal)
                 event = self._event(prepared.sql, "extended")
                 event.statement_class = prepared.statement_class
                 event.decision = prepared.decision
@@ -664,7 +664,7 @@ class ClientSession(asyncio.Protocol):
             elif type_code == BIND:
                 nul = buf.index(0, start, end)
                 name = buf[nul + 1 : buf.index(0, nul + 1, end)]
-                prepared = self._prepared.get(name) or self._judge_unparsed(name)
+                prepared = self._prepared.get(name) or self._judge_name("EXECUTE", name)
                 self._portals[buf[start:nul]] = prepared
                 if prepared.hold:
                     types = prepared.parameter_types
@@ -760,20 +760,14 @@ class ClientSession(asyncio.Protocol):
             return _Prepared(sql, event, hold=True), event
         return _Prepared(sql, event, None if refusal is None else refusal.error), event
 
-    def _judge_unparsed(self, name: bytes) -> _Prepared:
-        """A Bind of a statement no Parse of this session prepared: one made by SQL
-        ``PREPARE`` (or none at all), judged as ``EXECUTE name`` would be, by the class the
-        session remembered for it (an unknown name is opaque: fail closed). Not kept: the
-        name may be prepared again by SQL before the next Bind."""
+    def _judge_name(self, verb: str, name: bytes) -> _Prepared:
+        """A statement or portal SQL made rather than a Parse or Bind of this session, judged
+        and audited as the SQL that reaches it: a Bind of a name SQL ``PREPARE`` made as
+        ``EXECUTE "name"`` (by the class the session remembered; an unknown name is opaque:
+        fail closed), an Execute of a cursor SQL ``DECLARE`` opened as ``FETCH ALL FROM
+        "name"``. Not kept: SQL may prepare or declare the name again before it is used."""
         quoted = '"' + name.decode("utf-8", "surrogateescape").replace('"', '""') + '"'
-        prepared, _ = self._judge_parse(f"EXECUTE {quoted}")
-        return prepared
-
-    def _judge_unbound(self, portal: bytes) -> _Prepared:
-        """An Execute of a portal no Bind of this session made: a cursor SQL ``DECLARE``
-        opened (or none at all), judged and audited as the ``FETCH`` it is."""
-        quoted = '"' + portal.decode("utf-8", "surrogateescape").replace('"', '""') + '"'
-        prepared, _ = self._judge_parse(f"FETCH ALL FROM {quoted}")
+        prepared, _ = self._judge_parse(f"{verb} {quoted}")
         return prepared
 
     def _forget_prepared(self, verdicts: Sequence[StatementVerdict]) -> None:

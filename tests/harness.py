@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Coroutine
 from concurrent.futures import Future
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+import psycopg
+import pytest
 import uvloop
 
 from jitgate.config import STATEMENT_CLASSES, Config, parse_config
@@ -66,6 +69,20 @@ def gateway_config(
     for key, value in overrides.items():
         raw[key] = value
     return parse_config(raw, {})
+
+
+def assert_cancel_stops_a_query(dsn: str) -> None:
+    """What psql's Ctrl-C does: a CancelRequest on a new connection with the key the
+    gateway handed out, which the gateway maps to the upstream backend's key. The query
+    stops and the session goes on."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        timer = threading.Timer(0.5, conn.cancel_safe)
+        timer.start()
+        started = time.monotonic()
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            conn.execute("SELECT pg_sleep(30)")
+        assert time.monotonic() - started < 10
+        assert conn.execute("SELECT 'still usable'").fetchone() == ("still usable",)
 
 
 class GatewayThread:

@@ -171,14 +171,20 @@ def test_upstream_authentication(
                                " WHERE pid = pg_backend_pid()").fetchone()  # fmt: skip
         assert row == (user, sslmode == "require")
         wrong = target.replace(password, "wrong")
-        bad = GatewayThread(gateway_config(store_dsn, wrong))
-        try:
-            with pytest.raises(psycopg.OperationalError, match="could not connect to resource"):
-                psycopg.connect(bad.dsn("alice@example.com", bad.token("alice@example.com")))
-        finally:
-            bad.stop()
+        _assert_refused(store_dsn, wrong, "could not connect to resource")
     finally:
         gateway.stop()
+
+
+def _assert_refused(store_dsn: str, target: str, reason: str) -> None:
+    """A gateway whose resource URL carries a wrong password refuses the client, saying
+    ``reason``."""
+    bad = GatewayThread(gateway_config(store_dsn, target))
+    try:
+        with pytest.raises(psycopg.OperationalError, match=reason):
+            psycopg.connect(bad.dsn("alice@example.com", bad.token("alice@example.com")))
+    finally:
+        bad.stop()
 
 
 @pytest.mark.parametrize(
@@ -197,12 +203,9 @@ def test_upstream_authentication_over_the_unix_socket(
         with psycopg.connect(gateway.dsn("alice@example.com", token)) as conn:
             row = conn.execute("SELECT current_user, inet_server_addr() IS NULL").fetchone()
         assert row == (user, True)
-        bad = GatewayThread(gateway_config(store_dsn, target.replace(password, "wrong")))
-        try:
-            with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
-                psycopg.connect(bad.dsn("alice@example.com", bad.token("alice@example.com")))
-        finally:
-            bad.stop()
+        _assert_refused(
+            store_dsn, target.replace(password, "wrong"), "password authentication failed"
+        )
     finally:
         gateway.stop()
 

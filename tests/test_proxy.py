@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -13,7 +12,7 @@ import psycopg
 import pytest
 
 from proxy import messages as m
-from tests.harness import EVERYTHING, GatewayThread, gateway_config
+from tests.harness import EVERYTHING, GatewayThread, assert_cancel_stops_a_query, gateway_config
 from tests.test_faults import RawClient
 
 
@@ -166,16 +165,7 @@ def test_psycopg_pipeline_and_notifications(gw: GatewayThread, alice: str) -> No
 
 
 def test_cancel_request_reaches_the_upstream_backend(gw: GatewayThread, alice: str) -> None:
-    with psycopg.connect(gw.dsn("alice@example.com", alice), autocommit=True) as conn:
-        # What psql's Ctrl-C does: a CancelRequest on a new connection with the key the
-        # gateway handed out, which the gateway maps to the upstream backend's key.
-        timer = threading.Timer(0.5, conn.cancel_safe)
-        timer.start()
-        started = time.monotonic()
-        with pytest.raises(psycopg.errors.QueryCanceled):
-            conn.execute("SELECT pg_sleep(30)")
-        assert time.monotonic() - started < 10
-        assert conn.execute("SELECT 'still usable'").fetchone() == ("still usable",)
+    assert_cancel_stops_a_query(gw.dsn("alice@example.com", alice))
     cancelled = events(gw, "sql = 'SELECT pg_sleep(30)'")
     assert cancelled[-1]["sqlstate"] == "57014"
 

@@ -5,8 +5,6 @@ execution) goes through the socket, and an unreachable socket is a clear FATAL."
 from __future__ import annotations
 
 import subprocess
-import threading
-import time
 from collections.abc import Callable, Iterator
 
 import psycopg
@@ -16,7 +14,7 @@ from approvals.execute import run_detached
 from jitgate.cluster import Cluster
 from proxy.fastpath import native_enabled
 from tests.conftest import fresh_database, over_unix_socket
-from tests.harness import EVERYTHING, GatewayThread, gateway_config
+from tests.harness import EVERYTHING, GatewayThread, assert_cancel_stops_a_query, gateway_config
 
 
 @pytest.fixture(scope="module")
@@ -103,14 +101,7 @@ def test_pgbench_through_the_socket_is_relayed_natively_and_audited(
 
 
 def test_cancel_reaches_the_backend_over_the_socket(gw: GatewayThread, alice: str) -> None:
-    with psycopg.connect(gw.dsn("alice@example.com", alice), autocommit=True) as conn:
-        timer = threading.Timer(0.5, conn.cancel_safe)
-        timer.start()
-        started = time.monotonic()
-        with pytest.raises(psycopg.errors.QueryCanceled):
-            conn.execute("SELECT pg_sleep(30)")
-        assert time.monotonic() - started < 10
-        assert conn.execute("SELECT 'still usable'").fetchone() == ("still usable",)
+    assert_cancel_stops_a_query(gw.dsn("alice@example.com", alice))
 
 
 async def test_detached_execution_uses_the_socket(gw: GatewayThread) -> None:
