@@ -3,8 +3,9 @@
 Each client session files its statements with its engine (:mod:`proxy.fastpath`), which
 enters itself in :attr:`AuditRecorder.dirty` when it holds records; events from elsewhere
 (statements run for approved access requests) are appended here. Both are written with
-``COPY`` every ``flush_interval`` (or sooner, after ``batch_size`` of the latter), so
-recording costs the proxy path an append. A failed write keeps the batch (it is retried
+one autocommitted ``COPY`` every ``flush_interval`` (or sooner, after ``batch_size`` of the
+latter), on a store connection the recorder keeps, so recording costs the proxy path an
+append and the store one statement per flush. A failed write keeps the batch (it is retried
 until the store answers again) and flips :attr:`AuditRecorder.available` to False; the
 proxy then refuses new statements, so nothing runs unrecorded and nothing already accepted
 is dropped.
@@ -46,6 +47,8 @@ _STORE_ERRORS = (
     asyncpg.InternalClientError,
     TimeoutError,
 )
+# What a connection that ended raises when it is used.
+_CONNECTION_ERRORS = (ConnectionError, asyncpg.InterfaceError, asyncpg.InternalClientError)
 _HEALTH_INTERVAL = 1.0
 _RETRY_BACKOFF_MAX = 2.0
 
@@ -68,6 +71,7 @@ class AuditRecorder:
         self.written = 0
         self._stopping = False
         self._flushing = asyncio.Lock()
+        self._conn: PoolConnectionProxy[asyncpg.Record] | None = None
 
     @property
     def pending(self) -> int:
@@ -157,39 +161,65 @@ class AuditRecorder:
             if time.monotonic() - self._last_ok > _HEALTH_INTERVAL:
                 return await self._ping()
             return True
-        committed = False
-        try:
-            async with self._pool.acquire(timeout=5) as conn:
-                async with conn.transaction():
-                    if records:
-                        await write_batches(conn, records)
-                    if ends:
-                        await conn.execute(
-                            "UPDATE sessions s SET ended_at = v.ended_at, end_reason = v.reason"
-                            " FROM unnest($1::uuid[], $2::timestamptz[], $3::text[])"
-                            " AS v(id, ended_at, reason) WHERE s.id = v.id",
-                            [e[0] for e in ends],
-                            [e[1] for e in ends],
-                            [e[2] for e in ends],
-                            timeout=10,
-                        )
-                committed = True
-        except BaseException as exc:
-            if not committed:
-                # Put the batch back in front of anything queued meanwhile, in order; a
-                # cancelled flush (shutdown) must not lose it either.
-                self._retry = records + self._retry
+        stored = False
+        while True:
+            kept = _is_open(self._conn)
+            try:
+                conn = await self._writer()
+                if records and not stored:
+                    await write_batches(conn, records)
+                stored = True
+                if ends:
+                    await conn.execute(
+                        "UPDATE sessions s SET ended_at = v.ended_at, end_reason = v.reason"
+                        " FROM unnest($1::uuid[], $2::timestamptz[], $3::text[])"
+                        " AS v(id, ended_at, reason) WHERE s.id = v.id",
+                        [e[0] for e in ends],
+                        [e[1] for e in ends],
+                        [e[2] for e in ends],
+                        timeout=10,
+                    )
+                break
+            except BaseException as exc:
+                await self._drop_writer()
+                if kept and isinstance(exc, _CONNECTION_ERRORS):
+                    # The kept connection had ended (the store closed it, say) unseen:
+                    # once more on a new one before calling the store down. A COPY whose
+                    # commit was lost with it is stored once (write_batches).
+                    continue
+                # Put back what the store did not take, in front of anything queued
+                # meanwhile, in order; a cancelled flush (shutdown) must not lose it either.
+                if not stored:
+                    self._retry = records + self._retry
                 self._session_ends = ends + self._session_ends
-            if not isinstance(exc, _STORE_ERRORS):
-                raise
-            if not committed:
+                if stored:
+                    self.written += count
+                if not isinstance(exc, _STORE_ERRORS):
+                    raise
                 self._mark_down(exc)
                 return False
-            # The connection broke after the commit (releasing it): the batch is stored.
-            log.warning("audit store connection lost after a flush", extra={"error": str(exc)})
         self.written += count
         self._mark_up()
         return True
+
+    async def _writer(self) -> PoolConnectionProxy[asyncpg.Record]:
+        """The connection flushes write on, taken from the pool once and kept: each flush
+        is then one autocommitted COPY (and an UPDATE for ended sessions), without the
+        round trips of a transaction and of a pool's acquire and release (which resets
+        the session)."""
+        conn = self._conn
+        if conn is None or not _is_open(conn):
+            await self._drop_writer()
+            conn = self._conn = await self._pool.acquire(timeout=5)
+        return conn
+
+    async def _drop_writer(self) -> None:
+        """Give the writer's connection back, closed: after a failure its state is unknown."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(*_STORE_ERRORS):
+                conn.terminate()
+                await self._pool.release(conn)
 
     async def close(self, deadline: float = 10.0) -> None:
         """Stop :meth:`run` after its current flush, then write what is left, retrying
@@ -205,6 +235,11 @@ class AuditRecorder:
                 "audit store unreachable at shutdown",
                 extra={"records_unwritten": self.pending},
             )
+        async with self._flushing:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                with contextlib.suppress(*_STORE_ERRORS):
+                    await self._pool.release(conn, timeout=5)
 
     async def _ping(self) -> bool:
         try:
@@ -230,6 +265,15 @@ class AuditRecorder:
         self.available = available
         for listener in self._listeners:
             listener(available)
+
+
+def _is_open(conn: PoolConnectionProxy[asyncpg.Record] | None) -> bool:
+    """Whether ``conn`` can still be used: the pool takes a connection that ended back
+    at once, and its proxy then answers nothing but InterfaceError."""
+    try:
+        return conn is not None and not conn.is_closed()
+    except asyncpg.InterfaceError:
+        return False
 
 
 class Drainable(Protocol):
@@ -265,13 +309,14 @@ def _drain(dirty: dict[Drainable, UUID], records: list[tuple[object, ...]]) -> i
 async def write_batches(
     conn: PoolConnectionProxy[asyncpg.Record], records: list[tuple[object, ...]]
 ) -> None:
-    """COPY the batches in; when one is there already (a flush whose commit was lost with
-    its connection, retried), insert them one by one, skipping those already stored."""
+    """COPY the batches in (one statement: all or none of them is stored); when one is
+    there already (a flush whose commit was lost with its connection, retried), insert them
+    one by one, skipping those already stored. Inside a transaction the failed COPY would
+    abort it: ``conn`` is in none."""
     try:
-        async with conn.transaction():
-            await conn.copy_records_to_table(
-                "statement_batches", records=records, columns=BATCH_COLUMNS, timeout=10
-            )
+        await conn.copy_records_to_table(
+            "statement_batches", records=records, columns=BATCH_COLUMNS, timeout=10
+        )
     except asyncpg.UniqueViolationError:
         await conn.executemany(
             f"INSERT INTO statement_batches ({', '.join(BATCH_COLUMNS)})"

@@ -542,6 +542,44 @@ async def test_store_outage_refuses_statements_and_loses_no_event(target_dsn: st
             gw.stop()
 
 
+def test_the_store_ending_the_audit_connection_refuses_and_loses_nothing(
+    gw: GatewayThread, alice: str
+) -> None:
+    """The recorder keeps one store connection for its COPYs. When the store ends it (an
+    administrator, idle_session_timeout, a pooler's restart), the next flush writes on a
+    new one: the store is not called down, no statement is refused, none goes unrecorded."""
+    app = "jg-fault-writer-ended"
+    flips: list[bool] = []
+    gw.gateway.recorder.on_availability(flips.append)
+    writer = (
+        "SELECT pid FROM pg_stat_activity"
+        " WHERE query LIKE 'COPY \"statement_batches\"%' AND pid <> pg_backend_pid()"
+    )
+    with psycopg.connect(gw.dsn(ALICE, alice), application_name=app, autocommit=True) as conn:
+        conn.execute("SELECT 'before'")
+        gw.flush_audit()
+        [first] = [r[0] for r in gw.call(gw.gateway.pool.fetch(writer))]
+
+        async def end_writer_then_record() -> None:
+            await gw.gateway.pool.execute("SELECT pg_terminate_backend($1)", first)
+            await gw.gateway.recorder.flush()
+
+        conn.execute("SELECT 'while'")
+        gw.call(end_writer_then_record())
+        for n in range(5):
+            assert conn.execute(f"SELECT 'after {n}'").fetchone() == (f"after {n}",)
+        gw.flush_audit()
+        [second] = [r[0] for r in gw.call(gw.gateway.pool.fetch(writer))]
+    assert second != first
+    assert flips == []
+    session = session_of(gw, app)
+    assert [(sql, outcome) for sql, outcome, _ in events_of(gw, session)] == [
+        ("SELECT 'before'", "ok"),
+        ("SELECT 'while'", "ok"),
+        *((f"SELECT 'after {n}'", "ok") for n in range(5)),
+    ]
+
+
 def test_a_batch_retried_after_its_commit_was_lost_is_stored_once(
     gw: GatewayThread, alice: str
 ) -> None:
