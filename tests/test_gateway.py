@@ -275,6 +275,30 @@ def test_migrate_is_idempotent(tmp_path: Path, make_database: Callable[[str], st
     assert second.stdout.strip() == "applied 0 migration(s)"
 
 
+def test_audit_batches_are_compressed_with_lz4_where_the_store_has_it(
+    tmp_path: Path, make_database: Callable[[str], str]
+) -> None:
+    """Both toasted columns of a batch (a busy session's texts and events) use lz4 when
+    the server was built with it: pglz costs the store several times the CPU."""
+    dsn = make_database("jg_lz4_store")
+    config = tmp_path / "jitgate.yaml"
+    config.write_text(yaml.safe_dump({"database_url": dsn}))
+    command = [sys.executable, "-m", "jitgate", "migrate", "--config", str(config)]
+    subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
+    [(has_lz4,)] = asyncpg_fetch(
+        dsn,
+        "SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'",
+    )
+    methods = asyncpg_fetch(
+        dsn,
+        "SELECT attname, attcompression FROM pg_attribute"
+        " WHERE attrelid = 'statement_batches'::regclass AND attname IN ('texts', 'events')"
+        " ORDER BY attname",
+    )
+    expected = "l" if has_lz4 else ""
+    assert methods == [("events", expected), ("texts", expected)]
+
+
 def test_an_unreachable_store_fails_serve_with_one_line(tmp_path: Path) -> None:
     config = tmp_path / "jitgate.yaml"
     config.write_text(yaml.safe_dump({"database_url": "postgresql://nobody@127.0.0.1:1/none"}))
