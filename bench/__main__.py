@@ -8,7 +8,9 @@ when the machine has it (:mod:`bench.pgbouncer`): the reference the speed bar wa
 against, so a run on a faster or slower machine says where the bar stands there. When the
 server's Unix socket is on this machine, a second gateway and a second PgBouncer reach the
 target through it (a gateway deployed beside its database), measured the same way; the
-ratio bar is judged for both transports. After the runs the store's audit trail must hold
+ratio bar is judged for both transports, and the gateway's CPU per transaction is split
+into the kernel's part and its event loop's (the audit batches) beside PgBouncer's. After
+the runs the store's audit trail must hold
 exactly one statement event per transaction pgbench reported through the gateways, and the
 gateway's memory is read with 200 idle sessions open.
 
@@ -32,12 +34,12 @@ import asyncpg
 
 from bench import BenchError
 from bench.approvals import ROUNDS, approval_latency, latency_lines
-from bench.gateway import RESOURCE, USER, GatewayProcess
+from bench.gateway import RESOURCE, USER, CpuTimes, GatewayProcess
 from bench.passthrough import PassThroughProcess
 from bench.pgbench import SELECT_ONLY_SQL_PREFIX, Endpoint, Pgbench, PgbenchResult, Workload
 from bench.pgbouncer import PgbouncerProcess, find_pgbouncer, pgbouncer_version
 from bench.postgres import DATABASE_ERRORS, BenchServer
-from bench.report import Comparison, goal_lines, parity_line, table
+from bench.report import Comparison, cpu_line, goal_lines, parity_line, table
 from bench.results import ROWS as RESULT_ROWS
 from bench.results import prepare, result_lines, time_results
 from proxy.fastpath import native_enabled, pump_enabled
@@ -162,7 +164,7 @@ async def _bench(duration: int, rounds: int, idle_sessions: int) -> int:
 
 class _Relay(Protocol):
     def endpoint(self) -> Endpoint: ...
-    def cpu_seconds(self) -> float: ...
+    def cpu_times(self) -> CpuTimes: ...
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
 
@@ -191,14 +193,13 @@ class Reference:
     async def measure(self, pgbench: Pgbench, workload: Workload, plain: PgbenchResult) -> str:
         """One run through this relay beside the direct run ``plain``; its part of the
         round's line."""
-        before = self.process.cpu_seconds()
+        before = self.process.cpu_times()
         passed = await pgbench.select_only(self.process.endpoint(), workload)
         self.transactions += passed.transactions
-        cpu_us = (self.process.cpu_seconds() - before) * 1e6 / max(passed.transactions, 1)
         comparison = self.at(workload.clients)
         comparison.direct.append(plain)
         comparison.via.append(passed)
-        comparison.gateway_cpu_us_per_tx.append(cpu_us)
+        cpu_us = comparison.add_cpu(self.process.cpu_times().since(before), passed.transactions)
         return f"   {self.name} {passed.tps:8.0f} tps ({cpu_us:.1f} us/tx)"
 
     def scale_line(self) -> str:
@@ -233,12 +234,12 @@ async def _measure(
         for comparison in comparisons:
             workload = Workload(comparison.clients, comparison.protocol, duration)
             plain = await pgbench.select_only(direct, workload)
-            before = gateway.cpu_seconds()
+            before = gateway.cpu_times()
             gated = await pgbench.select_only(via, workload)
-            cpu_us_per_tx = (gateway.cpu_seconds() - before) * 1e6 / max(gated.transactions, 1)
             comparison.direct.append(plain)
             comparison.via.append(gated)
-            comparison.gateway_cpu_us_per_tx.append(cpu_us_per_tx)
+            spent = gateway.cpu_times().since(before)
+            cpu_us_per_tx = comparison.add_cpu(spent, gated.transactions)
             served += gated.transactions
             line = (
                 f"round {round_number}/{rounds}  {comparison.label:<21}"
@@ -305,6 +306,7 @@ async def _measure(
         _say(reference.scale_line())
     if "pgbouncer" in named:
         _say(parity_line(at_8, named["pgbouncer"].at(8)))
+    _say(cpu_line(at_8, named["pgbouncer"].at(8) if "pgbouncer" in named else None))
     if beside is not None and "pgb-socket" in named:
         _say(parity_line(beside.at(8), named["pgb-socket"].at(8), "target over its Unix socket"))
     for line in latency_lines(latencies):

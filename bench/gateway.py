@@ -12,7 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -37,13 +37,34 @@ def free_port() -> int:
         return port
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of process ``pid`` so far, all threads."""
-    stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+class CpuTimes(NamedTuple):
+    """CPU seconds of a process: in user space and in the kernel (all its threads), and of
+    its main thread alone (a jitgate's event loop; the whole of a single-threaded relay)."""
+
+    user: float
+    system: float
+    main_thread: float
+
+    @property
+    def total(self) -> float:
+        return self.user + self.system
+
+    def since(self, before: CpuTimes) -> CpuTimes:
+        return CpuTimes(*(now - then for now, then in zip(self, before, strict=True)))
+
+
+def cpu_times(pid: int) -> CpuTimes:
+    """What /proc says process ``pid`` has spent so far."""
+    user, system = _ticks(Path(f"/proc/{pid}/stat"))
+    main = sum(_ticks(Path(f"/proc/{pid}/task/{pid}/stat")))
+    return CpuTimes(user / _CLOCK_TICKS, system / _CLOCK_TICKS, main / _CLOCK_TICKS)
+
+
+def _ticks(stat: Path) -> tuple[int, int]:
+    """utime and stime of a ``stat`` file of /proc, in clock ticks."""
     # The command name may contain spaces and parentheses; the fields follow the last ")".
-    fields = stat.rsplit(")", 1)[1].split()
-    utime, stime = int(fields[11]), int(fields[12])
-    return (utime + stime) / _CLOCK_TICKS
+    fields = stat.read_text(encoding="ascii").rsplit(")", 1)[1].split()
+    return int(fields[11]), int(fields[12])
 
 
 async def wait_listening(
@@ -157,9 +178,8 @@ class GatewayProcess:
         """SIGTERM, then SIGKILL if the gateway has not drained in time."""
         await stop_process(self._process, _STOP_TIMEOUT)
 
-    def cpu_seconds(self) -> float:
-        """User plus system CPU time of the gateway process so far, all threads."""
-        return cpu_seconds(self.pid)
+    def cpu_times(self) -> CpuTimes:
+        return cpu_times(self.pid)
 
     def rss_kib(self) -> int:
         """The gateway's resident set size in KiB."""

@@ -17,7 +17,7 @@ from typing import cast
 
 import uvloop
 
-from bench.gateway import cpu_seconds, free_port, stop_process, wait_listening
+from bench.gateway import CpuTimes, cpu_times, free_port, stop_process, wait_listening
 from bench.pgbench import Endpoint
 
 _START_TIMEOUT = 10.0
@@ -125,10 +125,10 @@ class PassThroughProcess:
         )
         await wait_listening(self.port, self._process, "the pass-through", _START_TIMEOUT)
 
-    def cpu_seconds(self) -> float:
+    def cpu_times(self) -> CpuTimes:
         if self._process is None:
             raise RuntimeError("the pass-through is not running")
-        return cpu_seconds(self._process.pid)
+        return cpu_times(self._process.pid)
 
     async def stop(self) -> None:
         await stop_process(self._process, _STOP_TIMEOUT)

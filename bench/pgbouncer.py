@@ -19,7 +19,7 @@ import subprocess
 from pathlib import Path
 
 from bench import BenchError
-from bench.gateway import cpu_seconds, free_port, stop_process, wait_listening
+from bench.gateway import CpuTimes, cpu_times, free_port, stop_process, wait_listening
 from bench.pgbench import Endpoint
 from jitgate.cluster import server_account
 
@@ -112,10 +112,10 @@ class PgbouncerProcess:
             self.port, self._process, "pgbouncer", _START_TIMEOUT, f":\n{self.log_tail()}"
         )
 
-    def cpu_seconds(self) -> float:
+    def cpu_times(self) -> CpuTimes:
         if self._process is None:
             raise RuntimeError("pgbouncer is not running")
-        return cpu_seconds(self._process.pid)
+        return cpu_times(self._process.pid)
 
     def log_tail(self, lines: int = 10) -> str:
         path = self.workdir / "pgbouncer.log"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from statistics import median
 
+from bench.gateway import CpuTimes
 from bench.pgbench import PgbenchResult
 
 RATIO_GOAL = 0.65
@@ -25,6 +26,9 @@ class Comparison:
     direct: list[PgbenchResult] = field(default_factory=list)
     via: list[PgbenchResult] = field(default_factory=list)
     gateway_cpu_us_per_tx: list[float] = field(default_factory=list)
+    # the relay's CPU per transaction in the kernel, and on its main thread
+    kernel_us_per_tx: list[float] = field(default_factory=list)
+    main_thread_us_per_tx: list[float] = field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -57,6 +61,14 @@ class Comparison:
     @property
     def cpu_us_per_tx(self) -> float:
         return median(self.gateway_cpu_us_per_tx)
+
+    def add_cpu(self, spent: CpuTimes, transactions: int) -> float:
+        """Count what the relay spent on ``transactions``; its CPU µs per transaction."""
+        per_tx = 1e6 / max(transactions, 1)
+        self.gateway_cpu_us_per_tx.append(spent.total * per_tx)
+        self.kernel_us_per_tx.append(spent.system * per_tx)
+        self.main_thread_us_per_tx.append(spent.main_thread * per_tx)
+        return spent.total * per_tx
 
     def row(self) -> str:
         return (
@@ -107,3 +119,20 @@ def parity_line(gateway_at_8: Comparison, pgbouncer_at_8: Comparison, where: str
         f" ({gateway_at_8.via_tps:.0f} vs {pgbouncer_at_8.via_tps:.0f} tps),"
         f" {gateway_at_8.cpu_us_per_tx:.1f} vs {pgbouncer_at_8.cpu_us_per_tx:.1f} us/tx"
     )
+
+
+def cpu_line(gateway_at_8: Comparison, pgbouncer_at_8: Comparison | None) -> str:
+    """Where the gateway's CPU per transaction goes at 8 clients (medians): the kernel's
+    part (its sockets), its event loop's (the audit batches and anything the pump hands
+    back), and PgBouncer's, for scale."""
+    line = (
+        f"gateway cpu @8: {gateway_at_8.cpu_us_per_tx:.1f} us/tx, in the kernel"
+        f" {median(gateway_at_8.kernel_us_per_tx):.1f}, on the event loop"
+        f" {median(gateway_at_8.main_thread_us_per_tx):.1f}"
+    )
+    if pgbouncer_at_8 is not None:
+        line += (
+            f"; PgBouncer {pgbouncer_at_8.cpu_us_per_tx:.1f} us/tx, in the kernel"
+            f" {median(pgbouncer_at_8.kernel_us_per_tx):.1f}"
+        )
+    return line

@@ -17,7 +17,7 @@ from tests.conftest import over_unix_socket
 ROOT = Path(__file__).resolve().parent.parent
 _ROW = re.compile(
     r"^\s*(?P<clients>\d+)\s+(?P<protocol>simple|extended)\s+(?P<direct>\d+)\s+(?P<via>\d+)"
-    r"\s+(?P<ratio>\d+\.\d+)\s",
+    r"\s+(?P<ratio>\d+\.\d+)\s+[\d.]+\s+[\d.]+\s+-?[\d.]+\s+(?P<cpu>[\d.]+)$",
     re.M,
 )
 _FLOOR = re.compile(
@@ -34,6 +34,11 @@ _SOCKET = re.compile(
 _SOCKET_PARITY = re.compile(
     r"^gateway vs pgbouncer @8, target over its Unix socket: (\d+\.\d+) of PgBouncer's rate"
     r" \((\d+) vs (\d+) tps\)",
+    re.M,
+)
+_CPU = re.compile(
+    r"^gateway cpu @8: ([\d.]+) us/tx, in the kernel ([\d.]+), on the event loop ([\d.]+)"
+    r"(?:; PgBouncer ([\d.]+) us/tx, in the kernel ([\d.]+))?$",
     re.M,
 )
 _AUDIT = re.compile(r"^audit: (\d+) statement events recorded, (\d+) transactions", re.M)
@@ -85,6 +90,16 @@ def test_quick_bench_reports_ratios_and_a_complete_audit_trail(pg_dsn: str) -> N
         )
         if find_pgbouncer() is not None:
             assert _SOCKET_PARITY.search(run.stdout) is not None, run.stdout
+    # Where the CPU goes: the kernel's part and the event loop's are parts of the total the
+    # table gives (gw cpu us/tx at 8 clients), and PgBouncer's is there when it was measured.
+    cpu = _CPU.search(run.stdout)
+    assert cpu is not None, run.stdout
+    total, kernel, loop = (float(cpu.group(i)) for i in (1, 2, 3))
+    assert total == float(rows[(8, "simple")]["cpu"])
+    assert 0 < kernel <= total and 0 < loop <= total
+    assert (cpu.group(4) is not None) == (find_pgbouncer() is not None)
+    if cpu.group(4) is not None:
+        assert 0 < float(cpu.group(5)) <= float(cpu.group(4))
     audit = _AUDIT.search(run.stdout)
     assert audit is not None, run.stdout
     audited, served = int(audit.group(1)), int(audit.group(2))
