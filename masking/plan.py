@@ -22,6 +22,7 @@ from typing import cast
 from proxy import messages as m
 from proxy.codec import decode_backend
 
+INT4 = 23
 INT8 = 20
 NUMERIC = 1700
 JSON = 114
@@ -135,10 +136,11 @@ class ColumnPlan:
 
 
 def binary_number(type_oid: int, value: bytes) -> str | None:
-    """The decimal digits of a non-negative whole int8 or numeric in binary format, else
-    ``None`` (fractions, negatives, NaN and numbers above 20 digits are never cards)."""
-    if type_oid == INT8:
-        number = int.from_bytes(value, "big", signed=True) if len(value) == 8 else -1
+    """The decimal digits of a non-negative whole int4, int8 or numeric in binary format,
+    else ``None`` (fractions, negatives, NaN and numbers above 20 digits are never cards)."""
+    if type_oid in (INT4, INT8):
+        size = 4 if type_oid == INT4 else 8
+        number = int.from_bytes(value, "big", signed=True) if len(value) == size else -1
         return str(number) if number >= 0 else None
     if len(value) < _NUMERIC_HEADER.size:
         return None

@@ -29,7 +29,7 @@ from jitgate.errors import ProtocolError
 from masking.detect import NO_CUES, scanner_for
 from masking.entities import BIRTH_CUE, DATE_OF_BIRTH, IP_ADDRESS, NULLED
 from masking.jsonwalk import mask_json, whole_number
-from masking.plan import Column, ColumnPlan, Kind, binary_number
+from masking.plan import INT4, Column, ColumnPlan, Kind, binary_number
 from masking.policy import MaskingPolicy
 
 __all__ = ["ColumnPlan", "RowMasker"]
@@ -183,7 +183,12 @@ class RowMasker:
     def _rule(self, column: Column) -> _Rule:
         kind = column.kind
         entities = self._policy.entities
-        cues = self._scanner.cued_by(column.name) if kind is not Kind.SKIP else NO_CUES
+        # An int4 holds nine digits: read as a number where the column's name cues an
+        # entity that can be one (``ssn``); an int4 nothing names is never read.
+        readable = kind is not Kind.SKIP or column.type_oid == INT4
+        cues = self._scanner.cued_by(column.name) if readable else NO_CUES
+        if kind is Kind.SKIP and cues:
+            kind = Kind.NUMBER
         entity = None
         if kind is Kind.INET:
             entity = IP_ADDRESS if IP_ADDRESS in entities else None

@@ -164,6 +164,22 @@ def test_ssn_in_an_int8_column_named_ssn_becomes_null() -> None:
         assert new is not None and values(new) == (None,)
 
 
+def test_ssn_in_an_int4_column_named_ssn_becomes_null_and_other_int4_stay_unread() -> None:
+    """An int4 holds nine digits: a column named like an SSN is read as a number, in text
+    and in binary; an int4 no name cues is never read, whatever its value."""
+    masker = RowMasker(MaskingPolicy())
+    for fmt, value in ((0, b"123456789"), (1, (123456789).to_bytes(4, "big"))):
+        plan = plan_of(("customer_ssn", INT4, fmt), ("qty", INT4, fmt))
+        assert not masker.blank(plan) and masker.every_row(plan)
+        new = masker.mask_row(body(value, value), plan)
+        assert new is not None and values(new) == (None, value)
+        # a number that is no SSN (too short, negative) passes as it is
+        for other in (b"42", b"-123456789"):
+            small = other if fmt == 0 else int(other).to_bytes(4, "big", signed=True)
+            assert masker.mask_row(body(small, small), plan) is None
+    assert masker.blank(plan_of(("qty", INT4), ("ok", BOOL)))
+
+
 def test_json_is_walked_structurally_and_stays_valid() -> None:
     masker = RowMasker(MaskingPolicy())
     doc = (

@@ -28,14 +28,15 @@ def target_dsn(make_database: Callable[[str], str]) -> str:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(
             "CREATE TABLE people (id int8 PRIMARY KEY, email text, card int8, card_text text,"
-            " ssn text, doc jsonb, note text, created timestamptz, ref uuid)"
+            " ssn text, doc jsonb, note text, created timestamptz, ref uuid, tax_ssn int4,"
+            " qty int4)"
         )
         conn.execute(
             "INSERT INTO people VALUES (1, 'alice@example.com', %s, %s, '123-45-6789', %s,"
             " 'call +14155552671 or mail bob@corp.io', '2024-01-02 03:04:05+00',"
-            " '6ba7b810-9dad-11d1-80b4-00c04fd430c8'),"
+            " '6ba7b810-9dad-11d1-80b4-00c04fd430c8', 123456789, 123456789),"
             " (2, 'nobody', 42, 'order 1234567890123', 'n/a', '{}', 'clean text',"
-            " '2024-01-02 03:04:05+00', '6ba7b811-9dad-11d1-80b4-00c04fd430c8')",
+            " '2024-01-02 03:04:05+00', '6ba7b811-9dad-11d1-80b4-00c04fd430c8', 7, 7)",
             (int(CARD), CARD, json.dumps(JSON_DOC)),
         )
         conn.execute(
@@ -76,6 +77,28 @@ def test_psql_text_rows_are_masked_by_column_type_and_name(
         "2|nobody|42|order 1234567890123|n/a|clean text"
         "|2024-01-02 03:04:05+00|6ba7b811-9dad-11d1-80b4-00c04fd430c8"
     )
+
+
+def test_an_ssn_in_an_int4_column_is_masked_in_text_and_binary_results(
+    pg_bin: Callable[[str], str], alice: str
+) -> None:
+    """An int4 named like an SSN is read (NULL: a number cannot hold a mask); an int4 with
+    the same digits and no such name passes."""
+    sql = "SELECT id, tax_ssn, qty FROM people ORDER BY id"
+    out = subprocess.run(
+        [pg_bin("psql"), "-X", "-At", "-F", "|", alice, "-c", sql],
+        capture_output=True, text=True, timeout=30, check=True,
+    ).stdout.splitlines()  # fmt: skip
+    assert out == ["1||123456789", "2|7|7"]
+
+    async def fetch() -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(alice)  # binary results
+        try:
+            return await conn.fetch(sql)
+        finally:
+            await conn.close()
+
+    assert [tuple(r) for r in asyncio.run(fetch())] == [(1, None, 123456789), (2, 7, 7)]
 
 
 def test_json_is_masked_structurally_and_stays_json(alice: str) -> None:
