@@ -93,8 +93,14 @@ def row_json(value: object) -> str:
 
 
 def stored_texts(texts: list[str]) -> list[str]:
-    """A batch's SQL texts as stored: masked, valid UTF-8."""
-    return [storable(t) for t in _masked(texts)]
+    """A batch's SQL texts as stored: masked, valid UTF-8 (checked all at once: a text
+    holding bytes that were not UTF-8 is rare)."""
+    masked = _masked(texts)
+    try:
+        "".join(masked).encode("utf-8")
+    except UnicodeEncodeError:
+        return [storable(t) for t in masked]
+    return masked
 
 
 def _masked(texts: list[str]) -> list[str]:

@@ -58,23 +58,24 @@ def mask_text(
 def mask_texts(values: Sequence[str], *, policy: MaskingPolicy = DEFAULT_POLICY) -> list[str]:
     """``[mask_text(v, policy=policy).value for v in values]``, with one prefilter search
     over all of them instead of one per value: the values are joined with NULs, and only
-    those holding a match go through :func:`mask_text`.
+    those holding a match go through :func:`mask_text` (where each value starts is worked
+    out only when one does).
 
     Sound because no trigger starts at a NUL or reads what precedes its match, and each
     trigger alternative that ends a value (``$``) has a twin that takes in a following NUL;
     a search resumes at the start of the value after the one it hit, so a match running
     over a NUL hides nothing."""
     scanner = scanner_for(policy.entities)
-    encoded = [value.encode("utf-8", "surrogatepass") for value in values]
-    joined = b"\0".join(encoded) + b"\0"
-    ends = list(accumulate(len(e) + 1 for e in encoded))
     masked = list(values)
-    first, pos, size = scanner.first_match, 0, len(joined)
-    while pos < size:
-        hit = first(joined, pos)
-        if hit < 0:
-            break
+    joined = "\0".join(values).encode("utf-8", "surrogatepass") + b"\0"
+    first, size = scanner.first_match, len(joined)
+    hit = first(joined, 0) if values else -1
+    if hit < 0:
+        return masked
+    ends = list(accumulate(len(v.encode("utf-8", "surrogatepass")) + 1 for v in values))
+    while hit >= 0:
         index = bisect_right(ends, hit)
         masked[index] = mask_text(values[index], policy=policy).value
         pos = ends[index]
+        hit = first(joined, pos) if pos < size else -1
     return masked

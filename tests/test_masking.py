@@ -11,6 +11,7 @@ import string
 
 import pytest
 
+from audit.events import stored_texts
 from jitgate.errors import ConfigError
 from masking import (
     DEFAULT_ENTITIES,
@@ -561,3 +562,12 @@ def test_mask_texts_answers_as_mask_text_does_for_each_value() -> None:
     assert mask_texts(cards) == [mask_text(c).value for c in cards]
     assert all(m != c for m, c in zip(mask_texts(cards), cards, strict=True))
     assert mask_texts([]) == []
+
+
+def test_audit_texts_are_stored_masked_and_as_valid_utf8() -> None:
+    """What the audit trail keeps of SQL texts: masked, and valid UTF-8 even when a text
+    held bytes that were not (decoded with surrogateescape, stored with U+FFFD)."""
+    texts = ["SELECT 1", "SELECT 'caf\udce9'", "SELECT 'mail bob@corp.io'"]
+    assert stored_texts(texts) == ["SELECT 1", "SELECT 'caf\ufffd'", "SELECT 'mail [EMAIL]'"]
+    clean = ["SELECT 1", "SELECT 'café'"]
+    assert stored_texts(clean) == clean
