@@ -170,15 +170,7 @@ class AuditRecorder:
                     await write_batches(conn, records)
                 stored = True
                 if ends:
-                    await conn.execute(
-                        "UPDATE sessions s SET ended_at = v.ended_at, end_reason = v.reason"
-                        " FROM unnest($1::uuid[], $2::timestamptz[], $3::text[])"
-                        " AS v(id, ended_at, reason) WHERE s.id = v.id",
-                        [e[0] for e in ends],
-                        [e[1] for e in ends],
-                        [e[2] for e in ends],
-                        timeout=10,
-                    )
+                    await end_sessions(conn, ends)
                 break
             except BaseException as exc:
                 await self._drop_writer()
@@ -324,6 +316,21 @@ async def write_batches(
             records,
             timeout=10,
         )
+
+
+async def end_sessions(
+    conn: PoolConnectionProxy[asyncpg.Record], ends: list[tuple[UUID, datetime, str]]
+) -> None:
+    """Record when and why the sessions in ``ends`` ended (id, end, reason)."""
+    await conn.execute(
+        "UPDATE sessions s SET ended_at = v.ended_at, end_reason = v.reason"
+        " FROM unnest($1::uuid[], $2::timestamptz[], $3::text[])"
+        " AS v(id, ended_at, reason) WHERE s.id = v.id",
+        [e[0] for e in ends],
+        [e[1] for e in ends],
+        [e[2] for e in ends],
+        timeout=10,
+    )
 
 
 def _batches(events: list[StatementEvent]) -> list[tuple[object, ...]]:
