@@ -5,6 +5,7 @@ exactly as users do."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import threading
 import time
 from collections.abc import Coroutine
@@ -132,3 +133,11 @@ class GatewayThread:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(10)
             self.loop.close()
+
+
+def pgbench_init(pgbench: str, dsn: str) -> None:
+    """``pgbench -i -s 1`` into the database at ``dsn``."""
+    init = subprocess.run(
+        [pgbench, "-i", "-s", "1", "-q", dsn], capture_output=True, text=True, timeout=120
+    )
+    assert init.returncode == 0, init.stderr

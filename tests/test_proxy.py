@@ -12,7 +12,13 @@ import psycopg
 import pytest
 
 from proxy import messages as m
-from tests.harness import EVERYTHING, GatewayThread, assert_cancel_stops_a_query, gateway_config
+from tests.harness import (
+    EVERYTHING,
+    GatewayThread,
+    assert_cancel_stops_a_query,
+    gateway_config,
+    pgbench_init,
+)
 from tests.test_faults import RawClient
 
 
@@ -193,11 +199,7 @@ async def test_many_concurrent_sessions_and_idle_clients(gw: GatewayThread, alic
 def test_pgbench_simple_extended_and_prepared(
     pg_bin: Callable[[str], str], gw: GatewayThread, target_dsn: str, alice: str
 ) -> None:
-    init = subprocess.run(
-        [pg_bin("pgbench"), "-i", "-s", "1", "-q", target_dsn],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert init.returncode == 0, init.stderr
+    pgbench_init(pg_bin("pgbench"), target_dsn)
     for mode in ("simple", "extended", "prepared"):
         run = subprocess.run(
             [pg_bin("pgbench"), "-n", "-M", mode, "-c", "4", "-t", "50",

@@ -14,7 +14,13 @@ from approvals.execute import run_detached
 from jitgate.cluster import Cluster
 from proxy.fastpath import native_enabled
 from tests.conftest import fresh_database, over_unix_socket
-from tests.harness import EVERYTHING, GatewayThread, assert_cancel_stops_a_query, gateway_config
+from tests.harness import (
+    EVERYTHING,
+    GatewayThread,
+    assert_cancel_stops_a_query,
+    gateway_config,
+    pgbench_init,
+)
 
 
 @pytest.fixture(scope="module")
@@ -72,11 +78,7 @@ def test_sessions_reach_the_target_over_its_socket_and_are_recorded(
 def test_pgbench_through_the_socket_is_relayed_natively_and_audited(
     pg_bin: Callable[[str], str], gw: GatewayThread, socket_target: str, alice: str
 ) -> None:
-    init = subprocess.run(
-        [pg_bin("pgbench"), "-i", "-s", "1", "-q", socket_target],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert init.returncode == 0, init.stderr
+    pgbench_init(pg_bin("pgbench"), socket_target)
     pump = gw.gateway.proxy.pump
     relayed = pump.relayed if pump is not None else 0
     run = subprocess.run(
