@@ -4,13 +4,14 @@ texts are stored with their sensitive literals masked."""
 from __future__ import annotations
 
 import json
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from masking import mask_texts
+from masking import mask_texts, sensitive_in
 
 
 @dataclass(slots=True)
@@ -38,10 +39,11 @@ class StatementEvent:
 # :func:`encode_batch`, with the SQL text itself at index 1 until :func:`index_rows` replaces
 # it by the text's index in the batch.
 Row = tuple[Any, ...]
-# A session's records as drained for one ``statement_batches`` row: the distinct SQL texts,
-# the events as JSON (texts by index), how many events, the first and last sequence
-# numbers, the first start in µs since the epoch.
-Drained = tuple[list[str], str, int, int, int, int]
+# A session's records as drained for one ``statement_batches`` row: the distinct SQL texts
+# (as :func:`batch_texts` gives them), the events as JSON (texts by index; UTF-8, except
+# where a text that was not UTF-8 leaves its bytes), how many events, the first and last
+# sequence numbers, the first start in µs since the epoch.
+Drained = tuple[bytes, bytes, bytes, int, int, int, int]
 
 
 def event_row(event: StatementEvent) -> Row:
@@ -77,14 +79,96 @@ def index_rows(rows: Sequence[Row]) -> tuple[list[str], list[Row]]:
     return list(texts), indexed
 
 
-def encode_batch(events: Sequence[StatementEvent]) -> tuple[list[str], str]:
-    """One session's events as stored in ``statement_batches``: the distinct SQL texts, and
-    the events as a JSON array of arrays in the ``statement_events`` view's field order
+def encode_batch(events: Sequence[StatementEvent]) -> tuple[bytes, bytes]:
+    """One session's events as stored in ``statement_batches``: the binary ``text[]`` of
+    the distinct SQL texts, and the events as a JSON array of arrays in the
+    ``statement_events`` view's field order
     (seq, text index, protocol, class, decision, reasons, outcome, start in µs since the
     epoch, duration in µs, rows, command tag, SQLSTATE, access request id, entities masked in
     the result with their counts)."""
     texts, rows = index_rows([event_row(e) for e in events])
-    return stored_texts(texts), storable(row_json(rows))
+    return batch_texts(stored_texts(texts))[1], storable(row_json(rows)).encode()
+
+
+def batch_texts(texts: Sequence[str]) -> tuple[bytes, bytes]:
+    """A batch's distinct SQL texts as drained: each text's UTF-8 bytes followed by a NUL
+    (what the masking prefilter reads), and the binary ``text[]`` of them that COPY sends.
+    Lone surrogates (SQL that was not UTF-8) go back to their bytes."""
+    encoded = [text_bytes(text) for text in texts]
+    array = [struct.pack("!5i", 1, 0, _TEXT_OID, len(encoded), 1)]
+    for text in encoded:
+        array += (struct.pack("!i", len(text)), text)
+    return b"".join(t + b"\0" for t in encoded), b"".join(array)
+
+
+def text_bytes(text: str) -> bytes:
+    """``text`` as UTF-8, lone surrogates (SQL that was not UTF-8) back to their bytes, as
+    the native engine files it."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace")
+
+
+def stored_array(joined: bytes, array: bytes) -> bytes:
+    """The ``text[]`` of a drained batch's texts as stored: ``array`` itself when the
+    texts are valid UTF-8 and the masking prefilter finds nothing in ``joined``; else built
+    again from the texts masked and made valid (:func:`stored_texts`)."""
+    if _is_utf8(joined) and not sensitive_in(joined):
+        return array
+    texts = [t.decode("utf-8", "surrogateescape") for t in joined.split(b"\0")[:-1]]
+    return batch_texts(stored_texts(texts))[1]
+
+
+def stored_json(events: bytes) -> bytes:
+    """A drained batch's events JSON as stored: valid UTF-8 (bytes of a text that was not
+    are replaced)."""
+    return events if _is_utf8(events) else events.decode("utf-8", "replace").encode()
+
+
+def _is_utf8(data: bytes) -> bool:
+    if data.isascii():
+        return True
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+# COPY's binary format (the PostgreSQL manual, "COPY", "Binary Format").
+COPY_HEADER = b"PGCOPY\n\xff\r\n\0" + struct.pack("!ii", 0, 0)
+COPY_TRAILER = struct.pack("!h", -1)
+_TEXT_OID = 25
+_POSTGRES_EPOCH_US = 946_684_800_000_000  # 2000-01-01 UTC, in µs since the Unix epoch
+_ROW_HEAD = struct.Struct("!hi16siiiiiq")  # fields, then (length, value) for each of the four
+
+
+def batch_row(
+    session_id: UUID, first_seq: int, last_seq: int, started_us: int, array: bytes, events: bytes
+) -> bytes:
+    """One ``statement_batches`` row (:data:`BATCH_COLUMNS`) in COPY's binary format:
+    ``array`` and ``events`` as stored (:func:`stored_array`, :func:`stored_json`), the
+    start in µs since the Unix epoch."""
+    return b"".join(
+        (
+            _ROW_HEAD.pack(
+                6,
+                16,
+                session_id.bytes,
+                4,
+                first_seq,
+                4,
+                last_seq,
+                8,
+                started_us - _POSTGRES_EPOCH_US,
+            ),
+            struct.pack("!i", len(array)),
+            array,
+            struct.pack("!i", len(events)),
+            events,
+        )
+    )
 
 
 def row_json(value: object) -> str:

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Protocol
 from uuid import UUID
@@ -27,12 +27,16 @@ from asyncpg.pool import PoolConnectionProxy
 
 from audit.events import (
     BATCH_COLUMNS,
+    COPY_HEADER,
+    COPY_TRAILER,
     Drained,
     SessionRecord,
     StatementEvent,
+    batch_row,
     encode_batch,
     row_json,
-    stored_texts,
+    stored_array,
+    stored_json,
 )
 from jitgate.errors import StoreUnavailable
 
@@ -62,7 +66,7 @@ class AuditRecorder:
         # Session engines holding records, with their session's id (proxy/fastpath.py).
         self.dirty: dict[Drainable, UUID] = {}
         # Encoded batches a failed flush could not write, written first next time.
-        self._retry: list[tuple[object, ...]] = []
+        self._retry: list[bytes] = []
         self._session_ends: list[tuple[UUID, datetime, str]] = []
         self._wake = asyncio.Event()
         self._last_ok = time.monotonic()
@@ -276,9 +280,10 @@ class Drainable(Protocol):
     def drain(self, encode: Callable[[object], str]) -> Drained | None: ...
 
 
-def _drain(dirty: dict[Drainable, UUID], records: list[tuple[object, ...]]) -> int:
+def _drain(dirty: dict[Drainable, UUID], records: list[bytes]) -> int:
     """Append the records of every engine in ``dirty`` to ``records`` (one per session,
-    encoded), empty ``dirty``, and return how many statements that was."""
+    as :func:`batch_row` encodes it), empty ``dirty``, and return how many statements that
+    was."""
     engines = list(dirty.items())
     dirty.clear()
     count = 0
@@ -291,31 +296,33 @@ def _drain(dirty: dict[Drainable, UUID], records: list[tuple[object, ...]]) -> i
             raise
         if drained is None:
             continue
-        texts, events, n, first, last, started = drained
+        joined, array, events, n, first, last, started = drained
         count += n
-        when = datetime.fromtimestamp(started / 1_000_000, UTC)
-        records.append((session_id, first, last, when, stored_texts(texts), events))
+        array = stored_array(joined, array)
+        records.append(batch_row(session_id, first, last, started, array, stored_json(events)))
     return count
 
 
-async def write_batches(
-    conn: PoolConnectionProxy[asyncpg.Record], records: list[tuple[object, ...]]
-) -> None:
-    """COPY the batches in (one statement: all or none of them is stored); when one is
-    there already (a flush whose commit was lost with its connection, retried), insert them
-    one by one, skipping those already stored. Inside a transaction the failed COPY would
-    abort it: ``conn`` is in none."""
+async def write_batches(conn: PoolConnectionProxy[asyncpg.Record], rows: list[bytes]) -> None:
+    """COPY the batches (rows as :func:`batch_row` encodes them) in: one statement, all or
+    none of them is stored; when one is there already (a flush whose commit was lost with
+    its connection, retried), one COPY each, skipping those already stored. Inside a
+    transaction the failed COPY would abort it: ``conn`` is in none."""
     try:
-        await conn.copy_records_to_table(
-            "statement_batches", records=records, columns=BATCH_COLUMNS, timeout=10
-        )
+        await _copy(conn, rows)
     except asyncpg.UniqueViolationError:
-        await conn.executemany(
-            f"INSERT INTO statement_batches ({', '.join(BATCH_COLUMNS)})"
-            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-            records,
-            timeout=10,
-        )
+        for row in rows:
+            with contextlib.suppress(asyncpg.UniqueViolationError):
+                await _copy(conn, [row])
+
+
+async def _copy(conn: PoolConnectionProxy[asyncpg.Record], rows: list[bytes]) -> None:
+    async def payload() -> AsyncIterator[bytes]:  # (bytes themselves: a file name to asyncpg)
+        yield b"".join((COPY_HEADER, *rows, COPY_TRAILER))
+
+    await conn.copy_to_table(
+        "statement_batches", source=payload(), columns=BATCH_COLUMNS, format="binary", timeout=10
+    )
 
 
 async def end_sessions(
@@ -333,13 +340,13 @@ async def end_sessions(
     )
 
 
-def _batches(events: list[StatementEvent]) -> list[tuple[object, ...]]:
+def _batches(events: list[StatementEvent]) -> list[bytes]:
     by_session: dict[UUID, list[StatementEvent]] = {}
     for event in events:
         by_session.setdefault(event.session_id, []).append(event)
-    records: list[tuple[object, ...]] = []
+    records: list[bytes] = []
     for session_id, batch in by_session.items():
-        texts, encoded = encode_batch(batch)
-        started = datetime.fromtimestamp(batch[0].started_at, UTC)
-        records.append((session_id, batch[0].seq, batch[-1].seq, started, texts, encoded))
+        array, encoded = encode_batch(batch)
+        started = int(batch[0].started_at * 1_000_000)
+        records.append(batch_row(session_id, batch[0].seq, batch[-1].seq, started, array, encoded))
     return records

@@ -32,6 +32,7 @@ __all__ = [
     "Strategy",
     "mask_text",
     "mask_texts",
+    "sensitive_in",
 ]
 
 
@@ -79,3 +80,9 @@ def mask_texts(values: Sequence[str], *, policy: MaskingPolicy = DEFAULT_POLICY)
         pos = ends[index]
         hit = first(joined, pos) if pos < size else -1
     return masked
+
+
+def sensitive_in(joined: bytes, *, policy: MaskingPolicy = DEFAULT_POLICY) -> bool:
+    """Whether :func:`mask_texts` could mask anything in the values ``joined`` holds (as
+    valid UTF-8, each followed by a NUL): the one prefilter search it starts with."""
+    return scanner_for(policy.entities).first_match(joined, 0) >= 0

@@ -1059,27 +1059,6 @@ Engine_add(Engine *self, PyObject *row)
 }
 
 
-/* The text's index in ``texts``, added when new. */
-static PyObject *
-text_index(PyObject *indices, PyObject *texts, PyObject *sql)
-{
-    PyObject *index = PyDict_GetItemWithError(indices, sql);
-    if (index != NULL) {
-        Py_INCREF(index);
-        return index;
-    }
-    if (PyErr_Occurred())
-        return NULL;
-    index = PyLong_FromSsize_t(PyList_GET_SIZE(texts));
-    if (index == NULL)
-        return NULL;
-    if (PyDict_SetItem(indices, sql, index) < 0 || PyList_Append(texts, sql) < 0) {
-        Py_DECREF(index);
-        return NULL;
-    }
-    return index;
-}
-
 /* A growing UTF-8 buffer for the batch's JSON. */
 typedef struct {
     char *data;
@@ -1125,6 +1104,134 @@ out_int(Out *o, long long v)
     if (v < 0)
         *--p = '-';
     return out_write(o, p, end - p);
+}
+
+static int
+out_be32(Out *o, uint32_t v)
+{
+    const char b[4] = {(char)(v >> 24), (char)(v >> 16), (char)(v >> 8), (char)v};
+    return out_write(o, b, 4);
+}
+
+/* The distinct SQL texts of a drain, as the recorder stores them: each text's bytes and a
+ * NUL in ``joined`` (what the masking prefilter reads: masking.mask_joined), and all of
+ * them as the binary ``text[]`` value COPY sends in ``array`` (after a header written at
+ * the end); an open-addressing table finds a text seen before. */
+typedef struct {
+    Out joined, array;
+    Py_ssize_t count;
+    struct TextSlot {
+        uint64_t hash;
+        Py_ssize_t at, len, index; /* at: in ``joined``; len -1: an empty slot */
+    } *slots;
+    Py_ssize_t nslots;
+} Texts;
+
+#define ARRAY_HEADER 20 /* ndim, flags, element type, length, lower bound */
+#define TEXT_OID 25
+
+static void
+texts_place(struct TextSlot *slots, Py_ssize_t nslots, struct TextSlot slot)
+{
+    size_t mask = (size_t)nslots - 1, i = slot.hash & mask;
+    while (slots[i].len >= 0)
+        i = (i + 1) & mask;
+    slots[i] = slot;
+}
+
+/* Room for one more text in the table: 0, or -1 with MemoryError. */
+static int
+texts_room(Texts *t)
+{
+    if ((t->count + 1) * 2 <= t->nslots)
+        return 0;
+    Py_ssize_t nslots = t->nslots ? t->nslots * 2 : 64;
+    struct TextSlot *slots = PyMem_Malloc(nslots * sizeof(struct TextSlot));
+    if (slots == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < nslots; i++)
+        slots[i].len = -1;
+    for (Py_ssize_t i = 0; i < t->nslots; i++)
+        if (t->slots[i].len >= 0)
+            texts_place(slots, nslots, t->slots[i]);
+    PyMem_Free(t->slots);
+    t->slots = slots;
+    t->nslots = nslots;
+    return 0;
+}
+
+/* The index of the ``n`` bytes of ``text`` among the drain's texts, added when new; -1
+ * with MemoryError. */
+static Py_ssize_t
+texts_index(Texts *t, const char *text, Py_ssize_t n)
+{
+    if (texts_room(t) < 0)
+        return -1;
+    uint64_t hash = shape_hash(text, n, 0);
+    size_t mask = (size_t)t->nslots - 1, i = hash & mask;
+    for (; t->slots[i].len >= 0; i = (i + 1) & mask) {
+        const struct TextSlot *slot = &t->slots[i];
+        if (slot->hash == hash && slot->len == n && memcmp(t->joined.data + slot->at, text, n) == 0)
+            return slot->index;
+    }
+    struct TextSlot slot = {hash, t->joined.size, n, t->count};
+    if ((t->array.size == 0 && out_reserve(&t->array, ARRAY_HEADER) < 0) ||
+        out_write(&t->joined, text, n) < 0 || out_write(&t->joined, "", 1) < 0)
+        return -1;
+    if (t->array.size == 0)
+        t->array.size = ARRAY_HEADER;
+    if (out_be32(&t->array, (uint32_t)n) < 0 || out_write(&t->array, text, n) < 0)
+        return -1;
+    t->slots[i] = slot;
+    return t->count++;
+}
+
+/* The index of a str among the drain's texts: its UTF-8 bytes, lone surrogates (SQL that
+ * was not UTF-8) back to their bytes, as the fast path files them. */
+static Py_ssize_t
+texts_index_str(Texts *t, PyObject *text)
+{
+    PyObject *encoded = PyUnicode_AsEncodedString(text, "utf-8", "surrogateescape");
+    if (encoded == NULL) {
+        PyErr_Clear();
+        encoded = PyUnicode_AsEncodedString(text, "utf-8", "replace");
+        if (encoded == NULL)
+            return -1;
+    }
+    Py_ssize_t index = texts_index(t, PyBytes_AS_STRING(encoded), PyBytes_GET_SIZE(encoded));
+    Py_DECREF(encoded);
+    return index;
+}
+
+/* The binary ``text[]`` of the texts: its header written over the room kept for it. */
+static PyObject *
+texts_array(Texts *t)
+{
+    if (t->array.size == 0) {
+        if (out_reserve(&t->array, ARRAY_HEADER) < 0)
+            return NULL;
+        t->array.size = ARRAY_HEADER;
+    }
+    uint32_t header[5] = {1, 0, TEXT_OID, (uint32_t)t->count, 1};
+    for (int k = 0; k < 5; k++) {
+        uint32_t v = header[k];
+        unsigned char *p = (unsigned char *)t->array.data + 4 * k;
+        p[0] = (unsigned char)(v >> 24);
+        p[1] = (unsigned char)(v >> 16);
+        p[2] = (unsigned char)(v >> 8);
+        p[3] = (unsigned char)v;
+    }
+    return PyBytes_FromStringAndSize(t->array.data, t->array.size);
+}
+
+static void
+texts_free(Texts *t)
+{
+    PyMem_Free(t->joined.data);
+    PyMem_Free(t->array.data);
+    PyMem_Free(t->slots);
 }
 
 /* Append a str as its UTF-8 bytes; lone surrogates (SQL that was not UTF-8) go back to
@@ -1223,10 +1330,10 @@ out_text(Out *o, PyObject *encode, const char *text, Py_ssize_t n)
 /* One fast record as the JSON array audit.events.encode_batch writes for it, ``fragment``
  * being its known_fragment. */
 static int
-out_fast(Out *o, PyObject *fragment, PyObject *encode, const Fast *r, PyObject *index)
+out_fast(Out *o, PyObject *fragment, PyObject *encode, const Fast *r, Py_ssize_t index)
 {
     int rc = out_write(o, "[", 1) < 0 || out_int(o, r->seq) < 0 || out_write(o, ",", 1) < 0 ||
-             out_int(o, PyLong_AsLongLong(index)) < 0 ||
+             out_int(o, index) < 0 ||
              (r->extended ? out_write(o, ",\"extended\",", 12) : out_write(o, ",\"simple\",", 10)) <
                  0 ||
              out_write(o, PyBytes_AS_STRING(fragment), PyBytes_GET_SIZE(fragment)) < 0 ||
@@ -1354,10 +1461,12 @@ row_seq(PyObject *row, Py_ssize_t field)
     return PyLong_AsLongLong(PyTuple_GET_ITEM(row, field));
 }
 
-/* Everything filed since the last drain, as ``(texts, events, count, first_seq, last_seq,
- * started_us)``: the distinct SQL texts, and the statements as the JSON array of arrays
- * audit.events.encode_batch writes (each text as its index in ``texts``); ``encode`` is
- * the JSON encoder of one value (audit.events.row_json). None when nothing was filed.
+/* Everything filed since the last drain, as ``(joined, array, events, count, first_seq,
+ * last_seq, started_us)``: the distinct SQL texts as audit.events.batch_texts gives them
+ * (each followed by a NUL, and as the binary text[] COPY sends), and the statements as the
+ * UTF-8 of the JSON array of arrays audit.events.encode_batch writes (each text as its
+ * index); ``encode`` is the JSON encoder of one value (audit.events.row_json). None when
+ * nothing was filed.
  * The engine stays on the recorder's list while the pump watches it (the pump files
  * without the GIL) or while it holds records. */
 static PyObject *
@@ -1378,15 +1487,14 @@ Engine_drain(Engine *self, PyObject *encode)
     }
     Py_ssize_t nrows = self->npyrows, count = nrows + t.nfast;
     Out o = {0};
-    PyObject *texts = NULL, *indices = NULL, *result = NULL, *events = NULL;
+    Texts texts = {0};
+    PyObject *joined = NULL, *array = NULL, *result = NULL, *events = NULL;
     PyObject *fragment = NULL, *last_known = NULL;
     if (count == 0) {
         result = Py_NewRef(Py_None);
         goto done;
     }
-    texts = PyList_New(0);
-    indices = PyDict_New();
-    if (texts == NULL || indices == NULL || out_write(&o, "[", 1) < 0)
+    if (out_write(&o, "[", 1) < 0)
         goto done;
     if (self->fragments == NULL && (self->fragments = PyDict_New()) == NULL)
         goto done;
@@ -1406,24 +1514,21 @@ Engine_drain(Engine *self, PyObject *encode)
         last_seq = seq;
         if (PyErr_Occurred() || (i + j > 0 && out_write(&o, ",", 1) < 0))
             goto done;
-        PyObject *sql = row != NULL ? Py_NewRef(PyTuple_GET_ITEM(row, 1))
-                                    : PyUnicode_DecodeUTF8(t.texts + r->text_at, r->text_len,
-                                                           "surrogateescape");
-        if (sql == NULL)
-            goto done;
-        PyObject *index = text_index(indices, texts, sql);
-        Py_DECREF(sql);
-        if (index == NULL)
+        Py_ssize_t index = row != NULL ? texts_index_str(&texts, PyTuple_GET_ITEM(row, 1))
+                                       : texts_index(&texts, t.texts + r->text_at, r->text_len);
+        if (index < 0)
             goto done;
         int rc;
         if (row != NULL) {
-            PyObject *indexed = PyTuple_New(14);
-            if (indexed == NULL) {
-                Py_DECREF(index);
+            PyObject *indexed = PyTuple_New(14), *number = PyLong_FromSsize_t(index);
+            if (indexed == NULL || number == NULL) {
+                Py_XDECREF(indexed);
+                Py_XDECREF(number);
                 goto done;
             }
             for (Py_ssize_t f = 0; f < 14; f++)
-                PyTuple_SET_ITEM(indexed, f, Py_NewRef(f == 1 ? index : PyTuple_GET_ITEM(row, f)));
+                PyTuple_SET_ITEM(indexed, f,
+                                 f == 1 ? number : Py_NewRef(PyTuple_GET_ITEM(row, f)));
             rc = out_json(&o, encode, indexed);
             Py_DECREF(indexed);
             i++;
@@ -1436,16 +1541,18 @@ Engine_drain(Engine *self, PyObject *encode)
             rc = fragment != NULL ? out_fast(&o, fragment, encode, r, index) : -1;
             j++;
         }
-        Py_DECREF(index);
         if (rc < 0)
             goto done;
     }
     if (out_write(&o, "]", 1) < 0)
         goto done;
-    events = PyUnicode_DecodeUTF8(o.data, o.size, "replace");
-    if (events == NULL)
+    events = PyBytes_FromStringAndSize(o.data, o.size);
+    joined = PyBytes_FromStringAndSize(texts.joined.data, texts.joined.size);
+    array = texts_array(&texts);
+    if (events == NULL || joined == NULL || array == NULL)
         goto done;
-    result = Py_BuildValue("(OOnLLL)", texts, events, count, first_seq, last_seq, started);
+    result = Py_BuildValue("(OOOnLLL)", joined, array, events, count, first_seq, last_seq,
+                           started);
     if (result == NULL)
         goto done;
     for (Py_ssize_t i = 0; i < nrows; i++)
@@ -1455,9 +1562,10 @@ Engine_drain(Engine *self, PyObject *encode)
     self->npyrows -= nrows;
 done:
     PyMem_Free(o.data);
+    texts_free(&texts);
     Py_XDECREF(fragment);
-    Py_XDECREF(texts);
-    Py_XDECREF(indices);
+    Py_XDECREF(joined);
+    Py_XDECREF(array);
     Py_XDECREF(events);
     if (result == NULL) {
         PyObject *type, *value, *traceback;

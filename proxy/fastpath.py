@@ -41,7 +41,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any, Protocol
 
-from audit.events import Drained, Row, index_rows, storable
+from audit.events import Drained, Row, batch_texts, index_rows, text_bytes
 
 Known = tuple[str, tuple[str, ...]]
 
@@ -180,7 +180,9 @@ class PyEngine:
         if not rows:
             return None
         texts, indexed = index_rows(rows)
-        return texts, storable(encode(indexed)), len(rows), rows[0][0], rows[-1][0], rows[0][7]
+        joined, array = batch_texts(texts)
+        events = text_bytes(encode(indexed))
+        return joined, array, events, len(rows), rows[0][0], rows[-1][0], rows[0][7]
 
 
 class PyStats:

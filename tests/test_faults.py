@@ -10,13 +10,15 @@ import struct
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
 import psycopg
 import pytest
 
-from audit.events import BATCH_COLUMNS
+from audit.events import BATCH_COLUMNS, batch_row, batch_texts
 from audit.recorder import write_batches
 from jitgate.cluster import Cluster
 from proxy import messages as m
@@ -595,9 +597,14 @@ def test_a_batch_retried_after_its_commit_was_lost_is_stored_once(
     assert stored
     later = (stored[0][0], 100, 100, *stored[0][3:])
 
+    def encoded(row: tuple[Any, ...]) -> bytes:
+        session_id, first, last, started, texts, events = row
+        micros = (started - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+        return batch_row(session_id, first, last, micros, batch_texts(texts)[1], events.encode())
+
     async def write_again() -> None:
         async with gw.gateway.pool.acquire() as conn:
-            await write_batches(conn, [*stored, later])
+            await write_batches(conn, [encoded(row) for row in (*stored, later)])
 
     gw.call(write_again())
     again = [tuple(r) for r in gw.call(gw.gateway.pool.fetch(query, session["id"]))]

@@ -11,7 +11,7 @@ import string
 
 import pytest
 
-from audit.events import stored_texts
+from audit.events import batch_texts, stored_array, stored_texts
 from jitgate.errors import ConfigError
 from masking import (
     DEFAULT_ENTITIES,
@@ -571,3 +571,23 @@ def test_audit_texts_are_stored_masked_and_as_valid_utf8() -> None:
     assert stored_texts(texts) == ["SELECT 1", "SELECT 'caf\ufffd'", "SELECT 'mail [EMAIL]'"]
     clean = ["SELECT 1", "SELECT 'café'"]
     assert stored_texts(clean) == clean
+
+
+@pytest.mark.parametrize(
+    ("texts", "stored"),
+    [
+        (["SELECT 1", "SELECT 'café'"], ["SELECT 1", "SELECT 'café'"]),
+        (["SELECT 1", "SELECT 'mail bob@corp.io'"], ["SELECT 1", "SELECT 'mail [EMAIL]'"]),
+        (["SELECT 'caf\udce9'", "SELECT 2"], ["SELECT 'caf\ufffd'", "SELECT 2"]),
+    ],
+)
+def test_drained_audit_texts_are_stored_masked_and_as_valid_utf8(
+    texts: list[str], stored: list[str]
+) -> None:
+    """A batch's texts as engines drain them (NUL-separated bytes and the binary text[]
+    COPY sends): the text[] goes as built only when nothing in it needs masking or
+    repair; otherwise it is built again from the texts as :func:`stored_texts` keeps them."""
+    joined, array = batch_texts(texts)
+    kept = stored_array(joined, array)
+    assert (kept is array) == (texts == stored)
+    assert kept == batch_texts(stored)[1]
