@@ -28,6 +28,7 @@ import psycopg
 import pytest
 
 from audit.events import StatementEvent, encode_batch, event_row, row_json
+from bench.audit import measure
 from guard.classify import numbers_key
 from jitgate.cluster import Cluster
 from proxy import messages as m
@@ -1068,3 +1069,13 @@ def test_a_pumped_session_is_refused_while_the_store_is_down_and_loses_no_event(
             assert dict(outcomes) == {"ok": 2 * PROMOTED, "refused": 1}
         finally:
             gw.stop()
+
+
+@native
+def test_the_audit_micro_benchmark_measures_each_part_of_recording() -> None:
+    """``python -m bench.audit`` times what it says: every part costs something, and a
+    batch holds each pgbench text (57 bytes and its NUL) and its event."""
+    cost = measure(batches=2, passes=1)
+    assert min(cost.filing, cost.draining, cost.storing) > 0
+    assert cost.text_bytes == len(b"SELECT abalance FROM pgbench_accounts WHERE aid = 100000;\0")
+    assert 60 < cost.event_bytes < 120
