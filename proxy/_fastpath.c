@@ -327,15 +327,24 @@ no_memory(int gil)
     return -1;
 }
 
+/* A hash of ``n`` bytes eight at a time (a multiply and a shift per word), mixed at the end
+ * so that the low bits the tables index by depend on every byte. */
 static uint64_t
 shape_hash(const char *key, Py_ssize_t n, int numbers)
 {
-    uint64_t h = 14695981039346656037ULL ^ (uint64_t)numbers; /* FNV-1a */
-    for (Py_ssize_t i = 0; i < n; i++) {
-        h ^= (unsigned char)key[i];
-        h *= 1099511628211ULL;
+    uint64_t h = 0x9e3779b97f4a7c15ULL ^ ((uint64_t)n << 1) ^ (uint64_t)numbers, word;
+    Py_ssize_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        memcpy(&word, key + i, 8);
+        h = (h ^ word) * 0xff51afd7ed558ccdULL;
+        h ^= h >> 32;
     }
-    return h;
+    word = 0;
+    memcpy(&word, key + i, n - i);
+    h = (h ^ word) * 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 29;
+    h *= 0xff51afd7ed558ccdULL;
+    return h ^ (h >> 32);
 }
 
 static Shape *
