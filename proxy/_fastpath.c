@@ -1123,7 +1123,7 @@ out_be32(Out *o, uint32_t v)
 }
 
 /* The distinct SQL texts of a drain, as the recorder stores them: each text's bytes and a
- * NUL in ``joined`` (what the masking prefilter reads: masking.mask_joined), and all of
+ * NUL in ``joined`` (what the masking prefilter reads: masking.sensitive_in), and all of
  * them as the binary ``text[]`` value COPY sends in ``array`` (after a header written at
  * the end); an open-addressing table finds a text seen before. */
 typedef struct {
@@ -1244,7 +1244,7 @@ texts_free(Texts *t)
 }
 
 /* Append a str as its UTF-8 bytes; lone surrogates (SQL that was not UTF-8) go back to
- * their bytes, which the final decode replaces, as audit.events._storable does. */
+ * their bytes, which audit.events.stored_json replaces before the batch is stored. */
 static int
 out_str(Out *o, PyObject *text)
 {
