@@ -1115,11 +1115,34 @@ out_int(Out *o, long long v)
     return out_write(o, p, end - p);
 }
 
+static void
+put_be32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)(v >> 24);
+    p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8);
+    p[3] = (unsigned char)v;
+}
+
 static int
 out_be32(Out *o, uint32_t v)
 {
-    const char b[4] = {(char)(v >> 24), (char)(v >> 16), (char)(v >> 8), (char)v};
-    return out_write(o, b, 4);
+    unsigned char b[4];
+    put_be32(b, v);
+    return out_write(o, (const char *)b, 4);
+}
+
+/* A str's UTF-8 bytes, lone surrogates (SQL that was not UTF-8) back to their bytes, as
+ * the fast path files them; NULL with an exception. */
+static PyObject *
+wire_bytes(PyObject *text)
+{
+    PyObject *encoded = PyUnicode_AsEncodedString(text, "utf-8", "surrogateescape");
+    if (encoded == NULL) {
+        PyErr_Clear();
+        encoded = PyUnicode_AsEncodedString(text, "utf-8", "replace");
+    }
+    return encoded;
 }
 
 /* The distinct SQL texts of a drain, as the recorder stores them: each text's bytes and a
@@ -1171,6 +1194,19 @@ texts_room(Texts *t)
     return 0;
 }
 
+/* Room kept at the start of the ``text[]`` for its header (texts_array): 0, or -1 with
+ * MemoryError. */
+static int
+array_started(Texts *t)
+{
+    if (t->array.size > 0)
+        return 0;
+    if (out_reserve(&t->array, ARRAY_HEADER) < 0)
+        return -1;
+    t->array.size = ARRAY_HEADER;
+    return 0;
+}
+
 /* The index of the ``n`` bytes of ``text`` among the drain's texts, added when new; -1
  * with MemoryError. */
 static Py_ssize_t
@@ -1186,29 +1222,21 @@ texts_index(Texts *t, const char *text, Py_ssize_t n)
             return slot->index;
     }
     struct TextSlot slot = {hash, t->joined.size, n, t->count};
-    if ((t->array.size == 0 && out_reserve(&t->array, ARRAY_HEADER) < 0) ||
-        out_write(&t->joined, text, n) < 0 || out_write(&t->joined, "", 1) < 0)
-        return -1;
-    if (t->array.size == 0)
-        t->array.size = ARRAY_HEADER;
-    if (out_be32(&t->array, (uint32_t)n) < 0 || out_write(&t->array, text, n) < 0)
+    if (out_write(&t->joined, text, n) < 0 || out_write(&t->joined, "", 1) < 0 ||
+        array_started(t) < 0 || out_be32(&t->array, (uint32_t)n) < 0 ||
+        out_write(&t->array, text, n) < 0)
         return -1;
     t->slots[i] = slot;
     return t->count++;
 }
 
-/* The index of a str among the drain's texts: its UTF-8 bytes, lone surrogates (SQL that
- * was not UTF-8) back to their bytes, as the fast path files them. */
+/* The index of a str among the drain's texts (its wire_bytes). */
 static Py_ssize_t
 texts_index_str(Texts *t, PyObject *text)
 {
-    PyObject *encoded = PyUnicode_AsEncodedString(text, "utf-8", "surrogateescape");
-    if (encoded == NULL) {
-        PyErr_Clear();
-        encoded = PyUnicode_AsEncodedString(text, "utf-8", "replace");
-        if (encoded == NULL)
-            return -1;
-    }
+    PyObject *encoded = wire_bytes(text);
+    if (encoded == NULL)
+        return -1;
     Py_ssize_t index = texts_index(t, PyBytes_AS_STRING(encoded), PyBytes_GET_SIZE(encoded));
     Py_DECREF(encoded);
     return index;
@@ -1218,20 +1246,11 @@ texts_index_str(Texts *t, PyObject *text)
 static PyObject *
 texts_array(Texts *t)
 {
-    if (t->array.size == 0) {
-        if (out_reserve(&t->array, ARRAY_HEADER) < 0)
-            return NULL;
-        t->array.size = ARRAY_HEADER;
-    }
-    uint32_t header[5] = {1, 0, TEXT_OID, (uint32_t)t->count, 1};
-    for (int k = 0; k < 5; k++) {
-        uint32_t v = header[k];
-        unsigned char *p = (unsigned char *)t->array.data + 4 * k;
-        p[0] = (unsigned char)(v >> 24);
-        p[1] = (unsigned char)(v >> 16);
-        p[2] = (unsigned char)(v >> 8);
-        p[3] = (unsigned char)v;
-    }
+    if (array_started(t) < 0)
+        return NULL;
+    const uint32_t header[5] = {1, 0, TEXT_OID, (uint32_t)t->count, 1};
+    for (int k = 0; k < 5; k++)
+        put_be32((unsigned char *)t->array.data + 4 * k, header[k]);
     return PyBytes_FromStringAndSize(t->array.data, t->array.size);
 }
 
@@ -1243,18 +1262,14 @@ texts_free(Texts *t)
     PyMem_Free(t->slots);
 }
 
-/* Append a str as its UTF-8 bytes; lone surrogates (SQL that was not UTF-8) go back to
- * their bytes, which audit.events.stored_json replaces before the batch is stored. */
+/* Append a str's wire_bytes: the bytes of SQL that was not UTF-8 stay, and
+ * audit.events.stored_json replaces them before the batch is stored. */
 static int
 out_str(Out *o, PyObject *text)
 {
-    PyObject *encoded = PyUnicode_AsEncodedString(text, "utf-8", "surrogateescape");
-    if (encoded == NULL) {
-        PyErr_Clear();
-        encoded = PyUnicode_AsEncodedString(text, "utf-8", "replace");
-        if (encoded == NULL)
-            return -1;
-    }
+    PyObject *encoded = wire_bytes(text);
+    if (encoded == NULL)
+        return -1;
     int rc = out_write(o, PyBytes_AS_STRING(encoded), PyBytes_GET_SIZE(encoded));
     Py_DECREF(encoded);
     return rc;
