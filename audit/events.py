@@ -85,7 +85,8 @@ def encode_batch(events: Sequence[StatementEvent]) -> tuple[bytes, bytes]:
     ``statement_events`` view's field order
     (seq, text index, protocol, class, decision, reasons, outcome, start in µs since the
     epoch, duration in µs, rows, command tag, SQLSTATE, access request id, entities masked in
-    the result with their counts)."""
+    the result with their counts). A row may end early (the native engine leaves out the
+    nulls its own rows would end with): the view reads a field past the end as null."""
     texts, rows = index_rows([event_row(e) for e in events])
     return batch_texts(stored_texts(texts))[1], storable(row_json(rows)).encode()
 

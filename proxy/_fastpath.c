@@ -1351,8 +1351,9 @@ out_text(Out *o, PyObject *encode, const char *text, Py_ssize_t n)
     return rc;
 }
 
-/* One fast record as the JSON array audit.events.encode_batch writes for it, ``fragment``
- * being its known_fragment. */
+/* One fast record as the JSON array audit.events.encode_batch writes for it, without the
+ * nulls it would end with (the statement_events view reads a field past the end as null),
+ * ``fragment`` being its known_fragment. */
 static int
 out_fast(Out *o, PyObject *fragment, PyObject *encode, const Fast *r, Py_ssize_t index)
 {
@@ -1369,12 +1370,11 @@ out_fast(Out *o, PyObject *fragment, PyObject *encode, const Fast *r, Py_ssize_t
         return -1;
     if (r->tag_len < 0 ? out_write(o, "null", 4) < 0 : out_text(o, encode, r->tag, r->tag_len) < 0)
         return -1;
-    if (out_write(o, ",", 1) < 0)
+    /* the SQLSTATE when there is one; no access request, no masking: the row ends */
+    if (r->state_len >= 0 &&
+        (out_write(o, ",", 1) < 0 || out_text(o, encode, r->state, r->state_len) < 0))
         return -1;
-    if (r->state_len < 0 ? out_write(o, "null", 4) < 0
-                         : out_text(o, encode, r->state, r->state_len) < 0)
-        return -1;
-    return out_write(o, ",null,null]", 11);
+    return out_write(o, "]", 1);
 }
 
 /* The fast records and their texts, taken out of an engine by a drain. */
@@ -1489,7 +1489,7 @@ row_seq(PyObject *row, Py_ssize_t field)
  * last_seq, started_us)``: the distinct SQL texts as audit.events.batch_texts gives them
  * (each followed by a NUL, and as the binary text[] COPY sends), and the statements as the
  * UTF-8 of the JSON array of arrays audit.events.encode_batch writes (each text as its
- * index); ``encode`` is the JSON encoder of one value (audit.events.row_json). None when
+ * index; out_fast leaves out the nulls a fast record's row would end with); ``encode`` is the JSON encoder of one value (audit.events.row_json). None when
  * nothing was filed.
  * The engine stays on the recorder's list while the pump watches it (the pump files
  * without the GIL) or while it holds records. */
