@@ -39,7 +39,7 @@ from bench.passthrough import PassThroughProcess
 from bench.pgbench import SELECT_ONLY_SQL_PREFIX, Endpoint, Pgbench, PgbenchResult, Workload
 from bench.pgbouncer import PgbouncerProcess, find_pgbouncer, pgbouncer_version
 from bench.postgres import DATABASE_ERRORS, BenchServer
-from bench.report import Comparison, cpu_line, goal_lines, parity_line, table
+from bench.report import Comparison, cpu_line, goal_lines, parity_line, rounds_line, table
 from bench.results import ROWS as RESULT_ROWS
 from bench.results import prepare, result_lines, time_results
 from proxy.fastpath import native_enabled, pump_enabled
@@ -302,6 +302,7 @@ async def _measure(
         at_8.ratio, at_1.added_latency_us, None if beside is None else beside.at(8).ratio
     ):
         _say(line)
+    _say(rounds_line([("jitgate", at_8), *((r.name, r.at(8)) for r in references)]))
     for reference in references:
         _say(reference.scale_line())
     if "pgbouncer" in named:

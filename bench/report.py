@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from statistics import median
 
@@ -104,6 +105,16 @@ def goal_lines(
         )
     )
     return lines
+
+
+def rounds_line(relays: Sequence[tuple[str, Comparison]]) -> str:
+    """Each relay's ratio at 8 clients round by round (against the round's direct run):
+    how far one round lies from the next, beside the medians the verdicts use."""
+    parts = (
+        f"{name} " + " ".join(f"{v.tps / d.tps:.3f}" for d, v in zip(c.direct, c.via, strict=True))
+        for name, c in relays
+    )
+    return "ratio@8 round by round: " + "; ".join(parts)
 
 
 def _verdict(met: bool, text: str) -> str:

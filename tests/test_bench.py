@@ -42,6 +42,7 @@ _CPU = re.compile(
     re.M,
 )
 _AUDIT = re.compile(r"^audit: (\d+) statement events recorded, (\d+) transactions", re.M)
+_ROUNDS = re.compile(r"^ratio@8 round by round: jitgate ([\d. ]+?)(?:; (.*))?$", re.M)
 
 
 def test_quick_bench_reports_ratios_and_a_complete_audit_trail(pg_dsn: str) -> None:
@@ -106,6 +107,14 @@ def test_quick_bench_reports_ratios_and_a_complete_audit_trail(pg_dsn: str) -> N
     assert served > 0
     assert audited == served
     assert re.search(r"^(PASS|FAIL)  ratio@8 >= 0\.65: \d+\.\d+$", run.stdout, re.M)
+    # One round (--quick): each relay's round-by-round ratio is its ratio in the table.
+    rounds = _ROUNDS.search(run.stdout)
+    assert rounds is not None, run.stdout
+    assert abs(float(rounds.group(1)) - float(rows[(8, "simple")]["ratio"])) < 0.002
+    others = (
+        dict(part.split(" ") for part in rounds.group(2).split("; ")) if rounds.group(2) else {}
+    )
+    assert {"bare"} <= set(others) and ("pgbouncer" in others) == (find_pgbouncer() is not None)
     assert re.search(r"^(PASS|FAIL)  added latency@1 <= 50 us: -?\d+\.\d+ us$", run.stdout, re.M)
 
 
