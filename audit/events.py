@@ -88,7 +88,7 @@ def encode_batch(events: Sequence[StatementEvent]) -> tuple[bytes, bytes]:
     the result with their counts). A row may end early (the native engine leaves out the
     nulls its own rows would end with): the view reads a field past the end as null."""
     texts, rows = index_rows([event_row(e) for e in events])
-    return batch_texts(stored_texts(texts))[1], storable(row_json(rows)).encode()
+    return stored_array(*batch_texts(texts)), stored_json(text_bytes(row_json(rows)))
 
 
 def batch_texts(texts: Sequence[str]) -> tuple[bytes, bytes]:
