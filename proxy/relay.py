@@ -775,8 +775,13 @@ class ClientSession(asyncio.Protocol):
         at the target: the next Bind of such a name is judged by what it names then, never
         by what a Parse once prepared under it. Done when the statement is judged, whether
         it then runs or not (forgetting early only makes a Bind be judged afresh). A SQL
-        ``PREPARE`` of a name a Parse prepared fails at the target, so it replaces nothing."""
+        ``PREPARE`` of a name a Parse prepared drops it too: it fails at the target when
+        that Parse succeeded, but takes the name when the Parse failed there; either way
+        the Binds of the name are then judged as its ``EXECUTE``, by the stricter class
+        the session remembered for it (fail closed)."""
         for verdict in verdicts:
+            if verdict.prepared_name is not None:
+                self._prepared.pop(verdict.prepared_name.encode("utf-8", "surrogateescape"), None)
             if verdict.deallocated == ALL_PREPARED:
                 # The unnamed statement is not a SQL-level one: DEALLOCATE ALL keeps it.
                 unnamed = self._prepared.get(b"")

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 import asyncpg
 import psycopg
 import pytest
+from psycopg.pq import DiagnosticField as DiagField
 
 from proxy import messages as m
 from tests.harness import (
@@ -256,6 +257,24 @@ def test_a_name_prepared_again_by_sql_is_audited_as_what_runs(
     ran = [e["sql"] for e in events(gw, "sql LIKE '%again%' OR sql LIKE '%first parse%'")]
     assert ran.count("SELECT 'first parse'") == 4  # each first Execute, never the second
     assert ran.count('EXECUTE "again"') == 4
+
+
+def test_a_name_whose_parse_failed_is_audited_as_what_sql_prepares_under_it(
+    gw: GatewayThread, alice: str
+) -> None:
+    """A Parse the target refuses (an unknown table) leaves its name free there, and a SQL
+    ``PREPARE`` may take it: the Binds of the name are then judged and audited as its
+    ``EXECUTE``, never as the text of the Parse that failed."""
+    with psycopg.connect(gw.dsn("alice@example.com", alice), autocommit=True) as conn:
+        pg = conn.pgconn
+        failed = pg.prepare(b"taken", b"SELECT 'failed parse' FROM no_such_table")
+        assert failed.error_field(DiagField.SQLSTATE) == b"42P01"
+        assert pg.exec_(b"PREPARE taken AS SELECT 'prepared by SQL'").status == 1
+        for _ in range(4):  # on the native path too, once the session is busy
+            assert pg.exec_prepared(b"taken", []).get_value(0, 0) == b"prepared by SQL"
+    ran = [e["sql"] for e in events(gw, "sql LIKE '%taken%' OR sql LIKE '%failed parse%'")]
+    assert ran.count('EXECUTE "taken"') == 4
+    assert "SELECT 'failed parse' FROM no_such_table" not in ran  # a Parse runs nothing
 
 
 def test_an_execute_of_a_sql_cursor_is_audited_as_its_fetch(gw: GatewayThread, alice: str) -> None:
