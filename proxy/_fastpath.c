@@ -3,11 +3,14 @@
  * A client read that is exactly one simple Query whose text the session's hook chain has
  * already admitted (proxy/hooks.py, HookChain.admit_known), or exactly one extended-protocol
  * round trip of such a text as libpq's PQexecParams sends it (take_extended), is taken by
- * Engine.query; the target's answer, when it holds only the messages of a plain result
+ * Engine.query, as is a Bind of a named statement the Python relay let through at its Parse
+ * (Engine.prepare) in a round trip shaped the same (libpq's PQexecPrepared: pgbench -M
+ * prepared, psycopg's prepared statements); the target's answer, when it holds only the
+ * messages of a plain result
  * (for an extended round trip: all of it, in one read, without an error), is read by
  * Engine.result, which files the statement's audit record. Everything else (the first
- * sight of a statement, refusals, holds, masking, COPY, named prepared statements, a
- * result split across reads) declines, and the Python relay does it. The
+ * sight of a statement, refusals, holds, masking, COPY, a Parse of a named statement,
+ * binary results, a result split across reads) declines, and the Python relay does it. The
  * semantics are those of proxy/relay.py; proxy/fastpath.py is the same engine without the
  * fast path (for a Python without a compiler) and tests hold the two to the same output.
  *
@@ -202,6 +205,14 @@ typedef struct {
 struct Engine;
 struct Pump;
 
+/* A named prepared statement the Python relay let through at its Parse (Engine.prepare). */
+typedef struct {
+    char *name, *text;
+    Py_ssize_t name_len, text_len;
+} Named;
+
+#define NAMED_MOST 256 /* a session's named statements the engine binds; more go to Python */
+
 /* One of a pumped session's sockets: what the pump's epoll entry points at. */
 typedef struct {
     struct Engine *engine;
@@ -242,11 +253,16 @@ typedef struct Engine {
     char *query;
     Py_ssize_t query_len, query_cap;
     /* an extended round trip (take_extended): its Describe of the portal, its Bind's result
-     * format codes (all text); and the unnamed statement it left, for the Python relay */
-    int extended, described, result_formats;
-    char *unnamed;
-    Py_ssize_t unnamed_len, unnamed_cap;
+     * format codes (all text), whether it parsed the unnamed statement or bound a named
+     * one; and, for the Python relay, the statement it left the unnamed portal bound to
+     * (``bound``: its name, empty for the unnamed statement; ``unnamed``: its text) */
+    int extended, described, result_formats, parsed;
+    char *unnamed, *bound;
+    Py_ssize_t unnamed_len, unnamed_cap, bound_len, bound_cap;
     int unnamed_new, unnamed_formats;
+    /* the named statements the engine may bind (Engine.prepare) */
+    Named *named;
+    Py_ssize_t nnamed, named_cap;
     PyObject *known; /* borrowed from the shape table */
     double started;
     long long rows, counted;
@@ -443,6 +459,28 @@ record_release(Fast *r)
         Py_CLEAR(r->known);
 }
 
+static void
+named_forget(Engine *self)
+{
+    for (Py_ssize_t i = 0; i < self->nnamed; i++) {
+        free(self->named[i].name);
+        free(self->named[i].text);
+    }
+    self->nnamed = 0;
+}
+
+/* The text of the named statement ``name``, or NULL when the engine may not bind it. */
+static const Named *
+named_find(Engine *self, const unsigned char *name, Py_ssize_t n)
+{
+    for (Py_ssize_t i = 0; i < self->nnamed; i++) {
+        const Named *s = &self->named[i];
+        if (s->name_len == n && memcmp(s->name, name, n) == 0)
+            return s;
+    }
+    return NULL;
+}
+
 static int
 Engine_traverse(Engine *self, visitproc visit, void *arg)
 {
@@ -488,6 +526,7 @@ Engine_clear(Engine *self)
     self->inflight = 0;
     self->extended = 0;
     self->unnamed_new = 0;
+    named_forget(self);
     self->known = NULL;
     for (Py_ssize_t i = 0; i < self->nfast; i++)
         record_release(&self->fast[i]);
@@ -509,6 +548,8 @@ Engine_dealloc(Engine *self)
     free(self->shapes);
     free(self->query);
     free(self->unnamed);
+    free(self->bound);
+    free(self->named);
     free(self->description);
     free(self->blank_description);
     free(self->pyrows);
@@ -672,30 +713,26 @@ next_message(const unsigned char *p, Py_ssize_t n, Py_ssize_t *at, unsigned char
     return 1;
 }
 
-/* 1 when the read is exactly one extended-protocol round trip of the unnamed statement and
- * portal: Parse of an admitted text or shape, Bind of it with every result in text,
- * optionally Describe of the portal, Execute of all its rows, Sync (what libpq's
- * PQexecParams, pgbench -M extended and psycopg send); now in flight. Else as take_text. */
+/* The Bind at ``*at`` when it binds the "" portal with every result in text: 1 with the
+ * statement's name in ``*name``/``*name_len`` (empty: the unnamed statement) and the number
+ * of result format codes in ``*formats``, ``*at`` past it; else 0. */
 static int
-take_extended(Engine *self, const unsigned char *p, Py_ssize_t n, int gil)
+bind_of_unnamed_portal(const unsigned char *p, Py_ssize_t n, Py_ssize_t *at,
+                       const unsigned char **name, Py_ssize_t *name_len, Py_ssize_t *formats)
 {
-    const unsigned char *body, *text;
-    Py_ssize_t size, at = 0, i, length;
-    /* Parse: "" statement, the text, its parameter types */
-    if (!next_message(p, n, &at, 'P', &body, &size) || size < 4 || body[0] != 0)
+    const unsigned char *body;
+    Py_ssize_t size;
+    /* "" portal, the statement, parameter formats and values, result formats */
+    if (!next_message(p, n, at, 'B', &body, &size) || size < 8 || body[0] != 0)
         return 0;
-    text = body + 1;
-    const unsigned char *nul = memchr(text, 0, size - 1);
+    const unsigned char *nul = memchr(body + 1, 0, size - 1);
     if (nul == NULL)
         return 0;
-    length = nul - text;
-    i = length + 2;
-    if (size - i < 2 || size - i - 2 != 4 * (Py_ssize_t)be16(body + i))
+    *name = body + 1;
+    *name_len = nul - *name;
+    Py_ssize_t i = *name_len + 2;
+    if (size - i < 2)
         return 0;
-    /* Bind: "" portal of the "" statement, parameter formats and values, result formats */
-    if (!next_message(p, n, &at, 'B', &body, &size) || size < 8 || body[0] != 0 || body[1] != 0)
-        return 0;
-    i = 2;
     Py_ssize_t count = be16(body + i);
     i += 2 + 2 * count;
     if (size - i < 2)
@@ -714,13 +751,45 @@ take_extended(Engine *self, const unsigned char *p, Py_ssize_t n, int gil)
     }
     if (size - i < 2)
         return 0;
-    Py_ssize_t formats = be16(body + i);
+    *formats = be16(body + i);
     i += 2;
-    if (size - i != 2 * formats)
+    if (size - i != 2 * *formats)
         return 0;
-    for (Py_ssize_t k = 0; k < formats; k++)
+    for (Py_ssize_t k = 0; k < *formats; k++)
         if (be16(body + i + 2 * k) != 0)
             return 0; /* binary results: the Python relay reads them by type */
+    return 1;
+}
+
+/* 1 when the read is exactly one extended-protocol round trip of the "" portal: Parse of
+ * an admitted text or shape as the unnamed statement and Bind of it (what libpq's
+ * PQexecParams, pgbench -M extended and psycopg send), or Bind of a named statement the
+ * engine may bind (Engine.prepare) whose text is admitted (PQexecPrepared, pgbench -M
+ * prepared); every result in text, optionally Describe of the portal, Execute of all its
+ * rows, Sync; now in flight. Else as take_text. */
+static int
+take_extended(Engine *self, const unsigned char *p, Py_ssize_t n, int gil)
+{
+    const unsigned char *body, *text = NULL, *name;
+    Py_ssize_t size, at = 0, length = 0, name_len, formats;
+    int parsed = p[0] == 'P';
+    if (parsed) {
+        /* Parse: "" statement, the text, its parameter types */
+        if (!next_message(p, n, &at, 'P', &body, &size) || size < 4 || body[0] != 0)
+            return 0;
+        text = body + 1;
+        const unsigned char *nul = memchr(text, 0, size - 1);
+        if (nul == NULL)
+            return 0;
+        length = nul - text;
+        Py_ssize_t i = length + 2;
+        if (size - i < 2 || size - i - 2 != 4 * (Py_ssize_t)be16(body + i))
+            return 0;
+    }
+    if (!bind_of_unnamed_portal(p, n, &at, &name, &name_len, &formats))
+        return 0;
+    if (parsed != (name_len == 0))
+        return 0; /* a Parse binds the statement it parsed; a named one stands alone */
     /* Describe of the "" portal, or not */
     int described = at < n && p[at] == 'D';
     if (described &&
@@ -732,7 +801,15 @@ take_extended(Engine *self, const unsigned char *p, Py_ssize_t n, int gil)
         return 0;
     if (!next_message(p, n, &at, 'S', &body, &size) || size != 0 || at != n)
         return 0;
-    if (grow((void **)&self->unnamed, &self->unnamed_cap, length + 1, 1) < 0)
+    if (!parsed) {
+        const Named *named = named_find(self, name, name_len);
+        if (named == NULL)
+            return 0;
+        text = (const unsigned char *)named->text;
+        length = named->text_len;
+    }
+    if (grow((void **)&self->unnamed, &self->unnamed_cap, length + 1, 1) < 0 ||
+        grow((void **)&self->bound, &self->bound_cap, name_len + 1, 1) < 0)
         return no_memory(gil);
     int taken = take_text(self, (const char *)text, length, gil);
     if (taken != 1)
@@ -740,8 +817,11 @@ take_extended(Engine *self, const unsigned char *p, Py_ssize_t n, int gil)
     self->extended = 1;
     self->described = described;
     self->result_formats = (int)formats;
+    self->parsed = parsed;
     memcpy(self->unnamed, text, length);
     self->unnamed_len = length;
+    memcpy(self->bound, name, name_len);
+    self->bound_len = name_len;
     self->unnamed_formats = (int)formats;
     self->unnamed_new = 1;
     return 1;
@@ -755,7 +835,7 @@ take_query(Engine *self, const unsigned char *p, Py_ssize_t n, int gil)
 {
     if (self->inflight)
         return 0;
-    if (n > 0 && p[0] == 'P')
+    if (n > 0 && (p[0] == 'P' || p[0] == 'B'))
         return take_extended(self, p, n, gil);
     if (n < 6 || p[0] != 'Q' || (Py_ssize_t)be32(p + 1) != n - 1 || p[n - 1] != 0)
         return 0;
@@ -2225,10 +2305,11 @@ Engine_get_extended(Engine *self, void *Py_UNUSED(closure))
 {
     if (!self->inflight || !self->extended)
         Py_RETURN_NONE;
-    return Py_BuildValue("(Oi)", self->described ? Py_True : Py_False, self->result_formats);
+    return Py_BuildValue("(OiO)", self->described ? Py_True : Py_False, self->result_formats,
+                         self->parsed ? Py_True : Py_False);
 }
 
-/* The unnamed statement the engine's extended round trips left, once. */
+/* The statement the engine's extended round trips left the unnamed portal bound to, once. */
 static PyObject *
 Engine_take_unnamed(Engine *self, PyObject *Py_UNUSED(ignored))
 {
@@ -2238,7 +2319,59 @@ Engine_take_unnamed(Engine *self, PyObject *Py_UNUSED(ignored))
     if (sql == NULL)
         return NULL;
     self->unnamed_new = 0;
-    return Py_BuildValue("(Ni)", sql, self->unnamed_formats);
+    return Py_BuildValue("(Niy#)", sql, self->unnamed_formats, self->bound, self->bound_len);
+}
+
+/* Let the engine bind the named statement ``name`` (its text ``sql``), or no longer (None). */
+static PyObject *
+Engine_prepare(Engine *self, PyObject *args)
+{
+    const char *name, *text;
+    Py_ssize_t name_len, text_len;
+    if (!PyArg_ParseTuple(args, "y#z#", &name, &name_len, &text, &text_len))
+        return NULL;
+    if (self->watched) {
+        PyErr_SetString(PyExc_RuntimeError, "the pump watches this engine");
+        return NULL;
+    }
+    if (name_len == 0) {
+        PyErr_SetString(PyExc_ValueError, "the unnamed statement has no name to prepare");
+        return NULL;
+    }
+    Py_ssize_t i = 0;
+    while (i < self->nnamed &&
+           !(self->named[i].name_len == name_len && memcmp(self->named[i].name, name, name_len) == 0))
+        i++;
+    if (i < self->nnamed) { /* forget the one there was */
+        free(self->named[i].name);
+        free(self->named[i].text);
+        self->named[i] = self->named[--self->nnamed];
+    }
+    if (text == NULL || self->nnamed >= NAMED_MOST)
+        Py_RETURN_NONE; /* beyond NAMED_MOST, Binds of a name go through the Python relay */
+    if (grow((void **)&self->named, &self->named_cap, self->nnamed + 1, sizeof(Named)) < 0)
+        return PyErr_NoMemory();
+    Named s = {malloc(name_len), malloc(text_len ? text_len : 1), name_len, text_len};
+    if (s.name == NULL || s.text == NULL) {
+        free(s.name);
+        free(s.text);
+        return PyErr_NoMemory();
+    }
+    memcpy(s.name, name, name_len);
+    memcpy(s.text, text, text_len);
+    self->named[self->nnamed++] = s;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Engine_forget_prepared(Engine *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->watched) {
+        PyErr_SetString(PyExc_RuntimeError, "the pump watches this engine");
+        return NULL;
+    }
+    named_forget(self);
+    Py_RETURN_NONE;
 }
 
 static PyObject *
@@ -2261,7 +2394,8 @@ static PyGetSetDef Engine_getset[] = {
     {"pending", (getter)Engine_get_pending, NULL, "Records filed and not yet drained.", NULL},
     {"extended", (getter)Engine_get_extended, NULL,
      "None, or for an extended round trip in flight (whether it described its portal, the "
-     "number of result format codes its Bind sent, all text).",
+     "number of result format codes its Bind sent, all text, whether it parsed the unnamed "
+     "statement rather than bound a named one).",
      NULL},
     {"armed", (getter)Engine_get_armed, (setter)Engine_set_armed,
      "Set by the Python relay when it holds nothing of the session: the engine may take "
@@ -2279,8 +2413,14 @@ static PyMethodDef Engine_methods[] = {
      "Take a client read that is one admitted simple Query, or one extended round trip of "
      "an admitted statement (Parse, Bind, Describe, Execute, Sync); True when taken."},
     {"take_unnamed", (PyCFunction)Engine_take_unnamed, METH_NOARGS,
-     "(sql, result format codes) of the unnamed statement and portal the engine's extended "
-     "round trips left, once; None when none since."},
+     "(sql, result format codes, statement name) of the statement the engine's extended "
+     "round trips left the unnamed portal bound to (name b'': the unnamed statement, which "
+     "they parsed), once; None when none since."},
+    {"prepare", (PyCFunction)Engine_prepare, METH_VARARGS,
+     "prepare(name, sql): the engine may bind the named statement ``name`` of text ``sql`` "
+     "(bytes) in a round trip it takes; sql None: no longer."},
+    {"forget_prepared", (PyCFunction)Engine_forget_prepared, METH_NOARGS,
+     "The engine binds no named statement any more (DEALLOCATE ALL, DISCARD ALL)."},
     {"result", (PyCFunction)Engine_result, METH_O,
      "Take a read of the answer to the query in flight: 1 (taken, more to come), the "
      "status byte (taken, the answer ended) or 0 (declined)."},

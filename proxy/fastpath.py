@@ -8,7 +8,9 @@ is exactly one simple Query the hook chain has already admitted in this session
 (:meth:`~proxy.hooks.HookChain.admit_known`), or exactly one extended-protocol round trip of
 such a statement as libpq's ``PQexecParams`` sends it (Parse and Bind of the unnamed
 statement and portal with text results, Describe of the portal or not, Execute of every
-row, Sync), goes to the target untouched, and each read of
+row, Sync) or as ``PQexecPrepared`` does (the same without the Parse, binding a named
+statement the relay let through at its Parse and told the engine of with :meth:`prepare`),
+goes to the target untouched, and each read of
 the target's answer that holds whole messages of a plain result (rows of columns that need
 no masking, command tags, an error, notices) goes back to the client untouched; at
 ReadyForQuery the engine files the audit record and counts the statement's metrics.
@@ -16,8 +18,8 @@ Everything else declines (``query`` returns False, ``result`` 0) and the Python 
 it exactly as without the extension; a query in flight is handed back to it, with what its
 answer said so far, by :meth:`take` (an extended round trip's answer is taken whole or not
 at all, and one with an error is left to the relay, which knows which message failed).
-The unnamed statement such a round trip left is told to the relay by :meth:`take_unnamed`
-before it reads the client again.
+The statement such a round trip left the unnamed portal bound to is told to the relay by
+:meth:`take_unnamed` before it reads the client again.
 
 :class:`PyEngine` is the engine without a fast path, used when the extension is missing or
 ``JITGATE_NATIVE=0`` is set; tests run the relay both ways and compare the audit trails.
@@ -66,10 +68,12 @@ class Engine(Protocol):
     @property
     def description(self) -> bytes | None: ...
     @property
-    def extended(self) -> tuple[bool, int] | None: ...
+    def extended(self) -> tuple[bool, int, bool] | None: ...
 
     def take(self) -> Taken: ...
-    def take_unnamed(self) -> tuple[str, int] | None: ...
+    def take_unnamed(self) -> tuple[str, int, bytes] | None: ...
+    def prepare(self, name: bytes, sql: bytes | None) -> None: ...
+    def forget_prepared(self) -> None: ...
     def take_description(self) -> bytes | None: ...
     def next_seq(self) -> int: ...
     def add(self, row: Row) -> None: ...
@@ -132,7 +136,7 @@ class PyEngine:
         return None
 
     @property
-    def extended(self) -> tuple[bool, int] | None:
+    def extended(self) -> tuple[bool, int, bool] | None:
         return None
 
     def __init__(
@@ -157,8 +161,14 @@ class PyEngine:
     def take(self) -> Taken:
         raise RuntimeError("no statement in flight")
 
-    def take_unnamed(self) -> tuple[str, int] | None:
+    def take_unnamed(self) -> tuple[str, int, bytes] | None:
         return None
+
+    def prepare(self, name: bytes, sql: bytes | None) -> None:
+        pass
+
+    def forget_prepared(self) -> None:
+        pass
 
     def take_description(self) -> bytes | None:
         return None

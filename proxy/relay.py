@@ -590,24 +590,31 @@ class ClientSession(asyncio.Protocol):
         # An extended round trip: nothing of its answer was relayed (the engine takes it
         # whole or not at all), so every message of it is still owed its response.
         self._sync_unnamed()
-        described, _ = extended
-        plan = None if self._masker is None else self._execute_plan(self._prepared[b""], b"")
-        owed = [Pending(PARSE), Pending(BIND)]
+        described, _, parsed = extended
+        plan = None if self._masker is None else self._execute_plan(self._portals[b""], b"")
+        owed = [Pending(PARSE), Pending(BIND)] if parsed else [Pending(BIND)]
         if described:
             owed.append(Pending(DESCRIBE))
         owed += [Pending(EXECUTE, event, shape=plan), Pending(SYNC)]
         self._pending.extendleft(reversed(owed))
 
     def _sync_unnamed(self) -> None:
-        """The engine parsed and bound the unnamed statement and portal itself: know them
-        as a Parse and Bind through the relay would have, before a client message names
-        them (a Bind or Execute of the unnamed statement or portal, a Describe)."""
+        """The engine bound the unnamed portal itself (to the unnamed statement it parsed,
+        or to a named one the relay let it bind): know them as a Parse and Bind through the
+        relay would have, before a client message names them (a Bind or Execute of the
+        unnamed statement or portal, a Describe)."""
         unnamed = self._engine.take_unnamed()
         if unnamed is None:
             return
-        sql, formats = unnamed
-        prepared, _ = self._judge_parse(sql)
-        self._prepared[b""] = self._portals[b""] = prepared
+        sql, formats, name = unnamed
+        if name:
+            # The engine binds only names _parse told it of and forgets them when the relay
+            # does, so the name is known here; were it not, it is judged as SQL would be.
+            prepared = self._prepared.get(name) or self._judge_name("EXECUTE", name)
+        else:
+            prepared, _ = self._judge_parse(sql)
+            self._prepared[b""] = prepared
+        self._portals[b""] = prepared
         self._portal_params.pop(b"", None)
         if self._masker is not None:
             self._portal_formats[b""] = (0,) * formats
@@ -689,7 +696,12 @@ class ClientSession(asyncio.Protocol):
                 pending.append(Pending(DESCRIBE))
             elif type_code == CLOSE:
                 name = buf[start + 1 : buf.index(0, start + 1, end)]
-                (self._prepared if buf[start] == 0x53 else self._portals).pop(name, None)
+                if buf[start] == 0x53:
+                    self._prepared.pop(name, None)
+                    if name:
+                        self._engine.prepare(name, None)
+                else:
+                    self._portals.pop(name, None)
                 pending.append(Pending(CLOSE))
             elif type_code == FLUSH or type_code in COPY_MESSAGES:
                 pass
@@ -721,7 +733,8 @@ class ClientSession(asyncio.Protocol):
     def _parse(self, buf: bytes, start: int, end: int) -> bytes | None:
         nul = buf.index(0, start, end)
         name = buf[start:nul]
-        sql = buf[nul + 1 : buf.index(0, nul + 1, end)].decode("utf-8", "surrogateescape")
+        text = buf[nul + 1 : buf.index(0, nul + 1, end)]
+        sql = text.decode("utf-8", "surrogateescape")
         prepared, event = self._judge_parse(sql)
         before = self._prepared.get(name) if name else None
         if before is None or before.refusal is not None or _severity(prepared) >= _severity(before):
@@ -730,6 +743,10 @@ class ClientSession(asyncio.Protocol):
         # it has, and Binds are judged by the stricter of the two (the earlier Parse may have
         # failed instead: then the milder one would be wrong, never the stricter).
         if name:
+            # The engine may bind a name that was free, to a statement that runs as it is;
+            # the Binds of a name prepared again are left to this relay (above).
+            let = before is None and prepared.refusal is None and not prepared.hold
+            self._engine.prepare(name, text if let else None)
             # SQL EXECUTE reaches a named protocol statement too: judged by its class.
             assert self.context is not None
             judged = prepared.statement_class
@@ -781,15 +798,22 @@ class ClientSession(asyncio.Protocol):
         the session remembered for it (fail closed)."""
         for verdict in verdicts:
             if verdict.prepared_name is not None:
-                self._prepared.pop(verdict.prepared_name.encode("utf-8", "surrogateescape"), None)
+                taken = verdict.prepared_name.encode("utf-8", "surrogateescape")
+                self._prepared.pop(taken, None)
+                if taken:
+                    self._engine.prepare(taken, None)
             if verdict.deallocated == ALL_PREPARED:
                 # The unnamed statement is not a SQL-level one: DEALLOCATE ALL keeps it.
                 unnamed = self._prepared.get(b"")
                 self._prepared.clear()
                 if unnamed is not None:
                     self._prepared[b""] = unnamed
+                self._engine.forget_prepared()
             elif verdict.deallocated is not None:
-                self._prepared.pop(verdict.deallocated.encode("utf-8", "surrogateescape"), None)
+                name = verdict.deallocated.encode("utf-8", "surrogateescape")
+                self._prepared.pop(name, None)
+                if name:
+                    self._engine.prepare(name, None)
 
     def _describe_statement(self, described: _Prepared) -> Pending:
         """A Describe of a prepared statement whose answer the gateway needs: the parameter

@@ -247,6 +247,103 @@ def test_extended_round_trips_trails_and_answers_are_the_same_with_and_without_t
     assert sum(v for k, v in counted["native"].items() if k.startswith("jitgate_statements")) == 14
 
 
+def _psycopg_prepared(gw: GatewayThread) -> list[object]:
+    """EXTENDED_SCRIPT with every statement prepared server-side at its first run (a Parse
+    of a name), then bound by name (Bind, Describe, Execute, Sync), as psycopg does."""
+    out: list[object] = []
+    with psycopg.connect(
+        gw.dsn(ALICE, gw.token(ALICE)), autocommit=True, prepare_threshold=0
+    ) as conn:
+        for sql, params in EXTENDED_SCRIPT:
+            try:
+                out.append(conn.execute(sql, params).fetchall())
+            except psycopg.Error as exc:
+                out.append((exc.sqlstate, str(exc)))
+    return out
+
+
+@native
+def test_prepared_statements_trails_and_answers_are_the_same_with_and_without_the_engine(
+    both: dict[str, GatewayThread],
+) -> None:
+    taken_before, _, _, _ = both["native"].gateway.proxy._stats.snapshot()
+    outputs = {name: _psycopg_prepared(gw) for name, gw in both.items()}
+    assert outputs["native"] == outputs["python"]
+    assert outputs["native"][:5] == [[(i, i * 10)] for i in (1, 2, 3, 5, 6)]
+    assert "ann.lee@example.org" not in repr(outputs["native"])
+    trails = {name: _trail(gw, last=True) for name, gw in both.items()}
+    assert trails["native"] == trails["python"]
+    assert [row[1:3] for row in trails["native"]] == [
+        (sql.replace("%s", "$1"), "extended") for sql, _ in EXTENDED_SCRIPT
+    ]
+    # Taken in C: the Binds of the prepared qty lookup after its first run (ids 2, 3, 5,
+    # 6), as for the unnamed statement; not the masked e-mail, the errors, the int8 count
+    # nor the row-less result.
+    taken, _, _, _ = both["native"].gateway.proxy._stats.snapshot()
+    assert taken - taken_before == 4
+
+
+@native
+def test_a_named_statement_is_bound_natively_only_while_the_target_has_it(
+    both: dict[str, GatewayThread],
+) -> None:
+    """Close, DEALLOCATE and DEALLOCATE ALL drop a name at the target: a later Parse of the
+    name is judged afresh, and the audit trail names what ran each time."""
+    qty, ids = "SELECT qty FROM stock WHERE id = $1", "SELECT id FROM stock WHERE qty = $1"
+
+    def prepare(client: RawClient, name: str, sql: str) -> None:
+        client.send(m.Parse(name, sql, ()).encode() + m.Sync().encode())
+        client.until(m.ReadyForQuery)
+
+    def run(client: RawClient, name: str, value: bytes) -> list[tuple[bytes | None, ...]]:
+        messages = (m.Bind("", name, (), (value,), ()), DESCRIBE_PORTAL, m.Execute("", 0))
+        client.send(b"".join(message.encode() for message in (*messages, m.Sync())))
+        answer = client.until(m.ReadyForQuery)
+        return [message.values for message in answer if isinstance(message, m.DataRow)]
+
+    def query(client: RawClient, sql: str) -> None:
+        client.send(m.Query(sql).encode())
+        client.until(m.ReadyForQuery)
+
+    trails, taken = {}, {}
+    for name, gw in both.items():
+        stats = gw.gateway.proxy._stats
+        client = RawClient(gw.port)
+        before = stats.snapshot()[0]
+        try:
+            client.login(ALICE, gw.token(ALICE), f"jg-named-{name}")
+            prepare(client, "n1", qty)
+            assert [run(client, "n1", v) for v in (b"1", b"2", b"3")] == [
+                [(b"10",)],
+                [(b"20",)],
+                [(b"30",)],
+            ]
+            client.send(m.Close("S", "n1").encode() + m.Sync().encode())
+            client.until(m.ReadyForQuery)
+            prepare(client, "n1", ids)
+            assert run(client, "n1", b"40") == [(b"4",)]
+            assert run(client, "n1", b"50") == [(b"5",)]
+            query(client, "DEALLOCATE n1")
+            prepare(client, "n1", qty)
+            assert run(client, "n1", b"6") == [(b"60",)]
+            assert run(client, "n1", b"7") == [(b"70",)]
+            query(client, "DEALLOCATE ALL")
+            prepare(client, "n1", ids)
+            assert run(client, "n1", b"80") == [(b"8",)]
+            assert run(client, "n1", b"90") == [(b"9",)]
+        finally:
+            client.close()
+        taken[name] = stats.snapshot()[0] - before
+        trails[name] = _trail(gw, last=True)
+    assert trails["native"] == trails["python"]
+    assert [row[1] for row in trails["native"]] == [
+        qty, qty, qty, ids, ids, "DEALLOCATE n1", qty, qty, "DEALLOCATE ALL", ids, ids
+    ]  # fmt: skip
+    # Bound in C: every run but the first of each text (its answer teaches the gateway that
+    # the int4 column needs no masking), runs right after a Parse of the name included.
+    assert taken == {"native": 7, "python": 0}
+
+
 @native
 def test_the_unnamed_statement_a_native_round_trip_left_is_known_to_the_relay(
     both: dict[str, GatewayThread],
@@ -361,7 +458,7 @@ DONE = m.ReadyForQuery("I")
         ("SELECT 1", True),
         ("SELECT 2", False),  # exact texts only: "SELECT 1" was not stored by its numbers
         ("SELECT qty FROM stock WHERE id = 7", True),
-        ("SELECT qty FROM stock WHERE id = 123456789", False),  # runs keep their length
+        ("SELECT qty FROM stock WHERE id = 73456789", False),  # runs keep their length
         ("SELECT qty FROM stock WHERE id = 9 ", False),
         ("select qty FROM stock WHERE id = 9", False),
         ("SELECT 3 + 7", True),
@@ -455,12 +552,93 @@ def test_the_engine_takes_exactly_one_plain_extended_round_trip(data: bytes, tak
     assert engine.take_unnamed() is None  # told once
 
 
+def _bound(
+    name: str = "s1",
+    *,
+    portal: str = "",
+    results: tuple[int, ...] = (0,),
+    describe: m.FrontendMessage | None = DESCRIBE_PORTAL,
+) -> bytes:
+    """One round trip of a named statement as libpq's PQexecPrepared sends it, varied."""
+    messages: list[m.FrontendMessage] = [m.Bind(portal, name, (0,), (b"4",), results)]
+    if describe is not None:
+        messages.append(describe)
+    messages += [m.Execute(portal, 0), m.Sync()]
+    return b"".join(message.encode() for message in messages)
+
+
+@native
+@pytest.mark.parametrize(
+    ("data", "taken"),
+    [
+        (_bound(), True),
+        (_bound(describe=None), True),
+        (_bound(results=()), True),
+        (_bound("s2"), True),  # prepared, its text an admitted shape
+        (_bound("s3"), False),  # prepared, its text not admitted
+        (_bound("s4"), False),  # never prepared
+        (_bound(""), False),  # the unnamed statement, without its Parse
+        (_bound(portal="p1"), False),  # a named portal
+        (_bound(results=(1,)), False),  # binary results: read by type
+        (_bound()[:-1], False),  # truncated
+        (_extended(statement="s1"), False),  # a Parse of the name: the relay judges it
+    ],
+)
+def test_the_engine_binds_exactly_the_named_statements_it_was_given(
+    data: bytes, taken: bool
+) -> None:
+    engine, _, _ = _engine()
+    engine.prepare(b"s1", PARAMETERIZED.encode())
+    engine.prepare(b"s2", b"SELECT qty FROM stock WHERE id = 7")
+    engine.prepare(b"s3", b"SELECT 2")
+    assert engine.query(data) is taken
+    assert engine.inflight is taken
+    if taken:
+        assert engine.extended[2] is False  # no Parse: the relay owes no ParseComplete
+        sql, formats, name = engine.take_unnamed()
+        assert name == data[6 : data.index(0, 6)]  # after "B", the length and portal ""
+        assert formats == (0 if data == _bound(results=()) else 1)
+        assert sql == {b"s1": PARAMETERIZED, b"s2": "SELECT qty FROM stock WHERE id = 7"}[name]
+    else:
+        assert engine.take_unnamed() is None
+
+
+@native
+def test_a_named_statement_is_bound_until_the_relay_says_otherwise() -> None:
+    engine, _, _ = _engine()
+    answer = _answer(
+        m.BindComplete(), INT4, m.DataRow((b"40",)), m.CommandComplete("SELECT 1"), DONE
+    )
+
+    def bound(name: str) -> bool:
+        taken = bool(engine.query(_bound(name)))
+        if taken:
+            assert engine.result(answer) == ord("I")
+        return taken
+
+    engine.prepare(b"s1", PARAMETERIZED.encode())
+    engine.prepare(b"s2", PARAMETERIZED.encode())
+    assert bound("s1") and bound("s2")
+    engine.prepare(b"s1", None)  # Close, DEALLOCATE, a refused or held Parse of the name
+    assert not bound("s1") and bound("s2")
+    engine.prepare(b"s1", PARAMETERIZED.encode())
+    assert bound("s1")
+    engine.forget_prepared()  # DEALLOCATE ALL, DISCARD ALL
+    assert not bound("s1") and not bound("s2")
+    with pytest.raises(ValueError, match="unnamed"):
+        engine.prepare(b"", b"SELECT 1")
+    texts, events, *_ = _drain(engine)
+    assert texts == [PARAMETERIZED]
+    assert len(json.loads(events)) == 4
+    assert [row[2] for row in json.loads(events)] == ["extended"] * 4
+
+
 @native
 def test_an_extended_round_trip_is_filed_from_its_whole_answer_only() -> None:
     engine, stats, _ = _engine()
     assert engine.query(_extended())
-    assert engine.extended == (True, 1)
-    assert engine.take_unnamed() == (PARAMETERIZED, 1)
+    assert engine.extended == (True, 1, True)
+    assert engine.take_unnamed() == (PARAMETERIZED, 1, b"")
     answer = _answer(
         m.ParseComplete(), m.BindComplete(), INT4, m.DataRow((b"40",)),
         m.CommandComplete("SELECT 1"), DONE,
