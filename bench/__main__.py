@@ -47,7 +47,7 @@ from proxy.fastpath import native_enabled, pump_enabled
 STORE_DATABASE = "jg_bench_store"
 TARGET_DATABASE = "jg_bench"
 SCALE = 10
-WORKLOADS = ((1, "simple"), (8, "simple"), (8, "extended"))
+WORKLOADS = ((1, "simple"), (8, "simple"), (8, "extended"), (8, "prepared"))
 IDLE_SESSIONS = 200
 BARE_TITLE = (
     "the same rounds through a bare uvloop pass-through (bench/passthrough.py: no parsing,"

@@ -16,7 +16,8 @@ from tests.conftest import over_unix_socket
 
 ROOT = Path(__file__).resolve().parent.parent
 _ROW = re.compile(
-    r"^\s*(?P<clients>\d+)\s+(?P<protocol>simple|extended)\s+(?P<direct>\d+)\s+(?P<via>\d+)"
+    r"^\s*(?P<clients>\d+)\s+(?P<protocol>simple|extended|prepared)\s+(?P<direct>\d+)"
+    r"\s+(?P<via>\d+)"
     r"\s+(?P<ratio>\d+\.\d+)\s+[\d.]+\s+[\d.]+\s+-?[\d.]+\s+(?P<cpu>[\d.]+)$",
     re.M,
 )
@@ -58,7 +59,7 @@ def test_quick_bench_reports_ratios_and_a_complete_audit_trail(pg_dsn: str) -> N
     rows: dict[tuple[int, str], re.Match[str]] = {}
     for row in _ROW.finditer(run.stdout):  # the gateway's table comes first
         rows.setdefault((int(row["clients"]), row["protocol"]), row)
-    assert set(rows) == {(1, "simple"), (8, "simple"), (8, "extended")}, run.stdout
+    assert set(rows) == {(1, "simple"), (8, "simple"), (8, "extended"), (8, "prepared")}, run.stdout
     for row in rows.values():
         direct, via = int(row["direct"]), int(row["via"])
         assert direct > 0 and via > 0
