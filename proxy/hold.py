@@ -51,9 +51,11 @@ class Pending:
     drops the response (messages the gateway added); ``capture`` sees the responses of a
     statement run for an access request. ``shape`` is, for an Execute, the column plan its
     rows are masked by and, for a Describe of a prepared statement, where the relay keeps
-    the statement's RowDescription."""
+    the statement's RowDescription. ``restore`` is, for a Parse of a named statement, the
+    name and what the relay knew under it before, put back if the target refuses the
+    Parse (the target keeps what it had)."""
 
-    __slots__ = ("capture", "event", "hide", "kind", "shape", "substitute")
+    __slots__ = ("capture", "event", "hide", "kind", "restore", "shape", "substitute")
 
     def __init__(
         self,
@@ -64,6 +66,7 @@ class Pending:
         hide: bool = False,
         capture: Capture | ParameterTypes | None = None,
         shape: object = None,
+        restore: tuple[bytes, object] | None = None,
     ) -> None:
         self.kind = kind
         self.event = event
@@ -71,6 +74,7 @@ class Pending:
         self.hide = hide
         self.capture = capture
         self.shape = shape
+        self.restore = restore
 
 
 class Capture:

@@ -741,7 +741,8 @@ class ClientSession(asyncio.Protocol):
             self._prepared[name] = prepared
         # else: preparing a name that exists fails at the target, which keeps the statement
         # it has, and Binds are judged by the stricter of the two (the earlier Parse may have
-        # failed instead: then the milder one would be wrong, never the stricter).
+        # failed instead: then the milder one would be wrong, never the stricter). Once the
+        # target refuses the Parse, what the name had is put back (_parse_refused).
         if name:
             # The engine may bind a name that was free, to a statement that runs as it is;
             # the Binds of a name prepared again are left to this relay (above).
@@ -757,10 +758,21 @@ class ClientSession(asyncio.Protocol):
             )
         error = prepared.refusal
         if error is None:
-            self._pending.append(Pending(PARSE))
+            self._pending.append(Pending(PARSE, restore=(name, before) if name else None))
             return None
         self._pending.append(Pending(PARSE, event, error))
         return m.Parse(name.decode("utf-8", "surrogateescape"), POISON_SQL, ()).encode()
+
+    def _parse_refused(self, name: bytes, before: object) -> None:
+        """The target refused a Parse of ``name`` and keeps what it had under the name: the
+        statement an earlier Parse left (``before``), one SQL ``PREPARE`` made, or none.
+        Binds of it are judged as before the Parse: by ``before``, else as its ``EXECUTE``
+        (by the class the session remembered for the name: fail closed)."""
+        if isinstance(before, _Prepared):
+            self._prepared[name] = before
+        else:
+            self._prepared.pop(name, None)
+        self._engine.prepare(name, None)
 
     def _judge_parse(self, sql: str) -> tuple[_Prepared, StatementEvent]:
         """The statement a Parse of ``sql`` prepares, as the hook chain judges it: refused
@@ -1031,6 +1043,8 @@ class ClientSession(asyncio.Protocol):
                         head.event.sqlstate = error_sqlstate(buf, start, end)
                     elif head.kind != SYNC:
                         _fail_owner(pending, error_sqlstate(buf, start, end))
+                        if head.restore is not None:
+                            self._parse_refused(*head.restore)
                     if head.kind != QUERY and head.kind != SYNC:
                         finish(pending.popleft())
             elif type_code in SIMPLE_COMPLETIONS:

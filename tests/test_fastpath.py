@@ -202,10 +202,13 @@ EXTENDED_SCRIPT: list[tuple[str, tuple[object, ...]]] = [
 ]
 
 
-def _psycopg_extended(gw: GatewayThread) -> list[object]:
+def _psycopg_script(gw: GatewayThread, prepare_threshold: int | None) -> list[object]:
+    """EXTENDED_SCRIPT through psycopg: with the unnamed statement (``prepare_threshold``
+    None), or prepared server-side at a statement's first run (0) and from then on bound
+    by name (Bind, Describe, Execute, Sync)."""
     out: list[object] = []
     with psycopg.connect(
-        gw.dsn(ALICE, gw.token(ALICE)), autocommit=True, prepare_threshold=None
+        gw.dsn(ALICE, gw.token(ALICE)), autocommit=True, prepare_threshold=prepare_threshold
     ) as conn:
         for sql, params in EXTENDED_SCRIPT:
             try:
@@ -221,7 +224,7 @@ def test_extended_round_trips_trails_and_answers_are_the_same_with_and_without_t
 ) -> None:
     taken_before, _, _, _ = both["native"].gateway.proxy._stats.snapshot()
     counts_before = {name: _statement_counts(gw) for name, gw in both.items()}
-    outputs = {name: _psycopg_extended(gw) for name, gw in both.items()}
+    outputs = {name: _psycopg_script(gw, None) for name, gw in both.items()}
     assert outputs["native"] == outputs["python"]
     assert outputs["native"][0] == [(1, 10)]
     assert "ann.lee@example.org" not in repr(outputs["native"])
@@ -247,27 +250,12 @@ def test_extended_round_trips_trails_and_answers_are_the_same_with_and_without_t
     assert sum(v for k, v in counted["native"].items() if k.startswith("jitgate_statements")) == 14
 
 
-def _psycopg_prepared(gw: GatewayThread) -> list[object]:
-    """EXTENDED_SCRIPT with every statement prepared server-side at its first run (a Parse
-    of a name), then bound by name (Bind, Describe, Execute, Sync), as psycopg does."""
-    out: list[object] = []
-    with psycopg.connect(
-        gw.dsn(ALICE, gw.token(ALICE)), autocommit=True, prepare_threshold=0
-    ) as conn:
-        for sql, params in EXTENDED_SCRIPT:
-            try:
-                out.append(conn.execute(sql, params).fetchall())
-            except psycopg.Error as exc:
-                out.append((exc.sqlstate, str(exc)))
-    return out
-
-
 @native
 def test_prepared_statements_trails_and_answers_are_the_same_with_and_without_the_engine(
     both: dict[str, GatewayThread],
 ) -> None:
     taken_before, _, _, _ = both["native"].gateway.proxy._stats.snapshot()
-    outputs = {name: _psycopg_prepared(gw) for name, gw in both.items()}
+    outputs = {name: _psycopg_script(gw, 0) for name, gw in both.items()}
     assert outputs["native"] == outputs["python"]
     assert outputs["native"][:5] == [[(i, i * 10)] for i in (1, 2, 3, 5, 6)]
     assert "ann.lee@example.org" not in repr(outputs["native"])

@@ -277,6 +277,24 @@ def test_a_name_whose_parse_failed_is_audited_as_what_sql_prepares_under_it(
     assert "SELECT 'failed parse' FROM no_such_table" not in ran  # a Parse runs nothing
 
 
+def test_a_parse_the_target_refuses_leaves_the_name_to_what_it_had(
+    gw: GatewayThread, alice: str
+) -> None:
+    """A Parse of a name SQL ``PREPARE`` holds fails at the target, which keeps its
+    statement: the Binds of the name are judged and audited as its ``EXECUTE``, never as
+    the text of the Parse that failed."""
+    with psycopg.connect(gw.dsn("alice@example.com", alice), autocommit=True) as conn:
+        pg = conn.pgconn
+        assert pg.exec_(b"PREPARE kept AS SELECT 'prepared by SQL'").status == 1
+        refused = pg.prepare(b"kept", b"SELECT 'refused parse'")
+        assert refused.error_field(DiagField.SQLSTATE) == b"42P05"  # already exists
+        for _ in range(4):  # on the native path too, once the session is busy
+            assert pg.exec_prepared(b"kept", []).get_value(0, 0) == b"prepared by SQL"
+    ran = [e["sql"] for e in events(gw, "sql LIKE '%kept%' OR sql LIKE '%refused parse%'")]
+    assert ran.count('EXECUTE "kept"') == 4
+    assert "SELECT 'refused parse'" not in ran
+
+
 def test_an_execute_of_a_sql_cursor_is_audited_as_its_fetch(gw: GatewayThread, alice: str) -> None:
     """A cursor SQL ``DECLARE`` opened is a portal the protocol's Execute can read without
     any Bind: judged and audited as ``FETCH ALL FROM "name"``, not as an empty text."""
