@@ -160,6 +160,8 @@ class ClientSession(asyncio.Protocol):
         self._draining = False
         self._pending: deque[Pending] = deque()
         self._prepared: dict[bytes, _Prepared] = {}
+        # Names SQL PREPARE made (and no DEALLOCATE dropped since): a Parse of one fails.
+        self._sql_named: set[bytes] = set()
         self._portals: dict[bytes, _Prepared] = {}
         self._portal_params: dict[bytes, tuple[str | None, ...]] = {}
         self._holding = False
@@ -737,12 +739,23 @@ class ClientSession(asyncio.Protocol):
         sql = text.decode("utf-8", "surrogateescape")
         prepared, event = self._judge_parse(sql)
         before = self._prepared.get(name) if name else None
-        if before is None or before.refusal is not None or _severity(prepared) >= _severity(before):
-            self._prepared[name] = prepared
-        # else: preparing a name that exists fails at the target, which keeps the statement
-        # it has, and Binds are judged by the stricter of the two (the earlier Parse may have
-        # failed instead: then the milder one would be wrong, never the stricter). Once the
-        # target refuses the Parse, what the name had is put back (_parse_refused).
+        restore: tuple[bytes, object] | None = (name, before) if name else None
+        if before is None and name in self._sql_named:
+            # SQL PREPARE holds the name: this Parse will fail and Binds sent before its
+            # answer reach that statement. Judged as its EXECUTE unless this one is stricter.
+            before = self._judge_name("EXECUTE", name)
+            replace = _severity(prepared) > _severity(before)
+        else:
+            replace = (
+                before is None
+                or before.refusal is not None
+                or _severity(prepared) >= _severity(before)
+            )
+        # Preparing a name that exists fails at the target, which keeps the statement it
+        # has: until the target answers, Binds are judged by the stricter of the two (the
+        # earlier Parse may have failed instead: then the milder one would be wrong, never
+        # the stricter); a refused Parse then puts back what the name had (_parse_refused).
+        self._prepared[name] = prepared if replace or before is None else before
         if name:
             # The engine may bind a name that was free, to a statement that runs as it is;
             # the Binds of a name prepared again are left to this relay (above).
@@ -758,7 +771,7 @@ class ClientSession(asyncio.Protocol):
             )
         error = prepared.refusal
         if error is None:
-            self._pending.append(Pending(PARSE, restore=(name, before) if name else None))
+            self._pending.append(Pending(PARSE, restore=restore))
             return None
         self._pending.append(Pending(PARSE, event, error))
         return m.Parse(name.decode("utf-8", "surrogateescape"), POISON_SQL, ()).encode()
@@ -812,6 +825,7 @@ class ClientSession(asyncio.Protocol):
             if verdict.prepared_name is not None:
                 taken = verdict.prepared_name.encode("utf-8", "surrogateescape")
                 self._prepared.pop(taken, None)
+                self._sql_named.add(taken)
                 if taken:
                     self._engine.prepare(taken, None)
             if verdict.deallocated == ALL_PREPARED:
@@ -820,10 +834,12 @@ class ClientSession(asyncio.Protocol):
                 self._prepared.clear()
                 if unnamed is not None:
                     self._prepared[b""] = unnamed
+                self._sql_named.clear()
                 self._engine.forget_prepared()
             elif verdict.deallocated is not None:
                 name = verdict.deallocated.encode("utf-8", "surrogateescape")
                 self._prepared.pop(name, None)
+                self._sql_named.discard(name)
                 if name:
                     self._engine.prepare(name, None)
 

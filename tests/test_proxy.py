@@ -295,6 +295,39 @@ def test_a_parse_the_target_refuses_leaves_the_name_to_what_it_had(
     assert "SELECT 'refused parse'" not in ran
 
 
+def test_binds_sent_before_a_refused_parse_is_answered_reach_what_sql_prepared(
+    gw: GatewayThread, alice: str
+) -> None:
+    """A client that does not wait for the answer to its Parse of a name SQL ``PREPARE``
+    holds: its Bind reaches the SQL statement (the target refused the Parse), and is
+    judged and audited as that name's ``EXECUTE``, not as the Parse's text."""
+    client = RawClient(gw.port)
+    try:
+        client.login("alice@example.com", alice, "jg-pipelined-parse")
+        client.send(m.Query("PREPARE piped AS SELECT 'prepared by SQL'").encode())
+        client.until(m.ReadyForQuery)
+        client.send(
+            b"".join(
+                message.encode()
+                for message in (
+                    m.Parse("piped", "SELECT 'refused parse'", ()),
+                    m.Sync(),
+                    m.Bind("", "piped", (), (), ()),
+                    m.Execute("", 0),
+                    m.Sync(),
+                )
+            )
+        )
+        refused = client.until(m.ReadyForQuery)
+        assert any(isinstance(r, m.ErrorResponse) for r in refused)
+        ran = client.until(m.ReadyForQuery)
+        assert [r.values for r in ran if isinstance(r, m.DataRow)] == [(b"prepared by SQL",)]
+    finally:
+        client.close()
+    audited = [e["sql"] for e in events(gw, "sql LIKE '%piped%' OR sql LIKE '%refused parse%'")]
+    assert audited == ["PREPARE piped AS SELECT 'prepared by SQL'", 'EXECUTE "piped"']
+
+
 def test_an_execute_of_a_sql_cursor_is_audited_as_its_fetch(gw: GatewayThread, alice: str) -> None:
     """A cursor SQL ``DECLARE`` opened is a portal the protocol's Execute can read without
     any Bind: judged and audited as ``FETCH ALL FROM "name"``, not as an empty text."""
