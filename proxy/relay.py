@@ -699,9 +699,7 @@ class ClientSession(asyncio.Protocol):
             elif type_code == CLOSE:
                 name = buf[start + 1 : buf.index(0, start + 1, end)]
                 if buf[start] == 0x53:
-                    self._prepared.pop(name, None)
-                    if name:
-                        self._engine.prepare(name, None)
+                    self._drop_name(name)
                 else:
                     self._portals.pop(name, None)
                 pending.append(Pending(CLOSE))
@@ -781,11 +779,9 @@ class ClientSession(asyncio.Protocol):
         statement an earlier Parse left (``before``), one SQL ``PREPARE`` made, or none.
         Binds of it are judged as before the Parse: by ``before``, else as its ``EXECUTE``
         (by the class the session remembered for the name: fail closed)."""
+        self._drop_name(name)
         if isinstance(before, _Prepared):
             self._prepared[name] = before
-        else:
-            self._prepared.pop(name, None)
-        self._engine.prepare(name, None)
 
     def _judge_parse(self, sql: str) -> tuple[_Prepared, StatementEvent]:
         """The statement a Parse of ``sql`` prepares, as the hook chain judges it: refused
@@ -824,10 +820,8 @@ class ClientSession(asyncio.Protocol):
         for verdict in verdicts:
             if verdict.prepared_name is not None:
                 taken = verdict.prepared_name.encode("utf-8", "surrogateescape")
-                self._prepared.pop(taken, None)
+                self._drop_name(taken)
                 self._sql_named.add(taken)
-                if taken:
-                    self._engine.prepare(taken, None)
             if verdict.deallocated == ALL_PREPARED:
                 # The unnamed statement is not a SQL-level one: DEALLOCATE ALL keeps it.
                 unnamed = self._prepared.get(b"")
@@ -838,10 +832,14 @@ class ClientSession(asyncio.Protocol):
                 self._engine.forget_prepared()
             elif verdict.deallocated is not None:
                 name = verdict.deallocated.encode("utf-8", "surrogateescape")
-                self._prepared.pop(name, None)
+                self._drop_name(name)
                 self._sql_named.discard(name)
-                if name:
-                    self._engine.prepare(name, None)
+
+    def _drop_name(self, name: bytes) -> None:
+        """Forget the statement a Parse prepared under ``name``, in the engine too."""
+        self._prepared.pop(name, None)
+        if name:
+            self._engine.prepare(name, None)
 
     def _describe_statement(self, described: _Prepared) -> Pending:
         """A Describe of a prepared statement whose answer the gateway needs: the parameter
