@@ -2347,8 +2347,10 @@ Engine_prepare(Engine *self, PyObject *args)
         free(self->named[i].text);
         self->named[i] = self->named[--self->nnamed];
     }
-    if (text == NULL || self->nnamed >= NAMED_MOST)
-        Py_RETURN_NONE; /* beyond NAMED_MOST, Binds of a name go through the Python relay */
+    /* Beyond NAMED_MOST names, and for a text longer than any admitted one can be, Binds
+     * of the name go through the Python relay. */
+    if (text == NULL || self->nnamed >= NAMED_MOST || text_len > MAX_CACHED_LENGTH)
+        Py_RETURN_NONE;
     if (grow((void **)&self->named, &self->named_cap, self->nnamed + 1, sizeof(Named)) < 0)
         return PyErr_NoMemory();
     Named s = {malloc(name_len), malloc(text_len ? text_len : 1), name_len, text_len};

@@ -615,6 +615,15 @@ def test_a_named_statement_is_bound_until_the_relay_says_otherwise() -> None:
     assert not bound("s1") and not bound("s2")
     with pytest.raises(ValueError, match="unnamed"):
         engine.prepare(b"", b"SELECT 1")
+    # A text longer than the classifier caches is never one it admits: not kept (were it
+    # admitted all the same, the engine would not bind it).
+    long = PARAMETERIZED + " " * 9000
+    engine_type, stats_type, _ = engine_kind(True)
+    admitted = {long: ("read", ())}
+    other = engine_type(uuid.UUID(int=8), admitted, None, stats_type((0.001,)), {})
+    other.prepare(b"long", long.encode())
+    assert not other.query(_bound("long"))
+    assert other.query(_extended(long))  # the same text as the unnamed statement
     texts, events, *_ = _drain(engine)
     assert texts == [PARAMETERIZED]
     assert len(json.loads(events)) == 4
