@@ -205,10 +205,14 @@ typedef struct {
 struct Engine;
 struct Pump;
 
-/* A named prepared statement the Python relay let through at its Parse (Engine.prepare). */
+/* A named prepared statement the Python relay let through at its Parse (Engine.prepare),
+ * and the result format codes (big-endian, as a Bind sends them) with which the relay said
+ * its rows of ``columns`` values need no masking (Engine.blank_binds; ``codes`` NULL: none
+ * said). */
 typedef struct {
-    char *name, *text;
-    Py_ssize_t name_len, text_len;
+    char *name, *text, *codes;
+    Py_ssize_t name_len, text_len, codes_len;
+    int columns;
 } Named;
 
 #define NAMED_MOST 256 /* a session's named statements the engine binds; more go to Python */
@@ -260,6 +264,8 @@ typedef struct Engine {
     char *unnamed, *bound;
     Py_ssize_t unnamed_len, unnamed_cap, bound_len, bound_cap;
     int unnamed_new, unnamed_formats;
+    char *bound_codes; /* the result format codes of that Bind (2 bytes each) */
+    Py_ssize_t bound_codes_cap;
     /* the named statements the engine may bind (Engine.prepare) */
     Named *named;
     Py_ssize_t nnamed, named_cap;
@@ -465,6 +471,7 @@ named_forget(Engine *self)
     for (Py_ssize_t i = 0; i < self->nnamed; i++) {
         free(self->named[i].name);
         free(self->named[i].text);
+        free(self->named[i].codes);
     }
     self->nnamed = 0;
 }
@@ -549,6 +556,7 @@ Engine_dealloc(Engine *self)
     free(self->query);
     free(self->unnamed);
     free(self->bound);
+    free(self->bound_codes);
     free(self->named);
     free(self->description);
     free(self->blank_description);
@@ -713,12 +721,14 @@ next_message(const unsigned char *p, Py_ssize_t n, Py_ssize_t *at, unsigned char
     return 1;
 }
 
-/* The Bind at ``*at`` when it binds the "" portal with every result in text: 1 with the
- * statement's name in ``*name``/``*name_len`` (empty: the unnamed statement) and the number
- * of result format codes in ``*formats``, ``*at`` past it; else 0. */
+/* The Bind at ``*at`` when it binds the "" portal: 1 with the statement's name in
+ * ``*name``/``*name_len`` (empty: the unnamed statement), its result format codes at
+ * ``*codes`` (``*formats`` of them, 2 bytes each) and ``*binary`` set when one of them is
+ * not text, ``*at`` past it; else 0. */
 static int
 bind_of_unnamed_portal(const unsigned char *p, Py_ssize_t n, Py_ssize_t *at,
-                       const unsigned char **name, Py_ssize_t *name_len, Py_ssize_t *formats)
+                       const unsigned char **name, Py_ssize_t *name_len,
+                       const unsigned char **codes, Py_ssize_t *formats, int *binary)
 {
     const unsigned char *body;
     Py_ssize_t size;
@@ -755,9 +765,11 @@ bind_of_unnamed_portal(const unsigned char *p, Py_ssize_t n, Py_ssize_t *at,
     i += 2;
     if (size - i != 2 * *formats)
         return 0;
+    *codes = body + i;
+    *binary = 0;
     for (Py_ssize_t k = 0; k < *formats; k++)
         if (be16(body + i + 2 * k) != 0)
-            return 0; /* binary results: the Python relay reads them by type */
+            *binary = 1;
     return 1;
 }
 
@@ -765,14 +777,18 @@ bind_of_unnamed_portal(const unsigned char *p, Py_ssize_t n, Py_ssize_t *at,
  * an admitted text or shape as the unnamed statement and Bind of it (what libpq's
  * PQexecParams, pgbench -M extended and psycopg send), or Bind of a named statement the
  * engine may bind (Engine.prepare) whose text is admitted (PQexecPrepared, pgbench -M
- * prepared); every result in text, optionally Describe of the portal, Execute of all its
- * rows, Sync; now in flight. Else as take_text. */
+ * prepared, asyncpg); optionally Describe of the portal, Execute of it, Sync; now in
+ * flight. Else as take_text. Results in binary are taken where masking cannot
+ * need them read: a session without masking, a portal described (its RowDescription
+ * decides, as for text), or a named statement bound with the codes the relay said give
+ * rows needing no masking (Engine.blank_binds), which also stand for the RowDescription a
+ * Bind without Describe gets none of. */
 static int
 take_extended(Engine *self, const unsigned char *p, Py_ssize_t n, int gil)
 {
-    const unsigned char *body, *text = NULL, *name;
+    const unsigned char *body, *text = NULL, *name, *codes;
     Py_ssize_t size, at = 0, length = 0, name_len, formats;
-    int parsed = p[0] == 'P';
+    int parsed = p[0] == 'P', binary;
     if (parsed) {
         /* Parse: "" statement, the text, its parameter types */
         if (!next_message(p, n, &at, 'P', &body, &size) || size < 4 || body[0] != 0)
@@ -786,7 +802,7 @@ take_extended(Engine *self, const unsigned char *p, Py_ssize_t n, int gil)
         if (size - i < 2 || size - i - 2 != 4 * (Py_ssize_t)be16(body + i))
             return 0;
     }
-    if (!bind_of_unnamed_portal(p, n, &at, &name, &name_len, &formats))
+    if (!bind_of_unnamed_portal(p, n, &at, &name, &name_len, &codes, &formats, &binary))
         return 0;
     if (parsed != (name_len == 0))
         return 0; /* a Parse binds the statement it parsed; a named one stands alone */
@@ -795,25 +811,38 @@ take_extended(Engine *self, const unsigned char *p, Py_ssize_t n, int gil)
     if (described &&
         (!next_message(p, n, &at, 'D', &body, &size) || size != 2 || body[0] != 'P' || body[1]))
         return 0;
-    /* Execute of every row of the "" portal, then Sync, and nothing else */
-    if (!next_message(p, n, &at, 'E', &body, &size) || size != 5 || body[0] != 0 ||
-        be32(body + 1) != 0)
+    /* Execute of the "" portal (with a row limit too: the Sync behind it closes a portal
+     * the limit suspended), then Sync, and nothing else */
+    if (!next_message(p, n, &at, 'E', &body, &size) || size != 5 || body[0] != 0)
         return 0;
     if (!next_message(p, n, &at, 'S', &body, &size) || size != 0 || at != n)
         return 0;
+    const Named *named = NULL;
     if (!parsed) {
-        const Named *named = named_find(self, name, name_len);
+        named = named_find(self, name, name_len);
         if (named == NULL)
             return 0;
         text = (const unsigned char *)named->text;
         length = named->text_len;
     }
+    /* Rows the relay said need no masking: this statement, bound with the same codes. */
+    int known_blank = named != NULL && named->codes != NULL &&
+                      named->codes_len == 2 * formats &&
+                      memcmp(named->codes, codes, named->codes_len) == 0;
+    int masking = self->blank != Py_None;
+    if (binary && masking && !described && !known_blank)
+        return 0; /* binary rows of unknown columns: the Python relay reads them by type */
     if (grow((void **)&self->unnamed, &self->unnamed_cap, length + 1, 1) < 0 ||
-        grow((void **)&self->bound, &self->bound_cap, name_len + 1, 1) < 0)
+        grow((void **)&self->bound, &self->bound_cap, name_len + 1, 1) < 0 ||
+        grow((void **)&self->bound_codes, &self->bound_codes_cap, 2 * formats + 1, 1) < 0)
         return no_memory(gil);
     int taken = take_text(self, (const char *)text, length, gil);
     if (taken != 1)
         return taken;
+    if (known_blank && !described) {
+        self->blank_ok = 1;
+        self->columns = named->columns;
+    }
     self->extended = 1;
     self->described = described;
     self->result_formats = (int)formats;
@@ -822,6 +851,7 @@ take_extended(Engine *self, const unsigned char *p, Py_ssize_t n, int gil)
     self->unnamed_len = length;
     memcpy(self->bound, name, name_len);
     self->bound_len = name_len;
+    memcpy(self->bound_codes, codes, 2 * formats);
     self->unnamed_formats = (int)formats;
     self->unnamed_new = 1;
     return 1;
@@ -950,6 +980,13 @@ read_answer(Engine *self, const unsigned char *p, Py_ssize_t n, int gil)
         case 'n':
             if (!self->extended)
                 return 0;
+            break;
+        case 's': /* PortalSuspended: the Execute's row limit was reached (asyncpg's fetchrow);
+                   * the Sync behind it closes the portal. Its rows, no command tag. */
+            if (!self->extended)
+                return 0;
+            rows += counted;
+            counted = 0;
             break;
         case 'E':
             if (self->extended)
@@ -2315,11 +2352,24 @@ Engine_take_unnamed(Engine *self, PyObject *Py_UNUSED(ignored))
 {
     if (!self->unnamed_new)
         Py_RETURN_NONE;
-    PyObject *sql = PyUnicode_DecodeUTF8(self->unnamed, self->unnamed_len, "surrogateescape");
-    if (sql == NULL)
+    PyObject *codes = PyTuple_New(self->unnamed_formats);
+    if (codes == NULL)
         return NULL;
+    for (int k = 0; k < self->unnamed_formats; k++) {
+        PyObject *code = PyLong_FromLong(be16((const unsigned char *)self->bound_codes + 2 * k));
+        if (code == NULL) {
+            Py_DECREF(codes);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(codes, k, code);
+    }
+    PyObject *sql = PyUnicode_DecodeUTF8(self->unnamed, self->unnamed_len, "surrogateescape");
+    if (sql == NULL) {
+        Py_DECREF(codes);
+        return NULL;
+    }
     self->unnamed_new = 0;
-    return Py_BuildValue("(Niy#)", sql, self->unnamed_formats, self->bound, self->bound_len);
+    return Py_BuildValue("(NNy#)", sql, codes, self->bound, self->bound_len);
 }
 
 /* Let the engine bind the named statement ``name`` (its text ``sql``), or no longer (None). */
@@ -2345,6 +2395,7 @@ Engine_prepare(Engine *self, PyObject *args)
     if (i < self->nnamed) { /* forget the one there was */
         free(self->named[i].name);
         free(self->named[i].text);
+        free(self->named[i].codes);
         self->named[i] = self->named[--self->nnamed];
     }
     /* Beyond NAMED_MOST names, and for a text longer than any admitted one can be, Binds
@@ -2353,7 +2404,7 @@ Engine_prepare(Engine *self, PyObject *args)
         Py_RETURN_NONE;
     if (grow((void **)&self->named, &self->named_cap, self->nnamed + 1, sizeof(Named)) < 0)
         return PyErr_NoMemory();
-    Named s = {malloc(name_len), malloc(text_len ? text_len : 1), name_len, text_len};
+    Named s = {malloc(name_len), malloc(text_len ? text_len : 1), NULL, name_len, text_len, 0, -1};
     if (s.name == NULL || s.text == NULL) {
         free(s.name);
         free(s.text);
@@ -2362,6 +2413,39 @@ Engine_prepare(Engine *self, PyObject *args)
     memcpy(s.name, name, name_len);
     memcpy(s.text, text, text_len);
     self->named[self->nnamed++] = s;
+    Py_RETURN_NONE;
+}
+
+/* The relay's word that rows of the named statement ``name`` bound with result format codes
+ * ``codes`` (2 bytes each, as a Bind sends them) hold ``columns`` values and need no
+ * masking; ignored for a name the engine may not bind. */
+static PyObject *
+Engine_blank_binds(Engine *self, PyObject *args)
+{
+    const char *name, *codes;
+    Py_ssize_t name_len, codes_len;
+    int columns;
+    if (!PyArg_ParseTuple(args, "y#y#i", &name, &name_len, &codes, &codes_len, &columns))
+        return NULL;
+    if (self->watched) {
+        PyErr_SetString(PyExc_RuntimeError, "the pump watches this engine");
+        return NULL;
+    }
+    if (codes_len % 2 != 0 || codes_len > 2 * 0xffff || columns < 0 || columns > 0xffff) {
+        PyErr_SetString(PyExc_ValueError, "codes are 2 bytes each, columns at most 65535");
+        return NULL;
+    }
+    Named *s = (Named *)named_find(self, (const unsigned char *)name, name_len);
+    if (s == NULL)
+        Py_RETURN_NONE;
+    char *copy = malloc(codes_len ? codes_len : 1);
+    if (copy == NULL)
+        return PyErr_NoMemory();
+    memcpy(copy, codes, codes_len);
+    free(s->codes);
+    s->codes = copy;
+    s->codes_len = codes_len;
+    s->columns = columns;
     Py_RETURN_NONE;
 }
 
@@ -2415,12 +2499,15 @@ static PyMethodDef Engine_methods[] = {
      "Take a client read that is one admitted simple Query, or one extended round trip of "
      "an admitted statement (Parse, Bind, Describe, Execute, Sync); True when taken."},
     {"take_unnamed", (PyCFunction)Engine_take_unnamed, METH_NOARGS,
-     "(sql, result format codes, statement name) of the statement the engine's extended "
-     "round trips left the unnamed portal bound to (name b'': the unnamed statement, which "
+     "(sql, result format codes (a tuple), statement name) of the statement the engine's "
+     "extended round trips left the unnamed portal bound to (name b'': the unnamed statement, which "
      "they parsed), once; None when none since."},
     {"prepare", (PyCFunction)Engine_prepare, METH_VARARGS,
      "prepare(name, sql): the engine may bind the named statement ``name`` of text ``sql`` "
      "(bytes) in a round trip it takes; sql None: no longer."},
+    {"blank_binds", (PyCFunction)Engine_blank_binds, METH_VARARGS,
+     "blank_binds(name, codes, columns): rows of the named statement bound with these result "
+     "format codes (bytes, 2 each) hold ``columns`` values and need no masking."},
     {"forget_prepared", (PyCFunction)Engine_forget_prepared, METH_NOARGS,
      "The engine binds no named statement any more (DEALLOCATE ALL, DISCARD ALL)."},
     {"result", (PyCFunction)Engine_result, METH_O,

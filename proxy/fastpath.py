@@ -8,9 +8,11 @@ is exactly one simple Query the hook chain has already admitted in this session
 (:meth:`~proxy.hooks.HookChain.admit_known`), or exactly one extended-protocol round trip of
 such a statement as libpq's ``PQexecParams`` sends it (Parse and Bind of the unnamed
 statement and portal with text results, Describe of the portal or not, Execute of every
-row, Sync) or as ``PQexecPrepared`` does (the same without the Parse, binding a named
-statement the relay let through at its Parse and told the engine of with :meth:`prepare`),
-goes to the target untouched, and each read of
+row, Sync) or as ``PQexecPrepared`` and asyncpg do (the same without the Parse, binding a
+named statement the relay let through at its Parse and told the engine of with
+:meth:`prepare`; without a Describe, or with binary results, only where the relay said with
+:meth:`blank_binds` that the rows need no masking), goes to the target untouched, and each
+read of
 the target's answer that holds whole messages of a plain result (rows of columns that need
 no masking, command tags, an error, notices) goes back to the client untouched; at
 ReadyForQuery the engine files the audit record and counts the statement's metrics.
@@ -71,8 +73,9 @@ class Engine(Protocol):
     def extended(self) -> tuple[bool, int, bool] | None: ...
 
     def take(self) -> Taken: ...
-    def take_unnamed(self) -> tuple[str, int, bytes] | None: ...
+    def take_unnamed(self) -> tuple[str, tuple[int, ...], bytes] | None: ...
     def prepare(self, name: bytes, sql: bytes | None) -> None: ...
+    def blank_binds(self, name: bytes, codes: bytes, columns: int) -> None: ...
     def forget_prepared(self) -> None: ...
     def take_description(self) -> bytes | None: ...
     def next_seq(self) -> int: ...
@@ -161,10 +164,13 @@ class PyEngine:
     def take(self) -> Taken:
         raise RuntimeError("no statement in flight")
 
-    def take_unnamed(self) -> tuple[str, int, bytes] | None:
+    def take_unnamed(self) -> tuple[str, tuple[int, ...], bytes] | None:
         return None
 
     def prepare(self, name: bytes, sql: bytes | None) -> None:
+        pass
+
+    def blank_binds(self, name: bytes, codes: bytes, columns: int) -> None:
         pass
 
     def forget_prepared(self) -> None:

@@ -619,7 +619,7 @@ class ClientSession(asyncio.Protocol):
         self._portals[b""] = prepared
         self._portal_params.pop(b"", None)
         if self._masker is not None:
-            self._portal_formats[b""] = (0,) * formats
+            self._portal_formats[b""] = formats
 
     def _from_client(self, buf: bytes, frames: list[tuple[int, int, int]]) -> None:
         upstream, context = self.upstream, self.context
@@ -682,6 +682,8 @@ class ClientSession(asyncio.Protocol):
                 if self._masker is not None:
                     formats = bind_result_formats(buf, start, end)
                     self._portal_formats[buf[start:nul]] = formats
+                    if name and prepared.row_description is not None:
+                        self._tell_blank_binds(name, prepared, buf[start:nul], formats)
                 # A refused Parse never reached the target, so binding it fails there;
                 # the client is told why instead of "prepared statement does not exist".
                 pending.append(Pending(BIND, None, prepared.refusal))
@@ -834,6 +836,18 @@ class ClientSession(asyncio.Protocol):
                 name = verdict.deallocated.encode("utf-8", "surrogateescape")
                 self._drop_name(name)
                 self._sql_named.discard(name)
+
+    def _tell_blank_binds(
+        self, name: bytes, prepared: _Prepared, portal: bytes, formats: tuple[int, ...]
+    ) -> None:
+        """Tell the engine that Binds of ``name`` with result ``formats`` give rows that need
+        no masking, when the statement's described columns say so: it may then relay them
+        without a RowDescription to read (asyncpg, JDBC) and in binary."""
+        assert self._masker is not None
+        plan = self._execute_plan(prepared, portal)
+        if plan is not None and self._masker.blank(plan):
+            codes = b"".join(code.to_bytes(2, "big", signed=True) for code in formats)
+            self._engine.blank_binds(name, codes, len(plan.columns))
 
     def _drop_name(self, name: bytes) -> None:
         """Forget the statement a Parse prepared under ``name``, in the engine too."""

@@ -8,6 +8,7 @@ message against the Python code they mirror.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -24,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
 
+import asyncpg
 import psycopg
 import pytest
 
@@ -271,6 +273,53 @@ def test_prepared_statements_trails_and_answers_are_the_same_with_and_without_th
     assert taken - taken_before == 4
 
 
+# As asyncpg runs them: each text prepared once under a name (Parse, Describe of the
+# statement), then bound by name in binary, without a Describe (Bind, Execute, Sync).
+ASYNCPG_SCRIPT: list[tuple[str, object]] = [
+    *(("SELECT qty FROM stock WHERE id = $1", i) for i in (1, 2, 3, 5, 6)),
+    ("SELECT email FROM people WHERE id = $1", 1),  # masked: the engine must decline
+    ("SELECT email FROM people WHERE id = $1", 1),
+    ("SELECT count(*) FROM stock WHERE id < $1", 0),  # int8 may hold a card: read by type
+    ("SELECT count(*) FROM stock WHERE id < $1", 0),
+    ("SELECT 1 / (qty - $1) FROM stock WHERE id = 1", 10),  # fails at Execute
+    ("SELECT 1 / (qty - $1) FROM stock WHERE id = 1", 10),
+    ("SELECT qty FROM stock WHERE id = $1", 7),
+]
+
+
+async def _asyncpg_script(gw: GatewayThread) -> list[object]:
+    out: list[object] = []
+    conn = await asyncpg.connect(gw.dsn(ALICE, gw.token(ALICE)), ssl=False)
+    try:
+        for sql, value in ASYNCPG_SCRIPT:
+            try:
+                out.append(await conn.fetchval(sql, value))
+            except asyncpg.PostgresError as exc:
+                out.append((exc.sqlstate, str(exc)))
+    finally:
+        await conn.close()
+    return out
+
+
+@native
+def test_asyncpg_binds_trails_and_answers_are_the_same_with_and_without_the_engine(
+    both: dict[str, GatewayThread],
+) -> None:
+    taken_before, _, _, _ = both["native"].gateway.proxy._stats.snapshot()
+    outputs = {name: asyncio.run(_asyncpg_script(gw)) for name, gw in both.items()}
+    assert outputs["native"] == outputs["python"]
+    assert outputs["native"][:5] == [10, 20, 30, 50, 60]
+    assert outputs["native"][5] == outputs["native"][6] != "ann.lee@example.org"
+    assert outputs["native"][9][0] == "22012"
+    trails = {name: _trail(gw, last=True) for name, gw in both.items()}
+    assert trails["native"] == trails["python"]
+    assert [row[1] for row in trails["native"]] == [sql for sql, _ in ASYNCPG_SCRIPT]
+    # Bound in C, in binary and without a RowDescription: the qty lookups after the first
+    # (its Bind, through the relay, told the engine that int4 rows need no masking).
+    taken, _, _, _ = both["native"].gateway.proxy._stats.snapshot()
+    assert taken - taken_before == 5
+
+
 @native
 def test_a_named_statement_is_bound_natively_only_while_the_target_has_it(
     both: dict[str, GatewayThread],
@@ -436,6 +485,7 @@ def _answer(*messages: m.BackendMessage) -> bytes:
 
 INT4 = m.RowDescription((m.FieldDescription("qty", 0, 0, 23, 4, -1, 0),))
 TEXT = m.RowDescription((m.FieldDescription("email", 0, 0, 25, -1, -1, 0),))
+INT4_BINARY = m.RowDescription((m.FieldDescription("qty", 0, 0, 23, 4, -1, 1),))
 DONE = m.ReadyForQuery("I")
 
 
@@ -521,9 +571,9 @@ def _extended(
         (_extended("SELECT 2"), False),  # not admitted
         (_extended(statement="s1"), False),  # a named statement
         (_extended(portal="p1"), False),  # a named portal
-        (_extended(results=(1,)), False),  # binary results: read by type
+        (_extended(results=(1,)), True),  # binary results, in a session without masking
         (_extended(describe=m.Describe("S", "")), False),
-        (_extended(rows=10), False),  # a row limit: the portal is suspended
+        (_extended(rows=1), True),  # a row limit (asyncpg's fetchrow): see the answer
         (_extended(end=()), False),  # no Sync
         (_extended(end=(m.Sync(), m.Sync())), False),
         (_extended(end=(m.Flush(), m.Sync())), False),
@@ -546,12 +596,13 @@ def _bound(
     portal: str = "",
     results: tuple[int, ...] = (0,),
     describe: m.FrontendMessage | None = DESCRIBE_PORTAL,
+    rows: int = 0,
 ) -> bytes:
     """One round trip of a named statement as libpq's PQexecPrepared sends it, varied."""
     messages: list[m.FrontendMessage] = [m.Bind(portal, name, (0,), (b"4",), results)]
     if describe is not None:
         messages.append(describe)
-    messages += [m.Execute(portal, 0), m.Sync()]
+    messages += [m.Execute(portal, rows), m.Sync()]
     return b"".join(message.encode() for message in messages)
 
 
@@ -567,7 +618,7 @@ def _bound(
         (_bound("s4"), False),  # never prepared
         (_bound(""), False),  # the unnamed statement, without its Parse
         (_bound(portal="p1"), False),  # a named portal
-        (_bound(results=(1,)), False),  # binary results: read by type
+        (_bound(results=(1,)), True),  # binary results, in a session without masking
         (_bound()[:-1], False),  # truncated
         (_extended(statement="s1"), False),  # a Parse of the name: the relay judges it
     ],
@@ -585,7 +636,8 @@ def test_the_engine_binds_exactly_the_named_statements_it_was_given(
         assert engine.extended[2] is False  # no Parse: the relay owes no ParseComplete
         sql, formats, name = engine.take_unnamed()
         assert name == data[6 : data.index(0, 6)]  # after "B", the length and portal ""
-        assert formats == (0 if data == _bound(results=()) else 1)
+        codes = {_bound(results=()): (), _bound(results=(1,)): (1,)}
+        assert formats == codes.get(data, (0,))
         assert sql == {b"s1": PARAMETERIZED, b"s2": "SELECT qty FROM stock WHERE id = 7"}[name]
     else:
         assert engine.take_unnamed() is None
@@ -631,11 +683,54 @@ def test_a_named_statement_is_bound_until_the_relay_says_otherwise() -> None:
 
 
 @native
+def test_binary_results_are_taken_only_where_masking_cannot_need_them_read() -> None:
+    """In a masking session the engine takes binary results of a described portal (its
+    RowDescription decides, as for text) and those of a named statement bound with the
+    codes the relay said give rows needing no masking; nothing else."""
+    blank: dict[bytes, bool] = {INT4_BINARY.encode()[5:]: True}
+    engine, _, _ = _engine(blank)
+    engine.prepare(b"s1", PARAMETERIZED.encode())
+
+    def answer(*values: bytes) -> bytes:
+        return _answer(m.BindComplete(), m.DataRow(values), m.CommandComplete("SELECT 1"), DONE)
+
+    assert not engine.query(_extended(results=(1,), describe=None))  # rows of unknown columns
+    assert not engine.query(_bound(results=(1,), describe=None))
+    assert engine.query(_extended(results=(1,)))  # described
+    described = _answer(
+        m.ParseComplete(), m.BindComplete(), INT4_BINARY, m.DataRow((b"\0\0\0\x28",)),
+        m.CommandComplete("SELECT 1"), DONE,
+    )  # fmt: skip
+    assert engine.result(described) == ord("I")
+    engine.blank_binds(b"s1", b"\x00\x01", 1)
+    engine.blank_binds(b"s9", b"\x00\x01", 1)  # a name the engine may not bind: ignored
+    assert not engine.query(_bound("s9", results=(1,), describe=None))
+    assert engine.query(_bound(results=(1,), describe=None))
+    assert engine.take_unnamed() == (PARAMETERIZED, (1,), b"s1")
+    assert engine.result(answer(b"\0\0\0\x28", b"extra")) == 0  # not the described columns
+    engine.take()
+    assert engine.query(_bound(results=(1,), describe=None))
+    assert engine.result(answer(b"\0\0\0\x28")) == ord("I")
+    suspended = _answer(m.BindComplete(), m.DataRow((b"\0\0\0\x28",)), m.PortalSuspended(), DONE)
+    assert engine.query(_bound(results=(1,), describe=None, rows=1))
+    assert engine.result(suspended) == ord("I")  # the row limit reached, the Sync closed it
+    assert engine.query(_bound(results=(0,), describe=None))  # text: taken, its rows are not
+    assert engine.result(answer(b"40")) == 0
+    engine.take()
+    engine.prepare(b"s1", PARAMETERIZED.encode())  # prepared again: what was said is gone
+    assert not engine.query(_bound(results=(1,), describe=None))
+    texts, events, *_ = _drain(engine)
+    rows = json.loads(events)
+    assert texts == [PARAMETERIZED] and len(rows) == 3
+    assert [row[9:11] for row in rows] == [[1, "SELECT 1"], [1, "SELECT 1"], [1, None]]
+
+
+@native
 def test_an_extended_round_trip_is_filed_from_its_whole_answer_only() -> None:
     engine, stats, _ = _engine()
     assert engine.query(_extended())
     assert engine.extended == (True, 1, True)
-    assert engine.take_unnamed() == (PARAMETERIZED, 1, b"")
+    assert engine.take_unnamed() == (PARAMETERIZED, (0,), b"")
     answer = _answer(
         m.ParseComplete(), m.BindComplete(), INT4, m.DataRow((b"40",)),
         m.CommandComplete("SELECT 1"), DONE,
