@@ -10,7 +10,7 @@
  * (for an extended round trip: all of it, in one read, without an error), is read by
  * Engine.result, which files the statement's audit record. Everything else (the first
  * sight of a statement, refusals, holds, masking, COPY, a Parse of a named statement,
- * binary results, a result split across reads) declines, and the Python relay does it. The
+ * binary rows not known to need no masking, a result split across reads) declines, and the Python relay does it. The
  * semantics are those of proxy/relay.py; proxy/fastpath.py is the same engine without the
  * fast path (for a Python without a compiler) and tests hold the two to the same output.
  *
@@ -256,8 +256,8 @@ typedef struct Engine {
     int inflight;
     char *query;
     Py_ssize_t query_len, query_cap;
-    /* an extended round trip (take_extended): its Describe of the portal, its Bind's result
-     * format codes (all text), whether it parsed the unnamed statement or bound a named
+    /* an extended round trip (take_extended): its Describe of the portal, its Bind's number
+     * of result format codes, whether it parsed the unnamed statement or bound a named
      * one; and, for the Python relay, the statement it left the unnamed portal bound to
      * (``bound``: its name, empty for the unnamed statement; ``unnamed``: its text) */
     int extended, described, result_formats, parsed;
@@ -2388,11 +2388,9 @@ Engine_prepare(Engine *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "the unnamed statement has no name to prepare");
         return NULL;
     }
-    Py_ssize_t i = 0;
-    while (i < self->nnamed &&
-           !(self->named[i].name_len == name_len && memcmp(self->named[i].name, name, name_len) == 0))
-        i++;
-    if (i < self->nnamed) { /* forget the one there was */
+    const Named *there = named_find(self, (const unsigned char *)name, name_len);
+    if (there != NULL) { /* forget the one there was */
+        Py_ssize_t i = there - self->named;
         free(self->named[i].name);
         free(self->named[i].text);
         free(self->named[i].codes);
@@ -2480,8 +2478,8 @@ static PyGetSetDef Engine_getset[] = {
     {"pending", (getter)Engine_get_pending, NULL, "Records filed and not yet drained.", NULL},
     {"extended", (getter)Engine_get_extended, NULL,
      "None, or for an extended round trip in flight (whether it described its portal, the "
-     "number of result format codes its Bind sent, all text, whether it parsed the unnamed "
-     "statement rather than bound a named one).",
+     "number of result format codes its Bind sent, whether it parsed the unnamed statement "
+     "rather than bound a named one).",
      NULL},
     {"armed", (getter)Engine_get_armed, (setter)Engine_set_armed,
      "Set by the Python relay when it holds nothing of the session: the engine may take "

@@ -7,14 +7,14 @@ present), the engine also runs the session's common round trip natively: a clien
 is exactly one simple Query the hook chain has already admitted in this session
 (:meth:`~proxy.hooks.HookChain.admit_known`), or exactly one extended-protocol round trip of
 such a statement as libpq's ``PQexecParams`` sends it (Parse and Bind of the unnamed
-statement and portal with text results, Describe of the portal or not, Execute of every
-row, Sync) or as ``PQexecPrepared`` and asyncpg do (the same without the Parse, binding a
-named statement the relay let through at its Parse and told the engine of with
-:meth:`prepare`; without a Describe, or with binary results, only where the relay said with
-:meth:`blank_binds` that the rows need no masking), goes to the target untouched, and each
-read of
-the target's answer that holds whole messages of a plain result (rows of columns that need
-no masking, command tags, an error, notices) goes back to the client untouched; at
+statement and portal, Describe of the portal or not, Execute, Sync) or as
+``PQexecPrepared`` and asyncpg do (the same without the Parse, binding a named statement
+the relay let through at its Parse and told the engine of with :meth:`prepare`), goes to
+the target untouched — binary results, and a Bind without a Describe, only where masking
+cannot need the rows read (no masking, a described portal, or the relay's word through
+:meth:`blank_binds`) — and each read of the target's answer that holds whole messages of
+a plain result (rows of columns that need no masking, command tags, an error, notices, a
+portal a row limit suspended) goes back to the client untouched; at
 ReadyForQuery the engine files the audit record and counts the statement's metrics.
 Everything else declines (``query`` returns False, ``result`` 0) and the Python relay does
 it exactly as without the extension; a query in flight is handed back to it, with what its
