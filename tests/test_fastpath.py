@@ -538,6 +538,23 @@ DESCRIBE_PORTAL = m.Describe("P", "")
 SYNC = (m.Sync(),)
 
 
+def _bound(
+    name: str = "s1",
+    *,
+    portal: str = "",
+    results: tuple[int, ...] = (0,),
+    describe: m.FrontendMessage | None = DESCRIBE_PORTAL,
+    rows: int = 0,
+    end: tuple[m.FrontendMessage, ...] = SYNC,
+) -> bytes:
+    """One round trip of a named statement as libpq's PQexecPrepared sends it, varied."""
+    messages: list[m.FrontendMessage] = [m.Bind(portal, name, (0,), (b"4",), results)]
+    if describe is not None:
+        messages.append(describe)
+    messages += [m.Execute(portal, rows), *end]
+    return b"".join(message.encode() for message in messages)
+
+
 def _extended(
     sql: str = PARAMETERIZED,
     *,
@@ -548,15 +565,12 @@ def _extended(
     rows: int = 0,
     end: tuple[m.FrontendMessage, ...] = SYNC,
 ) -> bytes:
-    """One extended round trip as libpq's PQexecParams sends it, varied."""
-    messages: list[m.FrontendMessage] = [
-        m.Parse(statement, sql, (23,)),
-        m.Bind(portal, statement, (0,), (b"4",), results),
-    ]
-    if describe is not None:
-        messages.append(describe)
-    messages += [m.Execute(portal, rows), *end]
-    return b"".join(message.encode() for message in messages)
+    """One extended round trip as libpq's PQexecParams sends it (a Parse, then what
+    :func:`_bound` sends for the statement it parsed), varied."""
+    parse = m.Parse(statement, sql, (23,)).encode()
+    return parse + _bound(
+        statement, portal=portal, results=results, describe=describe, rows=rows, end=end
+    )
 
 
 @native
@@ -588,22 +602,6 @@ def test_the_engine_takes_exactly_one_plain_extended_round_trip(data: bytes, tak
     unnamed = engine.take_unnamed()
     assert (unnamed is not None) is taken
     assert engine.take_unnamed() is None  # told once
-
-
-def _bound(
-    name: str = "s1",
-    *,
-    portal: str = "",
-    results: tuple[int, ...] = (0,),
-    describe: m.FrontendMessage | None = DESCRIBE_PORTAL,
-    rows: int = 0,
-) -> bytes:
-    """One round trip of a named statement as libpq's PQexecPrepared sends it, varied."""
-    messages: list[m.FrontendMessage] = [m.Bind(portal, name, (0,), (b"4",), results)]
-    if describe is not None:
-        messages.append(describe)
-    messages += [m.Execute(portal, rows), m.Sync()]
-    return b"".join(message.encode() for message in messages)
 
 
 @native
