@@ -1004,9 +1004,10 @@ read_answer(Engine *self, const unsigned char *p, Py_ssize_t n, int gil)
             break;
         case 'N':
         case 'A':
-        case 'S':
         case 'I':
             break;
+        case 'S': /* ParameterStatus: the relay checks what the target now reads text as */
+            return 0;
         default:
             return 0;
         }

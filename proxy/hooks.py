@@ -23,6 +23,7 @@ from guard.classify import numbers_key
 from guard.verdict import RANK
 from jitgate.config import Action, Resource
 from proxy import pgerrors
+from proxy.lexing import changed_setting
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +117,22 @@ class Classify:
             dict.fromkeys(reason for verdict in verdicts for reason in verdict.reasons)
         )
         return None
+
+
+class PinLexing:
+    """Refuses, whatever the policy, a statement that would change how the target reads
+    SQL text (:mod:`proxy.lexing`): the guardrails could not read what follows it."""
+
+    pure = True
+
+    def on_statement(self, statement: Statement) -> Refusal | None:
+        if statement.protocol == "execute":
+            return None
+        changed = changed_setting(statement.sql)
+        if changed is None:
+            return None
+        statement.event.reasons = (*statement.event.reasons, f"sets {changed[0]}")
+        return Refusal(pgerrors.lexing_setting_refused(*changed), "deny")
 
 
 class Decide:
@@ -314,7 +331,7 @@ def default_chain(
     alert: Callable[[Alert], None] | None = None,
 ) -> HookChain:
     return HookChain(
-        [Classify(classifier or Classifier()), Decide(alert), Hold(holding)],
+        [Classify(classifier or Classifier()), PinLexing(), Decide(alert), Hold(holding)],
         PassThroughMask(),
         Record(recorder),
     )

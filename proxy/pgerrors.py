@@ -63,6 +63,24 @@ def store_unavailable_at_startup() -> bytes:
     )
 
 
+def encoding_refused(encoding: str) -> bytes:
+    return _fatal(
+        "22023",
+        f'client_encoding "{encoding}" is not supported through jitgate',
+        detail="jitgate reads every statement as UTF-8, the encoding its guardrails parse.",
+        hint="Connect with client_encoding=UTF8 (e.g. PGCLIENTENCODING=UTF8).",
+    )
+
+
+def lexing_drifted(name: str, value: str) -> bytes:
+    return _fatal(
+        "0A000",
+        f"the target changed {name} to {value!r}; jitgate ended the session",
+        detail="jitgate reads SQL with client_encoding UTF8 and standard_conforming_strings"
+        " on; a session that reads text otherwise cannot be guarded.",
+    )
+
+
 def upstream_unreachable(resource: str, reason: str) -> bytes:
     return _fatal("08006", f'could not connect to resource "{resource}": {reason}')
 
@@ -88,6 +106,16 @@ def statement_denied(reasons: Sequence[str]) -> bytes:
         "statement denied by jitgate policy",
         detail=_reasons(reasons),
         hint="Ask an approver to change the resource's access policy if this is needed.",
+    )
+
+
+def lexing_setting_refused(name: str, value: str) -> bytes:
+    return _error(
+        "0A000",
+        f"setting {name} to {value!r} is not supported through jitgate",
+        detail="jitgate reads SQL with client_encoding UTF8, standard_conforming_strings on"
+        " and backslash_quote safe_encoding, as its guardrails parse it.",
+        hint="Nothing was run.",
     )
 
 

@@ -31,8 +31,8 @@ from guard.verdict import ALL_PREPARED, RANK, StatementVerdict
 from jitgate.errors import AuthenticationError, ProtocolError, StoreUnavailable, UpstreamError
 from masking.entities import SECRETS
 from masking.stream import ColumnPlan, RowMasker
+from proxy import lexing, pgerrors
 from proxy import messages as m
-from proxy import pgerrors
 from proxy.clientauth import authenticate_client
 from proxy.codec import (
     Framer,
@@ -75,6 +75,7 @@ ERROR_RESPONSE, EMPTY_QUERY = m.ERROR_RESPONSE, m.EMPTY_QUERY_RESPONSE
 SIMPLE_COMPLETIONS = frozenset((m.PARSE_COMPLETE, m.BIND_COMPLETE, m.CLOSE_COMPLETE))
 DESCRIBE_ENDS = frozenset((m.ROW_DESCRIPTION, m.NO_DATA))
 NO_DATA, ROW_DESCRIPTION = m.NO_DATA, m.ROW_DESCRIPTION
+PARAMETER_STATUS = m.PARAMETER_STATUS
 PORTAL_SUSPENDED = m.PORTAL_SUSPENDED
 
 STARTUP_TIMEOUT = 30.0
@@ -86,13 +87,14 @@ POISON_EXECUTE = m.Execute(POISON_SQL, 0).encode()
 
 # Startup parameters passed on to the target. Anything else (notably ``options`` and
 # arbitrary GUCs such as session_replication_role or search_path) is dropped: a client
-# must not change safety settings behind the guardrails' back.
+# must not change safety settings behind the guardrails' back. What changes how SQL text
+# is read is never the client's to choose (:data:`proxy.lexing.PINNED` is sent instead).
 FORWARDED_PARAMETERS = frozenset(
     (
-        "application_name", "client_encoding", "DateStyle", "TimeZone", "IntervalStyle",
+        "application_name", "DateStyle", "TimeZone", "IntervalStyle",
         "extra_float_digits", "bytea_output", "statement_timeout",
         "lock_timeout", "idle_in_transaction_session_timeout", "lc_monetary", "lc_numeric",
-        "lc_time", "standard_conforming_strings",
+        "lc_time",
     )
 )  # fmt: skip
 
@@ -304,7 +306,12 @@ class ClientSession(asyncio.Protocol):
         if not groups & resource.access.keys():
             self._fatal(pgerrors.no_access(user, resource_name))
             return
+        encoding = lexing.refused_encoding(params.get("client_encoding"))
+        if encoding is not None:
+            self._fatal(pgerrors.encoding_refused(encoding))
+            return
         forwarded = {k: v for k, v in params.items() if k in FORWARDED_PARAMETERS}
+        forwarded.update(lexing.PINNED)
         try:
             ready = await connect_upstream(resource.url, forwarded)
         except (UpstreamError, AuthenticationError, ProtocolError) as exc:
@@ -315,6 +322,10 @@ class ClientSession(asyncio.Protocol):
             return
         self.upstream = ready.protocol
         self._upstream_framer = ready.protocol.framer
+        for name, value in ready.parameters:
+            if lexing.drifted(name, value):
+                self._fatal(pgerrors.lexing_drifted(name, value))
+                return
         policy = self.server.approvals_masking(resource)
         if policy is not None:
             self._masker = RowMasker(policy)
@@ -1091,6 +1102,13 @@ class ClientSession(asyncio.Protocol):
                         pieces = []
                     pieces.append(buf[cursor : start - 5])
                     cursor = end
+            elif type_code == PARAMETER_STATUS:
+                name, _, value = buf[start : end - 1].partition(b"\0")
+                setting = name.decode("utf-8", "replace")
+                if lexing.drifted(setting, value.decode("utf-8", "replace")):
+                    self._end_reason = f"the target changed {setting}"
+                    self._fatal(pgerrors.lexing_drifted(setting, value.decode("utf-8", "replace")))
+                    return
             elif (type_code == EMPTY_QUERY or type_code == PORTAL_SUSPENDED) and (
                 pending and pending[0].kind == EXECUTE
             ):
