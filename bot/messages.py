@@ -54,7 +54,8 @@ __all__ = [
     "ALERT_TITLES", "APPROVE_ACTION", "DECISION_BLOCK", "REASON_MAX_LENGTH", "REJECT_ACTION",
     "REJECT_CALLBACK", "REJECT_REASON_ACTION", "REJECT_REASON_BLOCK", "SQL_LIMIT",
     "STATE_LABELS", "USAGE", "alert_digest", "alert_message", "already_approved",
-    "already_decided", "approval_card", "bad_usage", "card_for", "decided_card", "help_text",
+    "already_decided", "approval_card", "bad_usage", "card_for", "decided_card",
+    "duplicate_delivery", "help_text",
     "not_an_approver", "pending_text", "read_result", "reject_modal", "reminder",
     "request_expired", "requester_dm", "result_file", "result_reply", "self_approval_refused",
     "statement_denied", "statement_held", "status_line", "status_text", "try_again_later",
@@ -238,6 +239,10 @@ def result_file(request: RequestView) -> tuple[str, str] | None:
     lines = ["\t".join(cell(column) for column in outcome.columns)]
     lines += ["\t".join(cell(value) for value in row) for row in outcome.preview]
     return f"request-{request.id}-result.tsv", "\n".join(lines) + "\n"
+
+
+def duplicate_delivery() -> str:
+    return "Already on it: this command reached jitgate before, and only the first one counts."
 
 
 def try_again_later() -> str:

@@ -9,7 +9,9 @@ five minutes of now. A forged or stale request gets 401 and runs nothing;
 ``signature_failure`` alert (at most one per window and gateway). With ``slack.app_token``
 the same app also takes events over Socket Mode, for gateways without an inbound port; it
 connects in the background and keeps retrying, so the gateway serves even while Slack is
-out of reach. Listeners acknowledge at once and work in tasks (:mod:`bot.slack_handlers`).
+out of reach. Over HTTP, a malformed body gets 400 and a repeated delivery acts once
+(:mod:`bot.slack_inbound`, :mod:`bot.slack_deliveries`). Listeners acknowledge at once
+and work in tasks (:mod:`bot.slack_handlers`).
 
 Outgoing. What jitgate posts on its own (cards and their updates, threaded results, DMs,
 alerts) goes through the outbox (:mod:`bot.slack_outbox`), which survives restarts and
@@ -42,14 +44,18 @@ from slack_sdk.web.async_client import AsyncWebClient
 from approvals.display import shown
 from approvals.model import Alert, RequestView
 from approvals.service import Approvals
+from bot import messages as m
 from bot.slack_alerts import SlackAlerts
 from bot.slack_commands import JitCommand
+from bot.slack_deliveries import Deliveries
 from bot.slack_delivery import SlackDelivery
 from bot.slack_handlers import SlackHandlers
 from bot.slack_identity import SlackDirectory
+from bot.slack_inbound import MalformedDelivery, read_delivery
 from bot.slack_notify import SlackNotifier
 from bot.slack_outbox import SlackOutbox
 from jitgate.config import Config, SlackSettings
+from jitgate.errors import StoreUnavailable
 
 log = logging.getLogger("jitgate.slack")
 
@@ -90,6 +96,7 @@ class SlackAdapter:
             web_client(settings, interactive=False), self._view, self.directory
         )
         self.outbox = SlackOutbox(approvals.pool, delivery)
+        self._deliveries = Deliveries(approvals.pool)
         self.notifier = SlackNotifier(config, self.outbox)
         self.alerts = SlackAlerts(config.alerts_slack, self.outbox) if config.alerts_slack else None
         # Signatures are checked in handle(), where failures can be counted; Socket Mode
@@ -143,13 +150,33 @@ class SlackAdapter:
                 return
 
     async def handle(self, request: web.Request) -> web.Response:
-        """``POST /slack/events``: 401 unless Slack signed it in the last five minutes."""
+        """``POST /slack/events``: 401 unless Slack signed it in the last five minutes; 400
+        and the reason when the body is not what Slack sends (:mod:`bot.slack_inbound`);
+        200 and nothing done when the same delivery was taken already, by this gateway or
+        another (a slash command's answer says so, as Slack shows it to the person); 503
+        when the store cannot tell."""
         body = await request.read()
         if not self._signed(body, request.headers):
             self._bad_signature(request.remote)
             return web.Response(status=401, text="invalid signature")
+        try:
+            delivery = read_delivery(body, request.content_type)
+            first = await self._deliveries.take(delivery.keys)
+        except MalformedDelivery as bad:
+            log.warning("malformed slack delivery refused",
+                        extra={"remote": request.remote, "reason": str(bad)})  # fmt: skip
+            return web.Response(status=400, text=f"malformed Slack delivery: {bad}")
+        except StoreUnavailable as down:
+            log.error("slack delivery refused: the store is unreachable",
+                      extra={"error": str(down)})  # fmt: skip
+            return web.Response(status=503, text="the gateway's store is unreachable")
+        if not first:
+            log.info("repeated slack delivery ignored",
+                     extra={"remote": request.remote,
+                            "retry": request.headers.get("X-Slack-Retry-Num")})  # fmt: skip
+            return web.Response(text=m.duplicate_delivery() if delivery.command else "")
         bolt_request = AsyncBoltRequest(
-            body=body.decode("utf-8", "replace"),
+            body=delivery.text,
             query=request.query_string,
             headers={name: value for name, value in request.headers.items()},
         )

@@ -55,17 +55,22 @@ def wait_until(check: Callable[[], T | None], within: float = 15.0, what: str = 
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def send(gw: GatewayThread, request: SlackRequest) -> int:
-    """POST a signed request to the gateway's ``/slack/events``; the HTTP status."""
+def exchange(gw: GatewayThread, request: SlackRequest) -> tuple[int, str]:
+    """POST a signed request to the gateway's ``/slack/events``; the HTTP status and body."""
     http = urllib.request.Request(
         f"http://127.0.0.1:{gw.http_port}/slack/events", data=request.body,
         headers=request.headers, method="POST",
     )  # fmt: skip
     try:
         with urllib.request.urlopen(http, timeout=10) as answer:
-            return int(answer.status)
+            return int(answer.status), answer.read().decode()
     except urllib.error.HTTPError as refused:
-        return refused.code
+        return refused.code, refused.read().decode()
+
+
+def send(gw: GatewayThread, request: SlackRequest) -> int:
+    """POST a signed request to the gateway's ``/slack/events``; the HTTP status."""
+    return exchange(gw, request)[0]
 
 
 def card_of(gw: GatewayThread, request_id: int) -> tuple[str, str]:
