@@ -51,16 +51,28 @@ class Framer:
 
     The single-byte answers to those requests (``S``, ``N``, ``G``) are not framed messages;
     the caller reads them itself.
+
+    A Framer of a client's stream (``frontend``, by default the same as ``startup``) also
+    checks the messages whose fields a relay reads in place (Describe, Close, Execute,
+    CopyFail, FunctionCall) and raises the decoder's ProtocolError for a malformed one, so
+    a relay may index their fields without checking bounds.
     """
 
-    __slots__ = ("_max_message_size", "_startup", "buffer")
+    __slots__ = ("_checked", "_max_message_size", "_startup", "buffer")
 
-    def __init__(self, *, startup: bool = False, max_message_size: int = 1 << 30) -> None:
+    def __init__(
+        self,
+        *,
+        startup: bool = False,
+        max_message_size: int = 1 << 30,
+        frontend: bool | None = None,
+    ) -> None:
         # The start of a message still incomplete (callers only read it: empty means
         # the next byte received starts a message).
         self.buffer = bytearray()
         self._startup = startup
         self._max_message_size = max_message_size
+        self._checked = _CHECKED_FRONTEND if (startup if frontend is None else frontend) else _NONE
 
     @property
     def buffered(self) -> int:
@@ -100,7 +112,7 @@ class Framer:
         if self.buffer or self._startup or len(data) < 5:
             return 0
         (length,) = _INT32.unpack_from(data, 1)
-        if length != len(data) - 1 or length > self._max_message_size:
+        if length != len(data) - 1 or length > self._max_message_size or data[0] in self._checked:
             return 0
         return data[0]
 
@@ -125,6 +137,7 @@ class Framer:
         unpack_from = _INT32.unpack_from
         limit = self._max_message_size
         append = frames.append
+        checked = self._checked
         while end - pos >= 5:
             (length,) = unpack_from(buf, pos + 1)
             if length < 4 or length > limit:
@@ -132,7 +145,10 @@ class Framer:
             stop = pos + 1 + length
             if stop > end:
                 break
-            append((buf[pos], pos + 5, stop))
+            code = buf[pos]
+            if code in checked:
+                _check_frontend(code, buf, pos + 5, stop)
+            append((code, pos + 5, stop))
             pos = stop
         return pos
 
@@ -142,6 +158,21 @@ class Framer:
             return ProtocolError(f"invalid message length {length} for message type {name}")
         limit = self._max_message_size
         return ProtocolError(f"message of type {name} claims {length} bytes, limit is {limit}")
+
+
+def _check_frontend(code: int, buf: bytes | bytearray, start: int, end: int) -> None:
+    """Raise the decoder's ProtocolError unless the client message ``buf[start:end]`` has
+    the fields a relay reads in place: the target type and name of a Describe or Close,
+    the portal name and row limit of an Execute, the text of a CopyFail; a FunctionCall
+    (refused, and rare) is decoded whole. The NUL checks are what the decoder requires."""
+    if code in _TARGET_MESSAGES:
+        fields = end - start >= 2 and buf[start] in b"SP" and buf.find(0, start + 1, end) == end - 1
+    elif code == m.EXECUTE:
+        fields = end - start >= 5 and buf.find(0, start, end) == end - 5
+    else:
+        fields = code == m.COPY_FAIL and buf.find(0, start, end) == end - 1
+    if not fields:
+        decode_frontend(code, bytes(buf[start:end]))
 
 
 class _Reader:
@@ -428,6 +459,10 @@ _FRONTEND: dict[int, tuple[str, Callable[[_Reader], m.FrontendMessage]]] = {
     m.COPY_DONE: ("CopyDone", lambda r: m.CopyDone()),
     m.COPY_FAIL: ("CopyFail", lambda r: m.CopyFail(r.cstring())),
 }
+
+_TARGET_MESSAGES = (m.DESCRIBE, m.CLOSE)
+_CHECKED_FRONTEND = frozenset((m.DESCRIBE, m.CLOSE, m.EXECUTE, m.COPY_FAIL, m.FUNCTION_CALL))
+_NONE: frozenset[int] = frozenset()
 
 _BACKEND: dict[int, tuple[str, Callable[[_Reader], m.BackendMessage]]] = {
     m.AUTHENTICATION: ("Authentication", _authentication),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import random
 import struct
 from collections.abc import Callable
@@ -653,3 +654,47 @@ def test_bind_result_formats_reads_what_the_decoder_reads() -> None:
         for cut in range(start, end):
             with pytest.raises(ProtocolError):
                 bind_result_formats(wire, start, cut)
+
+
+# A client's Framer checks the fields a relay reads in place.
+
+
+@pytest.mark.parametrize(
+    ("wire", "message"),
+    [
+        (b"D\0\0\0\4", "truncated Describe message"),
+        (b"D\0\0\0\5S", "truncated Describe message"),
+        (b"D\0\0\0\6X\0", "invalid Describe target type 'X'"),
+        (b"D\0\0\0\7S\0x", "invalid Describe message: 1 bytes of trailing data"),
+        (b"C\0\0\0\4", "truncated Close message"),
+        (b"C\0\0\0\6Pp", "truncated Close message"),
+        (b"E\0\0\0\4", "truncated Execute message"),
+        (b"E\0\0\0\5\0", "truncated Execute message"),
+        (b"E\0\0\0\7p\0\0", "truncated Execute message"),
+        (b"f\0\0\0\4", "truncated CopyFail message"),
+        (b"F\0\0\0\6\0\0", "truncated FunctionCall message"),
+    ],
+    ids=repr,
+)
+def test_a_client_framer_rejects_a_malformed_message_alone_or_followed(
+    wire: bytes, message: str
+) -> None:
+    sync = m.Sync().encode()
+    startup = m.StartupMessage((("user", "u"),)).encode()
+    for data in (wire, wire + sync, m.Query("SELECT 1").encode() + wire + sync):
+        _raises(functools.partial(Framer(startup=True).feed, startup + data), message)
+        framer = Framer(frontend=True)
+        assert framer.single(data) == 0
+        _raises(functools.partial(framer.feed, data), message)
+    # The server's stream has other messages under these codes; they are not checked there.
+    assert Framer().single(wire) == wire[0]
+
+
+def test_a_client_framer_passes_well_formed_messages_in_one_piece() -> None:
+    wire = b"".join(
+        msg.encode()
+        for msg in (m.Describe("S", "s1"), m.Close("P", ""), m.Execute("", 0), m.CopyFail("x"))
+    )
+    buf, frames = Framer(frontend=True).feed(wire)
+    assert buf is wire and len(frames) == 4
+    assert Framer(frontend=True).single(m.Describe("P", "").encode()) == 0
