@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
@@ -175,10 +176,14 @@ class SlackAdapter:
                      extra={"remote": request.remote,
                             "retry": request.headers.get("X-Slack-Retry-Num")})  # fmt: skip
             return web.Response(text=m.duplicate_delivery() if delivery.command else "")
+        # slack-bolt gets the fields as read here, as JSON: its own reading of a form takes
+        # any body containing the word "payload" for an interaction.
+        headers: dict[str, str | Sequence[str]] = {
+            k: v for k, v in request.headers.items() if k.lower() != "content-type"
+        }
+        headers["Content-Type"] = "application/json"
         bolt_request = AsyncBoltRequest(
-            body=delivery.text,
-            query=request.query_string,
-            headers={name: value for name, value in request.headers.items()},
+            body=json.dumps(delivery.fields), query=request.query_string, headers=headers
         )
         return await to_aiohttp_response(await self.app.async_dispatch(bolt_request))
 

@@ -50,11 +50,12 @@ class MalformedDelivery(PeerError):
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """A well-formed delivery: ``text`` is the body for slack-bolt, ``command`` whether it
-    is a slash command (whose HTTP answer Slack shows to the person), ``keys`` the
-    de-duplication keys with how long each holds, in seconds."""
+    """A well-formed delivery: ``fields`` are the slash command's form fields or the
+    interaction's payload, ``command`` says which (Slack shows a slash command's HTTP
+    answer to the person), ``keys`` are the de-duplication keys with how long each holds,
+    in seconds."""
 
-    text: str
+    fields: dict[str, Any]
     command: bool
     keys: tuple[tuple[str, float], ...]
 
@@ -75,10 +76,10 @@ def read_delivery(body: bytes, content_type: str) -> Delivery:
         _optional_text(form, "trigger_id", "response_url", "text")
         if form.get("trigger_id"):
             keys.append(("trigger:" + form["trigger_id"], REPLAY_WINDOW))
-        return Delivery(text, True, tuple(keys))
+        return Delivery(form, True, tuple(keys))
     payload = _payload(form["payload"])
     keys += _interaction_keys(payload)
-    return Delivery(text, False, tuple(keys))
+    return Delivery(payload, False, tuple(keys))
 
 
 def _payload(text: str) -> dict[str, Any]:

@@ -266,3 +266,12 @@ def test_a_view_submitted_twice_decides_once(
     assert exchange(gw, submitted[0])[0] == 200
     assert exchange(gw, submitted[1])[0] == 200
     wait_until(lambda: _decisions(store_dsn, request_id) == 1, what="the rejection")
+
+
+def test_a_command_whose_text_says_payload_is_read_as_a_command(
+    gw: GatewayThread, slack: FakeSlack
+) -> None:
+    request = slash_command(SECRET, "run prod SELECT 1 AS payload",
+                            response_url=slack.response_url("word"))  # fmt: skip
+    assert exchange(gw, request)[0] == 200
+    assert "SELECT 1" in reply(slack, "word")
