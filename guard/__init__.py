@@ -59,12 +59,14 @@ memory of a name's class never gets milder (``proxy.hooks.remember_prepared``). 
 judges a protocol Bind of a name no Parse prepared as ``EXECUTE name``.
 """
 
-from guard.catalog import DEFAULT_DENIED_FUNCTIONS, SAFETY_SETTINGS
+from guard.builtins import DEFAULT_DENIED_FUNCTIONS
+from guard.catalog import LEXING_SETTINGS, SAFETY_SETTINGS
 from guard.classify import Classifier
 from guard.verdict import StatementClass, StatementVerdict
 
 __all__ = [
     "DEFAULT_DENIED_FUNCTIONS",
+    "LEXING_SETTINGS",
     "SAFETY_SETTINGS",
     "Classifier",
     "StatementClass",

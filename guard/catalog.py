@@ -1,5 +1,6 @@
-"""What the classifier knows about PostgreSQL: which settings guard safety, which functions
-are denied by default, and the class of every statement kind that needs no closer look.
+"""What the classifier knows about PostgreSQL: which settings guard safety, change how SQL
+text is read or are harmless, and the class of every statement kind that needs no closer
+look (functions are :mod:`guard.builtins`' business).
 
 Statement kinds the walk inspects more closely (DML, SELECT, EXPLAIN, COPY, SET, DROP,
 ALTER TABLE, CREATE FUNCTION/RULE, GRANT, …) have handlers in :mod:`guard.walk` instead.
@@ -35,60 +36,92 @@ SAFETY_SETTINGS = frozenset(
 )
 SAFETY_SETTING_PREFIXES = ("pgaudit.",)
 
-DEFAULT_DENIED_FUNCTIONS = frozenset(
+LEXING_SETTINGS = frozenset(
+    {"client_encoding", "standard_conforming_strings", "backslash_quote", "escape_string_warning"}
+)
+"""Settings that change how the server reads SQL text; the gateway pins them, so that it
+reads the text as the server does."""
+
+# Settings a read-only session may change: its own time limits, memory, output formats and
+# planner choices. Any other setting is a ``privilege`` matter.
+HARMLESS_SETTINGS = frozenset(
     {
-        # other sessions and the server itself
-        "pg_terminate_backend",
-        "pg_cancel_backend",
-        "pg_reload_conf",
-        "pg_rotate_logfile",
-        "pg_promote",
-        "pg_create_physical_replication_slot",
-        "pg_create_logical_replication_slot",
-        "pg_drop_replication_slot",
-        # other servers
-        "dblink",
-        "dblink_exec",
-        "dblink_connect",
-        "dblink_connect_u",
-        "dblink_send_query",
-        "dblink_open",
-        # the server's file system and large objects
-        "lo_import",
-        "lo_export",
-        "lo_unlink",
-        "pg_read_file",
-        "pg_read_binary_file",
-        "pg_ls_dir",
-        "pg_stat_file",
-        "pg_file_write",
-        "pg_file_unlink",
-        "pg_file_rename",
-        "pg_ls_logdir",
-        "pg_ls_waldir",
-        "pg_ls_tmpdir",
-        "pg_ls_archive_statusdir",
-        # SQL run from a string, out of the classifier's sight
-        "query_to_xml",
-        "query_to_xmlschema",
-        "query_to_xml_and_xmlschema",
-        "ts_stat",
-        "ts_rewrite",
-        # settings changed behind SET's back (see guard.walk for how it is judged)
-        "set_config",
+        "statement_timeout",
+        "lock_timeout",
+        "idle_in_transaction_session_timeout",
+        "idle_session_timeout",
+        "transaction_timeout",
+        "work_mem",
+        "hash_mem_multiplier",
+        "maintenance_work_mem",
+        "temp_buffers",
+        "application_name",
+        "client_min_messages",
+        "datestyle",
+        "intervalstyle",
+        "timezone",
+        "extra_float_digits",
+        "bytea_output",
+        "xmloption",
+        "xmlbinary",
+        "lc_monetary",
+        "lc_numeric",
+        "lc_time",
+        "default_text_search_config",
+        "default_transaction_isolation",
+        "transaction_isolation",
+        "default_transaction_deferrable",
+        "transaction_deferrable",
+        "random_page_cost",
+        "seq_page_cost",
+        "cpu_tuple_cost",
+        "cpu_index_tuple_cost",
+        "cpu_operator_cost",
+        "effective_cache_size",
+        "effective_io_concurrency",
+        "jit",
+        "jit_above_cost",
+        "jit_inline_above_cost",
+        "jit_optimize_above_cost",
+        "max_parallel_workers_per_gather",
+        "parallel_setup_cost",
+        "parallel_tuple_cost",
+        "parallel_leader_participation",
+        "min_parallel_table_scan_size",
+        "min_parallel_index_scan_size",
+        "from_collapse_limit",
+        "join_collapse_limit",
+        "geqo",
+        "geqo_threshold",
+        "geqo_effort",
+        "plan_cache_mode",
+        "cursor_tuple_fraction",
+        "constraint_exclusion",
+        "default_statistics_target",
+        "recursive_worktable_factor",
+        "gin_fuzzy_search_limit",
     }
 )
-
-# Functions a SELECT may call that change data: a write, not a read.
-DATA_CHANGING_FUNCTIONS = frozenset(
-    {"setval", "lo_create", "lo_creat", "lo_from_bytea", "lo_put", "lo_truncate", "lo_truncate64"}
-)
+HARMLESS_SETTING_PREFIXES = ("enable_",)  # the planner's method switches
 
 
 def is_safety_setting(name: str) -> bool:
     """Whether setting ``name`` (any case) is one whose change is a ``privilege`` matter."""
     name = name.lower()
     return name in SAFETY_SETTINGS or name.startswith(SAFETY_SETTING_PREFIXES)
+
+
+def setting_concern(name: str) -> str | None:
+    """Why changing setting ``name`` (any case) is a ``privilege`` matter, in words to follow
+    its name; None for a harmless setting (:data:`HARMLESS_SETTINGS`)."""
+    name = name.lower()
+    if name in LEXING_SETTINGS:
+        return "changes how SQL text is read"
+    if is_safety_setting(name):
+        return "guards safety"
+    if name in HARMLESS_SETTINGS or name.startswith(HARMLESS_SETTING_PREFIXES):
+        return None
+    return "is not a known harmless setting"
 
 
 # Statement kinds whose class does not depend on their content, with their reason:
@@ -98,7 +131,7 @@ SIMPLE_STATEMENTS: dict[str, tuple[StatementClass, str]] = {
     "VariableShowStmt": ("read", "SHOW"),
     "ListenStmt": ("read", "LISTEN"),
     "UnlistenStmt": ("read", "UNLISTEN"),
-    "NotifyStmt": ("read", "NOTIFY"),
+    "NotifyStmt": ("write", "NOTIFY {name} signals other sessions"),
     "DeallocateStmt": ("read", "DEALLOCATE"),
     "DeclareCursorStmt": ("read", "DECLARE CURSOR"),
     "FetchStmt": ("read", "FETCH"),

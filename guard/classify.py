@@ -38,7 +38,8 @@ from typing import Any, TypeVar
 
 import pgparse  # type: ignore[import-not-found]
 
-from guard.catalog import DEFAULT_DENIED_FUNCTIONS
+from guard.builtins import DEFAULT_DENIED_FUNCTIONS
+from guard.calls import CallRules
 from guard.values import Dependencies
 from guard.verdict import ALL_PREPARED, StatementClass, StatementVerdict, merge, strictest
 from guard.walk import Walker
@@ -62,16 +63,27 @@ class Classifier:
     """Classifies SQL text; one instance may serve every session (it keeps no session state:
     pass the session's prepared statements to :meth:`classify`)."""
 
-    __slots__ = ("_by_numbers", "_by_shape", "_by_text", "_cache_size", "_denied")
+    __slots__ = ("_by_numbers", "_by_shape", "_by_text", "_cache_size", "_rules")
 
     def __init__(
         self,
         *,
         denied_functions: Iterable[str] = DEFAULT_DENIED_FUNCTIONS,
+        allowed_functions: Iterable[str] = (),
+        target_functions: Iterable[str] = (),
         cache_size: int = 10_000,
     ) -> None:
-        # matched on the unqualified name, any case: pg_catalog.PG_SLEEP is pg_sleep
-        self._denied = frozenset(name.rsplit(".", 1)[-1].lower() for name in denied_functions)
+        """``denied_functions``: names (matched unqualified, any case: ``pg_catalog.PG_SLEEP``
+        is ``pg_sleep``) whose call is ``opaque`` wherever it is. ``allowed_functions``:
+        functions a ``read`` may call besides the built-in allow-list — ``schema.f`` allows
+        ``f`` written with that schema or none, ``f`` allows it in any schema (any case;
+        a denied name stays denied). ``target_functions``: the names of the functions the
+        target database defines itself (:data:`guard.builtins.TARGET_FUNCTIONS_QUERY` reads
+        them), so that ``c.f`` (attribute notation for ``f(c)``) and an unqualified call that
+        one of them could answer are not taken for reads."""
+        self._rules = CallRules(
+            denied=denied_functions, allowed=allowed_functions, target=target_functions
+        )
         self._cache_size = cache_size
         self._by_text: dict[str, tuple[StatementVerdict, ...]] = {}
         self._by_shape: dict[str, _ShapeEntry] = {}
@@ -110,7 +122,7 @@ class Classifier:
                 return [StatementVerdict(entry[0], entry[1], sql.strip(), entry[2])]
         deps = Dependencies()
         try:
-            verdicts = _classify_text(sql, prepared or {}, self._denied, deps)
+            verdicts = _classify_text(sql, prepared or {}, self._rules, deps)
         except RecursionError:
             return [_opaque(sql, "nests too deeply to classify")]
         except Exception as exc:  # fail closed: whatever went wrong, the statement is opaque
@@ -190,7 +202,7 @@ def _opaque(sql: str, reason: str) -> StatementVerdict:
 def _classify_text(
     sql: str,
     prepared: Mapping[str, StatementClass],
-    denied: frozenset[str],
+    rules: CallRules,
     deps: Dependencies,
 ) -> list[StatementVerdict]:
     if "\x00" in sql:
@@ -204,7 +216,7 @@ def _classify_text(
     verdicts = []
     for entry, text in zip(tree, _statement_texts(sql, tree), strict=True):
         statement = entry.get("stmt", {})
-        walker = Walker(denied, prepared, deps)
+        walker = Walker(rules, prepared, deps)
         walker.walk(statement)
         statement_class, reasons = merge(walker.findings)
         name = statement.get("PrepareStmt", {}).get("name")

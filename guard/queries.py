@@ -1,16 +1,14 @@
-"""Handlers for what reads and changes rows and the session: SELECT, INSERT, UPDATE,
-DELETE, MERGE, CTEs, EXPLAIN, EXECUTE, COPY, SET and transaction modes, and function calls
-(the deny-list and ``set_config``).
+"""Handlers for what reads and changes rows: SELECT, INSERT, UPDATE, DELETE, MERGE, CTEs,
+EXPLAIN, EXECUTE and COPY.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from guard.catalog import DATA_CHANGING_FUNCTIONS, is_safety_setting
-from guard.tree import DML, VERBS, Node, node_type, options, relation_name, strings
-from guard.values import evaluate, parse_bool
-from guard.where import may_match_all, target_names
+from guard.tree import DML, VERBS, Node, node_type, options, relation_name
+from guard.values import parse_bool
+from guard.where import limits_rows, scope_of
 
 if TYPE_CHECKING:
     from guard.walk import Handler, Walker
@@ -50,10 +48,11 @@ def _changes_rows(walker: Walker, body: Node, verb: str) -> bool:
     relation = body.get("relation")
     name = _target(walker, relation, verb)
     where = body.get("whereClause")
+    sources = body.get("fromClause") or body.get("usingClause")
     if where is None:
         walker.add("destructive", f"{verb} without WHERE on {name}")
-    elif may_match_all(where, target_names(relation), walker.deps):
-        walker.add("destructive", f"tautological WHERE in {verb} on {name}")
+    elif not limits_rows(where, scope_of(relation, sources, body.get("withClause")), walker.deps):
+        walker.add("destructive", f"WHERE of {verb} on {name} may match every row")
     else:
         walker.add("write", f"{verb} on {name}")
     return True
@@ -68,15 +67,23 @@ def _merge(walker: Walker, body: Node) -> bool:
     relation = body.get("relation")
     name = _target(walker, relation, "MERGE")
     clauses = body.get("mergeWhenClauses", [])
-    actions = {c.get("MergeWhenClause", {}).get("commandType") for c in clauses}
+    whens = [c.get("MergeWhenClause", {}) for c in clauses]
+    actions = {when.get("commandType") for when in whens}
     if "CMD_DELETE" in actions:
         walker.add("destructive", f"MERGE … WHEN … THEN DELETE on {name}")
-    if "CMD_UPDATE" in actions and may_match_all(
-        body.get("joinCondition"), target_names(relation), walker.deps
-    ):
-        walker.add("destructive", f"tautological join condition in MERGE … UPDATE on {name}")
+    if any(_unmatched_update(when) for when in whens):
+        # every target row the source does not match: the join condition limits nothing
+        walker.add("destructive", f"MERGE … WHEN NOT MATCHED BY SOURCE THEN UPDATE on {name}")
+    scope = scope_of(relation, body.get("sourceRelation"), body.get("withClause"))
+    if "CMD_UPDATE" in actions and not limits_rows(body.get("joinCondition"), scope, walker.deps):
+        walker.add("destructive", f"join condition of MERGE … UPDATE on {name} may match every row")
     walker.add("write", f"MERGE into {name}")
     return True
+
+
+def _unmatched_update(when: Node) -> bool:
+    by_source = when.get("matchKind") == "MERGE_WHEN_NOT_MATCHED_BY_SOURCE"
+    return by_source and when.get("commandType") == "CMD_UPDATE"
 
 
 def _cte(walker: Walker, body: Node) -> bool:
@@ -86,16 +93,27 @@ def _cte(walker: Walker, body: Node) -> bool:
 
 
 _EXECUTES_CHANGES = DML | {"ExecuteStmt"}
+# what a plain EXPLAIN takes from the statement it plans: what calls code
+_RUNS_WHEN_PLANNED = frozenset({"opaque", "privilege"})
 
 
 def _explain(walker: Walker, body: Node) -> bool:
     opts = options(body.get("options"))
-    if "analyze" not in opts or not _option_is_on(walker, opts["analyze"]):
-        return False
     query = body.get("query")
     kind = node_type(query) or ""
-    if walker.class_of(query) in ("write", "destructive") and kind in _EXECUTES_CHANGES:
-        walker.add("destructive", f"EXPLAIN ANALYZE executes the {VERBS[kind]}")
+    if "analyze" in opts and _option_is_on(walker, opts["analyze"]):
+        if walker.class_of(query) in ("write", "destructive") and kind in _EXECUTES_CHANGES:
+            walker.add("destructive", f"EXPLAIN ANALYZE executes the {VERBS[kind]}")
+        return False
+    # Planning runs code too: EXPLAIN EXECUTE evaluates the parameters, and the planner
+    # folds calls of functions declared immutable. The statement itself is only planned.
+    inner = walker.spawn()
+    if kind == "ExecuteStmt":
+        inner.walk(query["ExecuteStmt"].get("params"))  # type: ignore[index]
+        walker.findings += inner.findings
+    else:
+        inner.walk(query)
+        walker.findings += [f for f in inner.findings if f[0] in _RUNS_WHEN_PLANNED]
     return False
 
 
@@ -137,50 +155,6 @@ def _copy(walker: Walker, body: Node) -> bool:
     return True
 
 
-def _variable_set(walker: Walker, body: Node) -> bool:
-    kind = body.get("kind")
-    name = str(body.get("name", ""))
-    if kind == "VAR_SET_MULTI":
-        _transaction_modes(walker, body.get("args"))
-    elif kind != "VAR_RESET_ALL" and is_safety_setting(name):
-        verb = "RESET" if kind == "VAR_RESET" else "SET LOCAL" if body.get("is_local") else "SET"
-        walker.add("privilege", f"{verb} {name}")
-    return True
-
-
-def _transaction(walker: Walker, body: Node) -> bool:
-    _transaction_modes(walker, body.get("options"))
-    return True
-
-
-def _transaction_modes(walker: Walker, items: object) -> None:
-    """READ WRITE can undo a read-only default the operator set; other modes are harmless."""
-    mode = options(items).get("transaction_read_only")
-    if mode is not None and evaluate(mode, walker.deps) == 0:
-        walker.add("privilege", "READ WRITE overrides a read-only transaction default")
-
-
-def _function_call(walker: Walker, body: Node) -> bool:
-    name = (strings(body.get("funcname")) or [""])[-1].lower()
-    if name == "set_config":
-        _set_config(walker, body.get("args") or [None])
-    elif name in walker.denied:
-        walker.add("opaque", f"calls {name}")
-    elif name in DATA_CHANGING_FUNCTIONS:
-        walker.add("write", f"calls {name}, which changes data")
-    return True
-
-
-def _set_config(walker: Walker, args: list[object]) -> None:
-    setting = evaluate(args[0], walker.deps)
-    if type(setting) is str and is_safety_setting(setting):
-        walker.add("privilege", f"set_config of {setting.lower()}")
-    elif type(setting) is not str:
-        walker.add("opaque", "set_config of a setting named at run time")
-    elif "set_config" in walker.denied:
-        walker.add("opaque", "calls set_config")
-
-
 HANDLERS: dict[str, Handler] = {
     "SelectStmt": _select,
     "InsertStmt": _insert,
@@ -191,7 +165,4 @@ HANDLERS: dict[str, Handler] = {
     "ExplainStmt": _explain,
     "ExecuteStmt": _execute,
     "CopyStmt": _copy,
-    "VariableSetStmt": _variable_set,
-    "TransactionStmt": _transaction,
-    "FuncCall": _function_call,
 }

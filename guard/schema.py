@@ -13,7 +13,7 @@ from guard.catalog import (
     ALTER_TABLE_COMMANDS,
     FUNCTION_BINDING_STATEMENTS,
     SIMPLE_STATEMENTS,
-    is_safety_setting,
+    setting_concern,
 )
 from guard.tree import (
     DML,
@@ -55,7 +55,7 @@ def _binds_denied(walker: Walker, body: Node, what: str) -> None:
     parts = {field: value for field, value in body.items() if field != "defnames"}
     for node in walk_dicts(parts):
         name = str(node.get("String", {}).get("sval", "")).lower() if "String" in node else ""
-        if name in walker.denied:
+        if name in walker.rules.denied:
             walker.add("opaque", f"{what} binds {name}")
 
 
@@ -63,9 +63,13 @@ def _set_elsewhere(walker: Walker, body: Node, where: str, otherwise: StatementC
     setting = body.get("setstmt") or {}
     name = str(setting.get("name", "ALL"))
     verb = "RESET" if str(setting.get("kind")).startswith("VAR_RESET") else "SET"
-    statement_class = "privilege" if is_safety_setting(name) else otherwise
-    walker.add(statement_class, f"{where} {verb} {name}")
-    return True
+    concern = None if name == "ALL" else setting_concern(name)
+    if concern is None:
+        walker.add(otherwise, f"{where} {verb} {name}")
+    else:
+        walker.add("privilege", f"{where} {verb} {name} ({concern})")
+    # the SET inside is the database's or the server's, not this session's
+    return False
 
 
 def _create_function(walker: Walker, body: Node) -> bool:

@@ -3,7 +3,10 @@
 :func:`evaluate` gives a Python value for an expression built from literals, casts,
 comparisons, arithmetic and boolean logic, with SQL's three-valued logic (``None`` is NULL),
 and :data:`UNKNOWN` for anything else (columns, parameters, function calls, subqueries).
-It never guesses: an expression it cannot follow exactly is :data:`UNKNOWN`.
+It never guesses: an expression it cannot follow exactly is :data:`UNKNOWN` — casts that
+round, pad, truncate or lose precision (``1.5::int``, ``char(n)``, ``varchar(n)``,
+``name``, floating point), NaN and infinities, arithmetic whose exact result does not fit
+in :data:`DIGITS` digits, numbers in any spelling but plain decimal.
 
 Every read of a literal, or of a parameter (``$1``) where a literal could stand, is noted
 in :class:`Dependencies`, so a verdict that depends on one is never shared between
@@ -13,8 +16,9 @@ statements that differ only there.
 from __future__ import annotations
 
 import operator
+import re
 from collections.abc import Callable
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, DecimalException, Inexact, InvalidOperation, Overflow
 from typing import Any, Final
 
 from guard.tree import Node, strings
@@ -45,10 +49,15 @@ VALUE_NODES = frozenset({"A_Const", "ParamRef"})
 _TRUE_WORDS = ("true", "yes", "on", "1")
 _FALSE_WORDS = ("false", "no", "off", "0")
 _BOOL_TYPES = frozenset({"bool", "boolean"})
-_NUMBER_TYPES = frozenset(
-    {"int2", "int4", "int8", "integer", "smallint", "bigint", "numeric", "float4", "float8"}
-)
-_TEXT_TYPES = frozenset({"text", "varchar", "bpchar", "name"})
+# the integer types' ranges: a cast out of range is an error, not a value
+_INTEGER_RANGES = {"int2": 2**15, "int4": 2**31, "int8": 2**63}
+# types that take a string unchanged (without a length: varchar(n) truncates)
+_TEXT_TYPES = frozenset({"text", "varchar"})
+_DECIMAL = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
+_INTEGER = re.compile(r"\s*[+-]?\d+\s*")
+DIGITS = 1000
+# Arithmetic is exact or UNKNOWN: an inexact, overflowing or invalid result raises.
+_EXACT = Context(prec=DIGITS, traps=[Inexact, Overflow, InvalidOperation])
 _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     "=": operator.eq,
     "<>": operator.ne,
@@ -59,9 +68,9 @@ _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     ">=": operator.ge,
 }
 _ARITHMETIC: dict[str, Callable[[Decimal, Decimal], Decimal]] = {
-    "+": operator.add,
-    "-": operator.sub,
-    "*": operator.mul,
+    "+": _EXACT.add,
+    "-": _EXACT.subtract,
+    "*": _EXACT.multiply,
 }
 
 
@@ -98,7 +107,7 @@ def evaluate(node: object, deps: Dependencies) -> object:
         deps.literals = True
         return _constant(body) if kind == "A_Const" else UNKNOWN
     if kind == "TypeCast":
-        return _cast(evaluate(body.get("arg"), deps), body.get("typeName", {}).get("names"))
+        return _cast(evaluate(body.get("arg"), deps), body.get("typeName", {}))
     if kind == "BoolExpr":
         args = [truth(evaluate(a, deps)) for a in body.get("args", [])]
         return _logic(str(body.get("boolop")), args)
@@ -127,31 +136,40 @@ def _constant(body: Node) -> object:
     if "ival" in body:
         return Decimal(body["ival"].get("ival", 0))
     if "fval" in body:
-        return _number(str(body["fval"].get("fval", "")))
+        return _decimal(str(body["fval"].get("fval", "")))
     if "sval" in body:
         return str(body["sval"].get("sval", ""))
     return UNKNOWN
 
 
-def _number(text: str) -> object:
-    try:
-        return Decimal(text.strip())
-    except InvalidOperation:
-        return UNKNOWN
+def _decimal(text: str) -> object:
+    """A plain decimal number (surrounding space allowed, as numeric input allows)."""
+    return Decimal(text) if _DECIMAL.fullmatch(text) else UNKNOWN
 
 
-def _cast(value: object, names: object) -> object:
+def _cast(value: object, type_name: Node) -> object:
     if value is None:
         return None
-    target = (strings(names) or [""])[-1].lower()
+    names = strings(type_name.get("names"))
+    target = names[-1] if names and names[0] in ("pg_catalog", names[-1]) else ""
+    if "typmods" in type_name or "arrayBounds" in type_name:
+        return UNKNOWN
     if target in _BOOL_TYPES:
         if type(value) is Decimal:
-            return value != 0
+            return value != 0 if value == value.to_integral_value() else UNKNOWN
         return truth(value)
-    if target in _NUMBER_TYPES:
+    limit = _INTEGER_RANGES.get(target)
+    if limit is not None:
         if type(value) is str:
-            return _number(value)
-        return value if type(value) is Decimal else UNKNOWN
+            value = Decimal(value) if _INTEGER.fullmatch(value) else UNKNOWN
+        # a fraction would be rounded (half away from zero, or to even from float8)
+        if type(value) is not Decimal or value != value.to_integral_value():
+            return UNKNOWN
+        return value if -limit <= value < limit else UNKNOWN
+    if target == "numeric":
+        return (
+            _decimal(value) if type(value) is str else value if type(value) is Decimal else UNKNOWN
+        )
     if target in _TEXT_TYPES and type(value) is str:
         return value
     return UNKNOWN
@@ -180,7 +198,7 @@ def _expression(body: Node, deps: Dependencies) -> object:
         if "lexpr" not in body:
             value = evaluate(right, deps)
             if type(value) is Decimal and op in ("-", "+"):
-                return -value if op == "-" else value
+                return value.copy_negate() if op == "-" else value
             return UNKNOWN
         return _binary(op, evaluate(body["lexpr"], deps), evaluate(right, deps))
     left = evaluate(body.get("lexpr"), deps)
@@ -213,7 +231,10 @@ def _binary(op: str, left: object, right: object) -> object:
     if left is UNKNOWN or right is UNKNOWN:
         return UNKNOWN
     if op in _ARITHMETIC and type(left) is Decimal and type(right) is Decimal:
-        return _ARITHMETIC[op](left, right)
+        try:
+            return _ARITHMETIC[op](left, right)
+        except DecimalException:
+            return UNKNOWN
     compare = _COMPARE.get(op)
     if compare is None:
         return UNKNOWN
@@ -236,7 +257,7 @@ def _coerce(left: object, right: object) -> tuple[object, object]:
 
 def _convert(text: str, target: type) -> object:
     if target is Decimal:
-        return _number(text)
+        return _decimal(text)
     if target is bool:
         return truth(text)
     return UNKNOWN

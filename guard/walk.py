@@ -2,16 +2,17 @@
 
 Every dict and list of the tree is visited (iteratively); a node whose type has a handler
 is judged by it, wherever it sits — at the root, in a CTE, a subquery, a function argument,
-an ORDER BY, a RULE's actions, a SQL function's body. A handler answers whether the walk
-should go on into the node's children (EXPLAIN without ANALYZE is not walked: nothing in
-it runs). Node types ending in ``Stmt`` that are not known are ``opaque``.
+an ORDER BY, a RULE's actions, a SQL function's body, the statement an EXPLAIN plans, a
+DECLARE's query, EXECUTE's parameters. A handler answers whether the walk should go on into
+the node's children. Node types ending in ``Stmt`` that are not known are ``opaque``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from guard import queries, schema
+from guard import calls, queries, schema, settings
+from guard.calls import CallRules
 from guard.tree import Node
 from guard.values import Dependencies
 from guard.verdict import RANK, Finding, StatementClass
@@ -25,14 +26,18 @@ class Walker:
 
     def __init__(
         self,
-        denied: frozenset[str],
+        rules: CallRules,
         prepared: Mapping[str, StatementClass],
         deps: Dependencies,
     ) -> None:
-        self.denied = denied
+        self.rules = rules
         self.prepared = prepared
         self.deps = deps
         self.findings: list[Finding] = []
+
+    def spawn(self) -> Walker:
+        """A walker of the same statement whose findings are kept apart."""
+        return Walker(self.rules, self.prepared, self.deps)
 
     def add(self, statement_class: StatementClass, reason: str) -> None:
         self.findings.append((statement_class, reason))
@@ -68,4 +73,9 @@ class Walker:
         return max(found, key=RANK.__getitem__, default="read")
 
 
-_HANDLERS: dict[str, Handler] = {**schema.HANDLERS, **queries.HANDLERS}
+_HANDLERS: dict[str, Handler] = {
+    **schema.HANDLERS,
+    **queries.HANDLERS,
+    **settings.HANDLERS,
+    **calls.HANDLERS,
+}

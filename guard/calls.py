@@ -1,0 +1,198 @@
+"""What code an expression runs: function calls, operators, casts and attribute notation,
+judged against the allow-list of :mod:`guard.builtins` and the caller's own lists.
+
+A ``read`` may run only:
+
+* pg_catalog functions and aggregates on the allow-list, called unqualified or as
+  ``pg_catalog.f``, and functions named in ``allowed_functions``;
+* pg_catalog operator symbols on the allow-list (written plainly or as
+  ``OPERATOR(pg_catalog.op)``); ``OPERATOR(other_schema.op)`` is never allowed;
+* casts to built-in types (pg_catalog, and information_schema when written with it): a
+  cast to any other type may run a domain's CHECK or a user-written cast function.
+
+Functions that change data or signal other sessions (:data:`guard.catalog.WRITE_FUNCTIONS`)
+make a ``write``; a denied function (matched on its unqualified name in any case) and
+anything else not allowed make the statement ``opaque``. A denied name stays denied even
+when ``allowed_functions`` names it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from guard import builtins
+from guard.builtins import WRITE_FUNCTIONS
+from guard.settings import set_config
+from guard.tree import Node, strings
+from guard.verdict import Finding
+
+if TYPE_CHECKING:
+    from guard.walk import Handler, Walker
+
+_CATALOG = (None, "pg_catalog")
+# TABLESAMPLE methods that ship with PostgreSQL (extensions add others, in C).
+_SAMPLING = frozenset({"bernoulli", "system"})
+
+
+class CallRules:
+    """The caller's lists, folded for lookup; shared by every walk of one classifier."""
+
+    __slots__ = (
+        "allowed_any",
+        "allowed_bare",
+        "allowed_in",
+        "denied",
+        "functions",
+        "operators",
+        "target",
+        "types",
+    )
+
+    def __init__(
+        self,
+        *,
+        denied: Iterable[str],
+        allowed: Iterable[str] = (),
+        target: Iterable[str] = (),
+    ) -> None:
+        self.denied = frozenset(_unqualified(name) for name in denied)
+        allowed = [name.lower() for name in allowed]
+        # "schema.f" allows f written with that schema or without one; "f" anywhere
+        self.allowed_in = frozenset(tuple(n.rsplit(".", 1)) for n in allowed if "." in n)
+        self.allowed_any = frozenset(n for n in allowed if "." not in n)
+        self.allowed_bare = frozenset(name for _, name in self.allowed_in)
+        # A function of the target's own may answer an unqualified call of a built-in's
+        # name (a better-matching overload), or a column reference (attribute notation).
+        self.target = frozenset(_unqualified(name) for name in target)
+        self.functions = builtins.read_functions()
+        self.operators = builtins.read_operators()
+        self.types = builtins.builtin_types()
+
+    def function(self, names: object) -> Finding | None:
+        """What calling the function named by the ``String`` list ``names`` calls for
+        (None: a read). ``set_config`` is the caller's to judge."""
+        parts = strings(names)
+        name = parts[-1] if parts else ""
+        schema = parts[-2].lower() if len(parts) > 1 else None
+        lowered = name.lower()
+        if lowered in self.denied:
+            return "opaque", f"calls {lowered}"
+        if schema in _CATALOG and name in WRITE_FUNCTIONS:
+            return "write", f"calls {name}, which {WRITE_FUNCTIONS[name]}"
+        if self._allowed(schema, lowered):
+            return None
+        builtin = schema in _CATALOG and name in self.functions
+        if builtin and (schema is not None or lowered not in self.target):
+            return None
+        shown = ".".join(parts)
+        return "opaque", f"calls {shown}(), which is not a known side-effect-free built-in"
+
+    def attribute(self, name: str) -> Finding | None:
+        """``x.name`` is ``name(x)`` when ``x`` has no column ``name``."""
+        lowered = name.lower()
+        if lowered in self.denied or (lowered in self.target and not self._allowed(None, lowered)):
+            return "opaque", f"{name} may call function {name}() by attribute notation"
+        return None
+
+    def operator(self, names: object) -> Finding | None:
+        parts = strings(names)
+        if parts[-1:] and parts[-1] in self.operators and parts[:-1] in ([], ["pg_catalog"]):
+            return None
+        shown = ".".join(parts)
+        return "opaque", f"uses operator {shown}, which is not a known side-effect-free built-in"
+
+    def cast(self, names: object) -> Finding | None:
+        parts = strings(names)
+        qualified = ".".join(parts) if len(parts) > 1 else f"pg_catalog.{''.join(parts)}"
+        if qualified in self.types:
+            return None
+        shown = ".".join(parts)
+        return "opaque", f"casts to {shown}, which is not a built-in type"
+
+    def sampling(self, names: object) -> Finding | None:
+        parts = strings(names)
+        if len(parts) == 1 and parts[0] in _SAMPLING:
+            return None
+        return "opaque", f"TABLESAMPLE {'.'.join(parts)} runs an extension's sampling method"
+
+    def _allowed(self, schema: str | None, name: str) -> bool:
+        if name in self.allowed_any:
+            return True
+        if schema is None:
+            return name in self.allowed_bare
+        return (schema, name) in self.allowed_in
+
+
+def _unqualified(name: str) -> str:
+    return name.rsplit(".", 1)[-1].lower()
+
+
+def _add(walker: Walker, finding: Finding | None) -> None:
+    if finding is not None:
+        walker.findings.append(finding)
+
+
+def _function_call(walker: Walker, body: Node) -> bool:
+    names = body.get("funcname")
+    parts = strings(names)
+    if [p.lower() for p in parts] in (["set_config"], ["pg_catalog", "set_config"]):
+        set_config(walker, body.get("args") or [None], "set_config" in walker.rules.denied)
+    else:
+        _add(walker, walker.rules.function(names))
+    return True
+
+
+def _column(walker: Walker, body: Node) -> bool:
+    fields = body.get("fields", [])
+    if len(fields) > 1 and "String" in fields[-1]:
+        _add(walker, walker.rules.attribute(fields[-1]["String"].get("sval", "")))
+    return True
+
+
+def _indirection(walker: Walker, body: Node) -> bool:
+    for item in body.get("indirection", []):
+        if "String" in item:
+            _add(walker, walker.rules.attribute(item["String"].get("sval", "")))
+    return True
+
+
+def _operator(walker: Walker, body: Node) -> bool:
+    # BETWEEN's "name" is the keyword; it compares with the type's own >= and <=
+    if "BETWEEN" not in str(body.get("kind", "")):
+        _add(walker, walker.rules.operator(body.get("name")))
+    return True
+
+
+def _cast(walker: Walker, body: Node) -> bool:
+    type_name = body.get("typeName")
+    if type(type_name) is dict:
+        _add(walker, walker.rules.cast(type_name.get("names")))
+    return True
+
+
+def _field(field: str, judge: str) -> Handler:
+    """A handler that judges ``body[field]`` with the rule named ``judge``."""
+
+    def handle(walker: Walker, body: Node) -> bool:
+        value = body.get(field)
+        if value is not None:
+            _add(walker, getattr(walker.rules, judge)(value))
+        return True
+
+    return handle
+
+
+HANDLERS: dict[str, Handler] = {
+    "FuncCall": _function_call,
+    "ColumnRef": _column,
+    "A_Indirection": _indirection,
+    "A_Expr": _operator,
+    "TypeCast": _cast,
+    "XmlSerialize": _cast,
+    "output": _cast,  # JSON functions' RETURNING type
+    "SubLink": _field("operName", "operator"),
+    "SortBy": _field("useOp", "operator"),
+    "RangeTableSample": _field("method", "sampling"),
+}
+"""Handlers for the nodes that run code: calls, operators, casts, attribute notation."""
