@@ -9,6 +9,7 @@ Unknown keys are errors too: a typo in a security policy must not pass silently.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -172,7 +173,7 @@ def parse_config(raw: object, environ: Mapping[str, str]) -> Config:
         database_url=root.required_str("database_url"),
         public_url=root.text("public_url", "http://127.0.0.1:8080").rstrip("/"),
         http_listen=http.listen("listen", "127.0.0.1:8080"),
-        demo=http.flag("demo", False),
+        demo=_demo(http),
         postgres=PostgresListener(
             listen=pg.listen("listen", "127.0.0.1:15432"),
             hold_timeout=pg.duration("hold_timeout", 120.0),
@@ -250,6 +251,22 @@ def _url_host(netloc: str, hostname: str | None) -> str:
     if raw[:3].upper() == "%2F":
         return unquote(raw.rpartition(":")[0] if ":" in raw else raw)
     return hostname or ""
+
+
+def _demo(http: _Node) -> bool:
+    """``http.demo``, refused unless ``http.listen`` is a loopback address: demo pages let
+    anyone who reaches them act as any configured user."""
+    demo = http.flag("demo", False)
+    host = http.listen("listen", "127.0.0.1:8080").host
+    if demo and host != "localhost":
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise ConfigError(http.key("demo"), "lets anyone act as any user, so http.listen"
+                              f" must be a loopback address, not {host!r}")  # fmt: skip
+    return demo
 
 
 def _groups(node: _Node) -> dict[str, frozenset[str]]:
