@@ -18,9 +18,10 @@ Pages need a user: a GET without one is redirected (303) to ``/login?next=…``,
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 from uuid import UUID
 
 from aiohttp import web
@@ -46,6 +47,7 @@ from masking import mask_text
 PageHandler = Callable[[web.Request, str], Awaitable[web.StreamResponse]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 TIMELINE_LIMIT = 2000
+_OFF_SITE = re.compile(r"[^\x21-\x7e]|\\")
 # No script may run and no other site may frame a page: a second line behind escaping, and
 # no clickjacking of the Approve button.
 HEADERS = {
@@ -217,7 +219,13 @@ class Pages:
 
 
 def _next(source: Mapping[str, object]) -> str:
-    """Where to go after logging in: a path on this site only, never ``//elsewhere`` or
-    ``/\\elsewhere`` (browsers read both as another host)."""
+    r"""Where to go after logging in: a path on this site, else ``/inbox``. Browsers drop
+    tabs and newlines from a URL and read a backslash as a slash, so ``/\t/elsewhere`` and
+    ``/\elsewhere`` mean ``//elsewhere``, another host: a target must start with one ``/``
+    and hold printable ASCII only, without a backslash, both as given and percent-decoded
+    (``/%2F%2Felsewhere``)."""
     target = str(source.get("next", ""))
-    return target if target.startswith("/") and target[1:2] not in ("/", "\\") else "/inbox"
+    for text in (target, unquote(target)):
+        if not text.startswith("/") or text.startswith("//") or _OFF_SITE.search(text):
+            return "/inbox"
+    return target

@@ -25,7 +25,12 @@ pre{background:#fff;border:1px solid #d5d9e0;padding:.6em;white-space:pre-wrap}
 .message{background:#fdecea;border:1px solid #e0a9a3;padding:.6em}.note{color:#555}
 form.decide{display:inline-block;background:#fff;border:1px solid #d5d9e0;padding:.6em;
 margin:0 1em 1em 0}
+.demo{background:#ffd24d;color:#1d2430;font-weight:600;padding:.5em 1.2em;margin:0}
 """
+DEMO_BANNER = (
+    '<p class="demo" role="status">Demo mode is on: anyone who can open this page can act as'
+    " any configured user, without a password. Never use it in production.</p>"
+)
 
 
 def esc(value: object) -> str:
@@ -46,7 +51,8 @@ def page(title: str, body: str, user: str | None = None, *, demo: bool = False) 
         )
     return (
         f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{esc(title)} — jitgate"
-        f"</title><style>{_STYLE}</style></head><body><header><strong>jitgate</strong>"
+        f"</title><style>{_STYLE}</style></head><body>{DEMO_BANNER if demo else ''}"
+        "<header><strong>jitgate</strong>"
         f'<a href="/inbox">inbox</a>{who}</header><main><h1>{esc(title)}</h1>{body}</main>'
         "</body></html>"
     )
