@@ -20,10 +20,13 @@ written as ``0`` (one ``bytes.translate``: each digit run keeps its place and it
 An entry is stored there only when every digit run of the text stands alone (no letter,
 digit, ``_``, ``.`` or ``$`` beside it) and the key with each run numbered ``$1…$n`` is
 exactly what ``pgparse.normalize`` made of the text: every run is an integer constant the
-parser replaced and nothing else was. Two texts with the same key have the same characters
-everywhere but in those runs, integer constants in both, and share the normalized entry's
-verdict. (A text with a digit in an identifier, ``t1``, is never stored there; the
-normalized map still answers it.)
+parser replaced and nothing else was. A ``-`` before a run may have gone into the
+placeholder with it: the parser folds a unary minus into the constant (``abalance +
+-1234``), never a binary one (``x -1``, ``x - 1``); which it is depends on the tokens
+before the minus, never on the digits, so it is the same for every text with the key. Two
+texts with the same key have the same characters everywhere but in those runs, integer
+constants in both, and share the normalized entry's verdict. (A text with a digit in an
+identifier, ``t1``, is never stored there; the normalized map still answers it.)
 
 The normalized text is used rather than ``pgparse.fingerprint``: a fingerprint is a 64-bit
 non-cryptographic hash (collisions can be crafted) and ignores more than literals (the names
@@ -110,7 +113,7 @@ class Classifier:
             entry = self._by_shape.get(shape)
             if entry is not None:
                 # Same statement, numbers of another length: next time the key answers.
-                if numbers is not None and _numbered(numbers) == shape:
+                if numbers is not None and _matches(numbers, shape):
                     self._remember(self._by_numbers, numbers, entry)
                 elif numbers is None and "'" not in sql:
                     # A text without a numbers key or a string, such as a parameterized
@@ -133,7 +136,7 @@ class Classifier:
                 only = verdicts[0]
                 entry = (only.statement_class, only.reasons, only.prepared_name)
                 self._remember(self._by_shape, shape, entry)
-                if numbers is not None and _numbered(numbers) == shape:
+                if numbers is not None and _matches(numbers, shape):
                     self._remember(self._by_numbers, numbers, entry)
         return verdicts
 
@@ -184,15 +187,25 @@ def numbers_key(sql: str) -> bytes | None:
     return None if _QUOTE in key else key
 
 
-def _numbered(key: bytes) -> str | None:
-    """The key's text as ``pgparse.normalize`` writes it, placeholders numbered in order,
-    if every digit run is a token by itself; None when some run is not."""
+def _matches(key: bytes, shape: str) -> bool:
+    """Whether ``shape`` is the key's text with every digit run replaced by the next
+    ``$n`` — or a ``-`` and the run after it, where the parser took the minus for the
+    constant's sign (``abalance + -1234`` normalizes to ``abalance + $1``, ``x -1`` to
+    ``x -$1``). False when some run is not a token by itself."""
     parts = _LONE_RUN.split(key)
     if any(b"0" in part for part in parts):
-        return None
-    return parts[0].decode("ascii") + "".join(
-        f"${i}{part.decode('ascii')}" for i, part in enumerate(parts[1:], 1)
-    )
+        return False
+    position = 0
+    for number, part in enumerate(parts[:-1], 1):
+        text = part.decode("ascii")
+        placeholder = f"${number}"
+        if shape.startswith(text + placeholder, position):
+            position += len(text) + len(placeholder)
+        elif text.endswith("-") and shape.startswith(text[:-1] + placeholder, position):
+            position += len(text) - 1 + len(placeholder)
+        else:
+            return False
+    return shape[position:] == parts[-1].decode("ascii")
 
 
 def _opaque(sql: str, reason: str) -> StatementVerdict:
