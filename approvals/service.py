@@ -18,7 +18,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import UUID
@@ -161,6 +161,7 @@ class Approvals:
         """Open a request for ``sql`` and tell every notifier. Raises StoreUnavailable."""
         estimate = await estimate_rows(resource, sql) if params is None else None
         display = self.display_sql(resource, sql, params)
+        reason = None if reason is None else self.masked(resource, reason)
         try:
             row = await self.store.insert(
                 NewRequest(
@@ -249,15 +250,21 @@ class Approvals:
     ) -> str:
         """``sql`` as cards and pages show it: sensitive literals masked (the default policy
         even where results are not masked: chat is never a place for raw values)."""
-        policy = self.masking(resource) or MaskingPolicy()
-        text = mask_text(sql, policy=policy).value
+        text = self.masked(resource, sql)
         if params:
             shown = ", ".join(
-                f"${i} = NULL" if p is None else f"${i} = {mask_text(p, policy=policy).value!r}"
+                f"${i} = NULL" if p is None else f"${i} = {self.masked(resource, p)!r}"
                 for i, p in enumerate(params, 1)
             )
             text += f"\n-- parameters: {shown}"
         return text
+
+    def masked(self, resource: Resource | None, text: str) -> str:
+        """``text`` with its sensitive spans masked by the resource's policy, or the default
+        one (also where results are not masked): what the store keeps of people's reasons
+        and of databases' error messages, which chat and pages show."""
+        policy = (self.masking(resource) if resource is not None else None) or MaskingPolicy()
+        return mask_text(text, policy=policy).value
 
     def where(self, request: RequestView) -> list[str]:
         return [w for n in self.notifiers if (w := n.where(request))]
@@ -338,6 +345,10 @@ class Approvals:
         )
 
     async def finish(self, request_id: int, outcome: Outcome) -> RequestView | None:
+        """Settle an executing request with ``outcome``, its error message masked first (a
+        database's error can quote a value from its rows)."""
+        if outcome.error:
+            outcome = replace(outcome, error=self.masked(None, outcome.error))
         row = await self.store.move(
             None,
             request_id,
