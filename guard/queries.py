@@ -73,7 +73,7 @@ def _merge(walker: Walker, body: Node) -> bool:
         walker.add("destructive", f"MERGE … WHEN … THEN DELETE on {name}")
     if any(_unmatched_update(when) for when in whens):
         # every target row the source does not match: the join condition limits nothing
-        walker.add("destructive", f"MERGE … WHEN NOT MATCHED BY SOURCE THEN UPDATE on {name}")
+        walker.add("destructive", f"MERGE … NOT MATCHED BY SOURCE on {name} may match every row")
     scope = scope_of(relation, body.get("sourceRelation"), body.get("withClause"))
     if "CMD_UPDATE" in actions and not limits_rows(body.get("joinCondition"), scope, walker.deps):
         walker.add("destructive", f"join condition of MERGE … UPDATE on {name} may match every row")

@@ -15,7 +15,8 @@ condition at all (``destructive``). A condition limits the target's rows when it
   as values; ``WHERE CURRENT OF cursor``;
 * a constant condition that is false or NULL (``false``, ``1 = 2``), as
   :func:`guard.values.evaluate` proves;
-* an AND with at least one such conjunct, an OR all of whose branches are such.
+* an AND with at least one such conjunct; an OR all of whose branches are such, unless
+  they bound one column from below and from above (``id > 0 OR id <= 0``).
 
 A *target column* is a column of the target, optionally cast: unqualified (only when
 FROM/USING names no other table, which could own a column of that name) or qualified with
@@ -36,6 +37,8 @@ from guard.tree import Node, node_type, strings, walk_dicts
 from guard.values import Dependencies, evaluate
 
 _COMPARISONS = frozenset({"=", "<", ">", "<=", ">="})
+_UPPER_BOUNDS = frozenset({"<", "<="})
+_BOUNDS = _UPPER_BOUNDS | {">", ">="}
 _LIKE_WILDCARDS = frozenset("%_\\")
 
 
@@ -99,7 +102,7 @@ def limits_rows(expr: object, scope: Scope, deps: Dependencies) -> bool:
         if body.get("boolop") == "AND_EXPR":
             return any(limits_rows(a, scope, deps) for a in args)
         if body.get("boolop") == "OR_EXPR":
-            return all(limits_rows(a, scope, deps) for a in args)
+            return all(limits_rows(a, scope, deps) for a in args) and not _brackets(args, scope)
         if len(args) == 1 and _is_column(args[0], scope):
             return True
     elif kind == "CurrentOfExpr" or _is_column(expr, scope):
@@ -136,6 +139,29 @@ def _limiting_comparison(body: Node, scope: Scope, deps: Dependencies) -> bool:
         pattern = evaluate(right, deps)
         return type(pattern) is str and pattern != "" and pattern[0] not in _LIKE_WILDCARDS
     return False
+
+
+def _brackets(branches: list[object], scope: Scope) -> bool:
+    """Whether ``branches`` of an OR compare one column from below and from above
+    (``id > 0 OR id <= 0``): together they may cover every value."""
+    seen: dict[object, set[bool]] = {}
+    for branch in branches:
+        body = branch.get("A_Expr") if type(branch) is dict else None
+        op = _operator(body.get("name")) if type(body) is dict else None
+        if body is None or body.get("kind") != "AEXPR_OP" or op not in _BOUNDS:
+            continue
+        for side, column in (("lexpr", True), ("rexpr", False)):
+            if _is_column(body.get(side), scope):
+                # "col < v" and "v > col" bound it from above
+                upper = (op in _UPPER_BOUNDS) == column
+                seen.setdefault(_column_name(body[side]), set()).add(upper)
+    return any(len(directions) == 2 for directions in seen.values())
+
+
+def _column_name(expr: object) -> object:
+    while node_type(expr) == "TypeCast":
+        expr = expr["TypeCast"].get("arg")  # type: ignore[index]
+    return tuple(strings(expr["ColumnRef"].get("fields")))  # type: ignore[index]
 
 
 def _limiting_sublink(body: Node, scope: Scope, deps: Dependencies) -> bool:
