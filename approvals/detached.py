@@ -88,7 +88,7 @@ async def run_audited(
                 client_addr=None, application_name=application_name,
                 gateway=f"{socket.gethostname()}:{approvals.gateway_id}",
                 started_at=datetime.now(UTC), cancel_pid=0, cancel_secret=b"\0" * 4,
-                upstream_host=resource.url.host, upstream_port=resource.url.port,
+                upstream_host=resource.writer.host, upstream_port=resource.writer.port,
                 upstream_pid=0, upstream_secret=b"\0" * 4,
             )
         )  # fmt: skip

@@ -73,6 +73,15 @@ async def connect(url: UpstreamURL, *, within: float = 10.0) -> asyncpg.Connecti
     )
 
 
+async def fetch_column(url: UpstreamURL, query: str) -> list[object]:
+    """``query``'s first column, on a short-lived connection with ``url``'s credential."""
+    conn = await connect(url, within=ESTIMATE_TIMEOUT * 2)
+    try:
+        return [row[0] for row in await conn.fetch(query)]
+    finally:
+        await conn.close(timeout=1)
+
+
 async def estimate_rows(resource: Resource, sql: str) -> int | None:
     """The planner's row estimate for a single DML statement (EXPLAIN, never ANALYZE: nothing
     runs), on a side connection with a short statement_timeout; None when unknown."""
@@ -80,7 +89,7 @@ async def estimate_rows(resource: Resource, sql: str) -> int | None:
         return None
     try:
         async with asyncio.timeout(ESTIMATE_TIMEOUT * 2):
-            conn = await connect(resource.url, within=ESTIMATE_TIMEOUT)
+            conn = await connect(resource.writer, within=ESTIMATE_TIMEOUT)
             try:
                 await conn.execute(f"SET statement_timeout = {int(ESTIMATE_TIMEOUT * 1000)}")
                 plan = await conn.fetchval("EXPLAIN (FORMAT JSON) " + sql)
@@ -149,7 +158,7 @@ async def run_detached(
     rows: list[Sequence[object]] = []
     count = 0
     try:
-        conn = await connect(resource.url)
+        conn = await connect(resource.writer)
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         return Outcome(None, None, _ms(started), "08006", f"cannot reach {resource.name}: {exc}")
     try:

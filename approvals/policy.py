@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from guard import StatementVerdict
-from jitgate.config import Action, Resource
+from jitgate.config import STATEMENT_CLASSES, Action, Resource
 
 _ACTION_RANK = {"deny": 0, "review": 1, "allow": 2}
 
@@ -24,6 +24,17 @@ def action_for(resource: Resource, groups: Iterable[str], statement_class: str) 
         if action is not None and _ACTION_RANK[action] > _ACTION_RANK[best]:
             best = action
     return best
+
+
+def reads_only(resource: Resource, groups: Iterable[str]) -> bool:
+    """Whether ``groups`` may do nothing on ``resource`` without review but read: such a
+    session runs on the resource's reader credential when it has a writer apart."""
+    groups = frozenset(groups)
+    return all(
+        action_for(resource, groups, statement_class) != "allow"
+        for statement_class in STATEMENT_CLASSES
+        if statement_class != "read"
+    )
 
 
 def strictest_action(actions: Iterable[Action]) -> Action:

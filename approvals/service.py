@@ -40,6 +40,7 @@ from approvals.store import (
 )
 from audit.recorder import AuditRecorder
 from guard import Classifier
+from guard.resources import ResourceClassifiers
 from jitgate.config import Config, Resource
 from jitgate.errors import DecisionRefused, StoreUnavailable
 from masking import MaskingPolicy, mask_text
@@ -85,7 +86,9 @@ class Approvals:
         self.listener: asyncpg.Connection | None = None
         self._scheduler: AsyncIOScheduler | None = None
         self.sweeping = asyncio.Lock()
-        self._classifier = Classifier()
+        self.classifiers = ResourceClassifiers(
+            {name: r.allowed_functions for name, r in config.resources.items()}
+        )
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -215,7 +218,7 @@ class Approvals:
         groups = self.config.groups_of(identity)
         if not groups & resource.access.keys():
             raise DecisionRefused("no_access", f"{identity} has no access to {resource_name}")
-        verdicts = self._classifier.classify(sql)
+        verdicts = self.classifiers.of(resource_name).classify(sql)
         strictest = Classifier.strictest(verdicts)
         reasons = tuple(dict.fromkeys(r for v in verdicts for r in v.reasons))
         action = action_of(resource, groups, verdicts)

@@ -75,6 +75,15 @@ def _parser() -> argparse.ArgumentParser:
     target.add_argument("--user")
     target.add_argument("--token", help="the token itself (or - to read it from stdin)")
     revoke.set_defaults(handler=_token_revoke)
+    roles = commands.add_parser("roles", help="print (or apply) a resource's reader role SQL")
+    roles.add_argument("--config", required=True)
+    roles.add_argument("--resource", required=True)
+    roles.add_argument("--apply", metavar="ADMIN_URL", help="run it with this admin URL")
+    roles.set_defaults(handler=_roles)
+    doctor = commands.add_parser("doctor", help="check every resource's credentials")
+    doctor.add_argument("--config", required=True)
+    doctor.add_argument("--output", choices=("text", "json"), default="text")
+    doctor.set_defaults(handler=_doctor)
     _add_request_commands(commands)
     return parser
 
@@ -156,16 +165,21 @@ async def collect_cycles(interval: float) -> None:
 
 
 async def _guard(args: argparse.Namespace) -> int:
-    """Print what the gateway would do with the SQL on stdin, for testing a policy."""
+    """Print what the gateway would do with the SQL on stdin, for testing a policy: the
+    resource's own classifier, with the names of the functions its target defines (read
+    from the target when it can be reached; a warning on stderr when not)."""
+    from approvals.execute import fetch_column
     from approvals.policy import action_for, strictest_action
-    from guard import Classifier
+    from guard.resources import ResourceClassifiers
 
     config = load_config(args.config)
     resource = config.resources.get(args.resource)
     if resource is None:
         raise UsageError(f"unknown resource {args.resource!r}")
     groups = config.groups_of(args.user)
-    verdicts = Classifier().classify(sys.stdin.read())
+    classifiers = ResourceClassifiers({resource.name: resource.allowed_functions})
+    await classifiers.load(lambda _name, query: fetch_column(resource.url, query))
+    verdicts = classifiers.of(resource.name).classify(sys.stdin.read())
     action = strictest_action(action_for(resource, groups, v.statement_class) for v in verdicts)
     print(
         json.dumps(
@@ -178,6 +192,46 @@ async def _guard(args: argparse.Namespace) -> int:
         )
     )
     return 0
+
+
+async def _roles(args: argparse.Namespace) -> int:
+    """Print the SQL of the resource's reader role (the role of its ``url``); with
+    ``--apply``, run it as that admin and set the reader's password from its URL."""
+    from jitgate.roles import apply_reader_role, reader_role_sql, writer_schemas
+
+    config = load_config(args.config)
+    resource = config.resources.get(args.resource)
+    if resource is None:
+        raise UsageError(f"unknown resource {args.resource!r}")
+    if resource.write_url is None:
+        raise UsageError(
+            f"resources.{resource.name} has no write_url: its url is the only credential,"
+            " so it cannot also be the reader; add write_url first"
+        )
+    schemas = await writer_schemas(resource)
+    sql = reader_role_sql(resource.url.user, resource.writer.user, resource.url.database, schemas)
+    print(sql, end="")
+    if args.apply:
+        await apply_reader_role(args.apply, sql, resource.url)
+        print(f"-- applied; {resource.url.user}'s password set from resources.{resource.name}.url")
+    return 0
+
+
+async def _doctor(args: argparse.Namespace) -> int:
+    """One line per resource about its credentials; non-zero when a reader can write."""
+    from jitgate.doctor import check_reader
+
+    config = load_config(args.config)
+    checks = [await check_reader(resource) for resource in config.resources.values()]
+    if args.output == "json":
+        print(json.dumps([
+            {"resource": c.resource, "status": c.status, "problems": list(c.problems)}
+            for c in checks
+        ]))  # fmt: skip
+    else:
+        for check in checks:
+            print(check.line)
+    return 1 if any(c.status == "writable" for c in checks) else 0
 
 
 async def _mask(args: argparse.Namespace) -> int:

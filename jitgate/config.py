@@ -73,6 +73,9 @@ def socket_path(host: str, port: int) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class Resource:
+    """A target. ``url`` is the reader's credential when ``write_url`` names a writer;
+    without ``write_url`` it is the only one, used for everything."""
+
     name: str
     type: str
     url: UpstreamURL
@@ -85,6 +88,14 @@ class Resource:
     masking: str
     blast_radius_factor: float = 10.0
     blast_radius_floor: int = 10
+    write_url: UpstreamURL | None = None
+    # Functions outside the built-in allow-list that the classifier counts as reads.
+    allowed_functions: tuple[str, ...] = ()
+
+    @property
+    def writer(self) -> UpstreamURL:
+        """The credential approved statements (and writers' sessions) run with."""
+        return self.write_url or self.url
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,7 +327,7 @@ def _resources(
         res = node.child(name)
         res.only(
             "type", "url", "access", "approvers", "approvals_required", "request_ttl",
-            "notify", "masking", "blast_radius",
+            "notify", "masking", "blast_radius", "write_url", "functions",
         )  # fmt: skip
         kind = res.choice("type", ("postgres",))
         access_node = res.child("access", {})
@@ -335,6 +346,9 @@ def _resources(
         notify.only("slack", "teams")
         blast = res.child("blast_radius", {})
         blast.only("factor", "floor")
+        functions = res.child("functions", {})
+        functions.only("allow")
+        write_url = res.optional_str("write_url")
         resources[name] = Resource(
             name=name,
             type=kind,
@@ -348,6 +362,10 @@ def _resources(
             masking=res.choice("masking", masking_choices),
             blast_radius_factor=blast.number("factor", 10.0, minimum=1.0),
             blast_radius_floor=blast.integer("floor", 10, minimum=0),
+            write_url=None
+            if write_url is None
+            else parse_upstream_url(write_url, res.key("write_url")),
+            allowed_functions=tuple(functions.str_list("allow")),
         )
     return resources
 

@@ -16,6 +16,7 @@ import logging
 import asyncpg
 from aiohttp import web
 
+from approvals.execute import fetch_column
 from approvals.inbox import InboxNotifier
 from approvals.service import Approvals
 from audit.recorder import AuditRecorder
@@ -28,6 +29,9 @@ from proxy.server import ProxyServer
 from store.db import connect_pool, migrate
 
 log = logging.getLogger("jitgate")
+
+# How often each target's own function names are read again (guard.resources).
+CATALOG_REFRESH = 60.0
 
 
 class Gateway:
@@ -45,7 +49,7 @@ class Gateway:
             config,
             pool,
             self.recorder,
-            default_chain(self.recorder, alert=self.approvals.emit),
+            default_chain(self.recorder, self.approvals.classifiers, alert=self.approvals.emit),
             self.metrics,
             self.approvals,
         )
@@ -57,6 +61,7 @@ class Gateway:
                 self.approvals.alerts.append(self.slack.alerts)
         self._recorder_task: asyncio.Task[None] | None = None
         self._http_runner: web.AppRunner | None = None
+        self._catalog_task: asyncio.Task[None] | None = None
 
     def masking_for(self, resource: Resource) -> MaskingPolicy | None:
         """The masking policy of ``resource``: ``default``, a named policy from
@@ -77,7 +82,15 @@ class Gateway:
         return int(self._http_runner.addresses[0][1])
 
     async def start(self) -> None:
+        from jitgate.doctor import check_at_start
         from jitgate.web import build_http_app
+
+        await check_at_start(self.config)
+        classifiers = self.approvals.classifiers
+        await classifiers.load(self.target_column)
+        self._catalog_task = asyncio.create_task(
+            classifiers.refresh(self.target_column, CATALOG_REFRESH), name="catalog-refresh"
+        )
 
         self._recorder_task = asyncio.create_task(self.recorder.run(), name="audit-recorder")
         await self.approvals.start()
@@ -90,7 +103,13 @@ class Gateway:
         await web.TCPSite(self._http_runner, listen.host, listen.port).start()
         log.info("http listener up", extra={"listen": f"{listen.host}:{self.http_port}"})
 
+    async def target_column(self, resource: str, query: str) -> list[object]:
+        """``query``'s first column on ``resource``'s target, as its reader sees it."""
+        return await fetch_column(self.config.resources[resource].url, query)
+
     async def stop(self, drain_timeout: float = 10.0) -> None:
+        if self._catalog_task is not None:
+            self._catalog_task.cancel()
         await self.proxy.stop(drain_timeout)
         if self._http_runner is not None:
             await self._http_runner.cleanup()

@@ -28,7 +28,7 @@ from approvals.execute import build_preview, dml_kind, tag_rows
 from approvals.model import Outcome, State
 from approvals.store import RequestRow
 from audit.events import StatementEvent
-from jitgate.errors import StoreUnavailable
+from jitgate.errors import AuthenticationError, ProtocolError, StoreUnavailable, UpstreamError
 from proxy import messages as m
 from proxy import pgerrors
 from proxy.codec import decode_backend
@@ -208,6 +208,11 @@ async def _hold(session: ClientSession, held: Held) -> None:
     assert approvals is not None and context is not None
     timeout = session.server.config.postgres.hold_timeout
     event = held.event
+    if context.on_reader:
+        why = await _not_on_writer(session, held)
+        if why is not None:
+            session.refuse_held(held, pgerrors.reader_session_cannot_hold(why))
+            return
     try:
         view = await approvals.submit(
             resource=context.resource,
@@ -296,7 +301,43 @@ async def _stop_waiting(
     session.refuse_held(held, pgerrors.hold_ended(request_id, where, interrupted))
 
 
+async def _not_on_writer(session: ClientSession, held: Held) -> str | None:
+    """Why ``held``, from a session on the reader credential, cannot be approved to run
+    on a writer connection of its own; None when it can. A statement inside the reader's
+    transaction block would run outside that transaction, and a bound statement's portal
+    lives only on the reader's connection: both are refused before any request exists."""
+    if held.kind != m.QUERY:
+        return "it came through the extended protocol, whose portal lives on the reader"
+    await session.settle()  # the transaction status after what the client sent before
+    if session.tx_status != "I":
+        return "it was sent inside a transaction block, which runs on the read-only credential"
+    return None
+
+
 async def _execute(session: ClientSession, held: Held, request_id: int, cap: int | None) -> None:
+    """Run the approved statement: on the session's own connection, or — for a session on
+    the resource's reader credential — on a writer connection opened for this command."""
+    context = session.context
+    assert context is not None
+    if not context.on_reader:
+        await _run(session, held, request_id, cap)
+        return
+    approvals = session.server.approvals
+    assert approvals is not None
+    try:
+        restore = await session.switch_to_writer()
+    except (UpstreamError, AuthenticationError, ProtocolError) as exc:
+        why = f"cannot reach {context.resource.name} with its writer credential: {exc}"
+        await approvals.finish(request_id, Outcome(None, None, 0.0, "08006", why))
+        session.refuse_held(held, pgerrors.writer_unreachable(request_id, why))
+        return
+    try:
+        await _run(session, held, request_id, cap)
+    finally:
+        restore()
+
+
+async def _run(session: ClientSession, held: Held, request_id: int, cap: int | None) -> None:
     approvals = session.server.approvals
     assert approvals is not None
     convert = held.kind == m.QUERY and cap is not None and dml_kind(held.sql) is not None

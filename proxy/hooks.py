@@ -20,6 +20,7 @@ from audit.events import StatementEvent
 from audit.recorder import AuditRecorder
 from guard import Classifier, StatementClass, StatementVerdict
 from guard.classify import numbers_key
+from guard.resources import ResourceClassifiers
 from guard.verdict import RANK
 from jitgate.config import Action, Resource
 from proxy import pgerrors
@@ -35,6 +36,8 @@ class SessionContext:
     groups: frozenset[str]
     resource: Resource
     client_addr: str | None
+    # The session runs on the resource's reader credential (approvals.policy.reads_only).
+    on_reader: bool = False
     decisions: dict[str, Action] = field(default_factory=dict, compare=False)
     # The class of each prepared statement of the session by name, SQL PREPAREs and
     # protocol Parses alike (PostgreSQL keeps both under one set of names).
@@ -95,14 +98,15 @@ class Classify:
 
     pure = True
 
-    def __init__(self, classifier: Classifier) -> None:
-        self._classifier = classifier
+    def __init__(self, classifiers: ResourceClassifiers) -> None:
+        self._classifiers = classifiers
 
     def on_statement(self, statement: Statement) -> Refusal | None:
         if statement.protocol == "execute":
             return None
         prepared = statement.context.sql_prepared
-        verdicts = self._classifier.classify(statement.sql, prepared=prepared)
+        classifier = self._classifiers.of(statement.context.resource.name)
+        verdicts = classifier.classify(statement.sql, prepared=prepared)
         for verdict in verdicts:
             if verdict.prepared_name is not None:
                 remember_prepared(prepared, verdict.prepared_name, verdict.statement_class)
@@ -110,7 +114,7 @@ class Classify:
         if len(verdicts) == 1:
             statement.event.statement_class = verdicts[0].statement_class
             statement.event.reasons = verdicts[0].reasons
-            statement.memo_key = self._classifier.memo_key(statement.sql)
+            statement.memo_key = classifier.memo_key(statement.sql)
             return None
         statement.event.statement_class = Classifier.strictest(verdicts).statement_class
         statement.event.reasons = tuple(
@@ -325,13 +329,13 @@ _MEMO_SIZE = 512
 
 def default_chain(
     recorder: AuditRecorder,
-    classifier: Classifier | None = None,
+    classifiers: ResourceClassifiers,
     *,
     holding: bool = True,
     alert: Callable[[Alert], None] | None = None,
 ) -> HookChain:
     return HookChain(
-        [Classify(classifier or Classifier()), PinLexing(), Decide(alert), Hold(holding)],
+        [Classify(classifiers), PinLexing(), Decide(alert), Hold(holding)],
         PassThroughMask(),
         Record(recorder),
     )

@@ -119,6 +119,17 @@ def lexing_setting_refused(name: str, value: str) -> bytes:
     )
 
 
+def reader_session_cannot_hold(why: str) -> bytes:
+    return _error(
+        "25006",
+        f"this statement needs approval but cannot be held: {why}",
+        detail="This session runs on the resource's read-only credential; an approved"
+        " statement runs once on a writer connection of its own.",
+        hint="Nothing was run. Send it alone, outside a transaction block, as a simple query"
+        " (psql), or ask with jitgate request.",
+    )
+
+
 def approval_required(reasons: Sequence[str]) -> bytes:
     return _error(
         "42501",
@@ -180,6 +191,11 @@ def request_not_executed(request_id: int, state: str) -> bytes:
         f"request #{request_id} is {state} and was not run on this connection",
         hint=f"Check it with: jitgate requests, or /jit status {request_id}",
     )
+
+
+def writer_unreachable(request_id: int, why: str) -> bytes:
+    return _error("08006", f"request #{request_id} was approved but not run: {why}",
+                  hint="Nothing was run. Ask again when the target is reachable.")  # fmt: skip
 
 
 def blast_radius_exceeded(request_id: int, rows: int, cap: int) -> bytes:

@@ -21,11 +21,12 @@ import ssl
 import time
 import uuid
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, cast
 
 from approvals.model import Alert
+from approvals.policy import reads_only
 from audit.events import SessionRecord, StatementEvent, event_row
 from guard.verdict import ALL_PREPARED, RANK, StatementVerdict
 from jitgate.errors import AuthenticationError, ProtocolError, StoreUnavailable, UpstreamError
@@ -184,6 +185,8 @@ class ClientSession(asyncio.Protocol):
         self._session_open = False
         self._recorder = server.recorder
         self._upstream_framer = Framer()
+        self._forwarded: dict[str, str] = {}
+        self._settled: asyncio.Event | None = None
         self._admit_known = server.chain.admit_known
         self._observe = server.metrics.observe
 
@@ -312,8 +315,11 @@ class ClientSession(asyncio.Protocol):
             return
         forwarded = {k: v for k, v in params.items() if k in FORWARDED_PARAMETERS}
         forwarded.update(lexing.PINNED)
+        self._forwarded = forwarded
+        on_reader = resource.write_url is not None and reads_only(resource, groups)
+        target = resource.url if on_reader else resource.writer
         try:
-            ready = await connect_upstream(resource.url, forwarded)
+            ready = await connect_upstream(target, forwarded)
         except (UpstreamError, AuthenticationError, ProtocolError) as exc:
             log.warning(
                 "upstream connection failed", extra={"resource": resource_name, "error": str(exc)}
@@ -336,6 +342,7 @@ class ClientSession(asyncio.Protocol):
             groups=groups,
             resource=resource,
             client_addr=f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else None,
+            on_reader=on_reader,
         )
         if self._masker is not None:
             self._blank = {}
@@ -355,8 +362,8 @@ class ClientSession(asyncio.Protocol):
                     started_at=datetime.now(UTC),
                     cancel_pid=self.cancel_key[0],
                     cancel_secret=self.cancel_key[1],
-                    upstream_host=resource.url.host,
-                    upstream_port=resource.url.port,
+                    upstream_host=target.host,
+                    upstream_port=target.port,
                     upstream_pid=ready.process_id,
                     upstream_secret=ready.secret_key,
                 )
@@ -370,8 +377,8 @@ class ClientSession(asyncio.Protocol):
         self.server.metrics.sessions_active.inc()
         self.server.metrics.sessions_total.inc()
         self.server.cancel_keys[self.cancel_key] = (
-            resource.url.host,
-            resource.url.port,
+            target.host,
+            target.port,
             ready.process_id,
             ready.secret_key,
         )
@@ -913,6 +920,51 @@ class ClientSession(asyncio.Protocol):
         self.pause_client_reading()
         self._hold_task = asyncio.get_running_loop().create_task(hold(self, held))
 
+    async def settle(self) -> None:
+        """Wait until the target has answered everything sent before the held Query (a
+        held Execute's Parse and Bind are answered only at the client's Sync)."""
+        while self._pending and not self._closed:
+            self._settled = asyncio.Event()
+            try:
+                await self._settled.wait()
+            finally:
+                self._settled = None
+
+    async def switch_to_writer(self) -> Callable[[], None]:
+        """From now on, send what the hold forwards on a connection of its own with the
+        resource's writer credential; the session's reader connection waits, idle. Returns
+        the call that closes the writer's connection and gives the session its reader
+        back. Call :meth:`settle` first: the reader owes nothing while the writer answers.
+        Raises :class:`UpstreamError` (or AuthenticationError) when the writer is out of
+        reach."""
+        assert self.context is not None and self.upstream is not None and not self._pending
+        writer_url = self.context.resource.writer
+        ready = await connect_upstream(writer_url, self._forwarded)
+        for name, value in ready.parameters:
+            if lexing.drifted(name, value):
+                ready.protocol.close()
+                raise UpstreamError(f"the writer connection reads text with {name}={value}")
+        reader, writer = self.upstream, ready.protocol
+        keys = self.server.cancel_keys
+        reader_key = keys.get(self.cancel_key) if self.cancel_key is not None else None
+        if self.cancel_key is not None:
+            keys[self.cancel_key] = (
+                writer_url.host, writer_url.port, ready.process_id, ready.secret_key,
+            )  # fmt: skip
+        leftover = writer.attach(self)
+        self.upstream, self._upstream_framer = writer, writer.framer
+        if leftover:
+            self.upstream_data(leftover)
+
+        def restore() -> None:
+            writer.session = None
+            writer.close()
+            self.upstream, self._upstream_framer = reader, reader.framer
+            if self.cancel_key is not None and reader_key is not None:
+                keys[self.cancel_key] = reader_key
+
+        return restore
+
     def forward_held(self, data: bytes, entries: list[Pending]) -> None:
         """Send gateway-built messages for the held statement, owed ``entries``."""
         upstream = self.upstream
@@ -1127,6 +1179,8 @@ class ClientSession(asyncio.Protocol):
             self._finish(entry)
         if self._draining and not pending and not self._holding:
             self.drain()
+        if self._settled is not None and not pending:
+            self._settled.set()
 
     def _rows_plan(self) -> ColumnPlan:
         """The plan for the DataRows arriving now: the Execute's own, else the last
@@ -1249,6 +1303,8 @@ class ClientSession(asyncio.Protocol):
 
     def _close(self) -> None:
         self._disarm()
+        if self._settled is not None:
+            self._settled.set()
         if self.upstream is not None:
             self.upstream.close()
         if self.transport is not None and not self.transport.is_closing():

@@ -1,0 +1,260 @@
+"""The database enforces what the gateway decided. A resource with ``write_url`` runs the
+sessions of users who may only read on its reader role, made by ``jitgate roles``; the
+attacks here are reads the guardrails cannot see through (code behind a view), and the
+witness is the target's state. Approved statements from such a session run once on a
+writer connection of their own."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import re
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psycopg
+import pytest
+import yaml
+
+from jitgate.config import Config, Resource, parse_upstream_url
+from jitgate.doctor import check_reader
+from jitgate.errors import ConfigError
+from jitgate.gateway import Gateway
+from jitgate.roles import reader_role_sql, writer_schemas
+from tests.harness import GatewayThread, gateway_config
+from tests.test_approvals import decide, final_view, newest_request, psql
+
+ALICE, BOB = "alice@example.com", "bob@example.com"
+READER, WRITER = "jg_reader_r", "jg_writer_r"
+
+
+def as_role(dsn: str, role: str) -> str:
+    parts = urlsplit(dsn)
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{role}@{host}").geturl()
+
+
+@pytest.fixture(scope="module")
+def target_dsn(make_database: Callable[[str], str], pg_dsn: str) -> str:
+    """A database owned by the writer, with code behind views that writes when read."""
+    dsn = make_database("jg_reader_target")
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        for role in (READER, WRITER):
+            conn.execute(f"DROP ROLE IF EXISTS {role}")
+        conn.execute(f"CREATE ROLE {WRITER} LOGIN")
+        conn.execute(f"ALTER DATABASE jg_reader_target OWNER TO {WRITER}")
+    with psycopg.connect(as_role(dsn, WRITER), autocommit=True) as conn:
+        conn.execute("CREATE TABLE items (id int PRIMARY KEY, name text)")
+        conn.execute("CREATE TABLE orders (id serial PRIMARY KEY, total int)")
+        conn.execute(
+            "CREATE FUNCTION wipe_orders() RETURNS int LANGUAGE sql SECURITY DEFINER"
+            " AS 'DELETE FROM orders RETURNING 1; SELECT 0'"
+        )
+        conn.execute("CREATE VIEW order_stats AS SELECT wipe_orders() AS n")
+        conn.execute(
+            "CREATE FUNCTION wipe_row(i items) RETURNS int LANGUAGE sql"
+            " AS 'DELETE FROM items WHERE id = i.id RETURNING 1'"
+        )
+        conn.execute("CREATE VIEW next_order AS SELECT nextval('orders_id_seq') AS id")
+    return dsn
+
+
+@pytest.fixture
+def target(target_dsn: str) -> Callable[[str], object]:
+    with psycopg.connect(as_role(target_dsn, WRITER), autocommit=True) as conn:
+        conn.execute("TRUNCATE items, orders")
+        conn.execute("ALTER SEQUENCE orders_id_seq RESTART")
+        conn.execute("INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 10) g")
+        conn.execute("INSERT INTO orders (total) SELECT g FROM generate_series(1, 5) g")
+
+    def scalar(sql: str) -> object:
+        with psycopg.connect(target_dsn) as conn:
+            row = conn.execute(sql).fetchone()
+            assert row is not None
+            return row[0]
+
+    return scalar
+
+
+def with_reader(config: Config, reader_dsn: str, writer_dsn: str) -> Config:
+    prod = dataclasses.replace(
+        config.resources["prod"],
+        url=parse_upstream_url(reader_dsn, "url"),
+        write_url=parse_upstream_url(writer_dsn, "write_url"),
+    )
+    return dataclasses.replace(config, resources={**config.resources, "prod": prod})
+
+
+@pytest.fixture(scope="module")
+def config(make_database: Callable[[str], str], target_dsn: str) -> Config:
+    base = gateway_config(
+        make_database("jg_reader_store"),
+        target_dsn,
+        postgres={"listen": "127.0.0.1:0", "hold_timeout": "20s"},
+    )
+    config = with_reader(base, as_role(target_dsn, READER), as_role(target_dsn, WRITER))
+    prod = config.resources["prod"]
+    schemas = asyncio.run(writer_schemas(prod))
+    sql = reader_role_sql(READER, WRITER, "jg_reader_target", schemas)
+    with psycopg.connect(target_dsn, autocommit=True) as conn:
+        conn.execute(sql.encode())
+    return config
+
+
+@pytest.fixture(scope="module")
+def gw(config: Config) -> Iterator[GatewayThread]:
+    gateway = GatewayThread(config)
+    yield gateway
+    gateway.stop()
+
+
+def test_the_reader_made_by_jitgate_roles_passes_the_check(config: Config) -> None:
+    check = asyncio.run(check_reader(config.resources["prod"]))
+    assert (check.status, check.problems) == ("ok", ())
+
+
+def test_a_reader_that_can_write_stops_the_gateway(config: Config, target_dsn: str) -> None:
+    writable = with_reader(config, as_role(target_dsn, WRITER), as_role(target_dsn, WRITER))
+
+    async def start() -> None:
+        gateway = await Gateway.open(writable)
+        try:
+            await gateway.start()
+        finally:
+            await gateway.stop(0)
+
+    with pytest.raises(ConfigError, match=r"resources\.prod\.url: .*can write: .*owns items"):
+        asyncio.run(start())
+
+
+def test_doctor_names_what_the_reader_could_do(
+    config: Config, target_dsn: str, tmp_path: Path
+) -> None:
+    prod = config.resources["prod"]
+    raw = {
+        "database_url": "postgresql://unused@127.0.0.1:1/x",
+        "groups": {"dba": [BOB]},
+        "resources": {
+            "ok": {"type": "postgres", "url": as_role(target_dsn, READER),
+                   "write_url": as_role(target_dsn, WRITER), "access": {"dba": {"read": "allow"}}},
+            "bad": {"type": "postgres", "url": as_role(target_dsn, WRITER),
+                    "write_url": as_role(target_dsn, WRITER), "access": {"dba": {"read": "allow"}}},
+            "single": {"type": "postgres", "url": as_role(target_dsn, WRITER),
+                       "access": {"dba": {"read": "allow"}}},
+        },
+    }  # fmt: skip
+    path = tmp_path / "jitgate.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    result = subprocess.run(
+        [sys.executable, "-m", "jitgate", "doctor", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "ok: the reader credential cannot write"
+    assert lines[1].startswith("bad: the reader credential can write: ")
+    assert "has INSERT on items" in lines[1] and "owns orders" in lines[1]
+    assert lines[2].startswith("single: no write_url, so every session runs with url's")
+    assert prod.url.user == READER
+
+
+def test_sessions_run_on_the_credential_their_policy_needs(gw: GatewayThread) -> None:
+    with psycopg.connect(gw.dsn(ALICE, gw.token(ALICE))) as conn:
+        assert conn.execute("SELECT current_user").fetchone() == (READER,)
+    with psycopg.connect(gw.dsn(BOB, gw.token(BOB))) as conn:  # may write without review
+        assert conn.execute("SELECT current_user").fetchone() == (WRITER,)
+
+
+@pytest.mark.parametrize(
+    ("attack", "witness"),
+    [
+        ("SELECT * FROM order_stats", "SELECT count(*) FROM orders"),
+        ("SELECT n FROM (SELECT * FROM order_stats) s", "SELECT count(*) FROM orders"),
+        ("SELECT * FROM next_order", "SELECT last_value FROM orders_id_seq"),
+    ],
+)
+def test_writes_hidden_behind_views_fail_in_the_database(
+    gw: GatewayThread, target: Callable[[str], object], attack: str, witness: str
+) -> None:
+    before = target(witness)
+    with psycopg.connect(gw.dsn(ALICE, gw.token(ALICE)), autocommit=True) as conn:
+        refused = (psycopg.errors.ReadOnlySqlTransaction, psycopg.errors.InsufficientPrivilege)
+        with pytest.raises(refused):
+            conn.execute(attack)
+        assert conn.execute("SELECT count(*) FROM items").fetchone() == (10,)  # goes on
+    assert target(witness) == before
+
+
+def test_an_approved_write_from_a_reader_session_runs_once_on_a_writer(
+    pg_bin: Callable[[str], str], gw: GatewayThread, target: Callable[[str], object]
+) -> None:
+    alice = gw.dsn(ALICE, gw.token(ALICE))
+    client = psql(pg_bin, alice, "DELETE FROM items WHERE id <= 3 RETURNING id",
+                  "SELECT current_user, count(*) FROM items")  # fmt: skip
+    request_id = newest_request(gw)
+    assert target("SELECT count(*) FROM items") == 10
+    decide(gw, request_id, BOB)
+    out, err = client.communicate(timeout=30)
+    assert "DELETE 3" in out, err
+    assert re.search(rf"{READER}\s+\|\s+7", out), out  # the session goes on, on its reader
+    assert target("SELECT count(*) FROM items") == 7
+    done = final_view(gw, request_id)
+    assert (done.outcome.command_tag, done.outcome.rows) == ("DELETE 3", 3)
+
+
+def test_a_held_statement_inside_a_reader_transaction_is_refused_before_any_request(
+    pg_bin: Callable[[str], str], gw: GatewayThread, target: Callable[[str], object]
+) -> None:
+    before = gw.call(gw.gateway.approvals.store.list(limit=1000))
+    inside = "BEGIN; SELECT 1; COMMIT; BEGIN; DELETE FROM items WHERE id = 4; COMMIT"
+    held = subprocess.run(
+        [pg_bin("psql"), "-X", gw.dsn(ALICE, gw.token(ALICE))],
+        input=inside.replace("; ", ";\n") + ";\n",
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert "inside a transaction block" in held.stderr and "ROLLBACK" in held.stdout
+    refused = pytest.raises(psycopg.errors.ReadOnlySqlTransaction, match="extended protocol")
+    with psycopg.connect(gw.dsn(ALICE, gw.token(ALICE)), autocommit=True) as conn, refused:
+        conn.execute("DELETE FROM items WHERE id = %s", (4,))
+    assert target("SELECT count(*) FROM items") == 10
+    assert len(gw.call(gw.gateway.approvals.store.list(limit=1000))) == len(before)
+
+
+def test_attribute_notation_is_judged_with_the_targets_own_functions(
+    gw: GatewayThread, target: Callable[[str], object], config: Config, tmp_path: Path
+) -> None:
+    """``i.wipe_row`` is ``wipe_row(i)``: a column to the parser, a call to the target."""
+    attack = "SELECT i.wipe_row FROM items i"
+    denied = pytest.raises(psycopg.errors.InsufficientPrivilege, match="wipe_row")
+    with psycopg.connect(gw.dsn(ALICE, gw.token(ALICE)), autocommit=True) as conn, denied:
+        conn.execute(attack)
+    assert target("SELECT count(*) FROM items") == 10
+    prod = config.resources["prod"]
+    path = tmp_path / "jitgate.yaml"
+    path.write_text(yaml.safe_dump({
+        "database_url": "postgresql://unused@127.0.0.1:1/x",
+        "groups": {"engineers": [ALICE]},
+        "resources": {"prod": {
+            "type": "postgres", "url": as_role(target_dsn_of(prod), READER),
+            "write_url": as_role(target_dsn_of(prod), WRITER),
+            "access": {"engineers": {"read": "allow"}},
+        }},
+    }))  # fmt: skip
+    guard = subprocess.run(
+        [sys.executable, "-m", "jitgate", "guard", "--config", str(path),
+         "--resource", "prod", "--user", ALICE],
+        input=attack, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert guard.returncode == 0, guard.stderr
+    answer = yaml.safe_load(guard.stdout)
+    assert answer["action"] == "deny" and answer["statements"][0]["class"] == "opaque"
+
+
+def target_dsn_of(resource: Resource) -> str:
+    url = resource.writer
+    return f"postgresql://{url.user}@{url.host}:{url.port}/{url.database}"
