@@ -5,7 +5,9 @@
 
 - ``pgdata/``: a PostgreSQL cluster (see :mod:`jitgate.cluster`), started on a free port or
   reused if it already runs. It holds the store database ``jitgate`` and the sample database
-  ``shop`` (:func:`jitgate.demo_data.load_shop`), whose tables belong to the role ``app``.
+  ``shop`` (:func:`jitgate.demo_data.load_shop`), whose tables belong to the role ``app``
+  (the resource's ``write_url``); alice's read-only sessions run as ``shop_reader``, made by
+  :func:`jitgate.roles.reader_role_sql` (the resource's ``url``).
 - ``app-password`` (mode 0600): ``app``'s password, made once. The config names it only as
   ``${DEMO_DB_PASSWORD}``; the demo puts it in the gateway's environment. The demo cluster
   trusts local connections (see :mod:`jitgate.cluster`), so the password shows where secrets
@@ -48,9 +50,10 @@ import asyncpg
 import yaml
 
 from jitgate.cluster import Cluster
-from jitgate.config import load_config
+from jitgate.config import load_config, parse_upstream_url
 from jitgate.demo_data import load_shop
 from jitgate.errors import JitgateError
+from jitgate.roles import apply_reader_role, reader_role_sql
 from store.db import connect_pool, migrate
 from store.tokens import issue_token
 
@@ -61,6 +64,7 @@ USER = "alice@example.com"
 TOKEN_TTL = 8 * 3600.0
 CUSTOMERS = 1000
 PASSWORD_VAR = "DEMO_DB_PASSWORD"
+READER = "shop_reader"
 READY_TIMEOUT = 60.0
 # The gateway lets running statements finish before it exits; idle sessions close at once.
 STOP_TIMEOUT = 30.0
@@ -176,6 +180,7 @@ async def _prepare(cluster: Cluster, root: Path) -> Demo:
             await load_shop(shop, customers=CUSTOMERS)
     finally:
         await shop.close()
+    await _make_reader(cluster, password)
     notes: list[str] = []
     http_port, postgres_port = _choose_ports(notes)
     config_path = root / "jitgate.yaml"
@@ -205,6 +210,14 @@ async def _create_databases(cluster: Cluster, password: str) -> str:
         return str(await admin.fetchval("SHOW server_version"))
     finally:
         await admin.close()
+
+
+async def _make_reader(cluster: Cluster, password: str) -> None:
+    """The role ``shop_reader`` (:func:`jitgate.roles.reader_role_sql`): the shop's read-only
+    sessions run on it, so what the guardrails let through as a read cannot write."""
+    reader = parse_upstream_url(cluster.dsn("shop", READER, password), "url")
+    sql = reader_role_sql(READER, "app", "shop", ["public"])
+    await apply_reader_role(cluster.dsn("shop"), sql, reader)
 
 
 def _app_password(path: Path) -> str:
@@ -269,7 +282,9 @@ def _config_text(cluster: Cluster, root: Path, http_port: int, postgres_port: in
         "resources": {
             "shop": {
                 "type": "postgres",
-                "url": f"postgresql://app:${{{PASSWORD_VAR}}}@{HOST}:{cluster.port}/shop",
+                # The reader and the writer share the demo's one password.
+                "url": f"postgresql://{READER}:${{{PASSWORD_VAR}}}@{HOST}:{cluster.port}/shop",
+                "write_url": f"postgresql://app:${{{PASSWORD_VAR}}}@{HOST}:{cluster.port}/shop",
                 "access": ACCESS,
                 "approvers": ["dba"],
                 "approvals_required": 1,

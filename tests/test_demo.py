@@ -145,6 +145,11 @@ def test_the_printed_psql_line_reads_the_shop(demo: RunningDemo) -> None:
     assert result.stdout.strip() == "1000"
 
 
+def test_alice_reads_on_the_read_only_role(demo: RunningDemo) -> None:
+    result = demo.run_psql("SELECT current_user, current_setting('default_transaction_read_only')")
+    assert result.stdout.strip() == "shop_reader|on", result.stderr
+
+
 def test_reads_of_the_fake_pii_come_back_masked(demo: RunningDemo) -> None:
     result = demo.run_psql("SELECT email, ssn, card_number FROM customers ORDER BY id LIMIT 3")
     assert result.returncode == 0, result.stderr
