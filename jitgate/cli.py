@@ -235,23 +235,36 @@ async def _doctor(args: argparse.Namespace) -> int:
 
 
 async def _mask(args: argparse.Namespace) -> int:
-    """Read ``{"column": …, "type": …, "value": …}`` lines (column and type optional) and
-    write ``{"value": <masked>, "entities": [...]}`` for each, for testing a policy. A line
-    that is not such an object gets ``{"error": …}`` naming its line number."""
-    from masking import mask_text
+    """Read ``{"column": …, "type": …, "value": …}`` lines (column and type optional; type a
+    PostgreSQL type name, ``text`` by default) and write ``{"value": <masked>, "entities":
+    [...]}`` for each, masked exactly as the gateway masks a cell of such a column in a
+    result (``"value": null`` where it would send NULL), for testing a policy. A line that
+    is not such an object, or names an unknown type, gets ``{"error": …}`` naming its line
+    number."""
+    from masking.cell import CellMasker
 
+    cells = CellMasker()
     for number, line in enumerate(sys.stdin, 1):
         if not line.strip():
             continue
         try:
             item = json.loads(line)
-            value, column = item["value"], item.get("column")
-            if not isinstance(value, str) or not isinstance(column, str | None):
+            value, column, type_name = item["value"], item.get("column"), item.get("type")
+            if not isinstance(value, str) or not all(
+                isinstance(v, str | None) for v in (column, type_name)
+            ):
                 raise TypeError
         except (ValueError, KeyError, TypeError, AttributeError):
             print(json.dumps({"error": f"line {number}: expected an object with a string value"}))
             continue
-        result = mask_text(value, column=column)
+        try:
+            result = cells.mask(value, column, type_name)
+        except UnicodeEncodeError:
+            print(json.dumps({"error": f"line {number}: the value is not valid Unicode text"}))
+            continue
+        except ValueError as exc:  # an unknown type name
+            print(json.dumps({"error": f"line {number}: {exc}"}))
+            continue
         print(json.dumps({"value": result.value, "entities": list(result.entities)}))
     return 0
 
