@@ -218,6 +218,12 @@ class Approvals:
         groups = self.config.groups_of(identity)
         if not groups & resource.access.keys():
             raise DecisionRefused("no_access", f"{identity} has no access to {resource_name}")
+        limit = self.config.postgres.max_statement_size
+        if len(sql) > limit:
+            raise DecisionRefused(
+                "too_large", f"the statement has {len(sql)} characters; jitgate reads at most"
+                f" {limit} (postgres.max_statement_size)",
+            )  # fmt: skip
         verdicts = self.classifiers.of(resource_name).classify(sql)
         strictest = Classifier.strictest(verdicts)
         reasons = tuple(dict.fromkeys(r for v in verdicts for r in v.reasons))

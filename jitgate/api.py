@@ -53,6 +53,7 @@ REFUSAL_STATUS = {
     "already_voted": 409,
     "expired": 409,
     "unknown_request": 404,
+    "too_large": 413,
 }
 
 
@@ -172,7 +173,7 @@ class RequestsApi:
                 reason=reason or None,
             )  # fmt: skip
         except DecisionRefused as exc:
-            return error(403, exc.code, str(exc))
+            return error(REFUSAL_STATUS.get(exc.code, 403), exc.code, str(exc))
         if asked.request is None:
             assert asked.outcome is not None
             outcome = shown_outcome(self.config, resource, asked.outcome)

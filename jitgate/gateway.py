@@ -49,7 +49,12 @@ class Gateway:
             config,
             pool,
             self.recorder,
-            default_chain(self.recorder, self.approvals.classifiers, alert=self.approvals.emit),
+            default_chain(
+                self.recorder,
+                self.approvals.classifiers,
+                max_statement_size=config.postgres.max_statement_size,
+                alert=self.approvals.emit,
+            ),
             self.metrics,
             self.approvals,
         )

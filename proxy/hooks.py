@@ -89,6 +89,24 @@ class ResultMask(Protocol):
     active: bool
 
 
+class SizeLimit:
+    """Refuses a statement longer than ``limit`` characters before anything reads it: the
+    parse and the walk cost about a second of the event loop per MiB, which every other
+    session of the process would wait for."""
+
+    pure = True
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+
+    def on_statement(self, statement: Statement) -> Refusal | None:
+        if statement.protocol == "execute" or len(statement.sql) <= self._limit:
+            return None
+        statement.event.statement_class = "opaque"
+        statement.event.reasons = (f"{len(statement.sql)} characters, over the limit",)
+        return Refusal(pgerrors.statement_too_large(len(statement.sql), self._limit), "deny")
+
+
 class Classify:
     """Gives each statement its class from PostgreSQL's own parse tree (:mod:`guard`).
 
@@ -331,11 +349,18 @@ def default_chain(
     recorder: AuditRecorder,
     classifiers: ResourceClassifiers,
     *,
+    max_statement_size: int = 1 << 20,
     holding: bool = True,
     alert: Callable[[Alert], None] | None = None,
 ) -> HookChain:
     return HookChain(
-        [Classify(classifiers), PinLexing(), Decide(alert), Hold(holding)],
+        [
+            SizeLimit(max_statement_size),
+            Classify(classifiers),
+            PinLexing(),
+            Decide(alert),
+            Hold(holding),
+        ],
         PassThroughMask(),
         Record(recorder),
     )

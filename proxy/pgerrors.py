@@ -130,6 +130,14 @@ def reader_session_cannot_hold(why: str) -> bytes:
     )
 
 
+def statement_too_large(size: int, limit: int) -> bytes:
+    return _error(
+        "54000",
+        f"statement of {size} characters refused: jitgate reads at most {limit}",
+        hint="Nothing was run. Split it, or load data with COPY … FROM STDIN.",
+    )
+
+
 def approval_required(reasons: Sequence[str]) -> bytes:
     return _error(
         "42501",
