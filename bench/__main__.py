@@ -254,6 +254,9 @@ async def _measure(
                 for reference in references[turn:] + references[:turn]:
                     line += await reference.measure(pgbench, workload, plain)
             _say(line)
+    tpcb = await _tpcb_like(pgbench, direct, gateway, references, duration, rounds)
+    # Each tpcb-like transaction reads one balance with the select-only statement.
+    served += sum(r.transactions for r in tpcb.via)
     served += sum(r.transactions for r in references if r.audited)
     audited, total_events, waited = await _audited_statements(server, served)
     rss_before, rss_after = await _idle_sessions_rss(gateway, idle_sessions)
@@ -308,6 +311,11 @@ async def _measure(
     if "pgbouncer" in named:
         _say(parity_line(at_8, named["pgbouncer"].at(8)))
     _say(cpu_line(at_8, named["pgbouncer"].at(8) if "pgbouncer" in named else None))
+    _say(f"pgbench tpcb-like (writes allowed by policy), 8 clients: direct {tpcb.direct_tps:.0f}"
+         f" tps, jitgate {tpcb.via_tps:.0f} tps ({tpcb.ratio:.3f} of direct,"
+         f" {tpcb.cpu_us_per_tx:.1f} us/tx)")  # fmt: skip
+    if "pgbouncer" in named and named["pgbouncer"].comparisons[-1].protocol == "tpcb-like":
+        _say(parity_line(tpcb, named["pgbouncer"].comparisons[-1], "tpcb-like"))
     if beside is not None and "pgb-socket" in named:
         _say(parity_line(beside.at(8), named["pgb-socket"].at(8), "target over its Unix socket"))
     for line in latency_lines(latencies):
@@ -315,6 +323,45 @@ async def _measure(
     for line in result_lines(timings, result_rows):
         _say(line)
     return 0 if matched else 1
+
+
+async def _tpcb_like(
+    pgbench: Pgbench,
+    direct: Endpoint,
+    gateway: GatewayProcess,
+    references: list[Reference],
+    duration: int,
+    rounds: int,
+) -> Comparison:
+    """pgbench's default tpcb-like script at 8 clients, direct, through the gateway as a
+    user who may write, and through PgBouncer, round by round."""
+    tpcb = Comparison(8, "tpcb-like")
+    pgbouncer = next((r for r in references if r.name == "pgbouncer"), None)
+    beside = None
+    if pgbouncer is not None:
+        beside = Comparison(8, "tpcb-like")
+        pgbouncer.comparisons.append(beside)
+    for round_number in range(1, rounds + 1):
+        plain = await pgbench.tpcb_like(direct, 8, duration)
+        before = gateway.cpu_times()
+        gated = await pgbench.tpcb_like(gateway.writer_endpoint(), 8, duration)
+        tpcb.direct.append(plain)
+        tpcb.via.append(gated)
+        cpu = tpcb.add_cpu(gateway.cpu_times().since(before), gated.transactions)
+        line = (
+            f"round {round_number}/{rounds}  8 clients, tpcb-like  direct {plain.tps:8.0f} tps"
+            f"   via {gated.tps:8.0f} tps   gateway cpu {cpu:6.1f} us/tx"
+        )
+        if pgbouncer is not None and beside is not None:
+            before = pgbouncer.process.cpu_times()
+            passed = await pgbench.tpcb_like(pgbouncer.process.endpoint(), 8, duration)
+            beside.direct.append(plain)
+            beside.via.append(passed)
+            pgb_cpu = beside.add_cpu(pgbouncer.process.cpu_times().since(before),
+                                     passed.transactions)  # fmt: skip
+            line += f"   pgbouncer {passed.tps:8.0f} tps ({pgb_cpu:.1f} us/tx)"
+        _say(line)
+    return tpcb
 
 
 async def _audited_statements(server: BenchServer, expected: int) -> tuple[int, int, float]:

@@ -21,6 +21,8 @@ from bench.pgbench import Endpoint
 
 USER = "bench@example.com"
 APPROVER = "approver@example.com"
+# May write without review: pgbench's tpcb-like script runs as this user.
+WRITER = "writer@example.com"
 RESOURCE = "bench"
 _STORE_VARIABLE = "JITGATE_BENCH_STORE_URL"
 _TARGET_VARIABLE = "JITGATE_BENCH_TARGET_URL"
@@ -101,21 +103,24 @@ async def stop_process(process: asyncio.subprocess.Process | None, within: float
 
 
 def bench_config(pg_port: int, http_port: int) -> dict[str, Any]:
-    """One engineer who may read resource ``bench`` (writes are held for review) and one
-    approver; both URLs come from the environment, as the credentials in them would in
-    production."""
+    """One engineer who may read resource ``bench`` (writes are held for review), one writer
+    who may also write, and one approver; both URLs come from the environment, as the
+    credentials in them would in production."""
     return {
         "database_url": f"${{{_STORE_VARIABLE}}}",
         "public_url": f"http://127.0.0.1:{http_port}",
         "http": {"listen": f"127.0.0.1:{http_port}"},
         "postgres": {"listen": f"127.0.0.1:{pg_port}", "hold_timeout": "5s"},
         "audit": {"flush_interval": "50ms"},
-        "groups": {"engineers": [USER], "approvers": [APPROVER]},
+        "groups": {"engineers": [USER], "approvers": [APPROVER], "writers": [WRITER]},
         "resources": {
             RESOURCE: {
                 "type": "postgres",
                 "url": f"${{{_TARGET_VARIABLE}}}",
-                "access": {"engineers": {"read": "allow", "write": "review"}},
+                "access": {
+                    "engineers": {"read": "allow", "write": "review"},
+                    "writers": {"read": "allow", "write": "allow"},
+                },
                 "approvers": ["approvers"],
             }
         },
@@ -136,6 +141,7 @@ class GatewayProcess:
         self._env = {**os.environ, _STORE_VARIABLE: store_url, _TARGET_VARIABLE: target_url}
         self._process: asyncio.subprocess.Process | None = None
         self.token = ""
+        self.writer_token = ""
 
     @property
     def pid(self) -> int:
@@ -146,12 +152,17 @@ class GatewayProcess:
     def endpoint(self) -> Endpoint:
         return Endpoint("127.0.0.1", self.pg_port, USER, RESOURCE, self.token)
 
+    def writer_endpoint(self) -> Endpoint:
+        """As :data:`WRITER`, whose writes are allowed without review."""
+        return Endpoint("127.0.0.1", self.pg_port, WRITER, RESOURCE, self.writer_token)
+
     async def start(self) -> None:
         """Write the config, issue the token, start serving and wait for ``/healthz``."""
         self._config.write_text(
             yaml.safe_dump(bench_config(self.pg_port, self.http_port)), encoding="utf-8"
         )
         self.token = await self.issue_token(USER)
+        self.writer_token = await self.issue_token(WRITER)
         with self._log.open("wb") as log:
             self._process = await asyncio.create_subprocess_exec(
                 *self._jitgate("serve"),

@@ -86,6 +86,15 @@ class Pgbench:
         ]  # fmt: skip
         return parse_report(await self._run(args, target))
 
+    async def tpcb_like(self, target: Endpoint, clients: int, duration: int) -> PgbenchResult:
+        """pgbench's default script (three UPDATEs, a SELECT and an INSERT in a transaction),
+        simple protocol."""
+        args = [
+            "-n", "-M", "simple", "-c", str(clients), "-j", str(min(clients, 2)),
+            "-T", str(duration), *self._connection(target),
+        ]  # fmt: skip
+        return parse_report(await self._run(args, target))
+
     @staticmethod
     def _connection(target: Endpoint) -> list[str]:
         return ["-h", target.host, "-p", str(target.port), "-U", target.user, target.database]
