@@ -117,6 +117,15 @@ def test_quick_bench_reports_ratios_and_a_complete_audit_trail(pg_dsn: str) -> N
     )
     assert {"bare"} <= set(others) and ("pgbouncer" in others) == (find_pgbouncer() is not None)
     assert re.search(r"^(PASS|FAIL)  added latency@1 <= 50 us: -?\d+\.\d+ us$", run.stdout, re.M)
+    # The tpcb-like row: writes allowed by policy, its transactions audited with the rest.
+    tpcb = re.search(
+        r"^pgbench tpcb-like .*: direct (\d+) tps, jitgate (\d+) tps \((\d+\.\d+) of direct",
+        run.stdout,
+        re.M,
+    )
+    assert tpcb is not None, run.stdout
+    assert int(tpcb.group(2)) > 0
+    assert abs(float(tpcb.group(3)) - int(tpcb.group(2)) / int(tpcb.group(1))) < 0.01
 
 
 def test_pgbouncer_config_points_at_the_target_in_session_mode(tmp_path: Path) -> None:
