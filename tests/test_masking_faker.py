@@ -1,0 +1,125 @@
+"""The Faker corpus of the masking evaluation at a small size: its report's shape, its
+reproducibility, and that positives are counted by its own checkers (a number failing Luhn
+is never a card positive), not by the detectors under test."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+pytest.importorskip("faker")
+
+from masking import eval as evaluation
+from masking import faker_corpus as fc
+from masking.entities import CREDIT_CARD, EMAIL, IBAN, PHONE, US_SSN
+from masking.policy import MaskingPolicy
+
+N = 30
+
+
+@pytest.fixture(scope="module")
+def fakers() -> fc.Fakers:
+    return fc.make_fakers(5)
+
+
+def test_report_has_every_entity_carrier_context_and_class(fakers: fc.Fakers) -> None:
+    found = fc.positives(fakers, MaskingPolicy(), 5, N)
+    assert [t.name for t in found] == [CREDIT_CARD, US_SSN, IBAN, PHONE, EMAIL]
+    for t in found:
+        assert set(t.by_carrier) == set(fc.CARRIERS), t.name
+        assert all(total == N for _, total in t.by_carrier.values()), t.name
+        assert set(t.by_context) <= set(fc.CONTEXTS) and t.by_tag, t.name
+        assert t.share() is not None and 0 <= t.hits <= t.total == 3 * N
+    touched = fc.negatives(fakers, MaskingPolicy(), 5, N)
+    assert {t.name for t in touched} == set(fc.NEGATIVES)
+    for t in touched:
+        assert set(t.by_carrier) == set(fc.CARRIERS) and set(t.by_context) == {"natural", "neutral"}
+
+
+def test_the_corpus_is_reproducible_from_its_seed() -> None:
+    def run() -> list[tuple[str, object, object]]:
+        fakers = fc.make_fakers(11)
+        tallies = fc.positives(fakers, MaskingPolicy(), 11, 10)
+        tallies += fc.negatives(fakers, MaskingPolicy(), 11, 10)
+        return [(t.name, t.by_tag, t.by_carrier) for t in tallies]
+
+    assert run() == run()
+
+
+@pytest.mark.parametrize(
+    ("check", "good", "bad"),
+    [
+        (fc.luhn_ok, "4242424242424242", "4242424242424241"),
+        (fc.luhn_ok, "378282246310005", "37828224631000a"),
+        (fc.iban_ok, "GB82WEST12345698765432", "GB82WEST12345698765433"),
+        (fc.iban_ok, "DE89 3704 0044 0532 0130 00", "DE89370400440532013000123"),
+        (fc.ssn_ok, "123-45-6789", "666-45-6789"),
+        (fc.ssn_ok, "899-01-0001", "123-00-6789"),
+        (fc.email_ok, "jörg+news@bücher.de", "a b@example.com"),
+        (fc.phone_ok, "+44 20 7946 0958", "12 34"),
+    ],
+)
+def test_independent_checkers(check: object, good: str, bad: str) -> None:
+    assert check(good) and not check(bad)  # type: ignore[operator]
+
+
+class _Provider:
+    credit_card_types = {"visa16": None}
+
+
+class _FlakyCards:
+    """A Faker stand-in whose cards fail Luhn on every other draw."""
+
+    providers = (_Provider(),)
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.sentence = fc.make_fakers(3)["en_US"].sentence  # the sentence carrier's words
+
+    def credit_card_number(self, card_type: str) -> str:
+        self.calls += 1
+        return "4242424242424241" if self.calls % 2 else "4242424242424242"
+
+
+def test_a_value_failing_luhn_is_never_a_card_positive(monkeypatch: pytest.MonkeyPatch) -> None:
+    stub = _FlakyCards()
+    fakers = dict.fromkeys(fc.LOCALES, stub)
+    seen: list[str] = []
+    run = fc._Carriers.run
+
+    def spy(self: fc._Carriers, carrier: str, rng: random.Random, value: str, name: str):  # type: ignore[no-untyped-def]
+        seen.append(value)
+        return run(self, carrier, rng, value, name)
+
+    monkeypatch.setattr(fc._Carriers, "run", spy)
+    monkeypatch.setattr(fc, "POSITIVES", {CREDIT_CARD: fc._card})
+    (tally,) = fc.positives(fakers, MaskingPolicy(), 3, N)  # type: ignore[arg-type]
+    assert tally.total == 3 * N and tally.rejected == 3 * N  # every other draw refused
+    assert len(seen) == 3 * N
+    assert all(fc.luhn_ok("".join(ch for ch in v if ch.isdigit())) for v in seen)
+    assert tally.share() == 1.0  # a real, Luhn-valid Visa: found everywhere
+
+
+def test_leak_is_judged_on_the_secret_past_its_reveal() -> None:
+    card = "4242 4242 4242 4242"
+    assert not fc.leaked(CREDIT_CARD, card, "**** **** **** 4242", "")
+    assert fc.leaked(CREDIT_CARD, card, "**** **** **42 4242", "")
+    assert fc.leaked(EMAIL, "zoë.martin@bücher.de", "zoë.martin@[EMAIL]", "")
+    assert not fc.leaked(EMAIL, "jane@example.com", None, "")
+    assert not fc.leaked(PHONE, "555 0134 5678", "call example 55501 [PHONE]", "call 55501")
+
+
+def test_evaluation_reports_both_corpora(capsys: pytest.CaptureFixture[str]) -> None:
+    assert evaluation.main(["--samples", "20", "--faker-samples", "20", "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    for heading in (
+        "Recall side by side",
+        "Faker corpus: recall by format",
+        "Faker corpus: hard negatives touched",
+        "Faker corpus: recall >=",
+    ):
+        assert heading in out
+    side = out.split("Recall side by side")[1].split("Faker corpus: recall by format")[0]
+    for entity in (CREDIT_CARD, US_SSN, IBAN, PHONE, EMAIL):
+        assert entity in side
