@@ -160,6 +160,23 @@ class RowMasker:
             raise ProtocolError("DataRow length does not match its values")
         return _splice(payload, edits) if edits else None
 
+    def mask_line(self, line: bytes | memoryview) -> bytes | None:
+        """A line of COPY … TO STDOUT (text or CSV) with every sensitive span masked, or
+        None when nothing changed. The line is scanned whole, as text without column
+        context (COPY names no columns); masks hold no tab, comma, quote or backslash, so
+        the line keeps its fields."""
+        if self._first(line) < 0:
+            return None
+        text = bytes(line).decode("utf-8", "surrogateescape")
+        scanner = self._scanner
+        spans = scanner.find(text, scanner.cued_by(None))
+        if not spans:
+            return None
+        counts = self._counts
+        for span in spans:
+            counts[span.entity] = counts.get(span.entity, 0) + 1
+        return self._policy.mask(text, spans).encode("utf-8", "surrogateescape")
+
     def take_counts(self) -> dict[str, int]:
         """Entity name → values masked since the last call (``NULLED`` counts values replaced
         by NULL, which are also counted under their entity); resets the counts."""

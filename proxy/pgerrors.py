@@ -138,6 +138,16 @@ def statement_too_large(size: int, limit: int) -> bytes:
     )
 
 
+def binary_copy_refused() -> bytes:
+    return _error(
+        "0A000",
+        "binary COPY … TO STDOUT is not supported through jitgate on a resource that masks",
+        detail="jitgate masks sensitive values in everything that leaves; it cannot read"
+        " binary COPY data, so none of it was sent.",
+        hint="Use COPY … TO STDOUT in text or CSV format.",
+    )
+
+
 def approval_required(reasons: Sequence[str]) -> bytes:
     return _error(
         "42501",

@@ -77,6 +77,8 @@ SIMPLE_COMPLETIONS = frozenset((m.PARSE_COMPLETE, m.BIND_COMPLETE, m.CLOSE_COMPL
 DESCRIBE_ENDS = frozenset((m.ROW_DESCRIPTION, m.NO_DATA))
 NO_DATA, ROW_DESCRIPTION = m.NO_DATA, m.ROW_DESCRIPTION
 PARAMETER_STATUS = m.PARAMETER_STATUS
+COPY_OUT_RESPONSE, COPY_DATA, COPY_DONE = m.COPY_OUT_RESPONSE, m.COPY_DATA, m.COPY_DONE
+COPY_OUT_MESSAGES = frozenset((COPY_OUT_RESPONSE, COPY_DATA, COPY_DONE))
 PORTAL_SUSPENDED = m.PORTAL_SUSPENDED
 
 STARTUP_TIMEOUT = 30.0
@@ -187,6 +189,8 @@ class ClientSession(asyncio.Protocol):
         self._upstream_framer = Framer()
         self._forwarded: dict[str, str] = {}
         self._settled: asyncio.Event | None = None
+        # In a masking session, the format of the COPY … TO STDOUT being answered.
+        self._copy_out: str | None = None
         self._admit_known = server.chain.admit_known
         self._observe = server.metrics.observe
 
@@ -1094,6 +1098,16 @@ class ClientSession(asyncio.Protocol):
                 plan = None
                 if type_code == ROW_DESCRIPTION:
                     self._note_description(buf, start, end)
+                elif type_code in COPY_OUT_MESSAGES or self._copy_out is not None:
+                    replaced = self._copy_out_message(type_code, buf, start, end, masker)
+                    if replaced is not None:
+                        if pieces is None:
+                            pieces = []
+                        pieces.append(buf[cursor : start - 5])
+                        pieces.append(replaced)
+                        cursor = end
+                        if type_code != COMMAND_COMPLETE:
+                            continue
             if type_code == COMMAND_COMPLETE:
                 if pending:
                     head = pending[0]
@@ -1181,6 +1195,37 @@ class ClientSession(asyncio.Protocol):
             self.drain()
         if self._settled is not None and not pending:
             self._settled.set()
+
+    def _copy_out_message(
+        self, type_code: int, buf: bytes, start: int, end: int, masker: RowMasker
+    ) -> bytes | None:
+        """What replaces one message of a COPY … TO STDOUT answer in a masking session, or
+        None to pass it as it is: text and CSV lines are masked (:meth:`RowMasker.mask_line`);
+        a binary COPY, which the gateway cannot read, is dropped whole and its
+        CommandComplete becomes an ERROR (the statement had no effect but reading)."""
+        if type_code == COPY_OUT_RESPONSE:
+            self._copy_out = "text" if buf[start] == 0 else "binary"
+            return b"" if self._copy_out == "binary" else None
+        binary = self._copy_out == "binary"
+        if type_code == COPY_DATA:
+            if binary:
+                return b""
+            masked = masker.mask_line(memoryview(buf)[start:end])
+            if masked is None:
+                return None
+            self._masked_rows = True
+            return b"d" + (len(masked) + 4).to_bytes(4, "big") + masked
+        if type_code == COPY_DONE:
+            return b"" if binary else None
+        if type_code != COMMAND_COMPLETE and type_code != ERROR_RESPONSE:
+            return None  # a NOTICE or ParameterStatus inside the COPY's answer
+        self._copy_out = None
+        if binary and type_code == COMMAND_COMPLETE:
+            if self._pending and self._pending[0].event is not None:
+                event = self._pending[0].event
+                event.outcome, event.sqlstate = "refused", "0A000"
+            return pgerrors.binary_copy_refused()
+        return None
 
     def _rows_plan(self) -> ColumnPlan:
         """The plan for the DataRows arriving now: the Execute's own, else the last
