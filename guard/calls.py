@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from guard import builtins
 from guard.builtins import WRITE_FUNCTIONS
 from guard.settings import set_config
-from guard.tree import Node, strings
+from guard.tree import Node, strings, walk_dicts
 from guard.verdict import Finding
 
 if TYPE_CHECKING:
@@ -171,6 +171,30 @@ def _cast(walker: Walker, body: Node) -> bool:
     return True
 
 
+def _declared_types(walker: Walker, body: Node) -> bool:
+    """A column definition list in FROM (``f(…) AS r(a t)``, ``ROWS FROM``, ``XMLTABLE …
+    COLUMNS``) reads values as those types: a domain's CHECK runs there without any cast
+    in sight, so the types must be built-in for a read."""
+    for node in walk_dicts([body.get("coldeflist"), body.get("functions"), body.get("columns")]):
+        if "colname" in node:
+            _declared(walker, node.get("typeName"))
+    return True
+
+
+def _prepare_types(walker: Walker, body: Node) -> bool:
+    """PREPARE's parameter types: a value bound to a domain runs its CHECK."""
+    for item in body.get("argtypes", []):
+        if type(item) is dict:
+            _declared(walker, item.get("TypeName"))
+    return True
+
+
+def _declared(walker: Walker, type_name: object) -> None:
+    if type(type_name) is dict and walker.rules.cast(type_name.get("names")) is not None:
+        shown = ".".join(strings(type_name.get("names")))
+        _add(walker, ("opaque", f"reads a value as {shown}, which is not a built-in type"))
+
+
 def _field(field: str, judge: str) -> Handler:
     """A handler that judges ``body[field]`` with the rule named ``judge``."""
 
@@ -194,5 +218,8 @@ HANDLERS: dict[str, Handler] = {
     "SubLink": _field("operName", "operator"),
     "SortBy": _field("useOp", "operator"),
     "RangeTableSample": _field("method", "sampling"),
+    "RangeFunction": _declared_types,
+    "RangeTableFunc": _declared_types,
+    "PrepareStmt": _prepare_types,
 }
 """Handlers for the nodes that run code: calls, operators, casts, attribute notation."""

@@ -22,6 +22,8 @@
  * Python relay files (Engine.add), until the recorder drains them (Engine.drain) into the
  * rows of a statement_batches record.
  */
+/* Object ids below this are the server's own (PostgreSQL's FirstNormalObjectId). */
+#define FIRST_NORMAL_OID 16384u
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <errno.h>
@@ -801,6 +803,9 @@ take_extended(Engine *self, const unsigned char *p, Py_ssize_t n, int gil)
         Py_ssize_t i = length + 2;
         if (size - i < 2 || size - i - 2 != 4 * (Py_ssize_t)be16(body + i))
             return 0;
+        for (Py_ssize_t k = i + 2; k < size; k += 4)
+            if (be32(body + k) >= FIRST_NORMAL_OID)
+                return 0; /* a type the database defines (a domain's CHECK): the relay's */
     }
     if (!bind_of_unnamed_portal(p, n, &at, &name, &name_len, &codes, &formats, &binary))
         return 0;

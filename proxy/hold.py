@@ -24,6 +24,8 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import pgparse  # type: ignore[import-not-found]
+
 from approvals.execute import build_preview, dml_kind, tag_rows
 from approvals.model import Outcome, State
 from approvals.store import RequestRow
@@ -308,10 +310,22 @@ async def _not_on_writer(session: ClientSession, held: Held) -> str | None:
     lives only on the reader's connection: both are refused before any request exists."""
     if held.kind != m.QUERY:
         return "it came through the extended protocol, whose portal lives on the reader"
+    if _controls_transactions(held.sql):
+        return "it controls a transaction, which would end with the writer's connection"
     await session.settle()  # the transaction status after what the client sent before
-    if session.tx_status != "I":
+    if session.tx_status != "I" or session.unsynced:
         return "it was sent inside a transaction block, which runs on the read-only credential"
     return None
+
+
+def _controls_transactions(sql: str) -> bool:
+    """Whether ``sql`` holds BEGIN, COMMIT, SAVEPOINT, PREPARE TRANSACTION… (True when it
+    does not parse: it would not run anyway, and no guess is safe)."""
+    try:
+        statements = pgparse.parse(sql)
+    except Exception:
+        return True
+    return any("TransactionStmt" in entry.get("stmt", {}) for entry in statements)
 
 
 async def _execute(session: ClientSession, held: Held, request_id: int, cap: int | None) -> None:

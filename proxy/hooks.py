@@ -60,6 +60,9 @@ class Statement:
     event: StatementEvent
     verdicts: Sequence[StatementVerdict] = ()
     memo_key: str | bytes | None = None
+    # Parameter types a Parse declared that the database defines itself (domains whose
+    # CHECK runs when a value is bound): the statement is opaque, whatever its text.
+    foreign_types: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,11 +131,17 @@ class Classify:
         for verdict in verdicts:
             if verdict.prepared_name is not None:
                 remember_prepared(prepared, verdict.prepared_name, verdict.statement_class)
+        if statement.foreign_types:
+            verdicts = [_foreign_typed(v, statement.foreign_types) for v in verdicts]
         statement.verdicts = verdicts
-        if len(verdicts) == 1:
+        if len(verdicts) == 1 and not statement.foreign_types:
             statement.event.statement_class = verdicts[0].statement_class
             statement.event.reasons = verdicts[0].reasons
             statement.memo_key = classifier.memo_key(statement.sql)
+            return None
+        if len(verdicts) == 1:
+            statement.event.statement_class = verdicts[0].statement_class
+            statement.event.reasons = verdicts[0].reasons
             return None
         statement.event.statement_class = Classifier.strictest(verdicts).statement_class
         statement.event.reasons = tuple(
@@ -155,6 +164,13 @@ class PinLexing:
             return None
         statement.event.reasons = (*statement.event.reasons, f"sets {changed[0]}")
         return Refusal(pgerrors.lexing_setting_refused(*changed), "deny")
+
+
+def _foreign_typed(verdict: StatementVerdict, types: tuple[int, ...]) -> StatementVerdict:
+    reason = f"binds parameters of types the database defines (oids {', '.join(map(str, types))})"
+    if RANK[verdict.statement_class] >= RANK["opaque"]:
+        return verdict._replace(reasons=(*verdict.reasons, reason))
+    return verdict._replace(statement_class="opaque", reasons=(reason, *verdict.reasons))
 
 
 class Decide:

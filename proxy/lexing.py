@@ -41,10 +41,9 @@ LEXING_SETTINGS = frozenset(PINNED)
 _REPORTED = frozenset(("client_encoding", "standard_conforming_strings"))
 _UTF8_NAMES = frozenset(("utf8", "utf-8", "unicode"))
 _ON = frozenset(("on", "true", "yes", "1", "t", "y"))
-_MENTIONS = re.compile(
-    r"client_encoding|names|standard_conforming_strings|backslash_quote",
-    re.IGNORECASE,
-)
+# Every way to change a setting says SET (SET, set_config, ALTER … SET) unless a name is
+# spelled with Unicode escapes (U&"…"), which the parser resolves: those texts are parsed.
+_MENTIONS = re.compile(r"set|u&", re.IGNORECASE)
 
 
 def refused_encoding(requested: str | None) -> str | None:
@@ -62,7 +61,9 @@ def drifted(name: str, value: str) -> bool:
 
 def changed_setting(sql: str) -> tuple[str, str] | None:
     """The lexing setting and value a statement of ``sql`` would set away from its pinned
-    value, or None. Text that never names such a setting is not parsed; text that does not
+    value, or None. Names and values are read from the parse tree, so escaped spellings
+    (``U&"client\\005Fencoding"``, ``E'client\\137encoding'``) count. Text that
+    contains neither ``set`` nor ``U&`` is not parsed; text that does not
     parse is left to the classifier (it is ``opaque`` there, and never reaches the target
     unless policy allows opaque statements, which the ParameterStatus watch then covers)."""
     if _MENTIONS.search(sql) is None:

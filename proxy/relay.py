@@ -82,6 +82,7 @@ COPY_OUT_MESSAGES = frozenset((COPY_OUT_RESPONSE, COPY_DATA, COPY_DONE))
 PORTAL_SUSPENDED = m.PORTAL_SUSPENDED
 
 STARTUP_TIMEOUT = 30.0
+FIRST_NORMAL_OID = 16384  # PostgreSQL's: object ids below it are the server's own
 _PLAN_CACHE_SIZE = 256
 POISON_SQL = "jitgate refused statement"
 POISON_QUERY = m.Query(POISON_SQL).encode()
@@ -134,6 +135,19 @@ def _severity(prepared: _Prepared) -> tuple[bool, bool, int]:
     """How strictly a statement is judged: refused, then held, then its class."""
     rank = _RANKS.get(prepared.statement_class, _RANKS["opaque"])
     return prepared.refusal is not None, prepared.hold, rank
+
+
+def _foreign_types(buf: bytes, start: int, end: int) -> tuple[int, ...]:
+    """The parameter type oids of a Parse (from ``start``, after its text) that are not the
+    server's own (below FirstNormalObjectId): user types, domains, enums."""
+    if end - start < 2:
+        return ()
+    count = int.from_bytes(buf[start : start + 2], "big")
+    oids = (
+        int.from_bytes(buf[at : at + 4], "big")
+        for at in range(start + 2, min(end, start + 2 + 4 * count), 4)
+    )
+    return tuple(oid for oid in oids if oid >= FIRST_NORMAL_OID)
 
 
 def _fail_owner(pending: deque[Pending], sqlstate: str | None) -> None:
@@ -189,6 +203,9 @@ class ClientSession(asyncio.Protocol):
         self._upstream_framer = Framer()
         self._forwarded: dict[str, str] = {}
         self._settled: asyncio.Event | None = None
+        # An Execute went to the target since its last ReadyForQuery: what it ran (a BEGIN,
+        # say) is not in tx_status until the client's Sync.
+        self.unsynced = False
         # In a masking session, the format of the COPY … TO STDOUT being answered.
         self._copy_out: str | None = None
         self._admit_known = server.chain.admit_known
@@ -690,6 +707,7 @@ class ClientSession(asyncio.Protocol):
                     error = None if refusal is None else refusal.error
                 shape = None if self._masker is None else self._execute_plan(prepared, portal)
                 pending.append(Pending(EXECUTE, event, error, shape=shape))
+                self.unsynced = True
                 if error is not None:
                     replacement = POISON_EXECUTE
             elif type_code == BIND:
@@ -757,9 +775,10 @@ class ClientSession(asyncio.Protocol):
     def _parse(self, buf: bytes, start: int, end: int) -> bytes | None:
         nul = buf.index(0, start, end)
         name = buf[start:nul]
-        text = buf[nul + 1 : buf.index(0, nul + 1, end)]
+        text_end = buf.index(0, nul + 1, end)
+        text = buf[nul + 1 : text_end]
         sql = text.decode("utf-8", "surrogateescape")
-        prepared, event = self._judge_parse(sql)
+        prepared, event = self._judge_parse(sql, _foreign_types(buf, text_end + 1, end))
         before = self._prepared.get(name) if name else None
         restore: tuple[bytes, object] | None = (name, before) if name else None
         if before is None and name in self._sql_named:
@@ -807,15 +826,18 @@ class ClientSession(asyncio.Protocol):
         if isinstance(before, _Prepared):
             self._prepared[name] = before
 
-    def _judge_parse(self, sql: str) -> tuple[_Prepared, StatementEvent]:
+    def _judge_parse(
+        self, sql: str, foreign_types: tuple[int, ...] = ()
+    ) -> tuple[_Prepared, StatementEvent]:
         """The statement a Parse of ``sql`` prepares, as the hook chain judges it: refused
         (its ``refusal``), held at each Execute (``hold``: preparing runs nothing, so the
-        Parse goes on), or let through."""
+        Parse goes on), or let through. ``foreign_types``: the parameter types it declares
+        that the database defines itself."""
         assert self.context is not None
         event = self._event(sql, "extended")
-        if self._admit_known(self.context, event):
+        if not foreign_types and self._admit_known(self.context, event):
             return _Prepared(sql, event), event
-        statement = Statement(self.context, sql, "parse", event)
+        statement = Statement(self.context, sql, "parse", event, foreign_types=foreign_types)
         refusal = self.server.chain.admit(statement)
         self._forget_prepared(statement.verdicts)
         if refusal is not None and refusal.hold:
@@ -1124,6 +1146,7 @@ class ClientSession(asyncio.Protocol):
                         finish(pending.popleft())
             elif type_code == READY_FOR_QUERY:
                 self.tx_status = chr(buf[start])
+                self.unsynced = False
                 while pending:
                     head = pending.popleft()
                     kind = head.kind

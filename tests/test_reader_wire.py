@@ -24,8 +24,10 @@ from jitgate.doctor import check_reader
 from jitgate.errors import ConfigError
 from jitgate.gateway import Gateway
 from jitgate.roles import reader_role_sql, writer_schemas
+from proxy import messages as m
 from tests.harness import GatewayThread, gateway_config
 from tests.test_approvals import decide, final_view, newest_request, psql
+from tests.test_faults import RawClient
 
 ALICE, BOB = "alice@example.com", "bob@example.com"
 READER, WRITER = "jg_reader_r", "jg_writer_r"
@@ -258,3 +260,42 @@ def test_attribute_notation_is_judged_with_the_targets_own_functions(
 def target_dsn_of(resource: Resource) -> str:
     url = resource.writer
     return f"postgresql://{url.user}@{url.host}:{url.port}/{url.database}"
+
+
+def test_a_held_string_that_controls_its_transaction_is_refused_on_a_reader(
+    pg_bin: Callable[[str], str], gw: GatewayThread, target: Callable[[str], object]
+) -> None:
+    """On its own writer connection ``…; BEGIN`` would be rolled back when that connection
+    closes, after the client was told it ran."""
+    before = len(gw.call(gw.gateway.approvals.store.list(limit=1000)))
+    held = subprocess.run(
+        [pg_bin("psql"), "-X", gw.dsn(ALICE, gw.token(ALICE)), "-c",
+         "DELETE FROM items WHERE id = 5; BEGIN"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert "it controls a transaction" in held.stderr, held.stderr
+    assert target("SELECT count(*) FROM items") == 10
+    assert len(gw.call(gw.gateway.approvals.store.list(limit=1000))) == before
+
+
+def test_a_begin_sent_without_sync_keeps_a_held_statement_off_the_writer(
+    gw: GatewayThread, target: Callable[[str], object]
+) -> None:
+    before = len(gw.call(gw.gateway.approvals.store.list(limit=1000)))
+    client = RawClient(gw.port)
+    try:
+        client.login(ALICE, gw.token(ALICE), "unsynced")
+        client.send(
+            m.Parse("", "BEGIN", ()).encode()
+            + m.Bind("", "", (), (), ()).encode()
+            + m.Execute("", 0).encode()
+            + m.Flush().encode()
+        )
+        client.until(m.CommandComplete)
+        client.send(m.Query("DELETE FROM items WHERE id = 5").encode())
+        answer = client.until(m.ErrorResponse)
+        assert answer[-1].code == "25006" and "transaction block" in answer[-1].message  # type: ignore[attr-defined]
+    finally:
+        client.close()
+    assert target("SELECT count(*) FROM items") == 10
+    assert len(gw.call(gw.gateway.approvals.store.list(limit=1000))) == before
