@@ -70,6 +70,11 @@ class _Prepared:
     blank: bool = False
 
 
+# Fields of an error or notice that never quote data: severity, SQLSTATE, positions, the
+# server's source file, line and routine.
+_KEPT_FIELDS = frozenset((b"S", b"V", b"C", b"P", b"p", b"F", b"L", b"R"))
+
+
 class RowMasker:
     """Masks DataRow bodies by one :class:`~masking.policy.MaskingPolicy` and counts what it
     masked. Not shared between sessions or threads."""
@@ -176,6 +181,31 @@ class RowMasker:
         for span in spans:
             counts[span.entity] = counts.get(span.entity, 0) + 1
         return self._policy.mask(text, spans).encode("utf-8", "surrogateescape")
+
+    def mask_notice(self, body: bytes | memoryview) -> bytes | None:
+        """An ErrorResponse or NoticeResponse body with its texts masked (message, detail,
+        hint, context, the statement it quotes…; not its severity, SQLSTATE, position or
+        source location), or None when nothing changed."""
+        if self._first(body) < 0:
+            return None
+        data = bytes(body)
+        fields, pos, changed = [], 0, False
+        while pos < len(data) and data[pos] != 0:
+            nul = data.index(0, pos + 1)
+            code, text = data[pos : pos + 1], data[pos + 1 : nul]
+            masked = None if code in _KEPT_FIELDS else self.mask_line(text)
+            changed |= masked is not None
+            fields.append(code + (text if masked is None else masked) + b"\0")
+            pos = nul + 1
+        return b"".join(fields) + b"\0" if changed else None
+
+    def mask_notification(self, body: bytes | memoryview) -> bytes | None:
+        """A NotificationResponse body with its payload masked, or None when unchanged."""
+        data = bytes(body)
+        channel_end = data.index(0, 4)
+        payload = data[channel_end + 1 : -1]
+        masked = self.mask_line(payload)
+        return None if masked is None else data[: channel_end + 1] + masked + b"\0"
 
     def take_counts(self) -> dict[str, int]:
         """Entity name → values masked since the last call (``NULLED`` counts values replaced

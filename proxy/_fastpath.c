@@ -994,8 +994,9 @@ read_answer(Engine *self, const unsigned char *p, Py_ssize_t n, int gil)
             counted = 0;
             break;
         case 'E':
-            if (self->extended)
-                return 0; /* which message failed decides the record: the relay's part */
+            if (self->extended || masking)
+                return 0; /* which message failed decides the record, and an error's text
+                           * may quote a value to mask: the relay's part */
             error = 1;
             state_seen = 1;
             state_len = error_sqlstate(body, size, &state);
@@ -1007,8 +1008,11 @@ read_answer(Engine *self, const unsigned char *p, Py_ssize_t n, int gil)
                 return 0;
             status = body[0];
             break;
-        case 'N':
+        case 'N': /* a notice's text, a notification's payload: masked by the relay */
         case 'A':
+            if (masking)
+                return 0;
+            break;
         case 'I':
             break;
         case 'S': /* ParameterStatus: the relay checks what the target now reads text as */

@@ -79,6 +79,8 @@ NO_DATA, ROW_DESCRIPTION = m.NO_DATA, m.ROW_DESCRIPTION
 PARAMETER_STATUS = m.PARAMETER_STATUS
 COPY_OUT_RESPONSE, COPY_DATA, COPY_DONE = m.COPY_OUT_RESPONSE, m.COPY_DATA, m.COPY_DONE
 COPY_OUT_MESSAGES = frozenset((COPY_OUT_RESPONSE, COPY_DATA, COPY_DONE))
+NOTICE_RESPONSE, NOTIFICATION_RESPONSE = m.NOTICE_RESPONSE, m.NOTIFICATION_RESPONSE
+NOTICE_MESSAGES = frozenset((ERROR_RESPONSE, NOTICE_RESPONSE, NOTIFICATION_RESPONSE))
 PORTAL_SUSPENDED = m.PORTAL_SUSPENDED
 
 STARTUP_TIMEOUT = 30.0
@@ -1120,7 +1122,26 @@ class ClientSession(asyncio.Protocol):
                 plan = None
                 if type_code == ROW_DESCRIPTION:
                     self._note_description(buf, start, end)
-                elif type_code in COPY_OUT_MESSAGES or self._copy_out is not None:
+                elif type_code in NOTICE_MESSAGES and not (
+                    pending and pending[0].substitute is not None and type_code == ERROR_RESPONSE
+                ):
+                    view = memoryview(buf)[start:end]
+                    masked = (
+                        masker.mask_notification(view)
+                        if type_code == NOTIFICATION_RESPONSE
+                        else masker.mask_notice(view)
+                    )
+                    if masked is not None:
+                        if pieces is None:
+                            pieces = []
+                        pieces.append(buf[cursor : start - 5])
+                        pieces.append(bytes([type_code]) + (len(masked) + 4).to_bytes(4, "big"))
+                        pieces.append(masked)
+                        cursor = end
+                        self._masked_rows = True
+                    if type_code != ERROR_RESPONSE:
+                        continue
+                if type_code in COPY_OUT_MESSAGES or self._copy_out is not None:
                     replaced = self._copy_out_message(type_code, buf, start, end, masker)
                     if replaced is not None:
                         if pieces is None:
