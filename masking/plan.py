@@ -72,7 +72,9 @@ class Column:
     def kind(self) -> Kind:
         oid = self.type_oid
         if oid is None:
-            return Kind.SKIP if self.binary else Kind.SNIFF
+            # No description: scanned as text whatever the format (a text type's binary
+            # form is its UTF-8 bytes), never passed unread.
+            return Kind.SNIFF
         if oid in TEXT_TYPES:
             return Kind.TEXT
         if oid == JSON or (oid == JSONB and not self.binary):
@@ -125,8 +127,8 @@ class ColumnPlan:
 
     @classmethod
     def unknown(cls, formats: Sequence[int] = ()) -> ColumnPlan:
-        """No description seen: text values are scanned without column context (and walked
-        as JSON when they parse as JSON); binary values pass untouched."""
+        """No description seen: values are scanned as text without column context (and
+        walked as JSON when they parse as JSON), in either format."""
         return cls((), tuple(formats))
 
     def column(self, index: int) -> Column:

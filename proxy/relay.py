@@ -142,13 +142,10 @@ def _severity(prepared: _Prepared) -> tuple[bool, bool, int]:
 def _foreign_types(buf: bytes, start: int, end: int) -> tuple[int, ...]:
     """The parameter type oids of a Parse (from ``start``, after its text) that are not the
     server's own (below FirstNormalObjectId): user types, domains, enums."""
-    if end - start < 2:
-        return ()
     count = int.from_bytes(buf[start : start + 2], "big")
-    oids = (
-        int.from_bytes(buf[at : at + 4], "big")
-        for at in range(start + 2, min(end, start + 2 + 4 * count), 4)
-    )
+    if end - start != 2 + 4 * count:
+        raise ProtocolError("malformed Parse message: its parameter types do not fit")
+    oids = (int.from_bytes(buf[at : at + 4], "big") for at in range(start + 2, end, 4))
     return tuple(oid for oid in oids if oid >= FIRST_NORMAL_OID)
 
 
@@ -195,6 +192,11 @@ class ClientSession(asyncio.Protocol):
         self._masked_rows = False
         self._plans: dict[bytes | None, ColumnPlan] = {}
         self._portal_formats: dict[bytes, tuple[int, ...]] = {}
+        # Masking sessions: the RowDescription a Describe of each portal answered (empty
+        # while the answer is on its way), and the plans for rows of portals no one
+        # described, by result formats.
+        self._portal_descriptions: dict[bytes, bytes] = {}
+        self._unknown_plans: dict[tuple[int, ...], ColumnPlan] = {}
         self._rows = 0
         # Replaced at startup by the session's own (proxy/fastpath.py).
         self._engine: Engine = PyEngine(None, {}, None, PyStats(()), {})
@@ -634,6 +636,8 @@ class ClientSession(asyncio.Protocol):
         # whole or not at all), so every message of it is still owed its response.
         self._sync_unnamed()
         described, _, parsed = extended
+        if described and self._masker is not None:
+            self._portal_descriptions[b""] = b""  # its RowDescription is in the answer
         plan = None if self._masker is None else self._execute_plan(self._portals[b""], b"")
         owed = [Pending(PARSE), Pending(BIND)] if parsed else [Pending(BIND)]
         if described:
@@ -658,6 +662,7 @@ class ClientSession(asyncio.Protocol):
             prepared, _ = self._judge_parse(sql)
             self._prepared[b""] = prepared
         self._portals[b""] = prepared
+        self._portal_descriptions.pop(b"", None)
         self._portal_params.pop(b"", None)
         if self._masker is not None:
             self._portal_formats[b""] = formats
@@ -717,6 +722,7 @@ class ClientSession(asyncio.Protocol):
                 name = buf[nul + 1 : buf.index(0, nul + 1, end)]
                 prepared = self._prepared.get(name) or self._judge_name("EXECUTE", name)
                 self._portals[buf[start:nul]] = prepared
+                self._portal_descriptions.pop(buf[start:nul], None)
                 if prepared.hold:
                     types = prepared.parameter_types
                     oids = () if types is None else types.type_oids
@@ -739,13 +745,17 @@ class ClientSession(asyncio.Protocol):
                     if described is not None and (described.hold or self._masker is not None):
                         pending.append(self._describe_statement(described))
                         continue
-                pending.append(Pending(DESCRIBE))
+                described_portal = buf[start + 1 : end - 1] if buf[start] == 0x50 else None
+                if described_portal is not None and self._masker is not None:
+                    self._portal_descriptions[described_portal] = b""  # on its way
+                pending.append(Pending(DESCRIBE, shape=described_portal))
             elif type_code == CLOSE:
                 name = buf[start + 1 : buf.index(0, start + 1, end)]
                 if buf[start] == 0x53:
                     self._drop_name(name)
                 else:
                     self._portals.pop(name, None)
+                    self._portal_descriptions.pop(name, None)
                 pending.append(Pending(CLOSE))
             elif type_code == FLUSH or type_code in COPY_MESSAGES:
                 pass
@@ -915,11 +925,29 @@ class ClientSession(asyncio.Protocol):
 
     def _execute_plan(self, prepared: _Prepared, portal: bytes) -> ColumnPlan | None:
         """How to mask the rows of an Execute: the statement's described columns in the
-        formats the portal was bound with; None leaves it to a RowDescription in the stream."""
+        formats the portal was bound with; None leaves it to the RowDescription of a
+        Describe of the portal, in the stream before the rows. A portal no one described
+        gets a plan that knows no column (every value scanned as text): never the columns
+        of another statement."""
         description = prepared.row_description
-        if description is None:
-            return None
         formats = self._portal_formats.get(portal, ())
+        if description is None:
+            described = self._portal_descriptions.get(portal)
+            if described == b"":
+                return None  # its Describe is answered in the stream, before these rows
+            if described is not None:
+                plan = self._plans.get(described)
+                if plan is None:
+                    if len(self._plans) >= _PLAN_CACHE_SIZE:
+                        self._plans.clear()
+                    plan = self._plans[described] = ColumnPlan.from_row_description(described)
+                return plan
+            unknown = self._unknown_plans.get(formats)
+            if unknown is None:
+                if len(self._unknown_plans) >= _PLAN_CACHE_SIZE:
+                    self._unknown_plans.clear()
+                unknown = self._unknown_plans[formats] = ColumnPlan.unknown(formats)
+            return unknown
         plan = prepared.plans.get(formats)
         if plan is None:
             plan = prepared.plans[formats] = ColumnPlan.from_row_description(description, formats)
@@ -1304,6 +1332,8 @@ class ClientSession(asyncio.Protocol):
             head.shape.plans.clear()
         else:
             self._description = buf[start:end]
+            if head is not None and head.kind == DESCRIBE and isinstance(head.shape, bytes):
+                self._portal_descriptions[head.shape] = self._description
 
     def _count_masked(self, event: StatementEvent, masker: RowMasker | None) -> None:
         self._masked_rows = False

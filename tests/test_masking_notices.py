@@ -9,7 +9,9 @@ from collections.abc import Callable, Iterator
 import psycopg
 import pytest
 
+from proxy import messages as m
 from tests.harness import GatewayThread, gateway_config
+from tests.test_faults import RawClient
 
 ALICE = "alice@example.com"
 EMAIL, CARD = "carol.smith@example.org", "4111111111111111"
@@ -84,3 +86,30 @@ def test_a_notification_payload_is_masked(alice: str, target_dsn: str) -> None:
         received = next(conn.notifies(timeout=5, stop_after=1))
     assert received.channel == "news" and received.payload.startswith("new customer ")
     assert EMAIL not in received.payload
+
+
+@pytest.mark.parametrize("formats", [(), (1,)])
+def test_rows_of_an_undescribed_execute_never_take_an_earlier_description(
+    gw: GatewayThread, formats: tuple[int, ...]
+) -> None:
+    """Parse/Bind/Describe/Execute of ``SELECT 1``, then Parse/Bind/Execute of the e-mails
+    with no Describe: the second result's columns are not the first's."""
+    client = RawClient(gw.port)
+    try:
+        client.login(ALICE, gw.token(ALICE), "stale")
+        client.send(
+            m.Parse("", "SELECT 1", ()).encode()
+            + m.Bind("", "", (), (), ()).encode()
+            + m.Describe("P", "").encode()
+            + m.Execute("", 0).encode()
+            + m.Parse("", "SELECT email, card FROM people", ()).encode()
+            + m.Bind("", "", (), (), formats).encode()
+            + m.Execute("", 0).encode()
+            + m.Sync().encode()
+        )
+        answer = client.until(m.ReadyForQuery)
+    finally:
+        client.close()
+    rows = [r.values for r in answer if isinstance(r, m.DataRow)]
+    assert len(rows) == 2, answer
+    assert EMAIL.encode() not in repr(rows).encode() and CARD.encode() not in repr(rows).encode()
