@@ -106,6 +106,7 @@ def test_the_rest_api_refuses_a_statement_over_the_limit_with_413(gw: GatewayThr
         )  # fmt: skip
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(request, timeout=30)
-        assert refused.value.code == 413
-        if code is not None:
-            assert json.loads(refused.value.read())["code"] == code
+        with refused.value as response:
+            assert response.code == 413
+            if code is not None:
+                assert json.loads(response.read())["code"] == code
