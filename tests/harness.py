@@ -72,6 +72,14 @@ def gateway_config(
     return parse_config(raw, {})
 
 
+def scalar(dsn: str, sql: str) -> Any:
+    """The first value of the first row ``sql`` returns on ``dsn`` (a fresh connection)."""
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(sql.encode()).fetchone()
+        assert row is not None, sql
+        return row[0]
+
+
 def assert_cancel_stops_a_query(dsn: str) -> None:
     """What psql's Ctrl-C does: a CancelRequest on a new connection with the key the
     gateway handed out, which the gateway maps to the upstream backend's key. The query

@@ -12,7 +12,7 @@ import pytest
 
 from guard import Classifier
 from proxy import messages as m
-from tests.harness import GatewayThread, gateway_config
+from tests.harness import GatewayThread, gateway_config, scalar
 from tests.test_faults import RawClient
 
 ALICE = "alice@example.com"
@@ -45,13 +45,7 @@ def orders(target_dsn: str) -> Callable[[], int]:
         conn.execute("TRUNCATE orders")
         conn.execute("INSERT INTO orders SELECT generate_series(1, 5)")
 
-    def count() -> int:
-        with psycopg.connect(target_dsn) as conn:
-            row = conn.execute("SELECT count(*) FROM orders").fetchone()
-            assert row is not None
-            return int(row[0])
-
-    return count
+    return lambda: int(scalar(target_dsn, "SELECT count(*) FROM orders"))
 
 
 @pytest.fixture(scope="module")
@@ -82,10 +76,7 @@ def test_a_domain_reached_without_a_cast_is_never_a_read(
 def test_a_parse_declaring_a_domain_parameter_is_never_a_read(
     gw: GatewayThread, target_dsn: str, orders: Callable[[], int]
 ) -> None:
-    with psycopg.connect(target_dsn) as conn:
-        row = conn.execute("SELECT 'wiping'::regtype::oid").fetchone()
-        assert row is not None
-        oid = int(row[0])
+    oid = int(scalar(target_dsn, "SELECT 'wiping'::regtype::oid"))
     client = RawClient(gw.port)
     try:
         client.login(ALICE, gw.token(ALICE), "smuggle")

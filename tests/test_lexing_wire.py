@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from proxy import messages as m
-from tests.harness import GatewayThread, gateway_config
+from tests.harness import GatewayThread, gateway_config, scalar
 from tests.test_faults import RawClient
 
 ALICE = "alice@example.com"
@@ -36,13 +36,7 @@ def items(target_dsn: str) -> Iterator[Callable[[], int]]:
         conn.execute("CREATE TABLE items (id int PRIMARY KEY)")
         conn.execute("INSERT INTO items SELECT generate_series(1, 10)")
 
-    def count() -> int:
-        with psycopg.connect(target_dsn) as conn:
-            row = conn.execute("SELECT count(*) FROM items").fetchone()
-            assert row is not None
-            return int(row[0])
-
-    yield count
+    yield lambda: int(scalar(target_dsn, "SELECT count(*) FROM items"))
 
 
 @pytest.fixture(scope="module")

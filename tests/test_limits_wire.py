@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 import psycopg
 import pytest
 
-from tests.harness import EVERYTHING, GatewayThread, gateway_config
+from tests.harness import EVERYTHING, GatewayThread, gateway_config, scalar
 
 ALICE = "alice@example.com"
 
@@ -46,10 +46,7 @@ def insert_of(size: int) -> str:
 
 
 def count(target_dsn: str) -> int:
-    with psycopg.connect(target_dsn) as conn:
-        row = conn.execute("SELECT count(*) FROM items").fetchone()
-        assert row is not None
-        return int(row[0])
+    return int(scalar(target_dsn, "SELECT count(*) FROM items"))
 
 
 def test_a_statement_over_the_limit_is_refused_and_the_session_goes_on(

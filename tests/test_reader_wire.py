@@ -25,7 +25,7 @@ from jitgate.errors import ConfigError
 from jitgate.gateway import Gateway
 from jitgate.roles import reader_role_sql, writer_schemas
 from proxy import messages as m
-from tests.harness import GatewayThread, gateway_config
+from tests.harness import GatewayThread, gateway_config, scalar
 from tests.test_approvals import decide, final_view, newest_request, psql
 from tests.test_faults import RawClient
 
@@ -72,13 +72,7 @@ def target(target_dsn: str) -> Callable[[str], object]:
         conn.execute("INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 10) g")
         conn.execute("INSERT INTO orders (total) SELECT g FROM generate_series(1, 5) g")
 
-    def scalar(sql: str) -> object:
-        with psycopg.connect(target_dsn) as conn:
-            row = conn.execute(sql).fetchone()
-            assert row is not None
-            return row[0]
-
-    return scalar
+    return lambda sql: scalar(target_dsn, sql)
 
 
 def with_reader(config: Config, reader_dsn: str, writer_dsn: str) -> Config:
