@@ -97,6 +97,9 @@ _ALONE_BEFORE = r"(?<![\w.-])"
 _ALONE_AFTER = r"(?![\w-]|\.\d)"
 
 _LOCAL_PART = string.ascii_letters + string.digits + "._%+-"
+# The prefilter reads UTF-8 bytes: the dashes U+2010–U+2015 are E2 80 90–95.
+_SSN_SEPARATOR = r"(?:[- ./]|\xe2\x80[\x90-\x95])"
+_SSN_SEPARATED = f"[0-9]{{3}}{_SSN_SEPARATOR}[0-9]{{2}}{_SSN_SEPARATOR}[0-9]{{4}}"
 _SCHEME = string.ascii_letters + string.digits + "+.-"
 # "://" (or ":\/\/" in JSON) then no blank, slash or NUL up to an "@".
 _AUTHORITY = r":\\?/\\?/[^\x00\t\n\x0b\x0c\r /]*@"
@@ -194,8 +197,9 @@ DETECTORS: tuple[Detector, ...] = (
     ),
     _plain(
         e.US_SSN,
-        _opening(r"\d", r"[\w-]") + r"\d\d-\d{2}-\d{4}(?![\w-])",
-        "[0-9]{3}-[0-9]{2}-[0-9]{4}",
+        # 123-45-6789, and with spaces, dots, slashes or any dash, the same one twice
+        _opening(r"\d", r"[\w./-]") + r"\d\d([- ./\u2010-\u2015])\d{2}\1\d{4}(?![\w-]|[./ ]\d)",
+        _SSN_SEPARATED,
         valid=v.valid_ssn,
     ),
     _cued(

@@ -100,7 +100,7 @@ def _printed_as_card(candidate: str) -> bool:
 
 def valid_ssn(candidate: str) -> bool:
     """SSA rules: area not 000, 666 or 900–999; group not 00; serial not 0000."""
-    digits = candidate.replace("-", "")
+    digits = "".join(c for c in candidate if c.isdigit())
     if len(digits) != 9 or not digits.isdigit():
         return False
     area, group, serial = int(digits[:3]), digits[3:5], digits[5:]
@@ -146,14 +146,32 @@ def valid_national_phone(candidate: str) -> bool:
     return 7 <= digits <= 13 and candidate.count("(") == candidate.count(")")
 
 
+# Endings of file names that no top-level domain has: "logo@2x.png" is an image.
+FILE_SUFFIXES = frozenset(
+    (
+        "png", "jpg", "jpeg", "gif", "webp", "svg", "ico", "bmp", "tif", "tiff", "avif",
+        "heic", "css", "js", "map", "json", "txt", "pdf", "xml", "html", "htm", "woff",
+        "woff2", "ttf", "otf", "mp3", "mp4", "wav", "csv",
+    )
+)  # fmt: skip
+
+
 def valid_email(candidate: str) -> bool:
-    """Local part without leading, trailing or doubled dots; a dotted domain with labels."""
+    """Local part without leading, trailing or doubled dots; a dotted domain with labels,
+    not a file name (``icon@2x.png``: a scale label such as ``2x``, or an image, font or
+    document suffix no top-level domain has)."""
     local, _, domain = candidate.rpartition("@")
     if local.startswith(".") or local.endswith(".") or ".." in local:
+        return False
+    labels = domain.lower().split(".")
+    if labels[-1] in FILE_SUFFIXES or _SCALE.fullmatch(labels[0]):
         return False
     # No empty label and none starting with "-", read off the domain without splitting it.
     edges_ok = domain[:1] not in ("", ".", "-") and domain[-1] != "."
     return edges_ok and ".." not in domain and ".-" not in domain
+
+
+_SCALE = re.compile(r"\d+(?:\.\d+)?x")
 
 
 def _b64url_decode(part: str) -> bytes:

@@ -293,6 +293,24 @@ def test_bare_ssn_needs_an_ssn_like_column(column: str | None, masked: bool) -> 
     assert (result.value == "[US_SSN]") is masked
 
 
+@pytest.mark.parametrize(
+    "text",
+    ["123 45 6789", "123.45.6789", "123/45/6789", "123\u201145\u20116789", "123\u201345\u20136789",
+     "ssn: 123 45 6789."],
+)  # fmt: skip
+def test_ssn_with_any_one_separator(text: str) -> None:
+    assert mask_text(text).entities == ("US_SSN",)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["123 45-6789", "v1.123.45.6789", "123 45 6789 0", "666 12 3456", "10/12/2024",
+     "logo@2x.png", "icon@3x.webp", "hero@1.5x.jpg", "font@latin.woff2", "doc@v2.pdf"],
+)  # fmt: skip
+def test_separated_numbers_and_file_names_that_are_not_ssns_or_emails(text: str) -> None:
+    assert mask_text(text).entities == ()
+
+
 def test_bare_ssn_still_follows_ssa_rules() -> None:
     for value in ("000123456", "666123456", "912345678", "123004567", "123450000"):
         assert mask_text(value, column="ssn").entities == ()
