@@ -57,7 +57,7 @@ class Pending:
     name and what the relay knew under it before, put back if the target refuses the
     Parse (the target keeps what it had)."""
 
-    __slots__ = ("capture", "event", "hide", "kind", "restore", "shape", "substitute")
+    __slots__ = ("capture", "epoch", "event", "hide", "kind", "restore", "shape", "substitute")
 
     def __init__(
         self,
@@ -77,6 +77,9 @@ class Pending:
         self.capture = capture
         self.shape = shape
         self.restore = restore
+        # For a Query, an Execute and a Sync: how many CopyDone/CopyFail the client had
+        # sent before it (the relay's; a Sync sent during COPY FROM STDIN is ignored there).
+        self.epoch = 0
 
 
 class Capture:

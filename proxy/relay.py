@@ -71,6 +71,7 @@ SYNC, CLOSE, FLUSH, TERMINATE, FUNCTION_CALL = (
     m.FUNCTION_CALL,
 )
 COPY_MESSAGES = frozenset((m.COPY_DATA, m.COPY_DONE, m.COPY_FAIL))
+COPY_DATA_IN, COPY_IN_RESPONSE = m.COPY_DATA, m.COPY_IN_RESPONSE
 DATA_ROW, COMMAND_COMPLETE, READY_FOR_QUERY = m.DATA_ROW, m.COMMAND_COMPLETE, m.READY_FOR_QUERY
 ERROR_RESPONSE, EMPTY_QUERY = m.ERROR_RESPONSE, m.EMPTY_QUERY_RESPONSE
 SIMPLE_COMPLETIONS = frozenset((m.PARSE_COMPLETE, m.BIND_COMPLETE, m.CLOSE_COMPLETE))
@@ -207,6 +208,8 @@ class ClientSession(asyncio.Protocol):
         self._upstream_framer = Framer()
         self._forwarded: dict[str, str] = {}
         self._settled: asyncio.Event | None = None
+        # CopyDone and CopyFail messages the client has sent (Pending.epoch).
+        self._copy_ends = 0
         # An Execute went to the target since its last ReadyForQuery: what it ran (a BEGIN,
         # say) is not in tx_status until the client's Sync.
         self.unsynced = False
@@ -682,7 +685,8 @@ class ClientSession(asyncio.Protocol):
             if type_code == QUERY:
                 event = self._event(query_text(buf, start, end), "simple")
                 if self._admit_known(context, event):
-                    pending.append(Pending(QUERY, event))
+                    pending.append(entry := Pending(QUERY, event))
+                    entry.epoch = self._copy_ends
                     continue
                 statement = Statement(context, event.sql, "simple", event)
                 refusal = self.server.chain.admit(statement)
@@ -691,7 +695,9 @@ class ClientSession(asyncio.Protocol):
                     held = Held(QUERY, buf[start - 5 : end], event.sql, None, event)
                     self._begin_hold(held, upstream, pieces, buf[cursor : start - 5], buf[end:])
                     return
-                pending.append(Pending(QUERY, event, None if refusal is None else refusal.error))
+                entry = Pending(QUERY, event, None if refusal is None else refusal.error)
+                entry.epoch = self._copy_ends
+                pending.append(entry)
                 if refusal is not None:
                     replacement = POISON_QUERY
             elif type_code == EXECUTE:
@@ -713,7 +719,9 @@ class ClientSession(asyncio.Protocol):
                         return
                     error = None if refusal is None else refusal.error
                 shape = None if self._masker is None else self._execute_plan(prepared, portal)
-                pending.append(Pending(EXECUTE, event, error, shape=shape))
+                entry = Pending(EXECUTE, event, error, shape=shape)
+                entry.epoch = self._copy_ends
+                pending.append(entry)
                 self.unsynced = True
                 if error is not None:
                     replacement = POISON_EXECUTE
@@ -738,7 +746,9 @@ class ClientSession(asyncio.Protocol):
             elif type_code == PARSE:
                 replacement = self._parse(buf, start, end)
             elif type_code == SYNC:
-                pending.append(Pending(SYNC))
+                entry = Pending(SYNC)
+                entry.epoch = self._copy_ends
+                pending.append(entry)
             elif type_code == DESCRIBE:
                 if buf[start] == 0x53 and self._prepared:
                     described = self._prepared.get(buf[start + 1 : end - 1])
@@ -757,8 +767,10 @@ class ClientSession(asyncio.Protocol):
                     self._portals.pop(name, None)
                     self._portal_descriptions.pop(name, None)
                 pending.append(Pending(CLOSE))
-            elif type_code == FLUSH or type_code in COPY_MESSAGES:
+            elif type_code == FLUSH or type_code == COPY_DATA_IN:
                 pass
+            elif type_code in COPY_MESSAGES:  # CopyDone, CopyFail: a COPY FROM STDIN ends
+                self._copy_ends += 1
             elif type_code == TERMINATE:
                 self._end_reason = "client terminated"
             elif type_code == FUNCTION_CALL:
@@ -1240,6 +1252,14 @@ class ClientSession(asyncio.Protocol):
                         pieces = []
                     pieces.append(buf[cursor : start - 5])
                     cursor = end
+            elif type_code == COPY_IN_RESPONSE and pending:
+                # The target now copies in: Syncs the client sent after the statement and
+                # before its CopyDone or CopyFail are ignored there, and owed nothing.
+                epoch = pending[0].epoch
+                kept = [e for e in pending if e.kind != SYNC or e.epoch != epoch]
+                if len(kept) != len(pending):
+                    pending.clear()
+                    pending.extend(kept)
             elif type_code == PARAMETER_STATUS:
                 name, _, value = buf[start : end - 1].partition(b"\0")
                 setting = name.decode("utf-8", "replace")
