@@ -241,6 +241,15 @@ async def _hold(session: ClientSession, held: Held) -> None:
     approvals.register_hold(context.session_id, interrupted.set)
     try:
         row = await _wait(approvals.wait(view.id, timeout), interrupted)
+    except asyncio.CancelledError:
+        # The client went away (the relay keeps reading it while it waits): what only its
+        # connection could run is cancelled; a plain statement may still run without it.
+        if session.tx_status != "I" or held.params is not None:
+            why = "the client went away while its statement was held"
+            approvals.spawn(approvals.cancel(view.id, why))
+        else:
+            approvals.spawn(approvals.release(view.id, context.session_id))
+        raise
     finally:
         approvals.unregister_hold(context.session_id)
     if row is None or row.state == State.PENDING:

@@ -85,6 +85,8 @@ NOTICE_MESSAGES = frozenset((ERROR_RESPONSE, NOTICE_RESPONSE, NOTIFICATION_RESPO
 PORTAL_SUSPENDED = m.PORTAL_SUSPENDED
 
 STARTUP_TIMEOUT = 30.0
+# What a held session's client may send before the relay stops reading it.
+HOLD_BACKLOG = 1 << 20
 FIRST_NORMAL_OID = 16384  # PostgreSQL's: object ids below it are the server's own
 _PLAN_CACHE_SIZE = 256
 POISON_SQL = "jitgate refused statement"
@@ -241,6 +243,8 @@ class ClientSession(asyncio.Protocol):
         if self._relaying:
             if self._holding:
                 self._backlog += buf
+                if len(self._backlog) > HOLD_BACKLOG:
+                    self.pause_client_reading()
             elif frames:
                 self._relay_client(buf, frames)
             return
@@ -985,7 +989,10 @@ class ClientSession(asyncio.Protocol):
             upstream.write(b"".join(pieces))
         self._holding = True
         self._backlog += after
-        self.pause_client_reading()
+        # Reading goes on (into the backlog), so a client that goes away is noticed and
+        # its hold ends; only a client that sends more than HOLD_BACKLOG is paused.
+        if len(self._backlog) > HOLD_BACKLOG:
+            self.pause_client_reading()
         self._hold_task = asyncio.get_running_loop().create_task(hold(self, held))
 
     async def settle(self) -> None:
