@@ -148,6 +148,7 @@ AlertKind = Literal[
     "self_approval",
     "signature_failure",
     "secrets_masked",
+    "password_failures",
 ]
 
 

@@ -82,6 +82,7 @@ class Approvals:
         self.masking = masking or (lambda _resource: None)
         self._wakeups: dict[int, set[asyncio.Event]] = {}
         self._holds: dict[UUID, Callable[[], None]] = {}
+        self._submitting: dict[tuple[str, str], asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.listener: asyncpg.Connection | None = None
         self._scheduler: AsyncIOScheduler | None = None
@@ -161,12 +162,17 @@ class Approvals:
         waiter: UUID | None = None,
         hold_for: float | None = None,
     ) -> RequestView:
-        """Open a request for ``sql`` and tell every notifier. Raises StoreUnavailable."""
+        """Open a request for ``sql`` and tell every notifier. Raises StoreUnavailable, and
+        DecisionRefused (``too_many_requests``) when ``requester`` already has
+        ``postgres.limits.pending_requests_per_user`` pending requests on ``resource``."""
         estimate = await estimate_rows(resource, sql) if params is None else None
         display = self.display_sql(resource, sql, params)
         reason = None if reason is None else self.masked(resource, reason)
-        try:
-            row = await self.store.insert(
+        # Counting and inserting under one lock per requester and resource: concurrent
+        # submits in this process cannot both take the last place.
+        async with self._submitting.setdefault((requester, resource.name), asyncio.Lock()):
+            await self._check_pending(requester, resource)
+            row = await self._insert(
                 NewRequest(
                     resource=resource.name,
                     requester=requester,
@@ -187,8 +193,6 @@ class Approvals:
                     hold_for=hold_for,
                 )
             )
-        except STORE_ERRORS as exc:
-            raise StoreUnavailable(f"cannot record the request: {exc}") from exc
         view = self.store.to_view(row, ())
         log.info(
             "request opened",
@@ -197,6 +201,30 @@ class Approvals:
         for notifier in self.notifiers:
             self.spawn(notifier.request_opened(view))
         return view
+
+    async def _check_pending(self, requester: str, resource: Resource) -> None:
+        limit = self.config.postgres.limits.pending_requests_per_user
+        try:
+            pending = await self.pool.fetchval(
+                "SELECT count(*) FROM requests"
+                " WHERE requester = $1 AND resource = $2 AND state = 'pending'",
+                requester,
+                resource.name,
+            )
+        except STORE_ERRORS as exc:
+            raise StoreUnavailable(f"cannot count pending requests: {exc}") from exc
+        if pending >= limit:
+            raise DecisionRefused(
+                "too_many_requests",
+                f"{requester} already has {pending} pending requests on {resource.name}; the"
+                f" limit is {limit} (postgres.limits.pending_requests_per_user)",
+            )
+
+    async def _insert(self, new: NewRequest) -> RequestRow:
+        try:
+            return await self.store.insert(new)
+        except STORE_ERRORS as exc:
+            raise StoreUnavailable(f"cannot record the request: {exc}") from exc
 
     async def ask(
         self,

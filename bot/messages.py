@@ -70,6 +70,7 @@ ALERT_TITLES = {
     "self_approval": "Self-approval attempt",
     "signature_failure": "Bad Slack signature",
     "secrets_masked": "Secrets masked",
+    "password_failures": "Failed password attempts",
 }
 # The reject-reason modal: what the view_submission handler reads back.
 REJECT_CALLBACK = "reject_reason"

@@ -7,7 +7,8 @@ and nothing else happens. Errors are always ``{"error": <readable>, "code": <nam
 ``POST /api/requests`` ``{"resource", "sql", "reason"?}``
     ``200 {"action": "allow", "outcome": OUTCOME}`` — policy allowed it; it ran once.
     ``202 {"action": "review", "request": REQUEST, "posted_to": [str]}`` — held for review.
-    ``403`` codes ``denied``, ``unknown_resource``, ``no_access``; ``400 bad_request``.
+    ``403`` codes ``denied``, ``unknown_resource``, ``no_access``; ``400 bad_request``;
+    ``429 too_many_requests`` at ``postgres.limits.pending_requests_per_user``.
 ``GET /api/requests/{id}`` → ``REQUEST``; 404 ``not_found`` unless the caller is the
     requester or in one of the request's approver groups.
 ``GET /api/requests?mine=1`` → ``{"requests": [REQUEST]}``, the caller's own (the default);
@@ -54,6 +55,7 @@ REFUSAL_STATUS = {
     "expired": 409,
     "unknown_request": 404,
     "too_large": 413,
+    "too_many_requests": 429,
 }
 
 

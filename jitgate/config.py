@@ -99,6 +99,26 @@ class Resource:
 
 
 @dataclass(frozen=True, slots=True)
+class Limits:
+    """``postgres.limits``: what one client or user may hold at once, and how failed
+    password attempts slow down. Connections are counted by each gateway process."""
+
+    connections: int = 1000
+    connections_per_user: int = 50
+    # Pending requests per user and resource, from psql holds, chat, the CLI and agents.
+    pending_requests_per_user: int = 5
+    # Failed attempts per user (and per client address) within ``failure_window`` before
+    # each further one waits ``backoff`` doubled per failure, up to ``max_backoff``.
+    failures_before_backoff: int = 5
+    failure_window: float = 600.0
+    backoff: float = 1.0
+    max_backoff: float = 60.0
+    # This many failed or refused attempts within ``alert_window`` raise one alert.
+    alert_after: int = 20
+    alert_window: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
 class PostgresListener:
     listen: Listen
     hold_timeout: float
@@ -108,6 +128,7 @@ class PostgresListener:
     max_message_size: int
     # Longer statements are refused before they are classified (about 1 s of CPU a MiB).
     max_statement_size: int = 1 << 20
+    limits: Limits = field(default_factory=Limits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,8 +186,9 @@ def parse_config(raw: object, environ: Mapping[str, str]) -> Config:
     http.only("listen", "demo")
     pg = root.child("postgres", {})
     pg.only(
-        "listen", "hold_timeout", "tls", "client_auth", "max_message_size", "max_statement_size"
-    )
+        "listen", "hold_timeout", "tls", "client_auth", "max_message_size",
+        "max_statement_size", "limits",
+    )  # fmt: skip
     tls = pg.child("tls", {})
     tls.only("cert", "key")
     cert, key = tls.optional_str("cert"), tls.optional_str("key")
@@ -199,6 +221,7 @@ def parse_config(raw: object, environ: Mapping[str, str]) -> Config:
             ),
             max_message_size=pg.integer("max_message_size", 1 << 30, minimum=1024),
             max_statement_size=pg.integer("max_statement_size", 1 << 20, minimum=1024),
+            limits=_limits(pg.child("limits", {})),
         ),
         groups=groups,
         resources=_resources(root.child("resources", {}), groups, policies.keys()),
@@ -283,6 +306,36 @@ def _demo(http: _Node) -> bool:
             raise ConfigError(http.key("demo"), "lets anyone act as any user, so http.listen"
                               f" must be a loopback address, not {host!r}")  # fmt: skip
     return demo
+
+
+def _limits(node: _Node) -> Limits:
+    node.only("connections", "connections_per_user", "pending_requests_per_user", "passwords")
+    passwords = node.child("passwords", {})
+    passwords.only(
+        "failures_before_backoff", "window", "backoff", "max_backoff", "alert_after",
+        "alert_window",
+    )  # fmt: skip
+    default = Limits()
+    limits = Limits(
+        connections=node.integer("connections", default.connections, minimum=1),
+        connections_per_user=node.integer(
+            "connections_per_user", default.connections_per_user, minimum=1
+        ),
+        pending_requests_per_user=node.integer(
+            "pending_requests_per_user", default.pending_requests_per_user, minimum=1
+        ),
+        failures_before_backoff=passwords.integer(
+            "failures_before_backoff", default.failures_before_backoff, minimum=1
+        ),
+        failure_window=passwords.duration("window", default.failure_window),
+        backoff=passwords.duration("backoff", default.backoff),
+        max_backoff=passwords.duration("max_backoff", default.max_backoff),
+        alert_after=passwords.integer("alert_after", default.alert_after, minimum=1),
+        alert_window=passwords.duration("alert_window", default.alert_window),
+    )
+    if limits.max_backoff < limits.backoff:
+        raise ConfigError(passwords.key("max_backoff"), "must be at least backoff")
+    return limits
 
 
 def _groups(node: _Node) -> dict[str, frozenset[str]]:

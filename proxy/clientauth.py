@@ -5,10 +5,15 @@ its SHA-256 against the store; use TLS on any listener that is not loopback.
 ``client_auth: scram`` runs SCRAM-SHA-256 against the verifier of the user's newest live
 token (SCRAM can check only one verifier per user). Unknown users go through the same
 exchange as known ones, so the answer never reveals whether a user exists.
+
+Failed attempts back off per user and per client address (:mod:`proxy.attempts`): an
+attempt that comes too soon fails with the same answer as a wrong token, before any
+token is asked for or checked.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 import asyncpg
@@ -22,20 +27,46 @@ from store.tokens import newest_verifier, verify_token
 if TYPE_CHECKING:
     from proxy.relay import ClientSession
 
+log = logging.getLogger("jitgate.proxy")
+
 # Verifies nothing anyone knows: lets an unknown user's SCRAM exchange fail at the proof.
 _DECOY = scram_verifier("jitgate-decoy-" + "x" * 32, iterations=4096)
 
 
 async def authenticate_client(session: ClientSession, user: str) -> None:
-    """Return when ``user`` proved a live token; raise AuthenticationError otherwise.
-    StoreUnavailable propagates: no store, no session."""
+    """Return when ``user`` proved a live token; raise AuthenticationError otherwise, also
+    without asking for one while failed attempts for the user or the client's address back
+    off. StoreUnavailable propagates: no store, no session."""
+    attempts = session.server.attempts
+    key, address = user.lower(), _client_address(session)
+    wait = attempts.begin(key, address)
+    if wait is not None:
+        log.info(
+            "password attempt refused while failures back off",
+            extra={"identity": key, "client": address, "retry_after": round(wait, 1)},
+        )
+        raise AuthenticationError(f'too many failed password attempts for user "{user}"')
     try:
         if session.server.config.postgres.client_auth == "scram":
             await _scram(session, user)
         else:
             await _cleartext(session, user)
+    except AuthenticationError:
+        attempts.failed(key, address)
+        raise
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        attempts.abandoned(key, address)
         raise StoreUnavailable(f"cannot check the token: {exc}") from exc
+    except BaseException:
+        attempts.abandoned(key, address)
+        raise
+    attempts.succeeded(key, address)
+
+
+def _client_address(session: ClientSession) -> str | None:
+    """The client's IP address; None over the Unix socket (every local client shares it)."""
+    peer = session.transport.get_extra_info("peername") if session.transport else None
+    return str(peer[0]) if isinstance(peer, tuple) and peer else None
 
 
 async def _password_message(session: ClientSession) -> m.PasswordMessage:

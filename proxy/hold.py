@@ -30,7 +30,13 @@ from approvals.execute import build_preview, dml_kind, tag_rows
 from approvals.model import Outcome, State
 from approvals.store import RequestRow
 from audit.events import StatementEvent
-from jitgate.errors import AuthenticationError, ProtocolError, StoreUnavailable, UpstreamError
+from jitgate.errors import (
+    AuthenticationError,
+    DecisionRefused,
+    ProtocolError,
+    StoreUnavailable,
+    UpstreamError,
+)
 from proxy import messages as m
 from proxy import pgerrors
 from proxy.codec import decode_backend
@@ -233,6 +239,9 @@ async def _hold(session: ClientSession, held: Held) -> None:
         )
     except StoreUnavailable:
         session.refuse_held(held, pgerrors.audit_unavailable(), "refused")
+        return
+    except DecisionRefused as exc:
+        session.refuse_held(held, pgerrors.too_many_pending_requests(str(exc)))
         return
     event.request_id = view.id
     where = approvals.where(view)

@@ -93,6 +93,16 @@ def shutting_down() -> bytes:
     return _fatal("57P01", "terminating connection: jitgate is shutting down")
 
 
+def too_many_connections(limit: int, key: str, user: str | None = None) -> bytes:
+    whose = f'for user "{user}"' if user is not None else "to this gateway"
+    return _fatal(
+        "53300",
+        f"too many connections {whose}: the limit is {limit}",
+        detail=f"The limit is set by {key}.",
+        hint="Close idle sessions, or ask an operator to raise the limit.",
+    )
+
+
 def startup_timeout() -> bytes:
     return _fatal("08P01", "startup did not complete in time")
 
@@ -127,6 +137,14 @@ def reader_session_cannot_hold(why: str) -> bytes:
         " statement runs once on a writer connection of its own.",
         hint="Nothing was run. Send it alone, outside a transaction block, as a simple query"
         " (psql), or ask with jitgate request.",
+    )
+
+
+def too_many_pending_requests(message: str) -> bytes:
+    return _error(
+        "53400",
+        message,
+        hint="Nothing was run. Wait for a decision on your pending requests, or cancel one.",
     )
 
 

@@ -332,6 +332,9 @@ class ClientSession(asyncio.Protocol):
         except StoreUnavailable:
             self._fatal(pgerrors.store_unavailable_at_startup())
             return
+        if (over_limit := self.server.admit(self, user)) is not None:
+            self._fatal(over_limit)
+            return
         resource_name = params.get("database") or user
         resource = self.server.config.resources.get(resource_name)
         if resource is None:

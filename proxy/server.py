@@ -1,4 +1,9 @@
-"""The Postgres listener: accepts clients, tracks live sessions and cancel keys, drains."""
+"""The Postgres listener: accepts clients, tracks live sessions and cancel keys, drains.
+
+It also holds the limits of ``postgres.limits`` that span sessions: authenticated
+connections in all and per user (counted by this process, from authentication until the
+client goes), and failed password attempts (:mod:`proxy.attempts`).
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,8 @@ from audit.recorder import AuditRecorder
 from jitgate.config import Config, Resource
 from jitgate.metrics import LATENCY_BUCKETS, GatewayMetrics
 from masking import MaskingPolicy
+from proxy import pgerrors
+from proxy.attempts import PasswordAttempts
 from proxy.fastpath import Engine, Known, Pump, engine_kind, native_enabled, new_pump, pump_enabled
 from proxy.hooks import HookChain
 from proxy.relay import ClientSession
@@ -60,6 +67,12 @@ class ProxyServer:
         metrics.add_native(self._stats)
         self.gateway_id = f"{socket.gethostname()}:{os.getpid()}"
         self.sessions: set[ClientSession] = set()
+        self.attempts = PasswordAttempts(
+            config.postgres.limits, approvals.emit if approvals is not None else None
+        )
+        # Authenticated sessions and their users, for the connection limits.
+        self._users: dict[ClientSession, str] = {}
+        self._per_user: dict[str, int] = {}
         self.cancel_keys: dict[tuple[int, bytes], CancelTarget] = {}
         self.tls_context = _tls_context(config)
         self._server: asyncio.Server | None = None
@@ -78,8 +91,37 @@ class ProxyServer:
 
     def forget(self, session: ClientSession) -> None:
         self.sessions.discard(session)
+        user = self._users.pop(session, None)
+        if user is not None:
+            left = self._per_user[user] - 1
+            if left:
+                self._per_user[user] = left
+            else:
+                del self._per_user[user]
         if not self.sessions:
             self._no_sessions.set()
+
+    def admit(self, session: ClientSession, user: str) -> bytes | None:
+        """Count ``session`` (authenticated as ``user``) against the connection limits
+        until :meth:`forget`; or return the FATAL to end it with, counting nothing."""
+        limits = self.config.postgres.limits
+        user = user.lower()
+        refusal = None
+        if len(self._users) >= limits.connections:
+            refusal = pgerrors.too_many_connections(
+                limits.connections, "postgres.limits.connections"
+            )
+        elif self._per_user.get(user, 0) >= limits.connections_per_user:
+            refusal = pgerrors.too_many_connections(
+                limits.connections_per_user, "postgres.limits.connections_per_user", user
+            )
+        if refusal is not None:
+            log.warning("connection refused at its limit", extra={"identity": user})
+            return refusal
+        if session in self.sessions and session not in self._users:
+            self._users[session] = user
+            self._per_user[user] = self._per_user.get(user, 0) + 1
+        return None
 
     @property
     def listening(self) -> bool:
