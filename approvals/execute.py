@@ -73,11 +73,11 @@ async def connect(url: UpstreamURL, *, within: float = 10.0) -> asyncpg.Connecti
     )
 
 
-async def fetch_column(url: UpstreamURL, query: str) -> list[object]:
-    """``query``'s first column, on a short-lived connection with ``url``'s credential."""
+async def fetch_rows(url: UpstreamURL, query: str) -> list[tuple[object, ...]]:
+    """``query``'s rows, on a short-lived connection with ``url``'s credential."""
     conn = await connect(url, within=ESTIMATE_TIMEOUT * 2)
     try:
-        return [row[0] for row in await conn.fetch(query)]
+        return [tuple(row) for row in await conn.fetch(query)]
     finally:
         await conn.close(timeout=1)
 

@@ -18,7 +18,7 @@ when ``allowed_functions`` names it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from guard import builtins
@@ -45,6 +45,7 @@ class CallRules:
         "denied",
         "functions",
         "operators",
+        "relations",
         "target",
         "types",
     )
@@ -55,6 +56,7 @@ class CallRules:
         denied: Iterable[str],
         allowed: Iterable[str] = (),
         target: Iterable[str] = (),
+        relations: Mapping[str, Finding] | None = None,
     ) -> None:
         self.denied = frozenset(_unqualified(name) for name in denied)
         allowed = [name.lower() for name in allowed]
@@ -65,6 +67,8 @@ class CallRules:
         # A function of the target's own may answer an unqualified call of a built-in's
         # name (a better-matching overload), or a column reference (attribute notation).
         self.target = frozenset(_unqualified(name) for name in target)
+        # Views of the target whose definitions are not reads, by "schema.view" and "view".
+        self.relations = dict(relations or {})
         self.functions = builtins.read_functions()
         self.operators = builtins.read_operators()
         self.types = builtins.builtin_types()
@@ -94,6 +98,15 @@ class CallRules:
         if lowered in self.denied or (lowered in self.target and not self._allowed(None, lowered)):
             return "opaque", f"{name} may call function {name}() by attribute notation"
         return None
+
+    def relation(self, body: Node) -> Finding | None:
+        """Reading a view runs its definition: what that definition calls for."""
+        if not self.relations:
+            return None
+        name = str(body.get("relname", "")).lower()
+        schema = body.get("schemaname")
+        key = f"{str(schema).lower()}.{name}" if schema else name
+        return self.relations.get(key)
 
     def operator(self, names: object) -> Finding | None:
         parts = strings(names)
@@ -171,6 +184,11 @@ def _cast(walker: Walker, body: Node) -> bool:
     return True
 
 
+def _relation(walker: Walker, body: Node) -> bool:
+    _add(walker, walker.rules.relation(body))
+    return True
+
+
 def _declared_types(walker: Walker, body: Node) -> bool:
     """A column definition list in FROM (``f(…) AS r(a t)``, ``ROWS FROM``, ``XMLTABLE …
     COLUMNS``) reads values as those types: a domain's CHECK runs there without any cast
@@ -219,6 +237,7 @@ HANDLERS: dict[str, Handler] = {
     "SortBy": _field("useOp", "operator"),
     "RangeTableSample": _field("method", "sampling"),
     "RangeFunction": _declared_types,
+    "RangeVar": _relation,
     "RangeTableFunc": _declared_types,
     "PrepareStmt": _prepare_types,
 }

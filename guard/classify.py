@@ -44,7 +44,14 @@ import pgparse  # type: ignore[import-not-found]
 from guard.builtins import DEFAULT_DENIED_FUNCTIONS
 from guard.calls import CallRules
 from guard.values import Dependencies
-from guard.verdict import ALL_PREPARED, StatementClass, StatementVerdict, merge, strictest
+from guard.verdict import (
+    ALL_PREPARED,
+    Finding,
+    StatementClass,
+    StatementVerdict,
+    merge,
+    strictest,
+)
 from guard.walk import Walker
 
 MAX_CACHED_LENGTH = 8192
@@ -74,6 +81,7 @@ class Classifier:
         denied_functions: Iterable[str] = DEFAULT_DENIED_FUNCTIONS,
         allowed_functions: Iterable[str] = (),
         target_functions: Iterable[str] = (),
+        target_views: Mapping[str, Finding] | None = None,
         cache_size: int = 10_000,
     ) -> None:
         """``denied_functions``: names (matched unqualified, any case: ``pg_catalog.PG_SLEEP``
@@ -83,9 +91,14 @@ class Classifier:
         a denied name stays denied). ``target_functions``: the names of the functions the
         target database defines itself (:data:`guard.builtins.TARGET_FUNCTIONS_QUERY` reads
         them), so that ``c.f`` (attribute notation for ``f(c)``) and an unqualified call that
-        one of them could answer are not taken for reads."""
+        one of them could answer are not taken for reads. ``target_views``: the target's
+        views whose definitions are not reads, as ``view`` and ``schema.view`` (lower case)
+        → the finding a read of one calls for (:mod:`guard.resources` builds it)."""
         self._rules = CallRules(
-            denied=denied_functions, allowed=allowed_functions, target=target_functions
+            denied=denied_functions,
+            allowed=allowed_functions,
+            target=target_functions,
+            relations=target_views,
         )
         self._cache_size = cache_size
         self._by_text: dict[str, tuple[StatementVerdict, ...]] = {}

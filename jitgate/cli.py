@@ -168,7 +168,7 @@ async def _guard(args: argparse.Namespace) -> int:
     """Print what the gateway would do with the SQL on stdin, for testing a policy: the
     resource's own classifier, with the names of the functions its target defines (read
     from the target when it can be reached; a warning on stderr when not)."""
-    from approvals.execute import fetch_column
+    from approvals.execute import fetch_rows
     from approvals.policy import action_for, strictest_action
     from guard.resources import ResourceClassifiers
 
@@ -178,7 +178,7 @@ async def _guard(args: argparse.Namespace) -> int:
         raise UsageError(f"unknown resource {args.resource!r}")
     groups = config.groups_of(args.user)
     classifiers = ResourceClassifiers({resource.name: resource.allowed_functions})
-    await classifiers.load(lambda _name, query: fetch_column(resource.url, query))
+    await classifiers.load(lambda _name, query: fetch_rows(resource.url, query))
     verdicts = classifiers.of(resource.name).classify(sys.stdin.read())
     action = strictest_action(action_for(resource, groups, v.statement_class) for v in verdicts)
     print(

@@ -16,7 +16,7 @@ import logging
 import asyncpg
 from aiohttp import web
 
-from approvals.execute import fetch_column
+from approvals.execute import fetch_rows
 from approvals.inbox import InboxNotifier
 from approvals.service import Approvals
 from audit.recorder import AuditRecorder
@@ -30,7 +30,7 @@ from store.db import connect_pool, migrate
 
 log = logging.getLogger("jitgate")
 
-# How often each target's own function names are read again (guard.resources).
+# How often each target's functions and views are read again (guard.resources).
 CATALOG_REFRESH = 60.0
 
 
@@ -92,9 +92,9 @@ class Gateway:
 
         await check_at_start(self.config)
         classifiers = self.approvals.classifiers
-        await classifiers.load(self.target_column)
+        await classifiers.load(self.target_rows)
         self._catalog_task = asyncio.create_task(
-            classifiers.refresh(self.target_column, CATALOG_REFRESH), name="catalog-refresh"
+            classifiers.refresh(self.target_rows, CATALOG_REFRESH), name="catalog-refresh"
         )
 
         self._recorder_task = asyncio.create_task(self.recorder.run(), name="audit-recorder")
@@ -108,9 +108,9 @@ class Gateway:
         await web.TCPSite(self._http_runner, listen.host, listen.port).start()
         log.info("http listener up", extra={"listen": f"{listen.host}:{self.http_port}"})
 
-    async def target_column(self, resource: str, query: str) -> list[object]:
-        """``query``'s first column on ``resource``'s target, as its reader sees it."""
-        return await fetch_column(self.config.resources[resource].url, query)
+    async def target_rows(self, resource: str, query: str) -> list[tuple[object, ...]]:
+        """``query``'s rows on ``resource``'s target, as its reader sees it."""
+        return await fetch_rows(self.config.resources[resource].url, query)
 
     async def stop(self, drain_timeout: float = 10.0) -> None:
         if self._catalog_task is not None:

@@ -36,6 +36,9 @@ def target_dsn(make_database: Callable[[str], str]) -> str:
             " AS 'DELETE FROM orders RETURNING true'"
         )
         conn.execute("CREATE DOMAIN wiping AS text CHECK (wipe(VALUE) IS NOT NULL OR true)")
+        conn.execute("CREATE VIEW order_audit AS SELECT wipe('x') AS done")
+        conn.execute("CREATE VIEW audit_summary AS SELECT count(*) FROM order_audit")
+        conn.execute("CREATE VIEW order_ids AS SELECT id FROM orders")
     return dsn
 
 
@@ -122,3 +125,20 @@ def test_an_escaped_setting_name_does_not_slip_past_the_pin(
     refused = [a for a in first if isinstance(a, m.ErrorResponse)]
     assert refused and refused[0].code == "0A000", first
     assert orders() == 5
+
+
+@pytest.mark.parametrize(
+    "sql",
+    ["SELECT * FROM order_audit", "SELECT * FROM public.audit_summary",
+     "SELECT o.id FROM orders o JOIN order_audit a ON true"],
+)  # fmt: skip
+def test_a_view_whose_definition_writes_is_not_a_read(
+    gw: GatewayThread, orders: Callable[[], int], sql: str
+) -> None:
+    """Without a reader credential the catalog is what tells: reading the view runs it."""
+    denied = pytest.raises(psycopg.errors.InsufficientPrivilege, match="reads view public")
+    with psycopg.connect(gw.dsn(ALICE, gw.token(ALICE)), autocommit=True) as conn, denied:
+        conn.execute(sql.encode())
+    assert orders() == 5
+    with psycopg.connect(gw.dsn(ALICE, gw.token(ALICE)), autocommit=True) as conn:
+        assert len(conn.execute("SELECT * FROM order_ids").fetchall()) == 5  # a plain view
