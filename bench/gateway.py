@@ -110,7 +110,12 @@ def bench_config(pg_port: int, http_port: int) -> dict[str, Any]:
         "database_url": f"${{{_STORE_VARIABLE}}}",
         "public_url": f"http://127.0.0.1:{http_port}",
         "http": {"listen": f"127.0.0.1:{http_port}"},
-        "postgres": {"listen": f"127.0.0.1:{pg_port}", "hold_timeout": "5s"},
+        # The idle-session row holds 200 sessions of one user at once.
+        "postgres": {
+            "listen": f"127.0.0.1:{pg_port}",
+            "hold_timeout": "5s",
+            "limits": {"connections_per_user": 1000},
+        },
         "audit": {"flush_interval": "50ms"},
         "groups": {"engineers": [USER], "approvers": [APPROVER], "writers": [WRITER]},
         "resources": {

@@ -170,6 +170,11 @@ def unknown_resource(resource: str) -> str:
     return f"There is no resource {code(resource, 100)} you may use. Usage: {USAGE}"
 
 
+def request_refused(why: str) -> str:
+    """The request cannot be opened now (a limit), in the core's own words."""
+    return f":warning: Not opened: {escape(why)}"
+
+
 def statement_denied(resource: str, statement_class: str, reasons: Sequence[str]) -> str:
     """Policy denies the statement outright (no approval can allow it)."""
     why = "".join(f"\n• {code(reason)}" for reason in reasons[:10])

@@ -79,8 +79,10 @@ class JitCommand:
                                               sql=sql, source="slack",
                                               reason=reason.strip() or None)  # fmt: skip
         except DecisionRefused as refused:
-            if refused.code != "denied":
+            if refused.code in ("unknown_resource", "no_access"):
                 return m.unknown_resource(resource)
+            if refused.code != "denied":
+                return m.request_refused(str(refused))
             return m.statement_denied(
                 resource, refused.statement_class or "opaque", refused.reasons
             )

@@ -104,9 +104,9 @@ class Limits:
     password attempts slow down. Connections are counted by each gateway process."""
 
     connections: int = 1000
-    connections_per_user: int = 50
+    connections_per_user: int = 100
     # Pending requests per user and resource, from psql holds, chat, the CLI and agents.
-    pending_requests_per_user: int = 5
+    pending_requests_per_user: int = 20
     # Failed attempts per user (and per client address) within ``failure_window`` before
     # each further one waits ``backoff`` doubled per failure, up to ``max_backoff``.
     failures_before_backoff: int = 5

@@ -99,7 +99,10 @@ class PasswordAttempts:
 
     def _wait(self, record: _Record, now: float) -> float | None:
         _drop_before(record.failures, now - self.limits.failure_window)
-        if len(record.failures) + record.in_flight < self.limits.failures_before_backoff:
+        # Attempts under way count only once something has failed: concurrent logins of
+        # a user with no failures (a pool opening its connections) all go ahead.
+        under_way = record.in_flight if record.failures else 0
+        if len(record.failures) + under_way < self.limits.failures_before_backoff:
             return None
         if record.in_flight == 0 and now >= record.not_before:
             return None
