@@ -33,8 +33,8 @@ log = logging.getLogger("jitgate.proxy")
 _DECOY = scram_verifier("jitgate-decoy-" + "x" * 32, iterations=4096)
 
 
-async def authenticate_client(session: ClientSession, user: str) -> None:
-    """Return when ``user`` proved a live token; raise AuthenticationError otherwise, also
+async def authenticate_client(session: ClientSession, user: str) -> int:
+    """The id of the live token ``user`` proved; raise AuthenticationError otherwise, also
     without asking for one while failed attempts for the user or the client's address back
     off. StoreUnavailable propagates: no store, no session."""
     attempts = session.server.attempts
@@ -48,9 +48,9 @@ async def authenticate_client(session: ClientSession, user: str) -> None:
         raise AuthenticationError(f'too many failed password attempts for user "{user}"')
     try:
         if session.server.config.postgres.client_auth == "scram":
-            await _scram(session, user)
+            token_id = await _scram(session, user)
         else:
-            await _cleartext(session, user)
+            token_id = await _cleartext(session, user)
     except AuthenticationError:
         attempts.failed(key, address)
         raise
@@ -61,6 +61,7 @@ async def authenticate_client(session: ClientSession, user: str) -> None:
         attempts.abandoned(key, address)
         raise
     attempts.succeeded(key, address)
+    return token_id
 
 
 def _client_address(session: ClientSession) -> str | None:
@@ -77,15 +78,18 @@ async def _password_message(session: ClientSession) -> m.PasswordMessage:
     return message
 
 
-async def _cleartext(session: ClientSession, user: str) -> None:
+async def _cleartext(session: ClientSession, user: str) -> int:
     session._write(m.AuthenticationCleartextPassword().encode())
     token = m.password_text(await _password_message(session))
-    if await verify_token(session.server.pool, user, token) is None:
+    record = await verify_token(session.server.pool, user, token)
+    if record is None:
         raise AuthenticationError(f'password authentication failed for user "{user}"')
+    return record.id
 
 
-async def _scram(session: ClientSession, user: str) -> None:
-    verifier = await newest_verifier(session.server.pool, user) or _DECOY
+async def _scram(session: ClientSession, user: str) -> int:
+    newest = await newest_verifier(session.server.pool, user)
+    token_id, verifier = newest if newest is not None else (0, _DECOY)
     server = ScramServer(verifier, user=user)
     session._write(m.AuthenticationSASL(server.mechanisms).encode())
     mechanism, data = m.parse_sasl_initial_response(await _password_message(session))
@@ -94,3 +98,4 @@ async def _scram(session: ClientSession, user: str) -> None:
     session._write(m.AuthenticationSASLContinue(server.first(data)).encode())
     final = await _password_message(session)
     session._write(m.AuthenticationSASLFinal(server.final(final.data)).encode())
+    return token_id

@@ -63,6 +63,14 @@ def store_unavailable_at_startup() -> bytes:
     )
 
 
+def token_revoked() -> bytes:
+    return _fatal(
+        "28000",
+        "the access token of this session was revoked or has expired",
+        hint="Nothing more runs on it. Sign in again with a live token.",
+    )
+
+
 def encoding_refused(encoding: str) -> bytes:
     return _fatal(
         "22023",

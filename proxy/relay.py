@@ -173,6 +173,8 @@ class ClientSession(asyncio.Protocol):
         self.upstream: UpstreamProtocol | None = None
         self.context: SessionContext | None = None
         self.cancel_key: tuple[int, bytes] | None = None
+        # The access token the client proved (proxy.revocation ends the session with it).
+        self.token_id: int | None = None
         self._inbox: deque[tuple[int, bytes]] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._startup_task: asyncio.Task[None] | None = None
@@ -324,7 +326,7 @@ class ClientSession(asyncio.Protocol):
             self._fatal(pgerrors.replication_refused())
             return
         try:
-            await authenticate_client(self, user)
+            self.token_id = await authenticate_client(self, user)
         except AuthenticationError:
             self.server.metrics.auth_failures.inc()
             self._fatal(pgerrors.authentication_failed(user))
@@ -1439,6 +1441,11 @@ class ClientSession(asyncio.Protocol):
     def _write(self, data: bytes) -> None:
         if self.transport is not None and not self._closed:
             self.transport.write(data)
+
+    def end_revoked(self) -> None:
+        """The session's access token was revoked or has expired: end it now."""
+        self._end_reason = "access token revoked"
+        self._fatal(pgerrors.token_revoked())
 
     def abort(self) -> None:
         """End the session now (the drain period is over)."""

@@ -27,6 +27,7 @@ from proxy.attempts import PasswordAttempts
 from proxy.fastpath import Engine, Known, Pump, engine_kind, native_enabled, new_pump, pump_enabled
 from proxy.hooks import HookChain
 from proxy.relay import ClientSession
+from proxy.revocation import end_revoked_sessions
 from proxy.upstream import send_cancel
 
 log = logging.getLogger("jitgate.proxy")
@@ -77,6 +78,7 @@ class ProxyServer:
         self.tls_context = _tls_context(config)
         self._server: asyncio.Server | None = None
         self._no_sessions = asyncio.Event()
+        self._revocations: asyncio.Task[None] | None = None
         self._no_sessions.set()
 
     def new_engine(
@@ -143,6 +145,7 @@ class ProxyServer:
             lambda: ClientSession(self), listen.host, listen.port, reuse_address=True, backlog=1024
         )
         log.info("postgres listener up", extra={"listen": f"{listen.host}:{self.port}"})
+        self._revocations = loop.create_task(end_revoked_sessions(self), name="token-revocation")
 
     def _store_availability(self, available: bool) -> None:
         if self.pump is not None:
@@ -194,6 +197,8 @@ class ProxyServer:
 
     async def stop(self, drain_timeout: float) -> None:
         """Stop accepting, let sessions finish their statement, then close what is left."""
+        if self._revocations is not None:
+            self._revocations.cancel()
         if self._server is not None:
             self._server.close()
         for session in list(self.sessions):

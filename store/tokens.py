@@ -81,12 +81,15 @@ async def verify_token(pool: asyncpg.Pool, email: str, token: str) -> TokenRecor
     return TokenRecord(row["id"], row["email"], row["expires_at"]) if row else None
 
 
-async def newest_verifier(pool: asyncpg.Pool, email: str) -> ScramVerifier | None:
-    """The SCRAM verifier of ``email``'s newest live token (SCRAM can check only one)."""
-    value = await pool.fetchval(
-        "SELECT scram_verifier FROM access_tokens"
+async def newest_verifier(pool: asyncpg.Pool, email: str) -> tuple[int, ScramVerifier] | None:
+    """The id and SCRAM verifier of ``email``'s newest live token (SCRAM can check only
+    one)."""
+    row = await pool.fetchrow(
+        "SELECT id, scram_verifier FROM access_tokens"
         " WHERE email = $1 AND revoked_at IS NULL AND expires_at > now()"
         " ORDER BY created_at DESC, id DESC LIMIT 1",
         email.strip().lower(),
     )
-    return ScramVerifier.parse(value) if value else None
+    if row is None or not row["scram_verifier"]:
+        return None
+    return int(row["id"]), ScramVerifier.parse(row["scram_verifier"])
