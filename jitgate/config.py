@@ -129,6 +129,8 @@ class PostgresListener:
     # Longer statements are refused before they are classified (about 1 s of CPU a MiB).
     max_statement_size: int = 1 << 20
     limits: Limits = field(default_factory=Limits)
+    # Clients must negotiate TLS before their startup packet (their token is a password).
+    tls_required: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +192,7 @@ def parse_config(raw: object, environ: Mapping[str, str]) -> Config:
         "max_statement_size", "limits",
     )  # fmt: skip
     tls = pg.child("tls", {})
-    tls.only("cert", "key")
+    tls.only("cert", "key", "require")
     cert, key = tls.optional_str("cert"), tls.optional_str("key")
     if (cert is None) != (key is None):
         raise ConfigError(tls.path or "postgres.tls", "needs both cert and key")
@@ -216,6 +218,7 @@ def parse_config(raw: object, environ: Mapping[str, str]) -> Config:
             hold_timeout=pg.duration("hold_timeout", 120.0),
             tls_cert=Path(cert) if cert else None,
             tls_key=Path(key) if key else None,
+            tls_required=_tls_required(pg, tls, cert is not None),
             client_auth=cast(
                 Literal["password", "scram"], pg.choice("client_auth", ("password", "scram"))
             ),
@@ -292,19 +295,38 @@ def _url_host(netloc: str, hostname: str | None) -> str:
     return hostname or ""
 
 
+def is_loopback(host: str) -> bool:
+    """Whether a listener on ``host`` is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _tls_required(pg: _Node, tls: _Node, has_cert: bool) -> bool:
+    """``postgres.tls.require``: true by default on a listener that is not loopback (tokens
+    travel as passwords); true without a cert and key is a configuration error."""
+    listen = pg.listen("listen", "127.0.0.1:15432")
+    required = tls.flag("require", not is_loopback(listen.host))
+    if required and not has_cert:
+        raise ConfigError(
+            tls.key("require"),
+            f"clients must use TLS (the default on {listen.host}, not a loopback address),"
+            " so postgres.tls needs cert and key",
+        )
+    return required
+
+
 def _demo(http: _Node) -> bool:
     """``http.demo``, refused unless ``http.listen`` is a loopback address: demo pages let
     anyone who reaches them act as any configured user."""
     demo = http.flag("demo", False)
     host = http.listen("listen", "127.0.0.1:8080").host
-    if demo and host != "localhost":
-        try:
-            loopback = ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            loopback = False
-        if not loopback:
-            raise ConfigError(http.key("demo"), "lets anyone act as any user, so http.listen"
-                              f" must be a loopback address, not {host!r}")  # fmt: skip
+    if demo and not is_loopback(host):
+        raise ConfigError(http.key("demo"), "lets anyone act as any user, so http.listen"
+                          f" must be a loopback address, not {host!r}")  # fmt: skip
     return demo
 
 

@@ -63,6 +63,14 @@ def store_unavailable_at_startup() -> bytes:
     )
 
 
+def tls_required() -> bytes:
+    return _fatal(
+        "28000",
+        "jitgate requires TLS on this listener: the access token is sent as a password",
+        hint="Connect with sslmode=require (or verify-full).",
+    )
+
+
 def token_revoked() -> bytes:
     return _fatal(
         "28000",

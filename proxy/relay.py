@@ -463,6 +463,9 @@ class ClientSession(asyncio.Protocol):
                 self._close()
                 return None
             else:
+                if self.server.config.postgres.tls_required and not self._encrypted():
+                    self._fatal(pgerrors.tls_required())
+                    return None
                 self._negotiate_version(packet)
                 return packet
 
@@ -481,6 +484,11 @@ class ClientSession(asyncio.Protocol):
         except (ssl.SSLError, OSError) as exc:
             raise ConnectionResetError(f"TLS handshake failed: {exc}") from exc
         self.transport = cast(asyncio.Transport, transport)
+
+    def _encrypted(self) -> bool:
+        return self.transport is not None and (
+            self.transport.get_extra_info("ssl_object") is not None
+        )
 
     def _negotiate_version(self, startup: m.StartupMessage) -> None:
         minor = startup.protocol & 0xFFFF

@@ -21,6 +21,8 @@ import yaml
 
 from jitgate.cli import collect_cycles
 from jitgate.cluster import Cluster, generate_self_signed
+from jitgate.config import parse_config
+from jitgate.errors import ConfigError
 from store.db import migrations
 from tests.harness import GatewayThread, gateway_config
 
@@ -139,6 +141,31 @@ def test_client_tls_when_a_certificate_is_configured(
         assert out.stdout.strip() == "over tls", out.stderr
     finally:
         gateway.stop()
+
+
+def test_a_listener_that_requires_tls_refuses_a_cleartext_token(
+    tmp_path: Path, store_dsn: str, target_dsn: str
+) -> None:
+    cert, key = tmp_path / "gw.crt", tmp_path / "gw.key"
+    generate_self_signed(cert, key)
+    tls = {"cert": str(cert), "key": str(key), "require": True}
+    postgres = {"listen": "127.0.0.1:0", "tls": tls}
+    gateway = GatewayThread(gateway_config(store_dsn, target_dsn, postgres=postgres))
+    try:
+        dsn = gateway.dsn("alice@example.com", gateway.token("alice@example.com"))
+        with pytest.raises(psycopg.OperationalError, match="requires TLS on this listener"):
+            psycopg.connect(dsn)  # sslmode=disable: the token would go in cleartext
+        with psycopg.connect(dsn.replace("sslmode=disable", "sslmode=require")) as conn:
+            assert conn.info.pgconn.ssl_in_use
+    finally:
+        gateway.stop()
+
+
+def test_tls_is_required_by_default_off_loopback() -> None:
+    with pytest.raises(ConfigError, match=r"postgres\.tls\.require: clients must use TLS"):
+        parse_config({"database_url": "x", "postgres": {"listen": "0.0.0.0:15432"}}, {})
+    loopback = parse_config({"database_url": "x", "postgres": {"listen": "127.0.0.1:1"}}, {})
+    assert not loopback.postgres.tls_required
 
 
 def test_no_tls_without_a_certificate(gw: GatewayThread) -> None:
