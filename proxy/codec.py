@@ -74,6 +74,11 @@ class Framer:
         self._max_message_size = max_message_size
         self._checked = _CHECKED_FRONTEND if (startup if frontend is None else frontend) else _NONE
 
+    def allow(self, max_message_size: int) -> None:
+        """From now on, messages up to ``max_message_size`` bytes (a relay raises its limit
+        once the client has authenticated)."""
+        self._max_message_size = max_message_size
+
     @property
     def buffered(self) -> int:
         """How many bytes wait for the rest of their message."""

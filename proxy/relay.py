@@ -85,6 +85,9 @@ NOTICE_MESSAGES = frozenset((ERROR_RESPONSE, NOTICE_RESPONSE, NOTIFICATION_RESPO
 PORTAL_SUSPENDED = m.PORTAL_SUSPENDED
 
 STARTUP_TIMEOUT = 30.0
+# The largest message a client may send before it has authenticated (a password or a SASL
+# message is well under a kilobyte).
+PRE_AUTH_MESSAGE_SIZE = 16384
 # What a held session's client may send before the relay stops reading it.
 HOLD_BACKLOG = 1 << 20
 FIRST_NORMAL_OID = 16384  # PostgreSQL's: object ids below it are the server's own
@@ -168,7 +171,8 @@ def _fail_owner(pending: deque[Pending], sqlstate: str | None) -> None:
 class ClientSession(asyncio.Protocol):
     def __init__(self, server: ProxyServer) -> None:
         self.server = server
-        self.framer = Framer(startup=True, max_message_size=server.config.postgres.max_message_size)
+        # Until the client has proved a token, only what authentication needs fits.
+        self.framer = Framer(startup=True, max_message_size=PRE_AUTH_MESSAGE_SIZE)
         self.transport: asyncio.Transport | None = None
         self.upstream: UpstreamProtocol | None = None
         self.context: SessionContext | None = None
@@ -327,6 +331,7 @@ class ClientSession(asyncio.Protocol):
             return
         try:
             self.token_id = await authenticate_client(self, user)
+            self.framer.allow(self.server.config.postgres.max_message_size)
         except AuthenticationError:
             self.server.metrics.auth_failures.inc()
             self._fatal(pgerrors.authentication_failed(user))

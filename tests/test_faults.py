@@ -252,6 +252,15 @@ def test_garbage_before_startup_is_answered_fatal(
     [
         pytest.param(b"p" + struct.pack("!i", 2), "invalid message length 2", id="bad-length"),
         pytest.param(m.Query("SELECT 1").encode(), "expected a password message", id="query"),
+        # Before a token is proved nothing large is buffered: 1 GiB claimed, refused at once.
+        pytest.param(
+            b"p" + struct.pack("!i", 1 << 30),
+            "claims 1073741824 bytes, limit is 16384",
+            id="1GiB-before-login",
+        ),
+        pytest.param(
+            b"p" + struct.pack("!i", 16389), "claims 16389 bytes, limit is 16384", id="16KiB+5"
+        ),
     ],
 )
 def test_malformed_password_message_is_answered_fatal(
