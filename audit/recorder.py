@@ -55,6 +55,9 @@ _STORE_ERRORS = (
 _CONNECTION_ERRORS = (ConnectionError, asyncpg.InterfaceError, asyncpg.InternalClientError)
 _HEALTH_INTERVAL = 1.0
 _RETRY_BACKOFF_MAX = 2.0
+# A store that has not taken a batch this long is down for the proxy (it refuses
+# statements) even while the write waits on: a silent network gives no error for seconds.
+MAX_LAG = 2.0
 
 
 class AuditRecorder:
@@ -165,6 +168,17 @@ class AuditRecorder:
             if time.monotonic() - self._last_ok > _HEALTH_INTERVAL:
                 return await self._ping()
             return True
+        lagging = asyncio.get_running_loop().call_later(
+            MAX_LAG, self._mark_down, TimeoutError(f"the store took no batch for {MAX_LAG:g} s")
+        )
+        try:
+            return await self._write(records, ends, count)
+        finally:
+            lagging.cancel()
+
+    async def _write(
+        self, records: list[bytes], ends: list[tuple[UUID, datetime, str]], count: int
+    ) -> bool:
         stored = False
         while True:
             kept = _is_open(self._conn)

@@ -47,6 +47,7 @@ class Link:
         upstream: asyncio.StreamWriter,
         cut_after: tuple[int, Side] | None,
         on_cut: threading.Event,
+        silent: threading.Event | None = None,
     ) -> None:
         self.to_upstream = bytearray()
         self.to_client = bytearray()
@@ -56,6 +57,7 @@ class Link:
         self._upstream = upstream
         self._cut_after = cut_after
         self._on_cut = on_cut
+        self._silent = silent or threading.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
     async def relay(self, client: asyncio.StreamReader, upstream: asyncio.StreamReader) -> None:
@@ -88,6 +90,8 @@ class Link:
                         await writer.drain()
                         self.cut(side)
                         return
+                if self._silent.is_set():
+                    continue  # a black hole: nothing forwarded, nothing reset
                 record += data
                 writer.write(data)
                 await writer.drain()
@@ -130,6 +134,7 @@ class FaultProxy:
         self.links: list[Link] = []
         self._cut_after: tuple[int, Side] | None = None
         self._cut = threading.Event()
+        self._silent = threading.Event()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
@@ -147,7 +152,7 @@ class FaultProxy:
         except OSError:
             _reset(writer)
             return
-        link = Link(writer, up_writer, self._cut_after, self._cut)
+        link = Link(writer, up_writer, self._cut_after, self._cut, self._silent)
         self.links.append(link)
         await link.relay(reader, up_reader)
 
@@ -167,6 +172,14 @@ class FaultProxy:
                     link.cut(side)
 
         self._call(cut_all())
+
+    def silence(self, on: bool = True) -> None:
+        """Drop every byte either way on every link, open or new, without resetting any
+        (a network that goes quiet); ``on=False`` forwards again."""
+        if on:
+            self._silent.set()
+        else:
+            self._silent.clear()
 
     def wait_cut(self, timeout: float) -> bool:
         """Wait until some link has been cut; False on timeout."""
