@@ -370,6 +370,16 @@ class Approvals:
             started_at=datetime.now(UTC),
         )
 
+    async def bind(self, request_id: int) -> None:
+        """Only this gateway's waiting session may run the pending request (it was held
+        inside a transaction, or with bound values): named as its executor, so that
+        :func:`approvals.sweep.cancel_orphaned` cancels it if this gateway stops."""
+        await self.pool.execute(
+            "UPDATE requests SET executor = $2 WHERE id = $1 AND state = 'pending'",
+            request_id,
+            self.gateway_id,
+        )
+
     async def release(self, request_id: int, session_id: UUID) -> None:
         """The waiting session stopped waiting: from now on any gateway may execute."""
         await self.pool.execute(

@@ -32,6 +32,7 @@ async def sweep(approvals: Approvals) -> None:
             ):
                 approvals.spawn(execute_if_unattended(approvals, request_id[0]))
             await reconcile(approvals)
+            await cancel_orphaned(approvals)
             if approvals.listener is None or approvals.listener.is_closed():
                 await approvals.listen()
         except STORE_ERRORS as exc:
@@ -86,3 +87,19 @@ async def reconcile(approvals: Approvals) -> None:
         )  # fmt: skip
         if await approvals.finish(record[0], outcome) is not None:
             log.error("request left executing by a stopped gateway", extra={"request": record[0]})
+
+
+async def cancel_orphaned(approvals: Approvals) -> None:
+    """Requests only their own session may run (held inside a transaction or with bound
+    values: ``hold_until`` years ahead, their gateway named as executor by
+    :meth:`Approvals.bind`) whose gateway stopped beating are CANCELLED: the
+    transaction they were held in ended with it, and they must never run outside it."""
+    for record in await approvals.pool.fetch(
+        "SELECT id FROM requests WHERE state IN ('pending', 'approved')"
+        " AND hold_until > now() + interval '1 year' AND executor IS NOT NULL"
+        " AND executor NOT IN (SELECT id FROM gateways"
+        f" WHERE heartbeat_at > now() - interval '{HEARTBEAT_STALE}')"
+    ):
+        why = "the gateway holding it stopped, and with it the transaction it was held in"
+        if await approvals.cancel(record[0], why) is not None:
+            log.warning("request cancelled with its stopped gateway", extra={"request": record[0]})

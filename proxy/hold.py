@@ -51,6 +51,8 @@ PREVIEW_ROWS = 20
 # The request outlives the client's hold by this much before another gateway may run it:
 # the waiting session must have time to notice the decision and claim it itself.
 HOLD_MARGIN = 30.0
+# A hold_until this far ahead marks a request only its own session may run (approvals.sweep).
+BOUND_TO_SESSION = 10 * 365 * 86400.0
 _DML_VERBS = frozenset(("INSERT", "UPDATE", "DELETE", "MERGE"))
 
 
@@ -235,7 +237,10 @@ async def _hold(session: ClientSession, held: Held) -> None:
             params=held.params,
             session_id=context.session_id,
             waiter=context.session_id,
-            hold_for=timeout + HOLD_MARGIN,
+            # Only this connection may ever run what it holds inside a transaction or with
+            # bound values: no other gateway takes it over (approvals.sweep cancels it if
+            # this gateway stops).
+            hold_for=timeout + HOLD_MARGIN if _replayable(session, held) else BOUND_TO_SESSION,
         )
     except StoreUnavailable:
         session.refuse_held(held, pgerrors.audit_unavailable(), "refused")
@@ -244,6 +249,8 @@ async def _hold(session: ClientSession, held: Held) -> None:
         session.refuse_held(held, pgerrors.too_many_pending_requests(str(exc)))
         return
     event.request_id = view.id
+    if not _replayable(session, held):
+        await approvals.bind(view.id)
     where = approvals.where(view)
     session.write_client(pgerrors.approval_pending(view.id, where, timeout))
     interrupted = asyncio.Event()
@@ -253,7 +260,7 @@ async def _hold(session: ClientSession, held: Held) -> None:
     except asyncio.CancelledError:
         # The client went away (the relay keeps reading it while it waits): what only its
         # connection could run is cancelled; a plain statement may still run without it.
-        if session.tx_status != "I" or held.params is not None:
+        if not _replayable(session, held):
             why = "the client went away while its statement was held"
             approvals.spawn(approvals.cancel(view.id, why))
         else:
@@ -286,6 +293,11 @@ async def _hold(session: ClientSession, held: Held) -> None:
         session.refuse_held(held, pgerrors.request_cancelled(view.id, row.state_reason or ""))
     else:
         session.refuse_held(held, pgerrors.request_not_executed(view.id, str(row.state)))
+
+
+def _replayable(session: ClientSession, held: Held) -> bool:
+    """Whether ``held`` may run without its client: a plain statement outside a transaction."""
+    return session.tx_status == "I" and held.params is None
 
 
 async def _wait(
