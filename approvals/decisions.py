@@ -68,6 +68,8 @@ async def decide(
             raise DecisionRefused("unknown_request", f"request #{request_id} does not exist")
         row = _row(record)
         _check_decider(approvals, row, approver, verdict)
+        if reason is not None:  # stored, shown on cards and sent in alerts: never raw
+            reason = approvals.masked(approvals.config.resources.get(row.resource), reason)
         if row.state == State.PENDING and row.expires_at <= datetime.now(UTC):
             expired = (
                 await approvals.store.move(
