@@ -57,17 +57,6 @@ class ResourceClassifiers:
     def of(self, resource: str) -> Classifier:
         return self._by_name.get(resource, self._default)
 
-    def target_functions(self, resource: str) -> frozenset[str] | None:
-        """The names last read from the resource's catalog; None before the first read."""
-        known = self._known.get(resource)
-        return None if known is None else known[0]
-
-    def unsafe_views(self, resource: str) -> Mapping[str, Finding]:
-        """The resource's views whose definitions are not reads (by ``view`` and
-        ``schema.view``), as last read."""
-        known = self._known.get(resource)
-        return {} if known is None else known[1]
-
     async def load(self, fetch: FetchRows) -> None:
         """Read every resource's catalog once (concurrently)."""
         await asyncio.gather(*(self._load_one(name, fetch) for name in self._allowed))

@@ -134,14 +134,11 @@ class Classify:
         if statement.foreign_types:
             verdicts = [_foreign_typed(v, statement.foreign_types) for v in verdicts]
         statement.verdicts = verdicts
-        if len(verdicts) == 1 and not statement.foreign_types:
-            statement.event.statement_class = verdicts[0].statement_class
-            statement.event.reasons = verdicts[0].reasons
-            statement.memo_key = classifier.memo_key(statement.sql)
-            return None
         if len(verdicts) == 1:
             statement.event.statement_class = verdicts[0].statement_class
             statement.event.reasons = verdicts[0].reasons
+            if not statement.foreign_types:  # the text alone does not say the types
+                statement.memo_key = classifier.memo_key(statement.sql)
             return None
         statement.event.statement_class = Classifier.strictest(verdicts).statement_class
         statement.event.reasons = tuple(
