@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test check bench lint format clean eval-masking
 
-$(STAMP): pyproject.toml setup.py proxy/_fastpath.c
+$(STAMP): pyproject.toml setup.py proxy/_fastpath.c proxy/_spool.c proxy/_spool.h
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'

@@ -10,7 +10,8 @@ setup(
     ext_modules=[
         Extension(
             "proxy._fastpath",
-            ["proxy/_fastpath.c"],
+            ["proxy/_fastpath.c", "proxy/_spool.c"],
+            depends=["proxy/_spool.h"],
             optional=True,
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
         )

@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from uuid import UUID
 
 import asyncpg
@@ -39,6 +39,9 @@ from audit.events import (
     stored_json,
 )
 from jitgate.errors import StoreUnavailable
+
+if TYPE_CHECKING:
+    from audit.spool import AuditSpool
 
 log = logging.getLogger("jitgate.audit")
 
@@ -79,6 +82,9 @@ class AuditRecorder:
         self._stopping = False
         self._flushing = asyncio.Lock()
         self._conn: PoolConnectionProxy[asyncpg.Record] | None = None
+        # The audit spool (audit/spool.py) and when its oldest statement in flight began.
+        self._spool: AuditSpool | None = None
+        self._oldest_open: Callable[[], float] = time.time
 
     @property
     def pending(self) -> int:
@@ -88,6 +94,16 @@ class AuditRecorder:
             + len(self._retry)
             + sum(engine.pending for engine in self.dirty)
         )
+
+    def attach_spool(self, spool: AuditSpool, oldest_open: Callable[[], float]) -> None:
+        """Release ``spool``'s segments as flushes store what they hold; ``oldest_open()``
+        is when the oldest statement forwarded and not yet filed began."""
+        self._spool, self._oldest_open = spool, oldest_open
+
+    def spool_failed(self, exc: OSError) -> None:
+        """The spool could not take an intent: refuse statements like a store down (the
+        next successful flush or ping, once the spool writes again, lifts it)."""
+        self._mark_down(exc)
 
     def on_availability(self, listener: Callable[[bool], None]) -> None:
         """Call ``listener(available)`` whenever :attr:`available` changes."""
@@ -158,11 +174,20 @@ class AuditRecorder:
             return await self._flush()
 
     async def _flush(self) -> bool:
+        # Taken before draining: every statement begun before it is filed by now, so
+        # once this flush is stored, spool segments closed before it can go.
+        oldest_open = self._oldest_open() if self._spool is not None else 0.0
+        stored = await self._flush_queued()
+        if stored and not self._retry and self._spool is not None:
+            self._spool.release(oldest_open)
+        return stored
+
+    async def _flush_queued(self) -> bool:
         events, ends = self._events, self._session_ends
         self._events, self._session_ends = [], []
         records, self._retry = self._retry, []
         count = _drain(self.dirty, records) + len(events)
-        records += _batches(events)
+        records += event_batches(events)
         if not records and not ends:
             # (engines the pump watches stay listed with nothing to give)
             if time.monotonic() - self._last_ok > _HEALTH_INTERVAL:
@@ -354,7 +379,9 @@ async def end_sessions(
     )
 
 
-def _batches(events: list[StatementEvent]) -> list[bytes]:
+def event_batches(events: list[StatementEvent]) -> list[bytes]:
+    """``events`` as ``statement_batches`` rows (one per session), ready for
+    :func:`write_batches`."""
     by_session: dict[UUID, list[StatementEvent]] = {}
     for event in events:
         by_session.setdefault(event.session_id, []).append(event)

@@ -9,6 +9,7 @@ Unknown keys are errors too: a typo in a security policy must not pass silently.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
 import re
@@ -156,6 +157,7 @@ class Config:
     slack: SlackSettings
     audit_flush_interval: float
     audit_batch_size: int
+    audit_spool: Path
     masking_policies: Mapping[str, MaskingPolicy] = field(default_factory=dict)
 
     def groups_of(self, user: str) -> frozenset[str]:
@@ -207,7 +209,7 @@ def parse_config(raw: object, environ: Mapping[str, str]) -> Config:
     slack = root.child("slack", {})
     slack.only("bot_token", "signing_secret", "app_token", "api_url", "users")
     audit = root.child("audit", {})
-    audit.only("flush_interval", "batch_size")
+    audit.only("flush_interval", "batch_size", "spool")
     return Config(
         database_url=root.required_str("database_url"),
         public_url=root.text("public_url", "http://127.0.0.1:8080").rstrip("/"),
@@ -232,8 +234,26 @@ def parse_config(raw: object, environ: Mapping[str, str]) -> Config:
         slack=_slack(slack),
         audit_flush_interval=audit.duration("flush_interval", 0.05),
         audit_batch_size=audit.integer("batch_size", 1000, minimum=1),
+        audit_spool=_spool_directory(audit, root.required_str("database_url"), environ),
         masking_policies=policies,
     )
+
+
+def _spool_directory(audit: _Node, store: str, environ: Mapping[str, str]) -> Path:
+    """``audit.spool``, else ``$XDG_STATE_HOME/jitgate/spool`` (``~/.local/state`` when
+    unset); either way one subdirectory per store, named by a digest of its address
+    without the password, so spools are recovered only into the store that holds
+    their keys."""
+    configured = audit.optional_str("spool")
+    if configured is not None:
+        base = Path(configured).expanduser()
+    else:
+        state = environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+        base = Path(state) / "jitgate" / "spool"
+    parts = urlsplit(store)
+    host = parts.hostname or ""
+    where = f"{parts.username}@{host}:{parts.port}{parts.path}?{parts.query}"
+    return base / hashlib.sha256(where.encode()).hexdigest()[:16]
 
 
 def parse_duration(value: object, key: str) -> float:

@@ -1,6 +1,7 @@
 """The composition root: builds every part from the config and runs them in order.
 
-Start-up: store pool → migrations → audit recorder → approvals (heartbeat, reconciler,
+Start-up: store pool → migrations → the target catalogs → the audit spool (and recovery of
+the spools of stopped processes) → audit recorder → approvals (heartbeat, reconciler,
 LISTEN, the sweep) → Slack, when ``slack.bot_token`` is set (outbox sender, Socket Mode) →
 Postgres listener → HTTP listener. Shut-down runs the reverse: stop
 accepting, drain sessions, finish running approved statements, flush the audit trail,
@@ -20,8 +21,12 @@ from approvals.execute import fetch_rows
 from approvals.inbox import InboxNotifier
 from approvals.service import Approvals
 from audit.recorder import AuditRecorder
+from audit.recovery import recover
+from audit.spool import AuditSpool
 from bot.slack import SlackAdapter
+from guard.classify import Classifier
 from jitgate.config import Config, Resource
+from jitgate.errors import ConfigError
 from jitgate.metrics import GatewayMetrics
 from masking import DEFAULT_POLICY, MaskingPolicy
 from proxy.hooks import default_chain
@@ -67,6 +72,8 @@ class Gateway:
         self._recorder_task: asyncio.Task[None] | None = None
         self._http_runner: web.AppRunner | None = None
         self._catalog_task: asyncio.Task[None] | None = None
+        self.spool = AuditSpool(config.audit_spool, pool)
+        self._spool_task: asyncio.Task[None] | None = None
 
     def masking_for(self, resource: Resource) -> MaskingPolicy | None:
         """The masking policy of ``resource``: ``default``, a named policy from
@@ -97,6 +104,7 @@ class Gateway:
             classifiers.refresh(self.target_rows, CATALOG_REFRESH), name="catalog-refresh"
         )
 
+        await self._open_spool()
         self._recorder_task = asyncio.create_task(self.recorder.run(), name="audit-recorder")
         await self.approvals.start()
         if self.slack is not None:
@@ -107,6 +115,25 @@ class Gateway:
         listen = self.config.http_listen
         await web.TCPSite(self._http_runner, listen.host, listen.port).start()
         log.info("http listener up", extra={"listen": f"{listen.host}:{self.http_port}"})
+
+    async def _open_spool(self) -> None:
+        """Open this process's spool, then record what stopped processes left in theirs:
+        before any client connects, so nothing is recorded twice."""
+        spool = self.spool
+        try:
+            await spool.open(self.proxy.gateway_id)
+        except OSError as exc:
+            raise ConfigError(
+                "audit.spool", f"cannot write the audit spool in {spool.directory}: {exc}"
+            ) from exc
+        await recover(self.pool, spool.directory, spool.id, self._classify_recovered)
+        self.proxy.spool = spool
+        self.recorder.attach_spool(spool, self.proxy.oldest_open)
+        self._spool_task = asyncio.create_task(spool.run(), name="audit-spool")
+
+    def _classify_recovered(self, resource: str, sql: str) -> tuple[str, tuple[str, ...]]:
+        verdict = Classifier.strictest(self.approvals.classifiers.of(resource).classify(sql))
+        return verdict.statement_class, verdict.reasons
 
     async def target_rows(self, resource: str, query: str) -> list[tuple[object, ...]]:
         """``query``'s rows on ``resource``'s target, as its reader sees it."""
@@ -126,6 +153,9 @@ class Gateway:
         if self._recorder_task is not None:
             await self._recorder_task
         await closing
+        if self._spool_task is not None:
+            self._spool_task.cancel()
+            await self.spool.close(everything_stored=self.recorder.pending == 0)
         await self.pool.close()
         log.info("gateway stopped")
 

@@ -38,6 +38,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "_spool.h"
+
 #define MAX_CACHED_LENGTH 8192 /* guard.classify.MAX_CACHED_LENGTH */
 #define PROMOTE_AFTER 3         /* round trips in a row taken before a session is pumped */
 
@@ -244,6 +246,13 @@ typedef struct Engine {
      * back from the pump. ``watched``: the pump has the sockets (read under its lock). */
     struct Pump *pump;
     PyObject *promote, *handback;
+    /* connect()'s audit spool: every statement taken is written to it before the target
+     * sees it (proxy/_spool.c), as this session (``session_id``) */
+    Spool *spool;
+    uint8_t session_id[16];
+    /* how the last statement filed here ended, for the spool with the next intent */
+    uint8_t done[DONE_MAX];
+    Py_ssize_t done_len;
     Side sides[2];
     int watched, streak;
     long long seq;
@@ -507,6 +516,7 @@ Engine_traverse(Engine *self, visitproc visit, void *arg)
     Py_VISIT((PyObject *)self->pump);
     Py_VISIT(self->promote);
     Py_VISIT(self->handback);
+    Py_VISIT((PyObject *)self->spool);
     for (Py_ssize_t i = 0; i < self->npyrows; i++)
         Py_VISIT(self->pyrows[i]);
     /* The shapes' and the fast records' (class, reasons) are tuples of strings: no cycle
@@ -531,6 +541,7 @@ Engine_clear(Engine *self)
     Py_CLEAR(self->pump);
     Py_CLEAR(self->promote);
     Py_CLEAR(self->handback);
+    Py_CLEAR(self->spool);
     self->armed = 0;
     self->inflight = 0;
     self->extended = 0;
@@ -702,6 +713,14 @@ take_text(Engine *self, const char *text, Py_ssize_t length, int gil)
     self->tag_len = self->state_len = -1;
     self->extended = self->described = self->result_formats = 0;
     self->started = wall_clock();
+    /* Audit before effect: a statement the spool cannot take is left to the Python relay,
+     * which refuses it (its own write fails the same way). */
+    if (self->spool != NULL) {
+        if (spool_intent(self->spool, self->session_id, (long long)(self->started * 1e6), text,
+                         length, self->done, self->done_len) < 0)
+            return 0;
+        self->done_len = 0;
+    }
     self->inflight = 1;
     return 1;
 }
@@ -1100,6 +1119,10 @@ read_answer(Engine *self, const unsigned char *p, Py_ssize_t n, int gil)
     r->state_len = self->state_len;
     if (r->state_len > 0)
         memcpy(r->state, self->state, r->state_len);
+    if (self->spool != NULL)
+        self->done_len = spool_done(self->done, self->session_id, r->started_us,
+                                    r->duration_us, rows, error ? "error" : "ok", self->tag,
+                                    self->tag_len, self->state, self->state_len);
     __atomic_store_n(&self->nfast, self->nfast + 1, __ATOMIC_RELEASE);
     records_unlock(self);
     self->known = NULL;
@@ -1753,14 +1776,29 @@ static PyObject *
 Engine_connect(Engine *self, PyObject *args, PyObject *kwds)
 {
     PyObject *recorder, *client_write, *target_write, *client_fallback, *target_fallback;
-    PyObject *pump = Py_None, *promote = Py_None, *handback = Py_None;
+    PyObject *pump = Py_None, *promote = Py_None, *handback = Py_None, *spool = Py_None;
+    Py_buffer session_id = {0};
     static char *kwlist[] = {"recorder",        "client_write", "target_write",
                              "client_fallback", "target_fallback", "pump",
-                             "promote",         "handback",     NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOO|OOO", kwlist, &recorder, &client_write,
-                                     &target_write, &client_fallback, &target_fallback, &pump,
-                                     &promote, &handback))
+                             "promote",         "handback",     "spool",
+                             "session_id",      NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOO|OOOOy*", kwlist, &recorder,
+                                     &client_write, &target_write, &client_fallback,
+                                     &target_fallback, &pump, &promote, &handback, &spool,
+                                     &session_id))
         return NULL;
+    int spool_ok = spool == Py_None || (PyObject_TypeCheck(spool, &SpoolType) &&
+                                        session_id.buf != NULL && session_id.len == 16);
+    if (spool_ok && spool != Py_None)
+        memcpy(self->session_id, session_id.buf, 16);
+    if (session_id.buf != NULL)
+        PyBuffer_Release(&session_id);
+    if (!spool_ok) {
+        PyErr_SetString(PyExc_TypeError, "spool must be a Spool, given with a 16-byte session_id");
+        return NULL;
+    }
+    if (spool != Py_None)
+        Py_XSETREF(self->spool, (Spool *)Py_NewRef(spool));
     if (pump != Py_None && (!PyObject_TypeCheck(pump, &PumpType) || promote == Py_None ||
                             handback == Py_None)) {
         PyErr_SetString(PyExc_TypeError, "pump must be a Pump, given with promote and handback");
@@ -2347,6 +2385,16 @@ Engine_get_inflight(Engine *self, void *Py_UNUSED(closure))
     return PyBool_FromLong(self->inflight);
 }
 
+/* When the statement in flight started (read while the pump may take the next one: then
+ * a later start, whose statement's intent is in a segment not yet closed). */
+static PyObject *
+Engine_get_started(Engine *self, void *Py_UNUSED(closure))
+{
+    if (!self->inflight)
+        Py_RETURN_NONE;
+    return PyFloat_FromDouble(self->started);
+}
+
 static PyObject *
 Engine_get_extended(Engine *self, void *Py_UNUSED(closure))
 {
@@ -2486,6 +2534,8 @@ static PyGetSetDef Engine_getset[] = {
     {"inflight", (getter)Engine_get_inflight, NULL, "A fast-path query awaits its answer.",
      NULL},
     {"pending", (getter)Engine_get_pending, NULL, "Records filed and not yet drained.", NULL},
+    {"started", (getter)Engine_get_started, NULL,
+     "When the fast-path query in flight started (time.time()), else None.", NULL},
     {"extended", (getter)Engine_get_extended, NULL,
      "None, or for an extended round trip in flight (whether it described its portal, the "
      "number of result format codes its Bind sent, whether it parsed the unnamed statement "
@@ -2569,7 +2619,7 @@ PyMODINIT_FUNC
 PyInit__fastpath(void)
 {
     if (PyType_Ready(&StatsType) < 0 || PyType_Ready(&EngineType) < 0 ||
-        PyType_Ready(&PumpType) < 0)
+        PyType_Ready(&PumpType) < 0 || PyType_Ready(&SpoolType) < 0)
         return NULL;
     S_ALLOW = PyUnicode_InternFromString("allow");
     S_OK = PyUnicode_InternFromString("ok");
@@ -2583,9 +2633,11 @@ PyInit__fastpath(void)
     Py_INCREF(&StatsType);
     Py_INCREF(&EngineType);
     Py_INCREF(&PumpType);
+    Py_INCREF(&SpoolType);
     if (PyModule_AddObject(module, "Stats", (PyObject *)&StatsType) < 0 ||
         PyModule_AddObject(module, "Engine", (PyObject *)&EngineType) < 0 ||
-        PyModule_AddObject(module, "Pump", (PyObject *)&PumpType) < 0) {
+        PyModule_AddObject(module, "Pump", (PyObject *)&PumpType) < 0 ||
+        PyModule_AddObject(module, "Spool", (PyObject *)&SpoolType) < 0) {
         Py_DECREF(module);
         return NULL;
     }

@@ -68,6 +68,8 @@ class Engine(Protocol):
     @property
     def pending(self) -> int: ...
     @property
+    def started(self) -> float | None: ...
+    @property
     def description(self) -> bytes | None: ...
     @property
     def extended(self) -> tuple[bool, int, bool] | None: ...
@@ -113,6 +115,8 @@ class NativeEngine(Engine, Protocol):
         pump: Pump | None = None,
         promote: Callable[[], None] | None = None,
         handback: Callable[[int, bytes | None], None] | None = None,
+        spool: object = None,
+        session_id: bytes | None = None,
     ) -> None: ...
     @property
     def watched(self) -> bool: ...
@@ -136,6 +140,10 @@ class PyEngine:
 
     @property
     def description(self) -> bytes | None:
+        return None
+
+    @property
+    def started(self) -> float | None:
         return None
 
     @property

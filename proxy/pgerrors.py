@@ -262,9 +262,20 @@ def internal_error() -> bytes:
     return _error("XX000", "internal error in jitgate", hint="Nothing was run.")
 
 
-def audit_unavailable() -> bytes:
+AUDIT_UNAVAILABLE = "57P03"
+
+
+def audit_unavailable(*, fatal: bool = False) -> bytes:
+    """The store (or, ``fatal``, the local audit spool mid-read) cannot record."""
+    if fatal:
+        return _fatal(
+            AUDIT_UNAVAILABLE,
+            "session ended: jitgate cannot write its audit spool",
+            hint="Nothing of the last message was run. Reconnect when the gateway's disk"
+            " takes writes again.",
+        )
     return _error(
-        "57P03",
+        AUDIT_UNAVAILABLE,
         "statement refused: jitgate cannot record it because its audit store is unavailable",
         hint="Nothing was run. Retry when the gateway's store is back.",
     )

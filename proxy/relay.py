@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, cast
 from approvals.model import Alert
 from approvals.policy import reads_only
 from audit.events import SessionRecord, StatementEvent, event_row
+from audit.spool import done_frame, intent_frame
 from guard.verdict import ALL_PREPARED, RANK, StatementVerdict
 from jitgate.errors import AuthenticationError, ProtocolError, StoreUnavailable, UpstreamError
 from masking.entities import SECRETS
@@ -92,6 +93,7 @@ PRE_AUTH_MESSAGE_SIZE = 16384
 HOLD_BACKLOG = 1 << 20
 FIRST_NORMAL_OID = 16384  # PostgreSQL's: object ids below it are the server's own
 _PLAN_CACHE_SIZE = 256
+_DONES_KEPT = 16
 POISON_SQL = "jitgate refused statement"
 POISON_QUERY = m.Query(POISON_SQL).encode()
 # An Execute cannot be made to fail by its text, so a portal that cannot exist does it.
@@ -218,6 +220,8 @@ class ClientSession(asyncio.Protocol):
         self._settled: asyncio.Event | None = None
         # CopyDone and CopyFail messages the client has sent (Pending.epoch).
         self._copy_ends = 0
+        # Done frames of statements filed since the last intent written (audit/spool.py).
+        self._dones: list[bytes] = []
         # An Execute went to the target since its last ReadyForQuery: what it ran (a BEGIN,
         # say) is not in tx_status until the client's Sync.
         self.unsynced = False
@@ -550,6 +554,8 @@ class ClientSession(asyncio.Protocol):
             pump,
             None if pump is None else self._promote,
             None if pump is None else self._handback,
+            spool=None if self.server.spool is None else self.server.spool.writer,
+            session_id=self.context.session_id.bytes if self.context is not None else None,
         )
         self.data_received = engine.client_data  # type: ignore[method-assign]
         transport.set_protocol(self)
@@ -638,6 +644,10 @@ class ClientSession(asyncio.Protocol):
             and upstream is not None
             and not upstream.closed
         )
+        if self._dones and self._engine.armed and self.server.native:
+            # The engine writes its own statements' intents from here: these would wait
+            # for the next one the Python relay forwards.
+            self._spool([])
 
     def _adopt(self) -> None:
         """Take the engine's query in flight into :attr:`_pending`: the Python relay goes
@@ -702,6 +712,8 @@ class ClientSession(asyncio.Protocol):
         pending = self._pending
         pieces: list[bytes] | None = None
         cursor = 0
+        # What goes to the target in this read, written to the audit spool before it does.
+        forwarded: list[StatementEvent] = []
         for type_code, start, end in frames:
             replacement: bytes | None = None
             if type_code == QUERY:
@@ -709,11 +721,14 @@ class ClientSession(asyncio.Protocol):
                 if self._admit_known(context, event):
                     pending.append(entry := Pending(QUERY, event))
                     entry.epoch = self._copy_ends
+                    forwarded.append(event)
                     continue
                 statement = Statement(context, event.sql, "simple", event)
                 refusal = self.server.chain.admit(statement)
                 self._forget_prepared(statement.verdicts)
                 if refusal is not None and refusal.hold:
+                    if not self._spool(forwarded):
+                        return
                     held = Held(QUERY, buf[start - 5 : end], event.sql, None, event)
                     self._begin_hold(held, upstream, pieces, buf[cursor : start - 5], buf[end:])
                     return
@@ -722,6 +737,8 @@ class ClientSession(asyncio.Protocol):
                 pending.append(entry)
                 if refusal is not None:
                     replacement = POISON_QUERY
+                else:
+                    forwarded.append(event)
             elif type_code == EXECUTE:
                 portal = buf[start : buf.index(0, start, end)]
                 prepared = self._portals.get(portal) or self._judge_name("FETCH ALL FROM", portal)
@@ -735,6 +752,8 @@ class ClientSession(asyncio.Protocol):
                 else:
                     refusal = self.server.chain.admit_execute(context, prepared.sql, event)
                     if refusal is not None and refusal.hold:
+                        if not self._spool(forwarded):
+                            return
                         params = self._portal_params.get(portal, ())
                         held = Held(EXECUTE, buf[start - 5 : end], prepared.sql, params, event)
                         self._begin_hold(held, upstream, pieces, buf[cursor : start - 5], buf[end:])
@@ -747,6 +766,8 @@ class ClientSession(asyncio.Protocol):
                 self.unsynced = True
                 if error is not None:
                     replacement = POISON_EXECUTE
+                else:
+                    forwarded.append(event)
             elif type_code == BIND:
                 nul = buf.index(0, start, end)
                 name = buf[nul + 1 : buf.index(0, nul + 1, end)]
@@ -812,11 +833,31 @@ class ClientSession(asyncio.Protocol):
                 pieces.append(buf[cursor : start - 5])
                 pieces.append(replacement)
                 cursor = end
+        if forwarded and not self._spool(forwarded):
+            return
         if pieces is None:
             upstream.write(buf)
         else:
             pieces.append(buf[cursor:])
             upstream.write(b"".join(pieces))
+
+    def _spool(self, events: list[StatementEvent]) -> bool:
+        """Write ``events``' intents to the audit spool before they reach the target;
+        False (the session ended, the events refused) when the spool cannot take them."""
+        spool = self.server.spool
+        if spool is None or not (events or self._dones):
+            return True
+        try:
+            spool.write([*self._dones, *(intent_frame(e) for e in events)])
+            self._dones.clear()
+        except OSError as exc:
+            for event in events:
+                event.outcome, event.sqlstate = "refused", pgerrors.AUDIT_UNAVAILABLE
+            self.server.recorder.spool_failed(exc)
+            self._end_reason = "audit spool unavailable"
+            self._fatal(pgerrors.audit_unavailable(fatal=True))
+            return False
+        return True
 
     def _parse(self, buf: bytes, start: int, end: int) -> bytes | None:
         nul = buf.index(0, start, end)
@@ -1063,6 +1104,8 @@ class ClientSession(asyncio.Protocol):
         upstream = self.upstream
         if upstream is None or upstream.closed:
             raise ConnectionResetError("the target connection is gone")
+        if not self._spool([e.event for e in entries if e.event is not None]):
+            raise ConnectionResetError("the audit spool cannot take the statement")
         self._pending.extend(entries)
         if any(e.capture is not None for e in entries):
             self._capturing = True
@@ -1102,6 +1145,15 @@ class ClientSession(asyncio.Protocol):
     @property
     def holding(self) -> bool:
         return self._holding
+
+    def oldest_open(self) -> float | None:
+        """When the oldest statement this session forwarded and has not filed began."""
+        oldest = self._engine.started
+        for entry in self._pending:
+            event = entry.event
+            if event is not None and (oldest is None or event.started_at < oldest):
+                oldest = event.started_at
+        return oldest
 
     def _event(self, sql: str, protocol: str) -> StatementEvent:
         assert self.context is not None
@@ -1413,6 +1465,12 @@ class ClientSession(asyncio.Protocol):
         event.seq = self._engine.next_seq()
         event.ended_at = time.time()
         self._engine.add(event_row(event))
+        if self.server.spool is not None:
+            # How it ended goes to the spool with the next intent (the last few suffice:
+            # older ones are in the store by then).
+            if len(self._dones) >= _DONES_KEPT:
+                del self._dones[0]
+            self._dones.append(done_frame(event))
         self._observe(event)
 
     def upstream_lost(self, exc: Exception | None) -> None:

@@ -13,12 +13,14 @@ import logging
 import os
 import socket
 import ssl
+import time
 from uuid import UUID
 
 import asyncpg
 
 from approvals.service import Approvals
 from audit.recorder import AuditRecorder
+from audit.spool import AuditSpool
 from jitgate.config import Config, Resource
 from jitgate.metrics import LATENCY_BUCKETS, GatewayMetrics
 from masking import MaskingPolicy
@@ -68,6 +70,8 @@ class ProxyServer:
         metrics.add_native(self._stats)
         self.gateway_id = f"{socket.gethostname()}:{os.getpid()}"
         self.sessions: set[ClientSession] = set()
+        # Where statements are written before they reach a target (Gateway.start opens it).
+        self.spool: AuditSpool | None = None
         self.attempts = PasswordAttempts(
             config.postgres.limits, approvals.emit if approvals is not None else None
         )
@@ -86,6 +90,16 @@ class ProxyServer:
     ) -> Engine:
         """The engine of a new session: files its audit records, runs its fast path."""
         return self._engine_type(session_id, admitted, blank, self._stats, self.recorder.dirty)
+
+    def oldest_open(self) -> float:
+        """When the oldest statement forwarded to a target and not yet filed for the audit
+        began (now, when there is none)."""
+        oldest = time.time()
+        for session in self.sessions:
+            started = session.oldest_open()
+            if started is not None and started < oldest:
+                oldest = started
+        return oldest
 
     def track(self, session: ClientSession) -> None:
         self.sessions.add(session)
