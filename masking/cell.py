@@ -6,9 +6,11 @@ name and type (text format) and a DataRow holding the value, both with
 does (:meth:`~masking.stream.RowMasker.blank`, :meth:`~masking.stream.RowMasker.candidates`
 and :meth:`~masking.stream.RowMasker.every_row`, then
 :meth:`~masking.stream.RowMasker.mask_row`). So the type matters as it does in flight: json
-and jsonb values are walked as JSON and stay JSON, an int8 holding a card becomes NULL,
-bytea, uuid or timestamp values are never read; the column name is context as a
-RowDescription's column name is.
+and jsonb values are walked as JSON and stay JSON, an int8 (or an int8[]) holding a card
+becomes NULL, a bytea (``\\x`` hex or escaped) is masked in its content and stays in its
+form, arrays, composites and ranges (``{a@b.co}``, ``(1,a@b.co)``) and contrib types such
+as citext are read as text, uuid or timestamp values are never read; the column name is
+context as a RowDescription's column name is.
 """
 
 from __future__ import annotations

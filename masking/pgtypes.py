@@ -4,7 +4,9 @@
 types: ``int8`` and ``bigint``, ``varchar(20)`` and ``character varying``, ``char`` (which is
 ``bpchar``) and ``"char"``, ``timestamp with time zone``, arrays as ``int8[]`` or ``_int8``.
 Built-in OIDs are fixed across PostgreSQL versions. Extension types, enums and composites
-have OIDs of their own database and are not named here.
+have OIDs of their own database; the contrib types that hold text (``citext``, ``ltree``,
+``hstore``…) are named here by :data:`DATABASE_TYPE`, an OID of that kind, which is read as
+any type of the database is (in text format: as text).
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ _BUILTIN: dict[str, tuple[int, int]] = {
     "tstzmultirange": (4534, 6153), "datemultirange": (4535, 6155),
     "int8multirange": (4536, 6157), "pg_snapshot": (5038, 5039), "xid8": (5069, 271),
 }  # fmt: skip
+ARRAY_ELEMENTS: dict[int, int] = {array: element for element, array in _BUILTIN.values()}
+"""The element type OID of each built-in array type OID."""
+DATABASE_TYPE = 16384  # the first OID PostgreSQL gives a database's own objects
+_CONTRIB_TEXT_TYPES = frozenset({"citext", "ltree", "lquery", "ltxtquery", "hstore"})
 _UNKNOWN = 705  # a literal of no declared type: PostgreSQL sends it as text
 # The SQL spellings the grammar turns into the names above (unquoted "char" is bpchar).
 _ALIASES = {
@@ -55,8 +61,9 @@ _ARRAY = re.compile(r"(?:\s*\[\s*\d*\s*\])+$")
 
 
 def type_oid(name: str) -> int:
-    """The OID of built-in type ``name``; :class:`ValueError` naming it when PostgreSQL has no
-    built-in type of that name. Case, type modifiers (``varchar(20)``, ``numeric(10,2)``,
+    """The OID of built-in type ``name`` (:data:`DATABASE_TYPE` for a contrib type that holds
+    text, or an array of one); :class:`ValueError` naming it when PostgreSQL has no built-in
+    type of that name. Case, type modifiers (``varchar(20)``, ``numeric(10,2)``,
     ``time(3) with time zone``) and array dimensions (``text[]``, ``int[3][3]``) are read as
     PostgreSQL reads them."""
     spelled = " ".join(_TYPMOD.sub("", name).split())
@@ -72,6 +79,8 @@ def type_oid(name: str) -> int:
             base = _ALIASES.get(base, base)
     if base == "unknown" and not array:
         return _UNKNOWN
+    if base in _CONTRIB_TEXT_TYPES:
+        return DATABASE_TYPE
     if base not in _BUILTIN:
         raise ValueError(f"unknown type {name!r}")
     oid, array_oid = _BUILTIN[base]

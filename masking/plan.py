@@ -1,14 +1,20 @@
 """What each column of a result holds, as far as masking cares: :class:`ColumnPlan`.
 
-The type OID of a column decides how its values are read. Types that cannot hold text
-(booleans, dates and times, UUIDs, floats, small integers...) are never scanned; int8 and
-numeric are read as whole numbers only (a card or SSN stored as a number); text, json and
-types jitgate does not know (extension types, enums, arrays, composites) are scanned in text
-format. In binary format only the types whose binary form is their text (text, varchar,
-bpchar, name, xml, json, and jsonb after its version byte) and int8/numeric are read. inet and
-cidr columns are whole IP addresses, and date or timestamp columns named like a birth date
-whole dates of birth, for policies that enable those entities. Arrays of numbers (int8[],
-numeric[]) are not read.
+The type OID and format of a column decide how its values are read (:attr:`Column.kind`, the
+one place that rule is written). Types that cannot hold text (booleans, dates and times,
+UUIDs, floats, small integers...) are never scanned; int8 and numeric are read as whole numbers
+only (a card or SSN stored as a number); bytea is read for text or JSON in its content (hex
+or escaped in text format). In text format everything else is scanned as text: arrays,
+composites, ranges, enums and extension types spell their parts out. In binary format
+(asyncpg, psycopg's binary cursors) the values whose binary form is their text (text,
+varchar, bpchar, name, xml, json; jsonb after its version byte) are scanned as such; arrays,
+composites, int8 and numeric ranges and tsvectors are read part by part, each part by its own
+type (:mod:`masking.layouts`); a value of a type jitgate does not know (an extension's, an
+enum, a composite or array of the database's own types) is text when it is UTF-8 without a
+NUL, else an array, composite or range when its bytes have that layout, and otherwise
+undecodable: it is sent as NULL, never as it came. A domain is described by its base type.
+inet and cidr columns are whole IP addresses, and date or timestamp columns named like a
+birth date whole dates of birth, for policies that enable those entities.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
 
+from masking.pgtypes import ARRAY_ELEMENTS
 from proxy import messages as m
 from proxy.codec import decode_backend
 
@@ -27,21 +34,42 @@ INT8 = 20
 NUMERIC = 1700
 JSON = 114
 JSONB = 3802
+BYTEA = 17
+RECORD = 2249
+TSVECTOR = 3614
+NUMBER_ARRAYS = frozenset({1016, 1231})  # int8[] numeric[]
 TEXT_TYPES = frozenset({19, 25, 142, 705, 1042, 1043})  # name text xml unknown bpchar varchar
 INET_TYPES = frozenset({650, 869})  # cidr inet
 DATE_TYPES = frozenset({1082, 1114, 1184})  # date timestamp timestamptz
-# Types whose values never carry text: bool, bytea, "char", int2, int2vector, int4, regproc,
-# oid, tid, xid, cid, oidvector, point..polygon, line, float4, float8, circle, macaddr8, money,
-# macaddr, aclitem, time, interval, timetz, bit, varbit, uuid, pg_lsn, and arrays of them.
+# Types whose values never carry text: bool, "char", int2, int2vector, int4, regproc, oid,
+# tid, xid, cid, oidvector, point..polygon, line, float4, float8, circle, macaddr8, money,
+# macaddr, aclitem, time, interval, timetz, bit, varbit, uuid, pg_lsn, xid8, the other reg*
+# types, txid_snapshot, pg_snapshot, and arrays of them and of dates and times.
 NO_TEXT_TYPES = frozenset(
     {
-        16, 17, 18, 21, 22, 23, 24, 26, 27, 28, 29, 30, 600, 601, 602, 603, 604, 628, 700,
+        16, 18, 21, 22, 23, 24, 26, 27, 28, 29, 30, 600, 601, 602, 603, 604, 628, 700,
         701, 718, 774, 790, 829, 1033, 1083, 1186, 1266, 1560, 1562, 2950, 3220, 5069,
-        1000, 1001, 1002, 1005, 1006, 1007, 1008, 1011, 1012, 1013, 1016, 1021, 1022, 1028,
-        1115, 1182, 1183, 1185, 1187, 1231, 1270, 1561, 1563, 2951,
+        2202, 2203, 2204, 2205, 2206, 3734, 3769, 4089, 4096, 4191, 2970, 5038,
+        1000, 1002, 1005, 1006, 1007, 1008, 1011, 1012, 1013, 1021, 1022, 1028,
+        1115, 1182, 1183, 1185, 1187, 1270, 1561, 1563, 2951,
     }
 )  # fmt: skip
+# Built-in ranges and multiranges: their subtype. Those of int4, timestamps and dates carry
+# no text in binary format; those of int8 and numeric are read for whole numbers.
+RANGE_SUBTYPES = {3904: 23, 3906: 1700, 3908: 1114, 3910: 1184, 3912: 1082, 3926: 20}
+MULTIRANGE_SUBTYPES = {4451: 23, 4532: 1700, 4533: 1114, 4534: 1184, 4535: 1082, 4536: 20}
 
+# The length of the binary form of the fixed-size types that carry no text. Inside an array,
+# composite or range a part of such a type passes unread only at that length; any other part
+# of a type that carries no text is read like one of a type jitgate does not know.
+PART_WIDTHS: dict[int, tuple[int, ...]] = {
+    16: (1,), 18: (1,), 21: (2,), 23: (4,), 24: (4,), 26: (4,), 27: (6,), 28: (4,), 29: (4,),
+    600: (16,), 601: (32,), 603: (32,), 628: (24,), 700: (4,), 701: (8,), 718: (24,),
+    774: (8,), 790: (8,), 829: (6,), 1082: (4,), 1083: (8,), 1114: (8,), 1184: (8,),
+    1186: (16,), 1266: (12,), 2950: (16,), 3220: (8,), 5069: (8,), 650: (8, 20), 869: (8, 20),
+    2202: (4,), 2203: (4,), 2204: (4,), 2205: (4,), 2206: (4,), 3734: (4,), 3769: (4,),
+    4089: (4,), 4096: (4,), 4191: (4,),
+}  # fmt: skip
 _NUMERIC_HEADER = struct.Struct("!hhHh")
 _MAX_CARD_WEIGHT = 4  # base-10000 digits above the units: 20 decimal digits
 
@@ -58,6 +86,28 @@ class Kind(enum.IntEnum):
     DATE = 6
     SNIFF = 7
     """No description: text, or JSON when it parses as such."""
+    BYTEA = 8
+    """bytea: its content read as text, or as JSON when it parses as such."""
+    ARRAY = 9
+    """A binary array: each element by its type."""
+    RECORD = 10
+    """A binary composite: each field by its type."""
+    RANGE = 11
+    """A binary range of int8 or numeric: its bounds by their type."""
+    MULTIRANGE = 12
+    """A binary multirange of int8 or numeric: each range's bounds by their type."""
+    TSVECTOR = 13
+    """A binary tsvector: each lexeme as text."""
+    NUMBERS = 14
+    """int8[] or numeric[] in text format: scanned as text, NULL when anything is found (an
+    array of numbers cannot hold a mask)."""
+    UNDECLARED = 15
+    """Binary, of a type jitgate does not know (:func:`masking.layouts.mask_undeclared`)."""
+
+
+# Kinds of parts whose text the prefilter sees in their bytes.
+_VISIBLE = frozenset({Kind.SKIP, Kind.TEXT, Kind.JSON, Kind.JSONB_BINARY, Kind.TSVECTOR})
+_READ_WHOLE = frozenset({Kind.RECORD, Kind.RANGE, Kind.MULTIRANGE, Kind.UNDECLARED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,9 +137,47 @@ class Column:
             return Kind.INET
         if oid in DATE_TYPES:
             return Kind.DATE
-        if oid in NO_TEXT_TYPES or self.binary:
+        if oid == BYTEA:
+            return Kind.BYTEA
+        if oid in NO_TEXT_TYPES:
             return Kind.SKIP
-        return Kind.TEXT
+        if oid in NUMBER_ARRAYS and not self.binary:
+            return Kind.NUMBERS
+        return _binary_kind(oid) if self.binary else Kind.TEXT
+
+    @property
+    def opaque(self) -> bool:
+        """True when what masking reads in this column's values need not show in their bytes,
+        so that no prefilter over them can pick the rows to read: numbers in binary, bytea in
+        text (hex), binary layouts read part by part (composites, ranges, types jitgate does
+        not know, arrays of such parts or of numbers)."""
+        kind = self.kind
+        if kind is Kind.ARRAY:
+            assert self.type_oid is not None  # an ARRAY column is described
+            element = Column(None, ARRAY_ELEMENTS[self.type_oid], True).kind
+            return element not in _VISIBLE and element is not Kind.BYTEA
+        if kind is Kind.NUMBER:
+            return self.binary
+        if kind is Kind.BYTEA:
+            return not self.binary
+        return kind in _READ_WHOLE
+
+
+def _binary_kind(oid: int) -> Kind:
+    """The kind of a binary value of type ``oid`` that neither holds its text as it is nor
+    can never hold text."""
+    if oid == TSVECTOR:
+        return Kind.TSVECTOR
+    if oid == RECORD:
+        return Kind.RECORD
+    if oid in RANGE_SUBTYPES:
+        return Kind.RANGE if RANGE_SUBTYPES[oid] in (INT8, NUMERIC) else Kind.SKIP
+    if oid in MULTIRANGE_SUBTYPES:
+        return Kind.MULTIRANGE if MULTIRANGE_SUBTYPES[oid] in (INT8, NUMERIC) else Kind.SKIP
+    if oid in ARRAY_ELEMENTS:
+        element = Column(None, ARRAY_ELEMENTS[oid], True).kind
+        return Kind.SKIP if element is Kind.SKIP else Kind.ARRAY
+    return Kind.UNDECLARED
 
 
 def _format(formats: Sequence[int], index: int) -> int:
