@@ -12,7 +12,9 @@ A relay keeps one :class:`RowMasker` per client session and, for each result:
 
 Whatever :meth:`~RowMasker.mask_row` would change in a row, :meth:`~RowMasker.candidates`
 reports an offset inside that row, except for what only the column can tell (a column named
-``ssn``, binary int8) — which is exactly when :meth:`~RowMasker.every_row` is true.
+``ssn``, binary int8, bytea in hex, a layout read part by part; see
+:attr:`~masking.plan.Column.opaque`) — which is exactly when :meth:`~RowMasker.every_row` is
+true. Each value is read by :class:`~masking.values.ValueMasker`.
 """
 
 from __future__ import annotations
