@@ -224,7 +224,7 @@ def parse_config(raw: object, environ: Mapping[str, str]) -> Config:
             client_auth=cast(
                 Literal["password", "scram"], pg.choice("client_auth", ("password", "scram"))
             ),
-            max_message_size=pg.integer("max_message_size", 1 << 30, minimum=1024),
+            max_message_size=pg.integer("max_message_size", 64 << 20, minimum=1024),
             max_statement_size=pg.integer("max_statement_size", 1 << 20, minimum=1024),
             limits=_limits(pg.child("limits", {})),
         ),

@@ -5,11 +5,14 @@ exactly as users do."""
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Coroutine
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -149,3 +152,33 @@ def pgbench_init(pgbench: str, dsn: str) -> None:
         [pgbench, "-i", "-s", "1", "-q", dsn], capture_output=True, text=True, timeout=120
     )
     assert init.returncode == 0, init.stderr
+
+
+def serve_process(config: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """A real ``jitgate serve --config config`` process (its log beside the config) and
+    its Postgres port, once it listens."""
+    log = config.with_suffix(f".{time.monotonic_ns()}.log")
+    with log.open("wb") as sink:
+        serve = subprocess.Popen(
+            [sys.executable, "-m", "jitgate", "serve", "--config", str(config)],
+            stderr=sink,
+            stdout=subprocess.DEVNULL,
+        )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        match = re.search(r"postgres on [\d.]+:(\d+)", log.read_text())
+        if match:
+            return serve, int(match[1])
+        assert serve.poll() is None, f"jitgate serve did not start: {log.read_text()}"
+        time.sleep(0.05)
+    serve.kill()
+    raise AssertionError("jitgate serve did not start in 60 s")
+
+
+def token_for(config: Path, user: str) -> str:
+    """``jitgate token issue`` for ``user``, as an admin runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "jitgate", "token", "issue", "--config", str(config),
+         "--user", user],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout.strip()  # fmt: skip

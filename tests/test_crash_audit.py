@@ -15,7 +15,6 @@ import random
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -24,7 +23,7 @@ from pathlib import Path
 import psycopg
 import yaml
 
-from tests.harness import GatewayThread, gateway_config, pgbench_init
+from tests.harness import GatewayThread, gateway_config, pgbench_init, serve_process, token_for
 
 ALICE = "alice@example.com"
 KILLS = int(os.environ.get("JITGATE_CRASH_KILLS", "3"))
@@ -48,14 +47,10 @@ def test_every_committed_statement_is_audited_across_kill_9(
     }  # fmt: skip
     config = tmp_path / "jitgate.yaml"
     config.write_text(yaml.safe_dump(raw))
-    jitgate = [sys.executable, "-m", "jitgate"]
-    token = subprocess.run(
-        [*jitgate, "token", "issue", "--config", str(config), "--user", ALICE],
-        capture_output=True, text=True, timeout=60, check=True,
-    ).stdout.strip()  # fmt: skip
+    token = token_for(config, ALICE)
     rng = random.Random(int(os.environ.get("JITGATE_CRASH_SEED", "7")))
     for _ in range(KILLS):
-        serve, port = _serve(jitgate, config)
+        serve, port = serve_process(config)
         bench = subprocess.Popen(
             [pg_bin("pgbench"), "-n", "-c", "4", "-T", "30", "-M", "simple",
              f"postgresql://alice%40example.com@127.0.0.1:{port}/prod?sslmode=disable"],
@@ -63,7 +58,8 @@ def test_every_committed_statement_is_audited_across_kill_9(
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         try:
-            time.sleep(rng.uniform(0.5, 2.5))
+            _wait_for_commits(target, bench)
+            time.sleep(rng.uniform(0.0, 1.5))
             os.kill(serve.pid, signal.SIGKILL)
             serve.wait(timeout=10)
         finally:
@@ -104,18 +100,13 @@ def test_every_committed_statement_is_audited_across_kill_9(
     assert len({(k[0], k[1]) for k in keys}) == len(keys), "two records share a sequence number"
 
 
-def _serve(jitgate: list[str], config: Path) -> tuple[subprocess.Popen[bytes], int]:
-    log = config.with_suffix(f".{time.monotonic_ns()}.log")
-    with log.open("wb") as sink:
-        serve = subprocess.Popen(
-            [*jitgate, "serve", "--config", str(config)], stderr=sink, stdout=subprocess.DEVNULL
-        )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        match = re.search(r"postgres on [\d.]+:(\d+)", log.read_text())
-        if match:
-            return serve, int(match[1])
-        assert serve.poll() is None, f"jitgate serve did not start: {log.read_text()}"
-        time.sleep(0.05)
-    serve.kill()
-    raise AssertionError("jitgate serve did not start in 60 s")
+def _wait_for_commits(target: str, bench: subprocess.Popen[bytes]) -> None:
+    """Until the load commits through the gateway (then a kill lands mid-load)."""
+    with psycopg.connect(target, autocommit=True) as conn:
+        before = conn.execute("SELECT count(*) FROM pgbench_history").fetchone()
+        deadline = time.monotonic() + 30
+        while conn.execute("SELECT count(*) FROM pgbench_history").fetchone() == before:
+            assert bench.poll() is None, "pgbench stopped before committing anything"
+            assert time.monotonic() < deadline, "nothing committed through the gateway in 30 s"
+            time.sleep(0.02)
+
