@@ -47,7 +47,11 @@ INFORMATIVE: dict[str, tuple[str, ...]] = {
     e.SLACK_TOKEN: ("slack_bot_token",), e.STRIPE_KEY: ("stripe_secret_key",),
     e.OPENAI_KEY: ("openai_api_key",), e.GOOGLE_API_KEY: ("google_api_key",),
     e.JWT: ("id_token", "jwt"), e.PRIVATE_KEY: ("private_key", "ssh_key"),
-    e.URI_PASSWORD: ("database_url", "dsn"),
+    e.URI_PASSWORD: ("database_url", "dsn"), e.US_ITIN: ("itin",), e.BR_CPF: ("cpf",),
+    e.BR_CNPJ: ("cnpj",), e.IT_FISCAL_CODE: ("codice_fiscale",), e.US_MBI: ("mbi",),
+    e.AWS_SECRET_KEY: ("aws_config",), e.AZURE_STORAGE_KEY: ("connection_string",),
+    e.SLACK_WEBHOOK: ("webhook_url",), e.SENDGRID_KEY: ("sendgrid_api_key",),
+    e.NPM_TOKEN: ("npm_token",), e.PYPI_TOKEN: ("pypi_token",), e.PASSWORD: ("dsn", "env"),
 }  # fmt: skip
 _JSON_COLUMNS = ("payload", "attributes", "metadata")
 _KV_COLUMNS = ("params", "log_line", "message")

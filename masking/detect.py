@@ -138,6 +138,8 @@ class Scanner:
                 if back:
                     head = text[max(0, at - _BACK_LIMIT) : at]
                     run = len(head) - len(head.rstrip(back))
+                    if detector.back_letters and run < len(head) and not head[-run - 1].isascii():
+                        run = _back_over_letters(head, back)
                     if not run:
                         continue
                     if not group:
@@ -160,6 +162,16 @@ class Scanner:
                     taken.append(_new_span((start, end, detector.entity)))
         taken.sort()
         return taken
+
+
+def _back_over_letters(head: str, back: str) -> int:
+    """How far a value extends back from the end of ``head`` over the characters of ``back``
+    and letters and digits of any script (a local part such as ``zoë.müller``)."""
+    end = len(head)
+    start = end
+    while start and (head[start - 1] in back or head[start - 1].isalnum()):
+        start -= 1
+    return end - start
 
 
 @functools.lru_cache(maxsize=16)

@@ -34,8 +34,9 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from masking import entity_table, mask_text, samples
 from masking import faker_corpus as fc
-from masking import mask_text, samples
+from masking import faker_values as fv
 from masking.carriers import CARRIERS, IN_FLIGHT, INFORMATIVE, MISLEADING, NEUTRAL, Carriers
 from masking.entities import ALL_ENTITIES, CREDIT_CARD, US_SSN
 from masking.negatives import NATURAL_COLUMNS, NEGATIVES
@@ -278,13 +279,22 @@ def main(argv: list[str] | None = None) -> int:
 
         n_faker, policy = args.faker_samples, MaskingPolicy()
         faker_found = fc.positives(fakers, policy, seed, n_faker)
+        faker_opt_in = fc.positives(fakers, entity_table.EVERYTHING, seed, n_faker, fv.OPT_IN)
         faker_touched = fc.negatives(fakers, policy, seed, n_faker)
+        faker_all = fc.negatives(fakers, entity_table.EVERYTHING, seed, n_faker)
         print(f"\nFaker corpus: Faker {VERSION}, seed {seed}, {n_faker} samples per row and")
-        print(f"  carrier, locales {' '.join(fc.LOCALES)}; through masking.cell.CellMasker")
+        print(f"  carrier, locales {' '.join(fv.LOCALES)}; through masking.cell.CellMasker")
         _side_by_side(found, faker_found)
         fc.print_formats(faker_found)
+        fc.print_formats(faker_opt_in)
         fc.print_negatives(faker_touched)
         measured = _faker_verdicts(faker_found, faker_touched)
+        entity_table.print_table(
+            {t.name: t.share() for t in found + opt_in},
+            {t.name: t.share() for t in faker_found + faker_opt_in},
+            entity_table.reported_on_negatives(seed, n),
+            entity_table.faker_reported(faker_all),
+        )
     print()
     for label, ok, value in checks + measured:
         print(f"{'PASS' if ok else 'FAIL'}  {label}: {value}")

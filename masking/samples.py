@@ -13,8 +13,8 @@ import random
 import string
 from collections.abc import Callable, Mapping
 
+from masking import cards, id_samples, specs
 from masking import entities as e
-from masking import specs
 from masking.negatives import NEGATIVES
 from masking.specs import card_number, draw, luhn_check_digit, ssn
 
@@ -39,6 +39,10 @@ def _card_layout(rng: random.Random, number: str) -> str:
     print theirs."""
     if len(number) in (14, 15) and rng.random() < 0.5:
         return f"{number[:4]} {number[4:10]} {number[10:]}"
+    if len(number) == 13 and cards.gs1_ok(number):
+        # Also an EAN-13 barcode: compact, a card only where a name says so, which this
+        # corpus does not always give (the Faker corpus measures that case).
+        return rng.choice((grouped(number), grouped(number, sep="-")))
     return rng.choice((number, grouped(number), grouped(number, sep="-")))
 
 
@@ -60,15 +64,24 @@ def iban(rng: random.Random) -> str:
     return rng.choice((value, grouped(value)))
 
 
+# ITU national numbering plans: the digits after each calling code.
+_NATIONAL_LENGTHS = {1: (10, 10), 33: (9, 9), 44: (10, 10), 49: (10, 11), 61: (9, 9),
+                     81: (9, 10), 86: (11, 11), 353: (9, 9), 852: (8, 8), 971: (8, 9)}  # fmt: skip
+
+
 def phone(rng: random.Random) -> str:
-    country = str(rng.choice((1, 33, 44, 49, 61, 81, 86, 353, 852, 971)))
-    national = str(rng.randint(1, 9)) + draw(rng, string.digits, rng.randint(7, 14 - len(country)))
-    style = rng.randrange(4)
+    code = rng.choice(sorted(_NATIONAL_LENGTHS))
+    country = str(code)
+    size = rng.randint(*_NATIONAL_LENGTHS[code])
+    national = str(rng.randint(2, 9)) + draw(rng, string.digits, size - 1)
+    style = rng.randrange(5)
     if style == 0:
         return f"+{country}{national}"
     if style == 3:
         return f"+{country} ({national[:3]}) {national[3:6]}-{national[6:]}"
-    sep = " " if style == 1 else "-"
+    if style == 4:
+        return f"00{country} {grouped(national, 3)}"
+    sep = " " if style == 1 else rng.choice("-.")
     return f"+{country}{sep}{grouped(national, 3, sep)}"
 
 
@@ -123,6 +136,7 @@ SECRETS: dict[str, Callable[[random.Random], str]] = {
     e.JWT: jwt,
     e.PRIVATE_KEY: private_key,
     e.URI_PASSWORD: uri_password,
+    **id_samples.SECRETS,
 }
 
 POSITIVES: dict[str, Callable[[random.Random], str]] = {
@@ -131,6 +145,7 @@ POSITIVES: dict[str, Callable[[random.Random], str]] = {
     e.EMAIL: email,
     e.IBAN: iban,
     e.PHONE: phone,
+    **id_samples.IDS,
     **SECRETS,
 }
 
@@ -141,7 +156,7 @@ def sensitive_span(entity: str, value: str) -> tuple[int, int]:
     if entity == e.URI_PASSWORD:
         start = value.index(":", value.index("://") + 3) + 1
         return start, value.rindex("@")
-    return 0, len(value)
+    return id_samples.secret_span(entity, value) or (0, len(value))
 
 
 def _ipv4(rng: random.Random) -> str:
@@ -200,4 +215,5 @@ OPT_IN: dict[str, tuple[Callable[[random.Random], str], str]] = {
         "driver's license: {}",
     ),
     e.DATE_OF_BIRTH: (_birth_date, "DOB {}"),
+    **id_samples.OPT_IN_IDS,
 }

@@ -47,6 +47,16 @@ CARD_ISSUERS: tuple[tuple[str, int, int, tuple[int, ...]], ...] = (
     ("diners", 3095, 3095, (14, *_ANY_LENGTH)),
     ("diners", 36, 36, (14, 15, *_ANY_LENGTH)),
     ("diners", 38, 39, _ANY_LENGTH),
+    ("maestro", 50, 50, _ANY_LENGTH),
+    ("maestro", 56, 69, _ANY_LENGTH),
+    ("mir", 2200, 2204, _ANY_LENGTH),
+    ("rupay", 60, 60, (16,)),
+    ("rupay", 81, 82, (16,)),
+    ("rupay", 508, 508, (16,)),
+    ("troy", 9792, 9792, (16,)),
+    ("jcb", 1800, 1800, (15,)),
+    ("jcb", 2131, 2131, (15,)),
+    ("unionpay", 8100, 8171, _ANY_LENGTH),
 )
 """(brand, lowest prefix, highest prefix, lengths): a number of a brand starts with a prefix
 in the range (inclusive, compared on as many leading digits as the bounds have)."""

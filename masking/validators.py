@@ -11,6 +11,7 @@ import binascii
 import ipaddress
 import json
 import re
+from urllib.parse import unquote
 
 # ISO 13616 lengths (country code included) of every country in the SWIFT IBAN registry.
 IBAN_LENGTHS: dict[str, int] = {
@@ -30,8 +31,6 @@ IBAN_LENGTHS: dict[str, int] = {
 
 # The digit sum of twice each digit, for Luhn: 5 → 10 → 1.
 _DOUBLED = bytes.maketrans(b"0123456789", b"0246813579")
-# Deleted by bytes.translate to leave the digits: one C call instead of a test per character.
-_NOT_DIGITS = bytes(b for b in range(256) if b not in b"0123456789")
 
 
 def luhn_ok(digits: str) -> bool:
@@ -41,61 +40,6 @@ def luhn_ok(digits: str) -> bool:
     # digit counts 48 over its value.
     total = sum(raw[-1::-2]) + sum(raw[-2::-2].translate(_DOUBLED)) - 48 * len(raw)
     return total % 10 == 0
-
-
-def card_brand(digits: str) -> str | None:
-    """The issuer whose prefix and length rules ``digits`` satisfies, or ``None``: Visa,
-    Mastercard, Amex, Discover, JCB, UnionPay and Diners Club (300–305 and 3095 in 14 or
-    16–19 digits, 36 in 14–19, 38–39 in 16–19)."""
-    n = len(digits)
-    first = digits[0]
-    if first == "4":
-        return "visa" if n in (13, 16, 19) else None
-    if first == "3":
-        if n == 15 and digits[1] in "47":
-            return "amex"
-        if n >= 16 and 3528 <= int(digits[:4]) <= 3589:
-            return "jcb"
-        return "diners" if _diners(digits, n) else None
-    if n == 16 and (51 <= int(digits[:2]) <= 55 or 2221 <= int(digits[:4]) <= 2720):
-        return "mastercard"
-    if n < 16 or first != "6":
-        return None
-    if digits.startswith(("6011", "65")) or 644 <= int(digits[:3]) <= 649:
-        return "discover"
-    return "unionpay" if digits[1] == "2" else None
-
-
-def _diners(digits: str, n: int) -> bool:
-    head = digits[:2]
-    if head == "36":
-        return n >= 14
-    if head in ("38", "39"):
-        return n >= 16
-    return (n == 14 or n >= 16) and (300 <= int(digits[:3]) <= 305 or digits[:4] == "3095")
-
-
-def valid_card(candidate: str) -> bool:
-    """Issuer prefix and length, Luhn, one separator style (all spaces, all dashes or none)
-    and, when separated, the groups a card is printed in: fours (the last may be shorter),
-    4-6-5 (Amex) or 4-6-4 (Diners); ``46946740-6172-5417``, the head of a UUID, is no card."""
-    if " " in candidate and "-" in candidate:
-        return False
-    digits = candidate.replace(" ", "").replace("-", "")
-    if len(digits) != len(candidate) and not _printed_as_card(candidate):
-        return False
-    return card_brand(digits) is not None and luhn_ok(digits)
-
-
-def _printed_as_card(candidate: str) -> bool:
-    """Separated in fours, the last group maybe shorter, or 4-6-5 / 4-6-4 (by slices and
-    counts in C: this runs for every grouped card)."""
-    sep, fours = candidate[4], candidate[4::5]
-    if sep not in " -":
-        return False
-    if fours == sep * len(fours) and candidate.count(sep) == len(fours):
-        return True
-    return [len(group) for group in candidate.split(sep)] in ([4, 6, 5], [4, 6, 4])
 
 
 def valid_ssn(candidate: str) -> bool:
@@ -132,20 +76,6 @@ def iban_extent(candidate: str) -> int:
     return 0
 
 
-def valid_phone(candidate: str) -> bool:
-    """E.164: a ``+`` and 8–15 ASCII digits, the first not zero; the regex allows single spaces
-    or dashes between digits and one group in parentheses (``+1 (415) 555-2671``,
-    ``+44 (0)20``) because that is how people write them."""
-    digits = candidate.encode().translate(None, _NOT_DIGITS)
-    return 8 <= len(digits) <= 15 and digits[:1] != b"0"
-
-
-def valid_national_phone(candidate: str) -> bool:
-    """7 to 13 digits (a national number with its trunk prefix) and balanced parentheses."""
-    digits = sum(ch.isdigit() for ch in candidate)
-    return 7 <= digits <= 13 and candidate.count("(") == candidate.count(")")
-
-
 # Endings of file names that no top-level domain has: "logo@2x.png" is an image.
 FILE_SUFFIXES = frozenset(
     (
@@ -168,7 +98,12 @@ def valid_email(candidate: str) -> bool:
         return False
     # No empty label and none starting with "-", read off the domain without splitting it.
     edges_ok = domain[:1] not in ("", ".", "-") and domain[-1] != "."
-    return edges_ok and ".." not in domain and ".-" not in domain
+    return edges_ok and ".." not in domain and ".-" not in domain and "_" not in domain
+
+
+def valid_encoded_email(candidate: str) -> bool:
+    """An address whose ``@`` (and maybe more) is percent-encoded, as in a URL's query."""
+    return valid_email(unquote(candidate))
 
 
 _SCALE = re.compile(r"\d+(?:\.\d+)?x")
@@ -186,6 +121,29 @@ def valid_jwt(candidate: str) -> bool:
     except (binascii.Error, ValueError, RecursionError):
         return False
     return isinstance(decoded, dict) and "alg" in decoded
+
+
+def valid_der_key(candidate: str) -> bool:
+    """Base64 of at least 48 bytes of DER (the regex has checked the head of a private key)."""
+    try:
+        der = base64.b64decode("".join(candidate.split()), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return len(der) >= 48
+
+
+# What stands where a password would: a template variable, a mask, a word saying there is
+# none.
+_PASSWORD_PLACEHOLDER = re.compile(
+    r"\$\{|\$[A-Z_]+\Z|%[A-Z_]+%|\{\{|<[^>]*>\Z|\*+\Z|(?i:x{3,}|null|none|true|false|"
+    r"changeme|secret|password|required|optional|redacted|hidden|\.\.\.)\Z"
+)
+
+
+def not_a_password_placeholder(candidate: str) -> bool:
+    """A password, not ``${DB_PASSWORD}``, ``<password>``, ``****``, ``changeme`` or
+    ``null``."""
+    return _PASSWORD_PLACEHOLDER.match(candidate) is None
 
 
 def not_placeholder(candidate: str) -> bool:
@@ -283,6 +241,11 @@ def valid_date(candidate: str) -> bool:
         return 1 <= month <= 12 and 1 <= day <= 31
     first, second, _ = numbers
     return 1 <= min(first, second) <= 12 and max(first, second) <= 31
+
+
+def has_letter(candidate: str) -> bool:
+    """A name or an address has letters (of any script); ``-`` or ``0`` is none."""
+    return any(ch.isalpha() for ch in candidate)
 
 
 def always(candidate: str) -> bool:

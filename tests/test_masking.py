@@ -18,6 +18,7 @@ from masking import (
     DEFAULT_POLICY,
     MaskingPolicy,
     Strategy,
+    cards,
     mask_text,
     mask_texts,
     samples,
@@ -240,7 +241,7 @@ def _generated_negatives(rng: random.Random, n: int) -> list[str]:
         lambda: f"${rng.randrange(10**7):,}.{rng.randrange(100):02d}",
         lambda: f"ORD-{rng.randrange(2000, 2030)}-{rng.randrange(10**6):06d}",
         lambda: _luhn_failing(luhn_complete(rng.choice(["4", "51", "6011"]), 16)),
-        lambda: luhn_complete(rng.choice(["1", "7", "8", "9", "31", "33"]), rng.randrange(13, 20)),
+        lambda: luhn_complete(rng.choice(["0", "7", "99", "31", "33"]), rng.randrange(13, 20)),
         lambda: f"978-{rng.randrange(10)}-{rng.randrange(100, 999)}-{rng.randrange(10**5)}-1",
         lambda: f"{rng.randrange(2000, 2030)}-{rng.randrange(1, 13):02d}-01T00:00:00Z",
     ]
@@ -258,6 +259,8 @@ def test_generated_cards_are_all_masked() -> None:
         prefix, length = rng.choice(CARD_PREFIXES)
         card = luhn_complete(prefix, length)
         carried = rng.choice((card, grouped(card), grouped(card, sep="-")))
+        if carried == card and len(card) == 13 and cards.gs1_ok(card):
+            continue  # also an EAN-13 barcode: a card only where a name says so
         result = mask_text(f"paid with {carried} today")
         assert result.entities == ("CREDIT_CARD",), carried
         assert "".join(ch for ch in result.value if ch.isdigit()) == card[-4:]

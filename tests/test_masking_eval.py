@@ -111,7 +111,8 @@ def test_positives_are_well_formed_by_their_specifications() -> None:
         countries.add(compact[:2])
         area, group, serial = (int(part) for part in samples.ssn(rng).split("-"))
         assert 1 <= area <= 899 and area != 666 and 1 <= group <= 99 and 1 <= serial <= 9999
-    assert brands == {"visa", "mastercard", "amex", "discover", "jcb", "unionpay", "diners"}
+    assert brands == {"visa", "mastercard", "amex", "discover", "jcb", "unionpay", "diners",
+                      "maestro", "mir", "rupay", "troy"}  # fmt: skip
     assert len(countries) >= 80
 
 

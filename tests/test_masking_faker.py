@@ -11,7 +11,9 @@ import pytest
 pytest.importorskip("faker")
 
 from masking import eval as evaluation
+from masking import faker_checks as check
 from masking import faker_corpus as fc
+from masking import faker_values as fv
 from masking.entities import CREDIT_CARD, EMAIL, IBAN, PHONE, US_SSN
 from masking.policy import MaskingPolicy
 
@@ -25,7 +27,7 @@ def fakers() -> fc.Fakers:
 
 def test_report_has_every_entity_carrier_context_and_class(fakers: fc.Fakers) -> None:
     found = fc.positives(fakers, MaskingPolicy(), 5, N)
-    assert [t.name for t in found] == [CREDIT_CARD, US_SSN, IBAN, PHONE, EMAIL]
+    assert [t.name for t in found] == list(fv.POSITIVES)
     for t in found:
         assert set(t.by_carrier) == set(fc.CARRIERS), t.name
         assert all(total == N for _, total in t.by_carrier.values()), t.name
@@ -50,14 +52,14 @@ def test_the_corpus_is_reproducible_from_its_seed() -> None:
 @pytest.mark.parametrize(
     ("check", "good", "bad"),
     [
-        (fc.luhn_ok, "4242424242424242", "4242424242424241"),
-        (fc.luhn_ok, "378282246310005", "37828224631000a"),
-        (fc.iban_ok, "GB82WEST12345698765432", "GB82WEST12345698765433"),
-        (fc.iban_ok, "DE89 3704 0044 0532 0130 00", "DE89370400440532013000123"),
-        (fc.ssn_ok, "123-45-6789", "666-45-6789"),
-        (fc.ssn_ok, "899-01-0001", "123-00-6789"),
-        (fc.email_ok, "jörg+news@bücher.de", "a b@example.com"),
-        (fc.phone_ok, "+44 20 7946 0958", "12 34"),
+        (check.luhn_ok, "4242424242424242", "4242424242424241"),
+        (check.luhn_ok, "378282246310005", "37828224631000a"),
+        (check.iban_ok, "GB82WEST12345698765432", "GB82WEST12345698765433"),
+        (check.iban_ok, "DE89 3704 0044 0532 0130 00", "DE89370400440532013000123"),
+        (check.ssn_ok, "123-45-6789", "666-45-6789"),
+        (check.ssn_ok, "899-01-0001", "123-00-6789"),
+        (check.email_ok, "jörg+news@bücher.de", "a b@example.com"),
+        (check.phone_ok, "+44 20 7946 0958", "12 34"),
     ],
 )
 def test_independent_checkers(check: object, good: str, bad: str) -> None:
@@ -77,6 +79,15 @@ class _FlakyCards:
         self.calls = 0
         self.sentence = fc.make_fakers(3)["en_US"].sentence  # the sentence carrier's words
 
+    def credit_card_expire(self, date_format: str) -> str:
+        return "2712"
+
+    def last_name(self) -> str:
+        return "Doe"
+
+    def first_name(self) -> str:
+        return "Jane"
+
     def credit_card_number(self, card_type: str) -> str:
         self.calls += 1
         return "4242424242424241" if self.calls % 2 else "4242424242424242"
@@ -84,7 +95,7 @@ class _FlakyCards:
 
 def test_a_value_failing_luhn_is_never_a_card_positive(monkeypatch: pytest.MonkeyPatch) -> None:
     stub = _FlakyCards()
-    fakers = dict.fromkeys(fc.LOCALES, stub)
+    fakers = dict.fromkeys(fv.LOCALES, stub)
     seen: list[str] = []
     run = fc._Carriers.run
 
@@ -93,21 +104,30 @@ def test_a_value_failing_luhn_is_never_a_card_positive(monkeypatch: pytest.Monke
         return run(self, carrier, rng, value, name)
 
     monkeypatch.setattr(fc._Carriers, "run", spy)
-    monkeypatch.setattr(fc, "POSITIVES", {CREDIT_CARD: fc._card})
+    monkeypatch.setattr(fc, "POSITIVES", {CREDIT_CARD: fv.card})
     (tally,) = fc.positives(fakers, MaskingPolicy(), 3, N)  # type: ignore[arg-type]
     assert tally.total == 3 * N and tally.rejected == 3 * N  # every other draw refused
     assert len(seen) == 3 * N
-    assert all(fc.luhn_ok("".join(ch for ch in v if ch.isdigit())) for v in seen)
+    compact = ["".join(ch for ch in v if ch.isdigit()) for v in seen]
+    assert all("4242424242424242" in v and "4242424242424241" not in v for v in compact)
     assert tally.share() == 1.0  # a real, Luhn-valid Visa: found everywhere
 
 
 def test_leak_is_judged_on_the_secret_past_its_reveal() -> None:
     card = "4242 4242 4242 4242"
-    assert not fc.leaked(CREDIT_CARD, card, "**** **** **** 4242", "")
-    assert fc.leaked(CREDIT_CARD, card, "**** **** **42 4242", "")
-    assert fc.leaked(EMAIL, "zoë.martin@bücher.de", "zoë.martin@[EMAIL]", "")
-    assert not fc.leaked(EMAIL, "jane@example.com", None, "")
-    assert not fc.leaked(PHONE, "555 0134 5678", "call example 55501 [PHONE]", "call 55501")
+    assert not fc.leaked(CREDIT_CARD, card, "**** **** **** 4242", card, card)
+    assert fc.leaked(CREDIT_CARD, card, "**** **** **42 4242", card, card)
+    assert fc.leaked(EMAIL, "zoë.martin@bücher.de", "zoë.martin@[EMAIL]", "zoë.martin@bücher.de",
+                     "zoë.martin@bücher.de")  # fmt: skip
+    assert not fc.leaked(EMAIL, "jane@example.com", None, "jane@example.com", "jane@example.com")
+    text = "call 55501 555 0134 5678"
+    assert not fc.leaked(PHONE, "555 0134 5678", "call 55501 [PHONE]", text, "555 0134 5678")
+
+
+def test_a_key_beside_the_value_is_not_read_as_a_leak() -> None:
+    text = '{"col1": "6304  7691  3136"}'
+    masked = '{"col1": "****  ****  3136"}'
+    assert not fc.leaked(CREDIT_CARD, "6304  7691  3136", masked, text, "6304  7691  3136")
 
 
 def test_evaluation_reports_both_corpora(capsys: pytest.CaptureFixture[str]) -> None:
