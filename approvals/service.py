@@ -82,7 +82,7 @@ class Approvals:
         self.masking = masking or (lambda _resource: None)
         self._wakeups: dict[int, set[asyncio.Event]] = {}
         self._holds: dict[UUID, Callable[[], None]] = {}
-        self._submitting: dict[tuple[str, str], asyncio.Lock] = {}
+        self._submitting: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.listener: asyncpg.Connection | None = None
         self._scheduler: AsyncIOScheduler | None = None
@@ -164,13 +164,14 @@ class Approvals:
     ) -> RequestView:
         """Open a request for ``sql`` and tell every notifier. Raises StoreUnavailable, and
         DecisionRefused (``too_many_requests``) when ``requester`` already has
-        ``postgres.limits.pending_requests_per_user`` pending requests on ``resource``."""
+        ``postgres.limits.pending_requests_per_user`` pending requests on ``resource``, or
+        the resource has ``pending_requests_per_resource`` from everyone."""
         estimate = await estimate_rows(resource, sql) if params is None else None
         display = self.display_sql(resource, sql, params)
         reason = None if reason is None else self.masked(resource, reason)
-        # Counting and inserting under one lock per requester and resource: concurrent
-        # submits in this process cannot both take the last place.
-        async with self._submitting.setdefault((requester, resource.name), asyncio.Lock()):
+        # Counting and inserting under one lock per resource: concurrent submits in this
+        # process cannot both take the last place.
+        async with self._submitting.setdefault(resource.name, asyncio.Lock()):
             await self._check_pending(requester, resource)
             row = await self._insert(
                 NewRequest(
@@ -203,21 +204,31 @@ class Approvals:
         return view
 
     async def _check_pending(self, requester: str, resource: Resource) -> None:
-        limit = self.config.postgres.limits.pending_requests_per_user
+        limits = self.config.postgres.limits
         try:
-            pending = await self.pool.fetchval(
-                "SELECT count(*) FROM requests"
-                " WHERE requester = $1 AND resource = $2 AND state = 'pending'",
+            row = await self.pool.fetchrow(
+                "SELECT count(*) FILTER (WHERE requester = $1), count(*) FROM requests"
+                " WHERE resource = $2 AND state = 'pending'",
                 requester,
                 resource.name,
             )
         except STORE_ERRORS as exc:
             raise StoreUnavailable(f"cannot count pending requests: {exc}") from exc
-        if pending >= limit:
+        assert row is not None
+        mine, everyone = row[0], row[1]
+        if mine >= limits.pending_requests_per_user:
             raise DecisionRefused(
                 "too_many_requests",
-                f"{requester} already has {pending} pending requests on {resource.name}; the"
-                f" limit is {limit} (postgres.limits.pending_requests_per_user)",
+                f"{requester} already has {mine} pending requests on {resource.name}; the"
+                f" limit is {limits.pending_requests_per_user}"
+                " (postgres.limits.pending_requests_per_user)",
+            )
+        if everyone >= limits.pending_requests_per_resource:
+            raise DecisionRefused(
+                "too_many_requests",
+                f"{resource.name} already has {everyone} pending requests; the limit is"
+                f" {limits.pending_requests_per_resource}"
+                " (postgres.limits.pending_requests_per_resource)",
             )
 
     async def _insert(self, new: NewRequest) -> RequestRow:

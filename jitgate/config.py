@@ -108,6 +108,7 @@ class Limits:
     connections_per_user: int = 100
     # Pending requests per user and resource, from psql holds, chat, the CLI and agents.
     pending_requests_per_user: int = 20
+    pending_requests_per_resource: int = 200
     # Failed attempts per user (and per client address) within ``failure_window`` before
     # each further one waits ``backoff`` doubled per failure, up to ``max_backoff``.
     failures_before_backoff: int = 5
@@ -351,7 +352,10 @@ def _demo(http: _Node) -> bool:
 
 
 def _limits(node: _Node) -> Limits:
-    node.only("connections", "connections_per_user", "pending_requests_per_user", "passwords")
+    node.only(
+        "connections", "connections_per_user", "pending_requests_per_user",
+        "pending_requests_per_resource", "passwords",
+    )  # fmt: skip
     passwords = node.child("passwords", {})
     passwords.only(
         "failures_before_backoff", "window", "backoff", "max_backoff", "alert_after",
@@ -365,6 +369,9 @@ def _limits(node: _Node) -> Limits:
         ),
         pending_requests_per_user=node.integer(
             "pending_requests_per_user", default.pending_requests_per_user, minimum=1
+        ),
+        pending_requests_per_resource=node.integer(
+            "pending_requests_per_resource", default.pending_requests_per_resource, minimum=1
         ),
         failures_before_backoff=passwords.integer(
             "failures_before_backoff", default.failures_before_backoff, minimum=1

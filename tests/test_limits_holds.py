@@ -1,6 +1,7 @@
 """A user has at most ``postgres.limits.pending_requests_per_user`` pending requests per
-resource: one more held statement gets ERROR 53400 naming the limit (the session goes
-on), the REST API answers 429, and the store keeps no request beyond the limit."""
+resource, and a resource at most ``pending_requests_per_resource`` from everyone: one more
+held statement gets ERROR 53400 naming the limit (the session goes on), the REST API
+answers 429, and the store keeps no request beyond the limit."""
 
 from __future__ import annotations
 
@@ -98,3 +99,35 @@ def test_one_hold_over_the_limit_is_refused_and_the_session_goes_on(
     status, body = ask(gw, token, "INSERT INTO items VALUES (101)")
     assert status == 202, body
     assert pending(store_dsn, ALICE) == LIMIT
+
+
+def test_a_resource_holds_at_most_its_limit_of_pending_requests_from_everyone(
+    make_database: Callable[[str], str],
+) -> None:
+    store, target = make_database("jg_limits_res_store"), make_database("jg_limits_res_target")
+    with psycopg.connect(target, autocommit=True) as conn:
+        conn.execute("CREATE TABLE items (id int)")
+    carol = "carol@example.com"
+    gateway = GatewayThread(
+        gateway_config(
+            store,
+            target,
+            engineers={"read": "allow", "write": "review"},
+            groups={"engineers": [ALICE, carol], "dba": [BOB]},
+            postgres={
+                "listen": "127.0.0.1:0",
+                "limits": {"pending_requests_per_user": 5, "pending_requests_per_resource": 3},
+            },
+        )
+    )
+    try:
+        alice, carol_token = gateway.token(ALICE), gateway.token(carol)
+        for token, n in ((alice, 1), (alice, 2), (carol_token, 3)):
+            status, body = ask(gateway, token, f"INSERT INTO items VALUES ({n})")
+            assert status == 202, body
+        status, body = ask(gateway, carol_token, "INSERT INTO items VALUES (4)")
+        assert (status, body["code"]) == (429, "too_many_requests"), body
+        assert "postgres.limits.pending_requests_per_resource" in str(body), body
+        assert scalar(store, "SELECT count(*) FROM requests WHERE state = 'pending'") == 3
+    finally:
+        gateway.stop()
