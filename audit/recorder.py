@@ -58,14 +58,23 @@ _STORE_ERRORS = (
 _CONNECTION_ERRORS = (ConnectionError, asyncpg.InterfaceError, asyncpg.InternalClientError)
 _HEALTH_INTERVAL = 1.0
 _RETRY_BACKOFF_MAX = 2.0
-# A store that has not taken a batch this long is down for the proxy (it refuses
-# statements) even while the write waits on: a silent network gives no error for seconds.
+# A store that has not taken a batch this long (``audit.max_lag``) is down for the proxy
+# (it refuses statements) even while the write waits on: a silent network gives no error
+# for seconds.
 MAX_LAG = 2.0
 
 
 class AuditRecorder:
-    def __init__(self, pool: asyncpg.Pool, *, flush_interval: float, batch_size: int) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        flush_interval: float,
+        batch_size: int,
+        max_lag: float = MAX_LAG,
+    ) -> None:
         self._pool = pool
+        self._max_lag = max_lag
         self._flush_interval = flush_interval
         self._batch_size = batch_size
         self._events: list[StatementEvent] = []
@@ -194,7 +203,9 @@ class AuditRecorder:
                 return await self._ping()
             return True
         lagging = asyncio.get_running_loop().call_later(
-            MAX_LAG, self._mark_down, TimeoutError(f"the store took no batch for {MAX_LAG:g} s")
+            self._max_lag,
+            self._mark_down,
+            TimeoutError(f"the store took no batch for {self._max_lag:g} s"),
         )
         try:
             return await self._write(records, ends, count)

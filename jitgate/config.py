@@ -159,6 +159,7 @@ class Config:
     audit_flush_interval: float
     audit_batch_size: int
     audit_spool: Path
+    audit_max_lag: float = 2.0
     masking_policies: Mapping[str, MaskingPolicy] = field(default_factory=dict)
 
     def groups_of(self, user: str) -> frozenset[str]:
@@ -210,7 +211,7 @@ def parse_config(raw: object, environ: Mapping[str, str]) -> Config:
     slack = root.child("slack", {})
     slack.only("bot_token", "signing_secret", "app_token", "api_url", "users")
     audit = root.child("audit", {})
-    audit.only("flush_interval", "batch_size", "spool")
+    audit.only("flush_interval", "batch_size", "spool", "max_lag")
     return Config(
         database_url=root.required_str("database_url"),
         public_url=root.text("public_url", "http://127.0.0.1:8080").rstrip("/"),
@@ -236,6 +237,7 @@ def parse_config(raw: object, environ: Mapping[str, str]) -> Config:
         audit_flush_interval=audit.duration("flush_interval", 0.05),
         audit_batch_size=audit.integer("batch_size", 1000, minimum=1),
         audit_spool=_spool_directory(audit, root.required_str("database_url"), environ),
+        audit_max_lag=audit.duration("max_lag", 2.0),
         masking_policies=policies,
     )
 

@@ -45,7 +45,10 @@ class Gateway:
         self.pool = pool
         self.metrics = GatewayMetrics()
         self.recorder = AuditRecorder(
-            pool, flush_interval=config.audit_flush_interval, batch_size=config.audit_batch_size
+            pool,
+            flush_interval=config.audit_flush_interval,
+            batch_size=config.audit_batch_size,
+            max_lag=config.audit_max_lag,
         )
         self.approvals = Approvals(
             config, pool, self.recorder, notifiers=[InboxNotifier()], masking=self.masking_for
