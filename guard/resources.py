@@ -14,6 +14,11 @@ A resource's classifier allows the built-in allow-list plus the resource's
 Both are read at start and again every ``refresh`` seconds; a change replaces the
 classifier (and its caches). A session keeps what it had already let through by then.
 
+``functions.allow`` is the operator's word that a function only reads; the catalog is asked
+whether it can be: an allowed name the target does not define, or defines as ``VOLATILE``
+(it may change data) or ``SECURITY DEFINER`` (it runs with its owner's rights), is logged
+as a warning each time what the catalog says changes.
+
 A catalog that cannot be read is logged as a warning each time and the classifier keeps
 what it knew (at start: nothing, so attribute notation counts as a column read, a view as a
 table, and the reader credential is what stands behind them) — loud, never silent.
@@ -41,6 +46,13 @@ WHERE c.relkind = 'v' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
 """
 """The target's own views and their definitions (reading a view runs its definition)."""
 
+ALLOWED_FUNCTIONS_QUERY = """
+SELECT n.nspname, p.proname, p.provolatile, p.prosecdef FROM pg_proc p
+JOIN pg_namespace n ON n.oid = p.pronamespace
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+"""
+"""The target's own functions: schema, name, volatility and SECURITY DEFINER."""
+
 _ROUNDS = 8  # views over views: passes until no more views are found unsafe
 
 
@@ -51,6 +63,7 @@ class ResourceClassifiers:
     def __init__(self, allowed: Mapping[str, Iterable[str]]) -> None:
         self._allowed = {name: tuple(functions) for name, functions in allowed.items()}
         self._known: dict[str, tuple[frozenset[str], dict[str, Finding]]] = {}
+        self._doubts: dict[str, tuple[str, ...]] = {}
         self._by_name = {name: Classifier(allowed_functions=f) for name, f in self._allowed.items()}
         self._default = Classifier()
 
@@ -68,6 +81,7 @@ class ResourceClassifiers:
             await self.load(fetch)
 
     async def _load_one(self, resource: str, fetch: FetchRows) -> None:
+        allowed = self._allowed[resource]
         try:
             functions = frozenset(
                 str(row[0]) for row in await fetch(resource, TARGET_FUNCTIONS_QUERY)
@@ -75,6 +89,7 @@ class ResourceClassifiers:
             views = [
                 (str(s), str(n), str(d)) for s, n, d in await fetch(resource, TARGET_VIEWS_QUERY)
             ]
+            defined = await fetch(resource, ALLOWED_FUNCTIONS_QUERY) if allowed else []
         except Exception as exc:  # any failure: keep what was known, and say so
             log.warning(
                 "cannot read the target's catalog; attribute notation and views are judged"
@@ -82,7 +97,7 @@ class ResourceClassifiers:
                 extra={"resource": resource, "error": str(exc) or type(exc).__name__},
             )
             return
-        allowed = self._allowed[resource]
+        self._doubt(resource, allowed_function_doubts(allowed, defined))
         unsafe = unsafe_views(views, lambda found: Classifier(
             allowed_functions=allowed, target_functions=functions, target_views=found,
             cache_size=0,
@@ -93,6 +108,46 @@ class ResourceClassifiers:
         self._by_name[resource] = Classifier(
             allowed_functions=allowed, target_functions=functions, target_views=unsafe
         )
+
+    def _doubt(self, resource: str, doubts: tuple[str, ...]) -> None:
+        if self._doubts.get(resource, ()) == doubts:
+            return
+        self._doubts[resource] = doubts
+        for doubt in doubts:
+            log.warning(
+                "functions.allow names a function that may not be a read",
+                extra={"resource": resource, "key": f"resources.{resource}.functions.allow",
+                       "doubt": doubt},
+            )  # fmt: skip
+
+
+def allowed_function_doubts(
+    allowed: Sequence[str], defined: Sequence[Sequence[object]]
+) -> tuple[str, ...]:
+    """Why each entry of ``allowed`` may not be a read, given the target's functions
+    (rows of :data:`ALLOWED_FUNCTIONS_QUERY`): not defined there, VOLATILE, SECURITY
+    DEFINER (one line per finding, in order)."""
+    doubts = []
+    for entry in allowed:
+        schema, _, name = entry.lower().rpartition(".")
+        found = [
+            (str(s), str(n), _char(volatility), bool(definer))
+            for s, n, volatility, definer in defined
+            if str(n).lower() == name and (not schema or str(s).lower() == schema)
+        ]
+        if not found:
+            doubts.append(f"{entry}: the target defines no such function")
+        for s, n, volatility, definer in found:
+            if volatility == "v":
+                doubts.append(f"{s}.{n} is VOLATILE: a read that calls it may change data")
+            if definer:
+                doubts.append(f"{s}.{n} is SECURITY DEFINER: it runs with its owner's rights")
+    return tuple(doubts)
+
+
+def _char(value: object) -> str:
+    """A ``"char"`` column's value: drivers give it as bytes or as text."""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def unsafe_views(
