@@ -54,8 +54,9 @@ class Framer:
 
     A Framer of a client's stream (``frontend``, by default the same as ``startup``) also
     checks the messages whose fields a relay reads in place (Describe, Close, Execute,
-    CopyFail, FunctionCall) and raises the decoder's ProtocolError for a malformed one, so
-    a relay may index their fields without checking bounds.
+    CopyFail, FunctionCall) or whose answers it counts (Sync, Flush) and raises the
+    decoder's ProtocolError for a malformed one, so a relay may index their fields without
+    checking bounds.
     """
 
     __slots__ = ("_checked", "_max_message_size", "_startup", "buffer")
@@ -168,12 +169,16 @@ class Framer:
 def _check_frontend(code: int, buf: bytes | bytearray, start: int, end: int) -> None:
     """Raise the decoder's ProtocolError unless the client message ``buf[start:end]`` has
     the fields a relay reads in place: the target type and name of a Describe or Close,
-    the portal name and row limit of an Execute, the text of a CopyFail; a FunctionCall
-    (refused, and rare) is decoded whole. The NUL checks are what the decoder requires."""
+    the portal name and row limit of an Execute, the text of a CopyFail, the empty payload
+    of a Sync or Flush (with one, the server fails it and skips to the next Sync); a
+    FunctionCall (refused, and rare) is decoded whole. The NUL checks are what the decoder
+    requires."""
     if code in _TARGET_MESSAGES:
         fields = end - start >= 2 and buf[start] in b"SP" and buf.find(0, start + 1, end) == end - 1
     elif code == m.EXECUTE:
         fields = end - start >= 5 and buf.find(0, start, end) == end - 5
+    elif code == m.SYNC or code == m.FLUSH:
+        fields = end == start
     else:
         fields = code == m.COPY_FAIL and buf.find(0, start, end) == end - 1
     if not fields:
@@ -466,7 +471,9 @@ _FRONTEND: dict[int, tuple[str, Callable[[_Reader], m.FrontendMessage]]] = {
 }
 
 _TARGET_MESSAGES = (m.DESCRIBE, m.CLOSE)
-_CHECKED_FRONTEND = frozenset((m.DESCRIBE, m.CLOSE, m.EXECUTE, m.COPY_FAIL, m.FUNCTION_CALL))
+_CHECKED_FRONTEND = frozenset(
+    (m.DESCRIBE, m.CLOSE, m.EXECUTE, m.COPY_FAIL, m.FUNCTION_CALL, m.SYNC, m.FLUSH)
+)
 _NONE: frozenset[int] = frozenset()
 
 _BACKEND: dict[int, tuple[str, Callable[[_Reader], m.BackendMessage]]] = {

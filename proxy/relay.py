@@ -72,6 +72,8 @@ SYNC, CLOSE, FLUSH, TERMINATE, FUNCTION_CALL = (
     m.FUNCTION_CALL,
 )
 COPY_MESSAGES = frozenset((m.COPY_DATA, m.COPY_DONE, m.COPY_FAIL))
+# What a client may send between CopyData and CopyDone without ending a COPY FROM STDIN.
+IN_COPY = frozenset((m.COPY_DATA, m.SYNC, m.FLUSH))
 COPY_DATA_IN, COPY_IN_RESPONSE = m.COPY_DATA, m.COPY_IN_RESPONSE
 DATA_ROW, COMMAND_COMPLETE, READY_FOR_QUERY = m.DATA_ROW, m.COMMAND_COMPLETE, m.READY_FOR_QUERY
 ERROR_RESPONSE, EMPTY_QUERY = m.ERROR_RESPONSE, m.EMPTY_QUERY_RESPONSE
@@ -91,6 +93,9 @@ STARTUP_TIMEOUT = 30.0
 PRE_AUTH_MESSAGE_SIZE = 16384
 # What a held session's client may send before the relay stops reading it.
 HOLD_BACKLOG = 1 << 20
+# How long a session whose client went away reads the target's answers to what it was
+# sent (then what is still unanswered is recorded as interrupted).
+LINGER_TIMEOUT = 30.0
 FIRST_NORMAL_OID = 16384  # PostgreSQL's: object ids below it are the server's own
 _PLAN_CACHE_SIZE = 256
 _DONES_KEPT = 16
@@ -218,10 +223,24 @@ class ClientSession(asyncio.Protocol):
         self._upstream_framer = Framer()
         self._forwarded: dict[str, str] = {}
         self._settled: asyncio.Event | None = None
-        # CopyDone and CopyFail messages the client has sent (Pending.epoch).
+        # Messages that end a COPY FROM STDIN the client has sent: any but CopyData, Sync
+        # and Flush (Pending.epoch).
         self._copy_ends = 0
         # Done frames of statements filed since the last intent written (audit/spool.py).
         self._dones: list[bytes] = []
+        # The epoch of the last COPY FROM STDIN the target began: while it equals
+        # _copy_ends, the target waits for the client's CopyData.
+        self._copy_in_epoch: int | None = None
+        # Set while the client is gone and the target still answers (connection_lost).
+        self._linger: asyncio.TimerHandle | None = None
+        self._ended = False
+        # Statements of a read refused as a protocol violation: never sent, never answered.
+        self._unsent: list[Pending] = []
+        # The client has sent CopyData since its last CopyDone or CopyFail.
+        self._copying_in = False
+        # An extended-protocol message failed since the last ReadyForQuery: the target
+        # discards what the client sends until a Sync, Queries too.
+        self._skipping = False
         # An Execute went to the target since its last ReadyForQuery: what it ran (a BEGIN,
         # say) is not in tx_status until the client's Sync.
         self.unsynced = False
@@ -248,7 +267,7 @@ class ClientSession(asyncio.Protocol):
             buf, frames = self.framer.feed(data)
         except ProtocolError as exc:
             self._end_reason = "client protocol violation"
-            self._fatal(pgerrors.protocol_violation(str(exc), exc.sqlstate))
+            self._fatal(pgerrors.protocol_violation(str(exc), exc.sqlstate), keep_target=True)
             return
         if self._relaying:
             if self._holding:
@@ -267,10 +286,45 @@ class ClientSession(asyncio.Protocol):
         self._disarm()
         if self._startup_task is not None and not self._startup_task.done():
             self._startup_task.cancel()
-        if self._hold_task is not None and not self._hold_task.done():
+        holding = self._hold_task is not None and not self._hold_task.done()
+        if self._hold_task is not None and holding:
             self._hold_task.cancel()
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_exception(ConnectionResetError("client went away"))
+        if self._engine.inflight:
+            self._adopt()
+        if not holding and self._owes_answers():
+            # The target runs what it was sent whether or not the client is there: its
+            # answers say whether a write ran and how it ended, so the audit waits for
+            # them (a read left unread is only interrupted).
+            loop = asyncio.get_running_loop()
+            self._linger = loop.call_later(LINGER_TIMEOUT, self._end)
+            return
+        self._end()
+
+    def _owes_answers(self) -> bool:
+        """Whether the target will still answer a Query or a Sync it was sent, without the
+        client, and some statement it has not answered yet may change something: not
+        while it waits for the rest of a COPY FROM STDIN."""
+        if not self._relaying or self.upstream is None or self.upstream.closed:
+            return False
+        if self._copy_in_epoch == self._copy_ends:
+            return False
+        answered = (SYNC,) if self._skipping else (QUERY, SYNC)
+        pending = self._pending
+        return any(e.kind in answered for e in pending) and any(
+            e.event is not None and e.event.outcome == "ok" and e.event.statement_class != "read"
+            for e in pending
+        )
+
+    def _end(self) -> None:
+        """The client is gone and the target owes nothing more: close and record the end."""
+        if self._ended:
+            return
+        self._ended = True
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
         if self.upstream is not None:
             self.upstream.close()
         self._interrupt_pending()
@@ -508,15 +562,21 @@ class ClientSession(asyncio.Protocol):
     # -- relay: client to target ---------------------------------------------------------
 
     def _relay_client(self, buf: bytes, frames: list[tuple[int, int, int]]) -> None:
+        owed, copy_ends = len(self._pending), self._copy_ends
         try:
             self._from_client(buf, frames)
         except (ProtocolError, ValueError) as exc:
             # A well-framed message whose fields are broken (a missing NUL, a truncated
-            # Parse): nothing of this chunk was forwarded; the connection must end.
+            # Parse, an unknown type): nothing of this chunk was forwarded, so what it
+            # asked for is owed no answer (nor did it end a COPY); the connection must
+            # end, once the target has answered what earlier reads sent it.
+            while len(self._pending) > owed:
+                self._unsent.insert(0, self._pending.pop())
+            self._copy_ends = copy_ends
             sqlstate = exc.sqlstate if isinstance(exc, ProtocolError) else "08P01"
             message = str(exc) if isinstance(exc, ProtocolError) else "malformed message"
             self._end_reason = "client protocol violation"
-            self._fatal(pgerrors.protocol_violation(message, sqlstate))
+            self._fatal(pgerrors.protocol_violation(message, sqlstate), keep_target=True)
 
     @property
     def tx_status(self) -> str:
@@ -716,6 +776,11 @@ class ClientSession(asyncio.Protocol):
         forwarded: list[StatementEvent] = []
         for type_code, start, end in frames:
             replacement: bytes | None = None
+            if type_code not in IN_COPY:
+                # Any other message ends a COPY FROM STDIN: the target fails the COPY at
+                # it, if the COPY has not ended (or failed) already.
+                self._copy_ends += 1
+                self._copying_in = False
             if type_code == QUERY:
                 event = self._event(query_text(buf, start, end), "simple")
                 if self._admit_known(context, event):
@@ -788,6 +853,11 @@ class ClientSession(asyncio.Protocol):
                 pending.append(Pending(BIND, None, prepared.refusal))
             elif type_code == PARSE:
                 replacement = self._parse(buf, start, end)
+            elif type_code == SYNC and (self._copying_in or self._copy_in_epoch == self._copy_ends):
+                # Before CopyDone or CopyFail the target ignores a Sync while it copies in,
+                # but answers one that follows CopyData the COPY failed at: unsent, it is
+                # owed nothing whenever the COPY fails.
+                replacement = b""
             elif type_code == SYNC:
                 entry = Pending(SYNC)
                 entry.epoch = self._copy_ends
@@ -810,10 +880,12 @@ class ClientSession(asyncio.Protocol):
                     self._portals.pop(name, None)
                     self._portal_descriptions.pop(name, None)
                 pending.append(Pending(CLOSE))
-            elif type_code == FLUSH or type_code == COPY_DATA_IN:
+            elif type_code == FLUSH:
                 pass
+            elif type_code == COPY_DATA_IN:
+                self._copying_in = True
             elif type_code in COPY_MESSAGES:  # CopyDone, CopyFail: a COPY FROM STDIN ends
-                self._copy_ends += 1
+                pass
             elif type_code == TERMINATE:
                 self._end_reason = "client terminated"
             elif type_code == FUNCTION_CALL:
@@ -823,10 +895,7 @@ class ClientSession(asyncio.Protocol):
                 pending.append(Pending(QUERY, event, pgerrors.function_call_refused()))
                 replacement = POISON_QUERY
             else:
-                self._fatal(
-                    pgerrors.protocol_violation(f"unexpected message type {chr(type_code)!r}")
-                )
-                return
+                raise ProtocolError(f"unexpected message type {chr(type_code)!r}")
             if replacement is not None:
                 if pieces is None:
                     pieces = []
@@ -1285,10 +1354,11 @@ class ClientSession(asyncio.Protocol):
             elif type_code == READY_FOR_QUERY:
                 self.tx_status = chr(buf[start])
                 self.unsynced = False
+                skipped, self._skipping = self._skipping, False
                 while pending:
                     head = pending.popleft()
                     kind = head.kind
-                    if kind == QUERY or kind == SYNC:
+                    if kind == SYNC or (kind == QUERY and not skipped):
                         finish(head)
                         break
                     if head.event is not None and head.event.outcome == "ok":
@@ -1312,6 +1382,7 @@ class ClientSession(asyncio.Protocol):
                         if head.restore is not None:
                             self._parse_refused(*head.restore)
                     if head.kind != QUERY and head.kind != SYNC:
+                        self._skipping = True
                         finish(pending.popleft())
             elif type_code in SIMPLE_COMPLETIONS:
                 if pending and pending.popleft().hide:
@@ -1332,7 +1403,7 @@ class ClientSession(asyncio.Protocol):
             elif type_code == COPY_IN_RESPONSE and pending:
                 # The target now copies in: Syncs the client sent after the statement and
                 # before its CopyDone or CopyFail are ignored there, and owed nothing.
-                epoch = pending[0].epoch
+                epoch = self._copy_in_epoch = pending[0].epoch
                 kept = [e for e in pending if e.kind != SYNC or e.epoch != epoch]
                 if len(kept) != len(pending):
                     pending.clear()
@@ -1364,6 +1435,8 @@ class ClientSession(asyncio.Protocol):
             self.drain()
         if self._settled is not None and not pending:
             self._settled.set()
+        if self._linger is not None and not self._owes_answers():
+            self._end()
 
     def _copy_out_message(
         self, type_code: int, buf: bytes, start: int, end: int, masker: RowMasker
@@ -1475,6 +1548,9 @@ class ClientSession(asyncio.Protocol):
 
     def upstream_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self._linger is not None:
+            self._end()
+            return
         if self._closed or (self.transport is not None and self.transport.is_closing()):
             return
         if self._end_reason == "client terminated":
@@ -1501,6 +1577,8 @@ class ClientSession(asyncio.Protocol):
         if self._engine.inflight:
             self._adopt()
         rows, self._rows = self._rows, 0
+        self._pending.extend(self._unsent)
+        self._unsent.clear()
         while self._pending:
             entry = self._pending.popleft()
             if entry.event is not None and entry.event.outcome == "ok":
@@ -1523,16 +1601,18 @@ class ClientSession(asyncio.Protocol):
         self._end_reason = "gateway shutdown"
         self._fatal(pgerrors.shutting_down())
 
-    def _fatal(self, error: bytes) -> None:
+    def _fatal(self, error: bytes, *, keep_target: bool = False) -> None:
+        """Send ``error`` and close; ``keep_target``: the target connection stays open while
+        it answers what it was sent (the client broke the protocol, not the target)."""
         self._disarm()
         self._write(error)
-        self._close()
+        self._close(keep_target=keep_target)
 
-    def _close(self) -> None:
+    def _close(self, *, keep_target: bool = False) -> None:
         self._disarm()
         if self._settled is not None:
             self._settled.set()
-        if self.upstream is not None:
+        if self.upstream is not None and not keep_target:
             self.upstream.close()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
