@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check bench lint format clean eval-masking
+.PHONY: demo test check fuzz bench lint format clean eval-masking
 
 $(STAMP): pyproject.toml setup.py proxy/_fastpath.c proxy/_spool.c proxy/_spool.h
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,13 @@ check: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy jitgate proxy approvals masking bot audit store guard
 	$(BIN)/python -m pytest -q
+
+# The wire fuzzer at full size against a live gateway, loopback only (a few minutes on two
+# cores): 10,000 mutated client streams and 2,000 COPY orders from seed FUZZ_SEED on.
+FUZZ_SEED ?= 2000000
+fuzz: $(STAMP)
+	JITGATE_FUZZ_SEED=$(FUZZ_SEED) JITGATE_FUZZ_CASES=10000 JITGATE_FUZZ_COPY_CASES=2000 \
+		$(BIN)/python -m pytest -q -s tests/test_fuzz_wire.py tests/test_fuzz_copy_model.py
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -1,8 +1,8 @@
 """The mutational fuzzer (tests/fuzzwire.py) against a live gateway: no crash, no hang,
 no unaudited statement.
 
-``JITGATE_FUZZ_CASES`` sets how many cases run (300 by default; ``make fuzz`` runs
-5,000), ``JITGATE_FUZZ_SEED`` the first case's seed (cases are numbered on from it), and
+``JITGATE_FUZZ_CASES`` sets how many cases run (500 by default; ``make fuzz`` runs
+10,000), ``JITGATE_FUZZ_SEED`` the first case's seed (cases are numbered on from it), and
 ``JITGATE_FUZZ_REPLAY`` one seed to run alone, as a failure prints it."""
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def fuzz_seeds() -> list[int]:
     if replay:
         return [int(replay)]
     first = int(os.environ.get("JITGATE_FUZZ_SEED", "1000000"))
-    return list(range(first, first + int(os.environ.get("JITGATE_FUZZ_CASES", "300"))))
+    return list(range(first, first + int(os.environ.get("JITGATE_FUZZ_CASES", "500"))))
 
 
 @pytest.fixture(scope="module")
