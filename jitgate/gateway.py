@@ -1,7 +1,8 @@
 """The composition root: builds every part from the config and runs them in order.
 
 Start-up: store pool → migrations → the target catalogs → the audit spool (and recovery of
-the spools of stopped processes) → audit recorder → approvals (heartbeat, reconciler,
+the spools of stopped processes) → the masked columns learned so far → audit recorder →
+approvals (heartbeat, reconciler,
 LISTEN, the sweep) → Slack, when ``slack.bot_token`` is set (outbox sender, Socket Mode) →
 Postgres listener → HTTP listener. Shut-down runs the reverse: stop
 accepting, drain sessions, finish running approved statements, flush the audit trail,
@@ -30,6 +31,7 @@ from jitgate.errors import ConfigError
 from jitgate.metrics import GatewayMetrics
 from masking import DEFAULT_POLICY, MaskingPolicy
 from proxy.hooks import default_chain
+from proxy.masked_columns import MaskedColumns
 from proxy.server import ProxyServer
 from store.db import connect_pool, migrate
 
@@ -37,6 +39,8 @@ log = logging.getLogger("jitgate")
 
 # How often each target's functions and views are read again (guard.resources).
 CATALOG_REFRESH = 60.0
+# How often the columns masking learned are saved and read back (proxy.masked_columns).
+MASKED_COLUMNS_SYNC = 10.0
 
 
 class Gateway:
@@ -50,6 +54,7 @@ class Gateway:
             batch_size=config.audit_batch_size,
             max_lag=config.audit_max_lag,
         )
+        self.masked_columns = MaskedColumns(pool)
         self.approvals = Approvals(
             config, pool, self.recorder, notifiers=[InboxNotifier()], masking=self.masking_for
         )
@@ -62,6 +67,8 @@ class Gateway:
                 self.approvals.classifiers,
                 max_statement_size=config.postgres.max_statement_size,
                 alert=self.approvals.emit,
+                masked_columns=self.masked_columns,
+                masking=self.masking_for,
             ),
             self.metrics,
             self.approvals,
@@ -77,6 +84,9 @@ class Gateway:
         self._catalog_task: asyncio.Task[None] | None = None
         self.spool = AuditSpool(config.audit_spool, pool)
         self._spool_task: asyncio.Task[None] | None = None
+        self.proxy.masked_columns = self.masked_columns
+        self.masked_columns.on_learned(self.proxy.forget_admitted)
+        self._masked_task: asyncio.Task[None] | None = None
 
     def masking_for(self, resource: Resource) -> MaskingPolicy | None:
         """The masking policy of ``resource``: ``default``, a named policy from
@@ -108,6 +118,10 @@ class Gateway:
         )
 
         await self._open_spool()
+        await self.masked_columns.sync()
+        self._masked_task = asyncio.create_task(
+            self.masked_columns.run(MASKED_COLUMNS_SYNC), name="masked-columns"
+        )
         self._recorder_task = asyncio.create_task(self.recorder.run(), name="audit-recorder")
         await self.approvals.start()
         if self.slack is not None:
@@ -145,6 +159,8 @@ class Gateway:
     async def stop(self, drain_timeout: float = 10.0) -> None:
         if self._catalog_task is not None:
             self._catalog_task.cancel()
+        if self._masked_task is not None:
+            self._masked_task.cancel()
         await self.proxy.stop(drain_timeout)
         if self._http_runner is not None:
             await self._http_runner.cleanup()

@@ -62,6 +62,8 @@ class RowMasker:
         self._first = self._scanner.first_match
         self._values = ValueMasker(policy, self._scanner)
         self._prepared = self._prepare(ColumnPlan.unknown())
+        # Names of the described columns a value was masked in, since take_masked_columns.
+        self._masked_columns: set[str] = set()
 
     def candidates(self, buf: bytes | bytearray | memoryview) -> list[int]:
         """Sorted offsets into ``buf`` (any run of complete backend messages) where something
@@ -108,7 +110,7 @@ class RowMasker:
             if count > len(rules):
                 rules = self._extend(prepared, count).rules
             pos = 2
-            for rule in rules[:count]:
+            for index, rule in enumerate(rules[:count]):
                 (length,) = unpack(payload, pos)
                 start = pos + 4
                 if length < 0:
@@ -134,6 +136,7 @@ class RowMasker:
                     new = values.mask(rule, bytes(payload[start:end]))
                 if new is not None:
                     edits.append((pos, end, new))
+                    self._note_column(prepared.plan, index)
                 pos = end
         except struct.error as exc:
             raise ProtocolError("truncated DataRow") from exc
@@ -187,6 +190,18 @@ class RowMasker:
         counts = self._values.counts
         self._values.counts = {}
         return counts
+
+    def take_masked_columns(self) -> set[str]:
+        """Names (lower case) of the described columns a value was masked in since the last
+        call; resets them."""
+        names, self._masked_columns = self._masked_columns, set()
+        return names
+
+    def _note_column(self, plan: ColumnPlan, index: int) -> None:
+        if index < len(plan.columns):
+            name = plan.columns[index].name
+            if name:
+                self._masked_columns.add(name.lower())
 
     def _prepare(self, plan: ColumnPlan) -> _Prepared:
         rules = tuple(self._values.rule(column) for column in plan.columns)

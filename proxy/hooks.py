@@ -21,10 +21,14 @@ from audit.recorder import AuditRecorder
 from guard import Classifier, StatementClass, StatementVerdict
 from guard.classify import numbers_key
 from guard.resources import ResourceClassifiers
+from guard.transforms import transforms
 from guard.verdict import RANK
 from jitgate.config import Action, Resource
+from masking import MaskingPolicy
+from masking.detect import scanner_for
 from proxy import pgerrors
 from proxy.lexing import changed_setting
+from proxy.masked_columns import MaskedColumns
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +236,47 @@ def decide(context: SessionContext, statement_class: str) -> Action:
     return cached
 
 
+class HoldTransforms:
+    """A read that computes something else from a column holding sensitive values — one
+    masking has found values in, or whose name cues a detector — (``reverse(ssn)``,
+    ``email::bytea``; :mod:`guard.transforms`) goes to review, with the reason on the card:
+    what it returns may no longer look like what masking finds. Only on resources that
+    mask. Pure between lessons: when a resource's masked columns grow, the proxy forgets
+    what its sessions admitted (:mod:`proxy.masked_columns`)."""
+
+    pure = True
+
+    def __init__(
+        self, columns: MaskedColumns, policy: Callable[[Resource], MaskingPolicy | None]
+    ) -> None:
+        self._columns = columns
+        self._policy = policy
+        self._seen: dict[tuple[str, str, frozenset[str]], list[str]] = {}
+
+    def on_statement(self, statement: Statement) -> Refusal | None:
+        event = statement.event
+        if statement.protocol == "execute" or event.decision != "allow":
+            return None
+        resource = statement.context.resource
+        policy = self._policy(resource)
+        if policy is None:
+            return None
+        learned = self._columns.of(resource.name)
+        key = (statement.sql, resource.name, learned)
+        found = self._seen.get(key)
+        if found is None:
+            if len(self._seen) >= _MEMO_SIZE * 8:
+                self._seen.clear()
+            cued = scanner_for(policy.entities).cued_by
+            found = self._seen[key] = transforms(
+                statement.sql, lambda name: name in learned or bool(cued(name))
+            )
+        if found:
+            event.decision = "review"
+            event.reasons = (*event.reasons, *found)
+        return None
+
+
 class Hold:
     """Statements policy sends to review are held for approval (:mod:`proxy.hold`); with
     ``holding`` off they are answered "approval required" and nothing else happens."""
@@ -365,13 +410,21 @@ def default_chain(
     max_statement_size: int = 1 << 20,
     holding: bool = True,
     alert: Callable[[Alert], None] | None = None,
+    masked_columns: MaskedColumns | None = None,
+    masking: Callable[[Resource], MaskingPolicy | None] | None = None,
 ) -> HookChain:
+    transforms_hook = (
+        [HoldTransforms(masked_columns, masking)]
+        if masked_columns is not None and masking is not None
+        else []
+    )
     return HookChain(
         [
             SizeLimit(max_statement_size),
             Classify(classifiers),
             PinLexing(),
             Decide(alert),
+            *transforms_hook,
             Hold(holding),
         ],
         PassThroughMask(),

@@ -1512,6 +1512,9 @@ class ClientSession(asyncio.Protocol):
         counts = masker.take_counts()
         if not counts:
             return
+        learned = masker.take_masked_columns()
+        if learned and self.server.masked_columns is not None and self.context is not None:
+            self.server.masked_columns.learn(self.context.resource.name, learned)
         if event.masked is None:
             event.masked = counts
         else:

@@ -28,6 +28,7 @@ from proxy import pgerrors
 from proxy.attempts import PasswordAttempts
 from proxy.fastpath import Engine, Known, Pump, engine_kind, native_enabled, new_pump, pump_enabled
 from proxy.hooks import HookChain
+from proxy.masked_columns import MaskedColumns
 from proxy.relay import ClientSession
 from proxy.revocation import end_revoked_sessions
 from proxy.upstream import send_cancel
@@ -72,6 +73,8 @@ class ProxyServer:
         self.sessions: set[ClientSession] = set()
         # Where statements are written before they reach a target (Gateway.start opens it).
         self.spool: AuditSpool | None = None
+        # Where masking found values, learned from results (Gateway sets it).
+        self.masked_columns: MaskedColumns | None = None
         self.attempts = PasswordAttempts(
             config.postgres.limits, approvals.emit if approvals is not None else None
         )
@@ -100,6 +103,14 @@ class ProxyServer:
             if started is not None and started < oldest:
                 oldest = started
         return oldest
+
+    def forget_admitted(self, resource: str) -> None:
+        """What sessions on ``resource`` admitted is judged again (what the hooks know of
+        it changed)."""
+        for session in self.sessions:
+            context = session.context
+            if context is not None and context.resource.name == resource:
+                context.admitted.clear()
 
     def track(self, session: ClientSession) -> None:
         self.sessions.add(session)

@@ -47,7 +47,7 @@ def alice(gw: GatewayThread) -> str:
         "COPY people TO STDOUT",
         "COPY (SELECT * FROM people ORDER BY id) TO STDOUT",
         "COPY people TO STDOUT WITH (FORMAT csv, HEADER)",
-        "COPY (SELECT email || ';' || ssn, upper(email) FROM people) TO STDOUT (FORMAT csv)",
+        "COPY (SELECT coalesce(ssn, email), upper(email) FROM people) TO STDOUT (FORMAT csv)",
     ],
 )
 def test_psql_copy_out_rows_are_masked(pg_bin: Callable[[str], str], alice: str, copy: str) -> None:

@@ -57,7 +57,9 @@ def test_an_error_quoting_a_value_is_masked_every_time(alice: str) -> None:
                 conn.execute("SELECT email::int FROM people")
             text = str(error.value)
             assert EMAIL not in text and "invalid input syntax for type integer" in text
-        with pytest.raises(psycopg.errors.DataError) as error:
+        # A cast of card numbers glued to e-mails transforms a sensitive column: it is
+        # held (tests/test_masking_transforms.py) and nothing of the values comes back.
+        with pytest.raises(psycopg.errors.QueryCanceled) as error:
             conn.execute("SELECT cast(string_agg(card || email, '') AS int) FROM people")
         assert CARD not in str(error.value) and EMAIL not in str(error.value)
 

@@ -1,0 +1,88 @@
+"""What the gateway has learned about where sensitive values live, per resource.
+
+Each time masking changes a value, the relay tells :meth:`MaskedColumns.learn` the name of
+the column it was in (a name the result described). Names are kept in the store
+(``masked_columns``) and read back from it every ``interval`` seconds, so every gateway
+sharing the store knows what any of them learned; nothing is configured, and the gateway
+still needs no schema. :class:`proxy.hooks.HoldTransforms` holds statements that transform
+one of these columns. A name learned here for the first time calls the listeners with the
+resource (the proxy forgets what its sessions admitted there: a statement let through
+before may now be a transform).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+
+import asyncpg
+
+log = logging.getLogger("jitgate.masking")
+
+_STORE_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+class MaskedColumns:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self._names: dict[str, frozenset[str]] = {}
+        self._unsaved: set[tuple[str, str]] = set()
+        self._listeners: list[Callable[[str], None]] = []
+
+    def of(self, resource: str) -> frozenset[str]:
+        """The column names (lower case) masked on ``resource`` so far."""
+        return self._names.get(resource, frozenset())
+
+    def on_learned(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(resource)`` when a resource gets a name it did not have."""
+        self._listeners.append(listener)
+
+    def learn(self, resource: str, names: Iterable[str]) -> None:
+        """Masking changed values in these columns of ``resource`` (saved at the next
+        :meth:`sync`)."""
+        known = self.of(resource)
+        new = {name for name in names if name not in known}
+        if not new:
+            return
+        self._unsaved.update((resource, name) for name in new)
+        self._add(resource, new)
+
+    async def sync(self) -> None:
+        """Save what was learned here; read what every gateway learned."""
+        unsaved, self._unsaved = self._unsaved, set()
+        try:
+            if unsaved:
+                await self._pool.executemany(
+                    "INSERT INTO masked_columns (resource, name) VALUES ($1, $2)"
+                    " ON CONFLICT DO NOTHING",
+                    sorted(unsaved),
+                    timeout=10,
+                )
+            rows = await self._pool.fetch("SELECT resource, name FROM masked_columns", timeout=10)
+        except _STORE_ERRORS as exc:
+            self._unsaved |= unsaved
+            log.warning("cannot sync masked columns", extra={"error": str(exc)})
+            return
+        by_resource: dict[str, set[str]] = {}
+        for row in rows:
+            by_resource.setdefault(row["resource"], set()).add(row["name"])
+        for resource, names in by_resource.items():
+            new = names - self.of(resource)
+            if new:
+                self._add(resource, new)
+
+    async def run(self, interval: float) -> None:
+        """:meth:`sync` every ``interval`` seconds until cancelled."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.sync()
+            except Exception:
+                log.exception("masked columns sync failed")
+
+    def _add(self, resource: str, names: set[str]) -> None:
+        self._names[resource] = self.of(resource) | names
+        log.info("masked columns learned", extra={"resource": resource, "columns": sorted(names)})
+        for listener in self._listeners:
+            listener(resource)
