@@ -65,7 +65,7 @@ Classes, most dangerous first (the order :meth:`Classifier.strictest` uses)::
     denied function (:data:`DEFAULT_DENIED_FUNCTIONS`, configurable, matched
     case-insensitively on the unqualified name; denied even when allowed), or an
     aggregate, operator or cast built on one; ``set_config`` of a setting named at run
-    time, or — while ``set_config`` is denied, as by default — of a harmless one;
+    time, or — where ``set_config`` is denied — of a harmless one;
     statement kinds the classifier does not know;
     anything that does not parse, contains a NUL character or nests too deeply to walk (a
     few hundred levels of operators).

@@ -143,8 +143,6 @@ DEFAULT_DENIED_FUNCTIONS = frozenset(
         "query_to_xml_and_xmlschema",
         "ts_stat",
         "ts_rewrite",
-        # settings changed behind SET's back (see guard.walk for how it is judged)
-        "set_config",
     }
 )
 

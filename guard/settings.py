@@ -11,8 +11,9 @@
   tracking, custom ``app.*`` settings (row-level security policies read them), and every
   setting the gateway does not know.
 * ``set_config``: of a setting named at run time, ``opaque``; of one that is not harmless,
-  ``privilege``; of a harmless one, ``opaque`` while ``set_config`` is a denied function
-  (as by default), else ``read``.
+  ``privilege``; of a harmless one, ``read``, as the same SET is (asyncpg turns ``jit`` off
+  this way before it reads a type's definition), unless a resource's policy denies
+  ``set_config`` (then ``opaque``).
 * READ WRITE transaction modes are ``privilege`` (they undo a read-only default);
   PREPARE TRANSACTION, COMMIT PREPARED and ROLLBACK PREPARED are ``write``: they keep,
   commit or discard a transaction's changes beyond the session.

@@ -67,7 +67,7 @@ def test_reads_have_no_reasons(classifier: Classifier) -> None:
          "destructive"),
         ("UPDATE t SET a = 1 WHERE 1 NOT IN (1, 2)", "write",
          "UPDATE t SET a = 1 WHERE 3 NOT IN (1, 2)", "destructive"),
-        ("SELECT set_config('application_name', 'x', false)", "opaque",
+        ("SELECT set_config('application_name', 'x', false)", "read",
          "SELECT set_config('role', 'x', false)", "privilege"),
         ("EXPLAIN (ANALYZE false) DELETE FROM t", "read",
          "EXPLAIN (ANALYZE true) DELETE FROM t", "destructive"),
@@ -309,8 +309,14 @@ def test_the_deny_list_is_configurable() -> None:
     assert "not a known side-effect-free built-in" in verdict.reasons[0]
 
 
-def test_set_config_when_it_is_not_denied() -> None:
-    lenient = Classifier(denied_functions=[])
+def test_set_config_when_it_is_denied() -> None:
+    strict = Classifier(denied_functions=["set_config"])
+    (verdict,) = strict.classify("SELECT set_config('application_name', 'x', false)")
+    assert (verdict.statement_class, verdict.reasons) == ("opaque", ("calls set_config",))
+
+
+def test_set_config_of_settings() -> None:
+    lenient = Classifier()
 
     def judged(sql: str) -> StatementClass:
         return lenient.classify(sql)[0].statement_class

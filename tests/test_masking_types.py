@@ -14,7 +14,7 @@ import asyncpg
 import psycopg
 import pytest
 
-from tests.harness import EVERYTHING, GatewayThread, gateway_config
+from tests.harness import GatewayThread, gateway_config
 
 ALICE = "alice@example.com"
 SSN = "123-45-6789"
@@ -87,9 +87,9 @@ def target_dsn(make_database: Callable[[str], str]) -> str:
 
 @pytest.fixture(scope="module")
 def gw(make_database: Callable[[str], str], target_dsn: str) -> Iterator[GatewayThread]:
-    # asyncpg wraps its introspection of a database's own types in set_config('jit', …),
-    # which only an engineer allowed opaque statements may run.
-    config = gateway_config(make_database("jg_masktypes_store"), target_dsn, engineers=EVERYTHING)
+    # A reader's policy: asyncpg wraps its introspection of a database's own types in
+    # set_config('jit', …), a read like SET jit.
+    config = gateway_config(make_database("jg_masktypes_store"), target_dsn)
     gateway = GatewayThread(config)
     yield gateway
     gateway.stop()
