@@ -24,11 +24,14 @@ check: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 # The wire fuzzer at full size against a live gateway, loopback only (a few minutes on two
-# cores): 10,000 mutated client streams and 2,000 COPY orders from seed FUZZ_SEED on.
+# cores): 10,000 mutated client streams and 2,000 COPY orders from seed FUZZ_SEED on; then
+# 20 kill -9s of a real gateway under pgbench writes, each audited record checked.
 FUZZ_SEED ?= 2000000
 fuzz: $(STAMP)
 	JITGATE_FUZZ_SEED=$(FUZZ_SEED) JITGATE_FUZZ_CASES=10000 JITGATE_FUZZ_COPY_CASES=2000 \
 		$(BIN)/python -m pytest -q -s tests/test_fuzz_wire.py tests/test_fuzz_copy_model.py
+	JITGATE_CRASH_KILLS=20 JITGATE_CRASH_SEED=$(FUZZ_SEED) \
+		$(BIN)/python -m pytest -q -s tests/test_crash_audit.py
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

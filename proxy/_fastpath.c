@@ -2387,6 +2387,19 @@ Engine_get_inflight(Engine *self, void *Py_UNUSED(closure))
 
 /* When the statement in flight started (read while the pump may take the next one: then
  * a later start, whose statement's intent is in a segment not yet closed). */
+/* Engine.take_done(): the done frame of the last statement the engine filed, not yet in
+ * the spool (plaintext bytes), or None; the relay writes it with its own intents. */
+static PyObject *
+Engine_take_done(Engine *self, PyObject *Py_UNUSED(ignored))
+{
+    if (!self->done_len)
+        Py_RETURN_NONE;
+    PyObject *done = PyBytes_FromStringAndSize((const char *)self->done, self->done_len);
+    if (done != NULL)
+        self->done_len = 0;
+    return done;
+}
+
 static PyObject *
 Engine_get_started(Engine *self, void *Py_UNUSED(closure))
 {
@@ -2589,6 +2602,8 @@ static PyMethodDef Engine_methods[] = {
     {"take", (PyCFunction)Engine_take, METH_NOARGS,
      "Hand the query in flight to the Python relay: (sql, (class, reasons), started, rows, "
      "rows of the command going on, outcome, command tag, SQLSTATE)."},
+    {"take_done", (PyCFunction)Engine_take_done, METH_NOARGS,
+     "The spool's done frame of the last statement filed here, not yet written, or None."},
     {"next_seq", (PyCFunction)Engine_next_seq, METH_NOARGS,
      "The sequence number of the next statement the Python relay files."},
     {"add", (PyCFunction)Engine_add, METH_O, "File a row built by the Python relay."},

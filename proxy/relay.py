@@ -916,6 +916,9 @@ class ClientSession(asyncio.Protocol):
         spool = self.server.spool
         if spool is None or not (events or self._dones):
             return True
+        native_done = self._engine.take_done()
+        if native_done is not None:
+            self._dones.append(native_done)
         try:
             spool.write([*self._dones, *(intent_frame(e) for e in events)])
             self._dones.clear()

@@ -97,6 +97,10 @@ def test_every_committed_statement_is_audited_across_kill_9(
             "SELECT count(*) FROM statement_events WHERE outcome = 'unknown'"
         ).fetchone()[0]
     assert unknown <= 4 * KILLS
+    print(
+        f"\n{KILLS} kills: {sum(committed.values())} rows committed, {len(keys)} statements"
+        f" audited ({unknown} in flight at a kill, outcome unknown), 0 missing, 0 twice"
+    )
     assert len({(k[0], k[1]) for k in keys}) == len(keys), "two records share a sequence number"
 
 
@@ -109,4 +113,3 @@ def _wait_for_commits(target: str, bench: subprocess.Popen[bytes]) -> None:
             assert bench.poll() is None, "pgbench stopped before committing anything"
             assert time.monotonic() < deadline, "nothing committed through the gateway in 30 s"
             time.sleep(0.02)
-
