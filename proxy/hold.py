@@ -85,8 +85,9 @@ class Pending:
         self.capture = capture
         self.shape = shape
         self.restore = restore
-        # For a Query, an Execute and a Sync: how many CopyDone/CopyFail the client had
-        # sent before it (the relay's; a Sync sent during COPY FROM STDIN is ignored there).
+        # For a Query, an Execute and a Sync: how many messages that end a COPY FROM STDIN
+        # (any but CopyData, Sync and Flush) the client had sent before it (the relay's
+        # ``_copy_ends``; a Sync sent during COPY FROM STDIN is ignored there).
         self.epoch = 0
 
 
