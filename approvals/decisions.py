@@ -18,7 +18,7 @@ import asyncpg
 from approvals.execute import row_cap
 from approvals.model import Alert, RequestView, State, Verdict
 from approvals.store import CHANNEL, RequestRow, _row
-from jitgate.config import Config
+from identity import Directory
 from jitgate.errors import DecisionRefused
 
 if TYPE_CHECKING:
@@ -29,23 +29,23 @@ log = logging.getLogger("jitgate.approvals")
 Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
 
-def awaits(config: Config, user: str, view: RequestView) -> bool:
+def awaits(directory: Directory, user: str, view: RequestView) -> bool:
     """``view`` is pending and ``user`` may still decide it (:func:`decide` checks again)."""
     return (
         view.state == State.PENDING
         and user != view.requester
-        and bool(config.groups_of(user) & set(view.approver_groups))
+        and bool(directory.groups_of(user) & set(view.approver_groups))
         and all(d.approver != user for d in view.decisions)
     )
 
 
 async def awaiting(approvals: Approvals, user: str, limit: int = 50) -> list[RequestView]:
     """The pending requests ``user`` may still decide, newest first."""
-    groups = approvals.config.groups_of(user)
+    groups = approvals.directory.groups_of(user)
     if not groups:
         return []
     rows = await approvals.store.list(states=[State.PENDING], approver_groups=groups, limit=limit)
-    return [v for v in await approvals.store.views(rows) if awaits(approvals.config, user, v)]
+    return [v for v in await approvals.store.views(rows) if awaits(approvals.directory, user, v)]
 
 
 async def decide(
@@ -105,7 +105,7 @@ def _check_decider(approvals: Approvals, row: RequestRow, approver: str, verdict
                   approver, row.resource, row.id, row.session_id)
         )  # fmt: skip
         raise DecisionRefused("self_approval", f"you cannot {verdict} your own request #{row.id}")
-    if not approvals.config.groups_of(approver) & set(row.approver_groups):
+    if not approvals.directory.groups_of(approver) & set(row.approver_groups):
         groups = ", ".join(row.approver_groups) or "no group"
         raise DecisionRefused(
             "not_approver",

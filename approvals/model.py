@@ -149,6 +149,7 @@ AlertKind = Literal[
     "signature_failure",
     "secrets_masked",
     "password_failures",
+    "sign_in_refused",
 ]
 
 

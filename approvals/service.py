@@ -41,6 +41,7 @@ from approvals.store import (
 from audit.recorder import AuditRecorder
 from guard import Classifier
 from guard.resources import ResourceClassifiers
+from identity import Directory
 from jitgate.config import Config, Resource
 from jitgate.errors import DecisionRefused, StoreUnavailable
 from masking import MaskingPolicy, mask_text
@@ -71,8 +72,11 @@ class Approvals:
         notifiers: Sequence[Notifier] = (),
         alerts: Sequence[AlertSink] = (),
         masking: Callable[[Resource], MaskingPolicy | None] | None = None,
+        directory: Directory | None = None,
     ) -> None:
+        """``directory``: who is in which group (default: the configuration's groups)."""
         self.config = config
+        self.directory = directory or Directory(config, pool)
         self.store = RequestStore(pool, config.public_url)
         self.gateway_id = uuid.uuid4()
         self.notifiers = list(notifiers)
@@ -254,7 +258,7 @@ class Approvals:
         resource = self.config.resources.get(resource_name)
         if resource is None:
             raise DecisionRefused("unknown_resource", f"there is no resource {resource_name!r}")
-        groups = self.config.groups_of(identity)
+        groups = self.directory.groups_of(identity)
         if not groups & resource.access.keys():
             raise DecisionRefused("no_access", f"{identity} has no access to {resource_name}")
         limit = self.config.postgres.max_statement_size

@@ -71,6 +71,7 @@ ALERT_TITLES = {
     "signature_failure": "Bad Slack signature",
     "secrets_masked": "Secrets masked",
     "password_failures": "Failed password attempts",
+    "sign_in_refused": "Forged or replayed web sign-in",
 }
 # The reject-reason modal: what the view_submission handler reads back.
 REJECT_CALLBACK = "reject_reason"

@@ -92,7 +92,7 @@ class SlackAdapter:
         self._config = config
         self._approvals = approvals
         client = web_client(settings, interactive=True)
-        self.directory = SlackDirectory(client, config)
+        self.directory = SlackDirectory(client, config, approvals.directory)
         delivery = SlackDelivery(
             web_client(settings, interactive=False), self._view, self.directory
         )

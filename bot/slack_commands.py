@@ -105,5 +105,5 @@ class JitCommand:
         return m.pending_text(await awaiting(self._approvals, identity, _PENDING_LIMIT))
 
     def _may_see(self, identity: str, view: RequestView) -> bool:
-        groups = self._approvals.config.groups_of(identity)
+        groups = self._approvals.directory.groups_of(identity)
         return identity == view.requester or bool(groups & set(view.approver_groups))

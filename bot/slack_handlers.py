@@ -133,7 +133,7 @@ class SlackHandlers:
         # checks everything when the reason comes back.
         if view.state != State.PENDING:
             return m.already_decided(request_id, view.state)
-        if not self._approvals.config.groups_of(person.identity) & set(view.approver_groups):
+        if not self._approvals.directory.groups_of(person.identity) & set(view.approver_groups):
             return m.not_an_approver(request_id, view.approver_groups)
         await self._client.views_open(trigger_id=trigger_id, view=m.reject_modal(request_id))
         return None

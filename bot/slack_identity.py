@@ -21,6 +21,7 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from identity import Directory
 from jitgate.config import Config
 
 CACHE_TTL = 600.0
@@ -55,9 +56,9 @@ class _Cache:
 
 
 class SlackDirectory:
-    def __init__(self, client: AsyncWebClient, config: Config) -> None:
+    def __init__(self, client: AsyncWebClient, config: Config, directory: Directory) -> None:
         self._client = client
-        self._config = config
+        self._directory = directory
         self._explicit: Mapping[str, str] = config.slack.users
         self._by_email = {email: user for user, email in config.slack.users.items()}
         self._emails = _Cache()
@@ -68,7 +69,7 @@ class SlackDirectory:
         email = self._explicit.get(user_id)
         if email is None:
             email = await self._verified_email(user_id)
-        known = email is not None and bool(self._config.groups_of(email))
+        known = email is not None and bool(self._directory.groups_of(email))
         return SlackPerson(user_id, email, email if known else None)
 
     async def user_for(self, identity: str) -> str | None:

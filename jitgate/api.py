@@ -39,6 +39,7 @@ from aiohttp import web
 from approvals import decisions
 from approvals.display import shown, shown_outcome
 from approvals.model import Outcome, RequestView
+from identity import Directory
 from jitgate.client import CLI_AGENT
 from jitgate.config import Config
 from jitgate.errors import DecisionRefused, StoreUnavailable
@@ -117,9 +118,9 @@ def request_json(config: Config, view: RequestView) -> dict[str, Any]:
     }
 
 
-def may_see(config: Config, user: str, view: RequestView) -> bool:
+def may_see(directory: Directory, user: str, view: RequestView) -> bool:
     """The requester and the members of the request's approver groups may see it."""
-    return user == view.requester or bool(config.groups_of(user) & set(view.approver_groups))
+    return user == view.requester or bool(directory.groups_of(user) & set(view.approver_groups))
 
 
 async def awaiting(gateway: Gateway, user: str) -> list[RequestView]:
@@ -151,7 +152,7 @@ class RequestsApi:
 
         async def guarded(request: web.Request) -> web.StreamResponse:
             try:
-                user = await bearer_user(request, self.gateway.pool)
+                user = await bearer_user(request, self.gateway.directory)
                 if user is None:
                     return error(401, "unauthorized", "a valid access token is required")
                 return await handler(request, user)
@@ -196,7 +197,7 @@ class RequestsApi:
 
     async def show(self, request: web.Request, user: str) -> web.Response:
         view = await self.gateway.approvals.store.view(int(request.match_info["id"]))
-        if view is None or not may_see(self.config, user, view):
+        if view is None or not may_see(self.gateway.directory, user, view):
             return error(404, "not_found", "no such request")
         return web.json_response(request_json(self.config, view))
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import uvloop
 
+from identity import Directory
 from jitgate.config import load_config, parse_duration
 from jitgate.errors import ConfigError, JitgateError, UsageError
 from jitgate.logs import configure_logging
@@ -176,7 +177,7 @@ async def _guard(args: argparse.Namespace) -> int:
     resource = config.resources.get(args.resource)
     if resource is None:
         raise UsageError(f"unknown resource {args.resource!r}")
-    groups = config.groups_of(args.user)
+    groups = Directory(config).groups_of(args.user)
     classifiers = ResourceClassifiers({resource.name: resource.allowed_functions})
     await classifiers.load(lambda _name, query: fetch_rows(resource.url, query))
     verdicts = classifiers.of(resource.name).classify(sys.stdin.read())
@@ -283,7 +284,7 @@ async def _migrate(args: argparse.Namespace) -> int:
 async def _token_issue(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     ttl = parse_duration(args.ttl, "--ttl")
-    if not config.groups_of(args.user):
+    if not Directory(config).groups_of(args.user):
         raise UsageError(f"user {args.user} is in no group of the configuration")
     pool = await connect_pool(config.database_url, max_size=2)
     try:

@@ -33,6 +33,8 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 _SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+_CLAIM_NAME = re.compile(r"^[A-Za-z0-9_:-]+$")
+DEFAULT_SCOPES = ("openid", "email", "profile")
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +148,31 @@ class SlackSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class OidcSettings:
+    """``oidc``: web sign-in with the company's IdP (see :mod:`identity.oidc`)."""
+
+    issuer: str
+    client_id: str
+    client_secret: str | None = field(repr=False)
+    # Where the groups are in the ID token (("realm_access", "roles") for Keycloak);
+    # empty when the IdP sends none and only the static groups count.
+    groups_claim: tuple[str, ...] = ("groups",)
+    # IdP group -> policy groups. Empty: an IdP group counts when its name is a policy
+    # group's; otherwise only the groups named here count.
+    group_map: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    scopes: tuple[str, ...] = DEFAULT_SCOPES
+    email_claim: str = "email"
+    # How long a web session, and the IdP groups read at its sign-in, last.
+    session_ttl: float = 8 * 3600.0
+    clock_skew: float = 60.0
+    cookie_secret: str | None = field(default=None, repr=False)
+
+    @property
+    def redirect_path(self) -> str:
+        return "/login/callback"
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     database_url: str = field(repr=False)
     public_url: str
@@ -161,11 +188,7 @@ class Config:
     audit_spool: Path
     audit_max_lag: float = 2.0
     masking_policies: Mapping[str, MaskingPolicy] = field(default_factory=dict)
-
-    def groups_of(self, user: str) -> frozenset[str]:
-        """The static groups ``user`` (an email, compared case-insensitively) belongs to."""
-        user = user.lower()
-        return frozenset(name for name, members in self.groups.items() if user in members)
+    oidc: OidcSettings | None = None
 
 
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
@@ -186,7 +209,7 @@ def parse_config(raw: object, environ: Mapping[str, str]) -> Config:
     root = _Node("", _expand(raw, "", environ))
     root.only(
         "database_url", "public_url", "http", "postgres", "groups", "resources",
-        "alerts", "slack", "teams", "audit", "masking_policies",
+        "alerts", "slack", "teams", "audit", "masking_policies", "oidc",
     )  # fmt: skip
     http = root.child("http", {})
     http.only("listen", "demo")
@@ -239,6 +262,7 @@ def parse_config(raw: object, environ: Mapping[str, str]) -> Config:
         audit_spool=_spool_directory(audit, root.required_str("database_url"), environ),
         audit_max_lag=audit.duration("max_lag", 2.0),
         masking_policies=policies,
+        oidc=_oidc(root, groups),
     )
 
 
@@ -351,6 +375,75 @@ def _demo(http: _Node) -> bool:
         raise ConfigError(http.key("demo"), "lets anyone act as any user, so http.listen"
                           f" must be a loopback address, not {host!r}")  # fmt: skip
     return demo
+
+
+def _oidc(root: _Node, groups: Mapping[str, frozenset[str]]) -> OidcSettings | None:
+    if root.value.get("oidc") is None:
+        return None
+    node = root.child("oidc")
+    node.only(
+        "issuer", "client_id", "client_secret", "groups_claim", "group_map", "scopes",
+        "email_claim", "session_ttl", "clock_skew", "cookie_secret",
+    )  # fmt: skip
+    if root.child("http", {}).flag("demo", False):
+        raise ConfigError(node.path, "cannot be combined with http.demo (demo has no sign-in)")
+    issuer = node.required_str("issuer")
+    parts = urlsplit(issuer)
+    loopback = parts.scheme == "http" and is_loopback(parts.hostname or "")
+    if parts.scheme != "https" and not loopback:
+        raise ConfigError(node.key("issuer"), "must be an https:// URL (http:// only on loopback)")
+    if parts.query or parts.fragment or not parts.hostname:
+        raise ConfigError(node.key("issuer"), "must be the IdP's issuer URL, without ? or #")
+    scopes = tuple(node.str_list("scopes")) or DEFAULT_SCOPES
+    if "openid" not in scopes:
+        raise ConfigError(node.key("scopes"), "must include openid")
+    cookie_secret = node.optional_str("cookie_secret")
+    if cookie_secret is not None and len(cookie_secret) < 32:
+        raise ConfigError(node.key("cookie_secret"), "must be at least 32 characters")
+    skew = node.duration("clock_skew", 60.0)
+    if skew > 300:
+        raise ConfigError(node.key("clock_skew"), "must be at most 5m (it lets late tokens in)")
+    email_claim = node.text("email_claim", "email")
+    if not _CLAIM_NAME.match(email_claim):
+        raise ConfigError(node.key("email_claim"), f"{email_claim!r} is not a claim name")
+    return OidcSettings(
+        issuer=issuer,
+        client_id=node.required_str("client_id"),
+        client_secret=node.optional_str("client_secret") or None,
+        groups_claim=_claim_path(node, "groups_claim"),
+        group_map=_group_map(node.child("group_map", {}), groups),
+        scopes=scopes,
+        email_claim=email_claim,
+        session_ttl=node.duration("session_ttl", 8 * 3600.0),
+        clock_skew=skew,
+        cookie_secret=cookie_secret,
+    )
+
+
+def _claim_path(node: _Node, name: str) -> tuple[str, ...]:
+    """A claim name, or a dotted path into nested claims (``realm_access.roles``); a name
+    that is a URL (Auth0's namespaced claims) is taken whole. Empty or null: no claim."""
+    if name in node.value and not node.value[name]:
+        return ()
+    path = node.text(name, "groups")
+    segments = (path,) if "://" in path else tuple(path.split("."))
+    if "://" not in path and not all(_CLAIM_NAME.match(s) for s in segments):
+        raise ConfigError(node.key(name), f"{path!r} is not a claim name or a dotted claim path")
+    return segments
+
+
+def _group_map(node: _Node, groups: Mapping[str, frozenset[str]]) -> dict[str, tuple[str, ...]]:
+    mapped: dict[str, tuple[str, ...]] = {}
+    for idp_group in node.names():
+        value = node.value[idp_group]
+        targets = [value] if isinstance(value, str) else value
+        if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
+            raise ConfigError(node.key(idp_group), "must be a group or a list of groups")
+        for target in targets:
+            if target not in groups:
+                raise ConfigError(node.key(idp_group), f"unknown group {target!r}")
+        mapped[idp_group] = tuple(targets)
+    return mapped
 
 
 def _limits(node: _Node) -> Limits:

@@ -13,7 +13,9 @@ bad configuration from a hostile or broken client, upstream or store::
         ├── ProtocolError          malformed bytes on a Postgres wire (client or upstream)
         ├── AuthenticationError    a client or an upstream failed authentication
         ├── UpstreamError          the target database is unreachable or refused us
-        └── StoreUnavailable       the gateway's own store cannot be reached
+        ├── StoreUnavailable       the gateway's own store cannot be reached
+        ├── SignInRefused          a web sign-in failed a check (token, state, cookie)
+        └── IdentityProviderError  the IdP cannot be reached or answered nonsense
 
 Errors that travel to a Postgres client carry a SQLSTATE; the constructors that turn
 them into ErrorResponse messages live in :mod:`proxy.pgerrors`.
@@ -98,3 +100,18 @@ class UpstreamError(PeerError):
 
 class StoreUnavailable(PeerError):
     """The gateway's own store cannot be reached; the proxy fails closed."""
+
+
+class SignInRefused(PeerError):
+    """A web sign-in or session failed a check. ``reason`` is shown to the user; ``attack``
+    is True when only a forger or a replay could cause it (it raises an alert)."""
+
+    def __init__(self, reason: str, *, attack: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.attack = attack
+
+
+class IdentityProviderError(PeerError):
+    """The IdP could not be reached, or its discovery document, keys or token endpoint
+    answered something unusable."""

@@ -1,9 +1,9 @@
 """The composition root: builds every part from the config and runs them in order.
 
-Start-up: store pool → migrations → the target catalogs → the audit spool (and recovery of
-the spools of stopped processes) → the masked columns learned so far → audit recorder →
-approvals (heartbeat, reconciler,
-LISTEN, the sweep) → Slack, when ``slack.bot_token`` is set (outbox sender, Socket Mode) →
+Start-up: store pool → migrations → the IdP memberships (with ``oidc``) → the target
+catalogs → the audit spool (and recovery of the spools of stopped processes) → the masked
+columns learned so far → audit recorder → approvals (heartbeat, reconciler, LISTEN, the
+sweep) → Slack, when ``slack.bot_token`` is set (outbox sender, Socket Mode) →
 Postgres listener → HTTP listener. Shut-down runs the reverse: stop
 accepting, drain sessions, finish running approved statements, flush the audit trail,
 close the pool. Everything a gateway process knows that matters lives in the store, so any
@@ -26,6 +26,10 @@ from audit.recovery import recover
 from audit.spool import AuditSpool
 from bot.slack import SlackAdapter
 from guard.classify import Classifier
+from identity import Directory
+from identity.idp_groups import IdpGroups
+from identity.oidc import OidcClient
+from identity.web_sessions import WebSessions
 from jitgate.config import Config, Resource
 from jitgate.errors import ConfigError
 from jitgate.metrics import GatewayMetrics
@@ -55,9 +59,16 @@ class Gateway:
             max_lag=config.audit_max_lag,
         )
         self.masked_columns = MaskedColumns(pool)
+        # With oidc: the groups the IdP named at sign-in count beside the static ones.
+        self.idp_groups = IdpGroups(pool) if config.oidc is not None else None
+        self.directory = Directory(config, pool, [self.idp_groups] if self.idp_groups else [])
+        self.oidc = OidcClient(config.oidc, config.public_url) if config.oidc else None
+        self.web_sessions = WebSessions(pool, config.oidc.cookie_secret if config.oidc else None)
+        self._idp_groups_task: asyncio.Task[None] | None = None
         self.approvals = Approvals(
-            config, pool, self.recorder, notifiers=[InboxNotifier()], masking=self.masking_for
-        )
+            config, pool, self.recorder, notifiers=[InboxNotifier()], masking=self.masking_for,
+            directory=self.directory,
+        )  # fmt: skip
         self.proxy = ProxyServer(
             config,
             pool,
@@ -111,6 +122,11 @@ class Gateway:
         from jitgate.web import build_http_app
 
         await check_at_start(self.config)
+        if self.idp_groups is not None:
+            await self.idp_groups.load()
+            self._idp_groups_task = asyncio.create_task(
+                self.idp_groups.run(), name="idp-memberships"
+            )
         classifiers = self.approvals.classifiers
         await classifiers.load(self.target_rows)
         self._catalog_task = asyncio.create_task(
@@ -161,9 +177,13 @@ class Gateway:
             self._catalog_task.cancel()
         if self._masked_task is not None:
             self._masked_task.cancel()
+        if self._idp_groups_task is not None:
+            self._idp_groups_task.cancel()
         await self.proxy.stop(drain_timeout)
         if self._http_runner is not None:
             await self._http_runner.cleanup()
+        if self.oidc is not None:
+            await self.oidc.close()
         await self.approvals.stop(drain_timeout)
         if self.slack is not None:
             # After the core: what it queued while stopping stays in the outbox for later.

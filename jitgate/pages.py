@@ -10,7 +10,8 @@ redirects back (303); a refusal (self-approval, not an approver, already decided
 expired) re-renders the page with the core's message (403/409/404) and changes nothing.
 ``GET /sessions/{id}`` — a session's statements from the audit trail, SQL masked; for its
 own user and the approvers of its resource.
-``GET|POST /login``, ``POST /logout`` — who the user is (see :mod:`jitgate.webauth`).
+``GET|POST /login``, ``POST /logout`` — who the user is (see :mod:`jitgate.webauth`); with
+``oidc`` configured, ``GET /login`` signs in with the IdP instead (:mod:`jitgate.signin`).
 
 Pages need a user: a GET without one is redirected (303) to ``/login?next=…``, a POST gets
 401. Every POST must come from our own origin (``Origin``/``Referer``), else 403.
@@ -18,10 +19,9 @@ Pages need a user: a GET without one is redirected (303) to ``/login?next=…``,
 
 from __future__ import annotations
 
-import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 from uuid import UUID
 
 from aiohttp import web
@@ -31,23 +31,23 @@ from approvals.display import shown
 from approvals.model import RequestView, State
 from jitgate import templates as t
 from jitgate.api import REFUSAL_STATUS, awaiting, may_see, mine
-from jitgate.errors import DecisionRefused, StoreUnavailable
+from jitgate.errors import DecisionRefused, SignInRefused, StoreUnavailable
 from jitgate.gateway import Gateway
+from jitgate.signin import OidcSignIn
 from jitgate.webauth import (
     STORE_ERRORS,
     clear_login_cookies,
-    config_users,
-    identity_of_token,
+    next_path,
     page_user,
     same_origin,
     set_login_cookie,
+    token_user,
 )
 from masking import mask_text
 
 PageHandler = Callable[[web.Request, str], Awaitable[web.StreamResponse]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 TIMELINE_LIMIT = 2000
-_OFF_SITE = re.compile(r"[^\x21-\x7e]|\\")
 # No script may run and no other site may frame a page: a second line behind escaping, and
 # no clickjacking of the Approve button.
 HEADERS = {
@@ -65,13 +65,21 @@ class Pages:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         self.config = gateway.config
+        self.directory = gateway.directory
+        self.sign_in = OidcSignIn(gateway, self._html) if gateway.oidc is not None else None
 
     def routes(self) -> list[web.RouteDef]:
+        if self.sign_in is not None:
+            login = self.sign_in.routes()
+        else:
+            login = [
+                web.get("/login", self.login_page),
+                web.post("/login", self.login),
+                web.post("/logout", self.logout),
+            ]
         return [
             web.get("/", self.home),
-            web.get("/login", self.login_page),
-            web.post("/login", self.login),
-            web.post("/logout", self.logout),
+            *login,
             web.get("/inbox", self._signed_in(self.inbox)),
             web.get(r"/requests/{id:\d+}", self._signed_in(self.request_page)),
             web.post(r"/requests/{id:\d+}/decide", self._signed_in(self.decide)),
@@ -83,13 +91,18 @@ class Pages:
             if request.method == "POST" and not same_origin(request, self.config):
                 return self._html("Refused", t.message("cross-site request refused"), None, 403)
             try:
-                user = await page_user(request, self.config, self.gateway.pool)
+                user = await page_user(
+                    request, self.config, self.directory, self.gateway.web_sessions
+                )
                 if user is None and request.method == "POST":
                     body = t.message("you are not logged in") + '<a href="/login">Log in</a>'
                     return self._html("Log in first", body, None, 401)
                 if user is None:
                     raise web.HTTPSeeOther("/login?next=" + quote(request.path_qs, safe="/"))
                 return await handler(request, user)
+            except SignInRefused as exc:
+                assert self.sign_in is not None
+                return self.sign_in.refused(request, exc)
             except StoreUnavailable as exc:
                 return self._html("Unavailable", t.message(str(exc)), None, 503)
             except STORE_ERRORS as exc:
@@ -105,7 +118,8 @@ class Pages:
         raise web.HTTPSeeOther("/inbox")
 
     async def login_page(self, request: web.Request, note: str | None = None) -> web.Response:
-        form = t.login_form(self.config.demo, config_users(self.config), _next(request.query))
+        users = self.directory.configured_users()
+        form = t.login_form(self.config.demo, users, next_path(request.query))
         return self._html("Log in", t.message(note) + form, None, 401 if note else 200)
 
     async def login(self, request: web.Request) -> web.Response:
@@ -114,16 +128,16 @@ class Pages:
         form = await request.post()
         if self.config.demo:
             value = str(form.get("user", "")).strip().lower()
-            valid = value in config_users(self.config)
+            valid = value in self.directory.configured_users()
         else:
             value = str(form.get("token", "")).strip()
             try:
-                valid = await identity_of_token(self.gateway.pool, value) is not None
+                valid = await token_user(self.directory, value) is not None
             except StoreUnavailable as exc:
                 return self._html("Unavailable", t.message(str(exc)), None, 503)
         if not valid:
             return await self.login_page(request, "unknown user or invalid token")
-        response = web.HTTPSeeOther(_next(form))
+        response = web.HTTPSeeOther(next_path(form))
         set_login_cookie(response, self.config, value)
         raise response
 
@@ -142,7 +156,7 @@ class Pages:
         self, request: web.Request, user: str, note: str | None = None, status: int = 200
     ) -> web.Response:
         view = await self.gateway.approvals.store.view(int(request.match_info["id"]))
-        if view is None or not may_see(self.config, user, view):
+        if view is None or not may_see(self.directory, user, view):
             # A refused decision still gets its reason, even from someone who may not look.
             if note is not None:
                 return self._html("Refused", t.message(note), user, status)
@@ -152,7 +166,7 @@ class Pages:
         if view.state == State.PENDING and user == view.requester:
             hint = "Waiting for an approver; you cannot approve your own request."
         body = t.message(note) + t.request_detail(view, await self._sessions(view), hint)
-        if awaits(self.config, user, view):
+        if awaits(self.directory, user, view):
             body += t.decision_forms(view)
         return self._html(f"Request #{view.id}", body, user, status)
 
@@ -188,7 +202,7 @@ class Pages:
             session = None
         resource = self.config.resources.get(session["resource"]) if session else None
         approver = resource is not None and bool(
-            self.config.groups_of(user) & set(resource.approvers)
+            self.directory.groups_of(user) & set(resource.approvers)
         )
         if session is None or (session["identity"] != user and not approver):
             return self._html("Not found", t.message("no such session"), user, 404)
@@ -216,16 +230,3 @@ class Pages:
         )
         ids = [str(view.session_id)] if view.session_id else []
         return ids + [str(r[0]) for r in found if str(r[0]) not in ids]
-
-
-def _next(source: Mapping[str, object]) -> str:
-    r"""Where to go after logging in: a path on this site, else ``/inbox``. Browsers drop
-    tabs and newlines from a URL and read a backslash as a slash, so ``/\t/elsewhere`` and
-    ``/\elsewhere`` mean ``//elsewhere``, another host: a target must start with one ``/``
-    and hold printable ASCII only, without a backslash, both as given and percent-decoded
-    (``/%2F%2Felsewhere``)."""
-    target = str(source.get("next", ""))
-    for text in (target, unquote(target)):
-        if not text.startswith("/") or text.startswith("//") or _OFF_SITE.search(text):
-            return "/inbox"
-    return target

@@ -8,6 +8,9 @@
   :data:`TOKEN_COOKIE` holds it (HttpOnly, SameSite=Strict, Secure when ``public_url`` is
   https) and is checked against the store on every request, so revoking the token ends
   the web session too.
+- Pages with ``oidc`` configured: ``GET /login`` signs in with the IdP
+  (:mod:`jitgate.signin`); the cookie :data:`~identity.web_sessions.SESSION_COOKIE` names
+  a session in the store, which logout and expiry end. Tokens are not pasted then.
 - Pages in demo mode (``http.demo: true``): no tokens; the user picks one of the
   configuration's users and :data:`USER_COOKIE` names them. Never enable it in production.
 
@@ -17,55 +20,67 @@ Every POST from a page must pass :func:`same_origin`.
 from __future__ import annotations
 
 import ipaddress
-from urllib.parse import urlsplit
+import re
+from collections.abc import Mapping
+from urllib.parse import unquote, urlsplit
 
 import asyncpg
 from aiohttp import web
 
+from identity import Directory
+from identity.web_sessions import SESSION_COOKIE, WebSessions
 from jitgate.config import Config
-from jitgate.errors import StoreUnavailable
-from store.tokens import TOKEN_PREFIX, token_hash
 
 TOKEN_COOKIE = "jitgate_token"
 USER_COOKIE = "jitgate_user"
+_OFF_SITE = re.compile(r"[^\x21-\x7e]|\\")
 STORE_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
-async def identity_of_token(pool: asyncpg.Pool, token: str) -> str | None:
-    """The email a live token belongs to, or None. Raises StoreUnavailable."""
-    if not token.startswith(TOKEN_PREFIX):
-        return None
-    try:
-        email = await pool.fetchval(
-            "SELECT email FROM access_tokens WHERE token_sha256 = $1"
-            " AND revoked_at IS NULL AND expires_at > now()",
-            token_hash(token),
-            timeout=5,
-        )
-    except STORE_ERRORS as exc:
-        raise StoreUnavailable(f"cannot check the token: {exc}") from exc
-    return str(email) if email is not None else None
-
-
-async def bearer_user(request: web.Request, pool: asyncpg.Pool) -> str | None:
+async def bearer_user(request: web.Request, directory: Directory) -> str | None:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
-    return await identity_of_token(pool, token.strip())
+    principal = await directory.principal_of_token(token.strip())
+    return principal.email if principal is not None else None
 
 
-def config_users(config: Config) -> list[str]:
-    """Every user the configuration names, for the demo picker."""
-    return sorted({member for members in config.groups.values() for member in members})
+async def token_user(directory: Directory, token: str) -> str | None:
+    """The e-mail a pasted access token belongs to, or None."""
+    principal = await directory.principal_of_token(token)
+    return principal.email if principal is not None else None
 
 
-async def page_user(request: web.Request, config: Config, pool: asyncpg.Pool) -> str | None:
-    """The signed-in user of a page request, or None."""
+async def page_user(
+    request: web.Request, config: Config, directory: Directory, sessions: WebSessions
+) -> str | None:
+    """The signed-in user of a page request, or None. Raises :class:`SignInRefused` for an
+    altered session cookie."""
     if config.demo:
         user = request.cookies.get(USER_COOKIE, "").strip().lower()
-        return user if user in config_users(config) else None
+        return user if user in directory.configured_users() else None
+    if config.oidc is not None:
+        cookie = request.cookies.get(SESSION_COOKIE)
+        return await sessions.user_of(cookie) if cookie else None
     token = request.cookies.get(TOKEN_COOKIE)
-    return await identity_of_token(pool, token) if token else None
+    return await token_user(directory, token) if token else None
+
+
+def set_session_cookie(response: web.StreamResponse, config: Config, value: str) -> None:
+    """The IdP session's cookie is SameSite=Lax, not Strict: it is set at the end of a
+    navigation that began at the IdP, and browsers withhold Strict cookies from the
+    redirect to ``/inbox`` that follows, which would send the user back to sign in. Every
+    POST is still checked by :func:`same_origin`."""
+    assert config.oidc is not None
+    response.set_cookie(
+        SESSION_COOKIE,
+        value,
+        httponly=True,
+        samesite="Lax",
+        secure=config.public_url.startswith("https:"),
+        path="/",
+        max_age=int(config.oidc.session_ttl),
+    )
 
 
 def set_login_cookie(response: web.StreamResponse, config: Config, value: str) -> None:
@@ -82,6 +97,7 @@ def set_login_cookie(response: web.StreamResponse, config: Config, value: str) -
 def clear_login_cookies(response: web.StreamResponse) -> None:
     response.del_cookie(USER_COOKIE, path="/")
     response.del_cookie(TOKEN_COOKIE, path="/")
+    response.del_cookie(SESSION_COOKIE, path="/")
 
 
 def same_origin(request: web.Request, config: Config) -> bool:
@@ -109,3 +125,16 @@ def _trusted_host(host: str, public_host: str | None) -> bool:
     except ValueError:
         return False
     return True
+
+
+def next_path(source: Mapping[str, object]) -> str:
+    r"""Where to go after logging in: a path on this site, else ``/inbox``. Browsers drop
+    tabs and newlines from a URL and read a backslash as a slash, so ``/\t/elsewhere`` and
+    ``/\elsewhere`` mean ``//elsewhere``, another host: a target must start with one ``/``
+    and hold printable ASCII only, without a backslash, both as given and percent-decoded
+    (``/%2F%2Felsewhere``)."""
+    target = str(source.get("next", ""))
+    for text in (target, unquote(target)):
+        if not text.startswith("/") or text.startswith("//") or _OFF_SITE.search(text):
+            return "/inbox"
+    return target

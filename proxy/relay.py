@@ -405,7 +405,7 @@ class ClientSession(asyncio.Protocol):
         if resource is None:
             self._fatal(pgerrors.unknown_resource(resource_name))
             return
-        groups = self.server.config.groups_of(user)
+        groups = self.server.directory.groups_of(user)
         if not groups & resource.access.keys():
             self._fatal(pgerrors.no_access(user, resource_name))
             return

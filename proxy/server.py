@@ -21,6 +21,7 @@ import asyncpg
 from approvals.service import Approvals
 from audit.recorder import AuditRecorder
 from audit.spool import AuditSpool
+from identity import Directory
 from jitgate.config import Config, Resource
 from jitgate.metrics import LATENCY_BUCKETS, GatewayMetrics
 from masking import MaskingPolicy
@@ -61,6 +62,8 @@ class ProxyServer:
         self.chain = chain
         self.metrics = metrics
         self.approvals = approvals
+        # Who is in which group: the approvals core's directory, else the config's groups.
+        self.directory = approvals.directory if approvals is not None else Directory(config)
         engine_type, stats_type, self.native = engine_kind(
             native_enabled() if native is None else native
         )

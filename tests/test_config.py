@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from identity import Directory
 from jitgate.config import load_config, parse_config, parse_upstream_url
 from jitgate.errors import ConfigError
 
@@ -59,7 +60,7 @@ def test_the_design_example_loads(tmp_path: Path) -> None:
     assert prod.request_ttl == 3600.0
     assert config.postgres.hold_timeout == 120.0
     assert config.public_url == "http://127.0.0.1:8080"
-    assert config.groups_of("alice@example.COM") == {"engineers"}
+    assert Directory(config).groups_of("alice@example.COM") == {"engineers"}
     assert config.slack.signing_secret == "abc"
     assert "s3cret" not in repr(config)  # secrets stay out of reprs and logs
     with pytest.raises(dataclasses.FrozenInstanceError):
