@@ -18,20 +18,25 @@ each), then the outcome, the command tag and the SQLSTATE, each a length byte an
 
 Segments are encrypted (ChaCha20, a random key per spool kept in the store's
 ``audit_spools``, never beside the files) because SQL texts may quote sensitive values.
-A new segment starts every :data:`ROTATE_EVERY` seconds; an old one is deleted as soon as a
-flush has stored every statement it holds: the relay reports the start of its oldest
+Segments are files of :data:`SEGMENT_SIZE` bytes, allocated when made and written through
+a shared mapping (``proxy/_spool.c``). A new one starts every :data:`ROTATE_EVERY` seconds
+(sooner when half full); an old one is deleted as soon as a flush has stored every
+statement it holds: the relay reports the start of its oldest
 statement still in flight (:meth:`AuditSpool.release` is given it), and a segment closed
 before that moment, followed by a successful flush, has nothing left to tell.
 
-One write per forwarded client read, no fsync: the spool outlives the process, not the
-machine. A segment that cannot be written (a full disk) refuses: the relay ends the
-session with "audit unavailable" rather than run a statement it could not record.
+One append per forwarded client read (a copy into the mapping natively, a ``pwrite``
+without the extension), no fsync: the spool outlives the process, not the machine. A
+spool that cannot take a frame (a new segment the disk cannot hold) refuses: the relay
+ends the session with "audit unavailable" rather than run a statement it could not
+record.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import logging
 import os
@@ -52,6 +57,7 @@ from audit.events import StatementEvent, text_bytes
 log = logging.getLogger("jitgate.audit")
 
 ROTATE_EVERY = 2.0
+SEGMENT_SIZE = 32 << 20  # rotated sooner when half full
 _LENGTH = struct.Struct("<I")
 _INTENT = struct.Struct("<c16sqI")
 _DONE = struct.Struct("<c16sqqq")
@@ -59,47 +65,53 @@ _NONCE = struct.Struct("<4sQ")
 
 
 class SpoolWriter(Protocol):
-    """Seals plaintext frames and appends them to the current segment in one write
-    (``proxy._fastpath.Spool`` or :class:`PySpoolWriter`, the same frames)."""
+    """Seals plaintext frames and appends them to the current segment at once
+    (``proxy._fastpath.Spool`` or :class:`PySpoolWriter`, the same bytes). ``write`` raises
+    OSError ENOBUFS when the segment is full, EBADF when there is none."""
 
     @property
     def frames(self) -> int: ...
     @property
-    def failed(self) -> int: ...
+    def used(self) -> int: ...
     def write(self, plains: list[bytes]) -> None: ...
-    def swap(self, fd: int) -> int: ...
+    def swap(self, fd: int, size: int) -> int: ...
 
 
 class PySpoolWriter:
-    """The spool's writer where the native extension is not built."""
+    """The spool's writer where the native extension is not built: one ``pwrite`` per
+    append, the first frame's length word last, as the native writer copies."""
 
-    def __init__(self, fd: int, key: bytes, prefix: bytes) -> None:
-        self._fd, self._key, self._prefix = fd, key, prefix
+    def __init__(self, key: bytes, prefix: bytes) -> None:
+        self._key, self._prefix = key, prefix
+        self._fd, self._size = -1, 0
         self._counter = 0
-        self.frames = 0
-        self.failed = 0
+        self.frames = self.used = 0
 
     def write(self, plains: list[bytes]) -> None:
-        if self.failed:
-            raise OSError(self.failed, os.strerror(self.failed))
         frames: list[bytes] = []
         for plain in plains:
             self._counter += 1
             nonce = _NONCE.pack(self._prefix, self._counter)
-            frames += (_LENGTH.pack(12 + len(plain)), nonce, _cipher(self._key, nonce, plain))
-        data = memoryview(b"".join(frames))
-        try:
-            while data:
-                data = data[os.write(self._fd, data) :]
-        except OSError as exc:
-            self.failed = exc.errno or 1
-            raise
+            frame = _LENGTH.pack(12 + len(plain)) + nonce + _cipher(self._key, nonce, plain)
+            frames.append(frame + bytes(_padded(len(frame)) - len(frame)))
+        data = b"".join(frames)
+        if self._fd < 0:
+            raise OSError(errno.EBADF, "the audit spool has no segment")
+        if len(data) > self._size - self.used:
+            raise OSError(errno.ENOBUFS, "the audit spool segment is full")
+        os.pwrite(self._fd, data[4:], self.used + 4)
+        os.pwrite(self._fd, data[:4], self.used)
+        self.used += len(data)
         self.frames += len(plains)
 
-    def swap(self, fd: int) -> int:
-        old, self._fd = self._fd, fd
-        self.failed = self.frames = 0
+    def swap(self, fd: int, size: int) -> int:
+        old, self._fd, self._size = self._fd, fd, size
+        self.frames = self.used = 0
         return old
+
+
+def _padded(size: int) -> int:
+    return (size + 3) & ~3
 
 
 def intent_frame(event: StatementEvent) -> bytes:
@@ -165,14 +177,15 @@ def remove(paths: list[Path]) -> None:
 
 
 def read_frames(data: bytes, key: bytes, intents: list[Intent], dones: Dones) -> None:
-    """Add the frames of a segment's bytes to ``intents`` and ``dones``; a frame cut short
-    (the machine stopped mid-write) ends the segment. ValueError for a frame that does not
-    decrypt to one (the wrong key, a damaged file)."""
+    """Add the frames of a segment's bytes to ``intents`` and ``dones``: frames start on
+    4-byte boundaries, and a zero length (the segment's unused end, or an append the
+    process died in) or a frame cut short (the machine stopped) ends them. ValueError for
+    a frame that does not decrypt to one (the wrong key, a damaged file)."""
     at = 0
     while at + 4 <= len(data):
         (length,) = _LENGTH.unpack_from(data, at)
         frame = data[at + 4 : at + 4 + length]
-        if len(frame) < length:
+        if length == 0 or len(frame) < length:
             break
         plain = _cipher(key, frame[:12], frame[12:])
         if plain[:1] == b"I" and len(plain) >= _INTENT.size:
@@ -188,7 +201,7 @@ def read_frames(data: bytes, key: bytes, intents: list[Intent], dones: Dones) ->
             )
         else:
             raise ValueError("an audit spool frame that does not decrypt")
-        at += 4 + length
+        at += _padded(4 + length)
 
 
 def _shorts(plain: bytes, at: int) -> list[bytes]:
@@ -207,13 +220,13 @@ def _cipher(key: bytes, nonce: bytes, data: bytes) -> bytes:
     return Cipher(algorithms.ChaCha20(key, bytes(4) + nonce), None).encryptor().update(data)
 
 
-def new_writer(fd: int, key: bytes, prefix: bytes) -> SpoolWriter:
+def new_writer(key: bytes, prefix: bytes) -> SpoolWriter:
     """The native writer when the extension is built, else :class:`PySpoolWriter`."""
     try:
         from proxy._fastpath import Spool  # type: ignore[import-not-found]
     except ImportError:
-        return PySpoolWriter(fd, key, prefix)
-    writer: SpoolWriter = Spool(fd, key, prefix)
+        return PySpoolWriter(key, prefix)
+    writer: SpoolWriter = Spool(key, prefix)
     return writer
 
 
@@ -229,6 +242,7 @@ class AuditSpool:
         self._segment = 0
         self._path: Path | None = None
         self._retired: list[tuple[float, Path]] = []
+        self._rotated = 0.0
         self.writer: SpoolWriter | None = None
 
     async def open(self, gateway: str) -> None:
@@ -244,22 +258,33 @@ class AuditSpool:
         )
         self._lock_fd = os.open(self.directory / f"{self.id}.lock", os.O_CREAT | os.O_RDWR, 0o600)
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        self.writer = new_writer(self._next_segment(), self._key, os.urandom(4))
+        self.writer = new_writer(self._key, os.urandom(4))
+        self.writer.swap(self._next_segment(), SEGMENT_SIZE)
+        self._rotated = time.monotonic()
 
     def write(self, plains: list[bytes]) -> None:
         """Append the plaintext frames (:func:`intent_frame`, :func:`done_frame`) in one
         write; OSError when the segment cannot take them."""
         if self.writer is None:
-            raise OSError("the audit spool is closed")
-        self.writer.write(plains)
+            raise OSError(errno.EBADF, "the audit spool is closed")
+        try:
+            self.writer.write(plains)
+        except OSError as exc:
+            if exc.errno != errno.ENOBUFS:
+                raise
+            self.rotate()  # full before its time: the next segment takes them
+            self.writer.write(plains)
 
     def rotate(self) -> None:
-        """Start a new segment if the current one holds anything (or failed)."""
+        """Start a new segment if the current one holds anything. OSError when a new one
+        cannot be made (a full disk): appends go on into the current one while it lasts."""
         writer = self.writer
-        if writer is None or not (writer.frames or writer.failed):
+        if writer is None or not writer.frames:
             return
         closed = self._path
-        os.close(writer.swap(self._next_segment()))
+        fd = self._next_segment()
+        os.close(writer.swap(fd, SEGMENT_SIZE))
+        self._rotated = time.monotonic()
         if closed is not None:
             self._retired.append((time.time(), closed))
 
@@ -274,7 +299,11 @@ class AuditSpool:
     async def run(self) -> None:
         """Rotate every :data:`ROTATE_EVERY` seconds until cancelled."""
         while True:
-            await asyncio.sleep(ROTATE_EVERY)
+            await asyncio.sleep(ROTATE_EVERY / 4)
+            writer = self.writer
+            due = time.monotonic() - self._rotated >= ROTATE_EVERY
+            if writer is None or not (due or writer.used > SEGMENT_SIZE // 2):
+                continue
             try:
                 self.rotate()
             except OSError as exc:
@@ -286,7 +315,7 @@ class AuditSpool:
         writer, self.writer = self.writer, None
         if writer is not None:
             with contextlib.suppress(OSError):
-                os.close(writer.swap(-1))
+                os.close(writer.swap(-1, 0))
         if self._path is not None:
             self._retired.append((time.time(), self._path))
         if everything_stored:
@@ -300,9 +329,19 @@ class AuditSpool:
             self._lock_fd = -1
 
     def _next_segment(self) -> int:
+        """A new segment file, its blocks allocated (a segment the disk cannot hold is
+        refused now, not when a frame is copied into its mapping)."""
+        path = self.directory / f"{self.id}.{self._segment + 1:08d}.seg"
+        fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_EXCL, 0o600)
+        try:
+            os.posix_fallocate(fd, 0, SEGMENT_SIZE)
+        except OSError:
+            os.close(fd)
+            path.unlink()
+            raise
         self._segment += 1
-        self._path = self.directory / f"{self.id}.{self._segment:08d}.seg"
-        return os.open(self._path, os.O_CREAT | os.O_WRONLY | os.O_APPEND | os.O_EXCL, 0o600)
+        self._path = path
+        return fd
 
 
 def dead_spools(directory: Path, own: UUID) -> list[tuple[UUID, list[Path], int]]:

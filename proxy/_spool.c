@@ -1,13 +1,16 @@
 /* The audit spool's writer: statements go to a local file before they go to the target.
  *
  * Every statement the relay forwards (the native fast path's here, without the GIL; the
- * Python relay's through Spool.write) is first appended to the current segment file as an
+ * Python relay's through Spool.write) is first appended to the current segment as an
  * "intent" frame: which session, when it started (microseconds since the epoch, the same
- * value its audit record will carry) and its SQL text. The write reaches the kernel before
- * the statement reaches the target, so a kill -9 at any moment leaves every statement the
- * target may have run either in the audit store or in a segment, where a restarted gateway
- * finds it (audit/spool.py). One write per frame, no fsync: the spool guards against the
- * process dying, not the machine.
+ * value its audit record will carry) and its SQL text. The segment is a file whose blocks
+ * are reserved (audit/spool.py allocates it) and mapped shared: a frame copied into the
+ * mapping is in the kernel's page cache at once, with no system call, so it outlives a kill
+ * -9 at any moment, and the statement goes to the target only after it is there. No
+ * fsync: the spool guards against the process dying, not the machine. Each append writes
+ * the length word of its first frame last: a process killed mid-copy leaves a zero length
+ * where the reader stops, never half a frame. A segment too full for an append refuses it
+ * (ENOBUFS) until Spool.swap gives a new one.
  *
  * SQL texts may quote sensitive values, so frames are encrypted with ChaCha20 (RFC 8439)
  * under a key the gateway keeps in its store, never on the spool's disk. A frame on disk:
@@ -23,6 +26,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "_spool.h"
@@ -89,6 +93,13 @@ chacha20_xor(const uint32_t key[8], const uint8_t nonce[12], uint8_t *p, Py_ssiz
 #define FRAME_HEAD 16 /* length and nonce */
 #define INTENT_HEAD (1 + 16 + 8 + 4)
 
+/* A frame's size in the segment: frames start on 4-byte boundaries (zeros between). */
+static Py_ssize_t
+padded(Py_ssize_t n)
+{
+    return (n + 3) & ~(Py_ssize_t)3;
+}
+
 /* Seal the ``n`` plaintext bytes at ``out + FRAME_HEAD`` into a frame (the lock held). */
 static void
 seal(Spool *s, uint8_t *out, Py_ssize_t n)
@@ -99,21 +110,25 @@ seal(Spool *s, uint8_t *out, Py_ssize_t n)
     chacha20_xor(s->key, out + 4, out + FRAME_HEAD, n);
 }
 
-/* Write all of ``p[:n]`` to the segment (the lock held): 0, or -1 with the spool failed. */
+/* Append the sealed frames ``p[:n]`` to the segment (the lock held): 0, or -1 with errno
+ * ENOBUFS (the segment is full) or EBADF (there is none). */
 static int
-write_all(Spool *s, const uint8_t *p, Py_ssize_t n)
+append(Spool *s, const uint8_t *p, Py_ssize_t n)
 {
-    while (n > 0) {
-        ssize_t wrote = write(s->fd, p, (size_t)n);
-        if (wrote < 0 && errno == EINTR)
-            continue;
-        if (wrote <= 0) {
-            s->failed = wrote < 0 ? errno : ENOSPC;
-            return -1;
-        }
-        p += wrote;
-        n -= wrote;
+    if (s->map == NULL) {
+        errno = EBADF;
+        return -1;
     }
+    if (n > s->size - s->used) {
+        errno = ENOBUFS;
+        return -1;
+    }
+    uint8_t *at = s->map + s->used;
+    memcpy(at + 4, p + 4, (size_t)n - 4);
+    uint32_t length;
+    memcpy(&length, p, 4);
+    __atomic_store_n((uint32_t *)at, length, __ATOMIC_RELEASE); /* aligned: frames are */
+    s->used += n;
     return 0;
 }
 
@@ -146,12 +161,13 @@ int
 spool_intent(Spool *s, const uint8_t session[16], long long started_us, const char *text,
              Py_ssize_t n, const uint8_t *done, Py_ssize_t done_len)
 {
-    uint8_t local[2 * FRAME_HEAD + DONE_MAX + INTENT_HEAD + 8192];
-    Py_ssize_t done_size = done_len ? FRAME_HEAD + done_len : 0;
-    Py_ssize_t size = done_size + FRAME_HEAD + INTENT_HEAD + n;
+    uint8_t local[2 * FRAME_HEAD + DONE_MAX + INTENT_HEAD + 8192 + 8];
+    Py_ssize_t done_size = done_len ? padded(FRAME_HEAD + done_len) : 0;
+    Py_ssize_t size = done_size + padded(FRAME_HEAD + INTENT_HEAD + n);
     uint8_t *frames = size <= (Py_ssize_t)sizeof local ? local : malloc((size_t)size);
     if (frames == NULL)
         return -1;
+    memset(frames, 0, (size_t)size);
     if (done_len)
         memcpy(frames + FRAME_HEAD, done, done_len);
     uint8_t *plain = frames + done_size + FRAME_HEAD;
@@ -161,15 +177,12 @@ spool_intent(Spool *s, const uint8_t session[16], long long started_us, const ch
     put_le32(plain + 25, (uint32_t)n);
     memcpy(plain + INTENT_HEAD, text, n);
     pthread_mutex_lock(&s->lock);
-    int rc = -1;
-    if (!s->failed && s->fd >= 0) {
-        if (done_len)
-            seal(s, frames, done_len);
-        seal(s, frames + done_size, INTENT_HEAD + n);
-        rc = write_all(s, frames, size);
-        if (rc == 0)
-            s->frames += done_len ? 2 : 1;
-    }
+    if (done_len)
+        seal(s, frames, done_len);
+    seal(s, frames + done_size, INTENT_HEAD + n);
+    int rc = append(s, frames, size);
+    if (rc == 0)
+        s->frames += done_len ? 2 : 1;
     pthread_mutex_unlock(&s->lock);
     if (frames != local)
         free(frames);
@@ -179,10 +192,9 @@ spool_intent(Spool *s, const uint8_t session[16], long long started_us, const ch
 static int
 Spool_init(Spool *self, PyObject *args, PyObject *kwds)
 {
-    int fd;
     Py_buffer key, prefix;
-    static char *kwlist[] = {"fd", "key", "prefix", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iy*y*", kwlist, &fd, &key, &prefix))
+    static char *kwlist[] = {"key", "prefix", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "y*y*", kwlist, &key, &prefix))
         return -1;
     int ok = key.len == 32 && prefix.len == 4;
     if (ok) {
@@ -196,14 +208,13 @@ Spool_init(Spool *self, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_ValueError, "a spool takes a 32-byte key and a 4-byte prefix");
         return -1;
     }
-    if (!self->ready) {
-        pthread_mutex_init(&self->lock, NULL);
-        self->ready = 1;
+    if (self->ready) {
+        PyErr_SetString(PyExc_RuntimeError, "a spool is initialised once");
+        return -1;
     }
-    self->fd = fd;
-    self->counter = 0;
-    self->frames = 0;
-    self->failed = 0;
+    pthread_mutex_init(&self->lock, NULL);
+    self->ready = 1;
+    self->fd = -1;
     return 0;
 }
 
@@ -212,11 +223,13 @@ Spool_dealloc(Spool *self)
 {
     if (self->ready)
         pthread_mutex_destroy(&self->lock);
+    if (self->map != NULL)
+        munmap(self->map, (size_t)self->size);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
 /* Spool.write(plains): seal each plaintext frame (bytes, built by audit/spool.py) and
- * append them all in one write. */
+ * append them all at once. */
 static PyObject *
 Spool_write(Spool *self, PyObject *plains)
 {
@@ -231,58 +244,75 @@ Spool_write(Spool *self, PyObject *plains)
             PyErr_SetString(PyExc_TypeError, "a plaintext frame is bytes");
             return NULL;
         }
-        size += FRAME_HEAD + PyBytes_GET_SIZE(plain);
+        size += padded(FRAME_HEAD + PyBytes_GET_SIZE(plain));
     }
-    uint8_t *frames = PyMem_Malloc(size ? (size_t)size : 1);
+    if (count == 0)
+        Py_RETURN_NONE;
+    uint8_t *frames = PyMem_Calloc((size_t)size, 1);
     if (frames == NULL)
         return PyErr_NoMemory();
     uint8_t *at = frames;
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *plain = PyList_GET_ITEM(plains, i);
         memcpy(at + FRAME_HEAD, PyBytes_AS_STRING(plain), PyBytes_GET_SIZE(plain));
-        at += FRAME_HEAD + PyBytes_GET_SIZE(plain);
+        at += padded(FRAME_HEAD + PyBytes_GET_SIZE(plain));
     }
-    int rc = -1, failed;
+    int rc, error;
     Py_BEGIN_ALLOW_THREADS;
     pthread_mutex_lock(&self->lock);
-    if (!self->failed && self->fd >= 0) {
-        at = frames;
-        for (Py_ssize_t i = 0; i < count; i++) {
-            Py_ssize_t n = PyBytes_GET_SIZE(PyList_GET_ITEM(plains, i));
-            seal(self, at, n);
-            at += FRAME_HEAD + n;
-        }
-        rc = write_all(self, frames, size);
-        if (rc == 0)
-            self->frames += count;
+    at = frames;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        Py_ssize_t n = PyBytes_GET_SIZE(PyList_GET_ITEM(plains, i));
+        seal(self, at, n);
+        at += padded(FRAME_HEAD + n);
     }
-    failed = self->failed;
+    rc = append(self, frames, size);
+    error = errno;
+    if (rc == 0)
+        self->frames += count;
     pthread_mutex_unlock(&self->lock);
     Py_END_ALLOW_THREADS;
     PyMem_Free(frames);
     if (rc < 0) {
-        errno = failed ? failed : EBADF;
+        errno = error;
         return PyErr_SetFromErrno(PyExc_OSError);
     }
     Py_RETURN_NONE;
 }
 
-/* Spool.swap(fd): write to ``fd`` from now on (a new segment); the old fd, to close. A
- * spool that failed is writable again once swapped to a new file. */
+/* Spool.swap(fd, size): append to the segment ``fd`` (``size`` bytes, allocated) from now
+ * on, mapped; -1 for none. The previous segment's fd, to close. */
 static PyObject *
-Spool_swap(Spool *self, PyObject *arg)
+Spool_swap(Spool *self, PyObject *args)
 {
-    int fd = (int)PyLong_AsLong(arg);
-    if (fd == -1 && PyErr_Occurred())
+    int fd;
+    Py_ssize_t size;
+    if (!PyArg_ParseTuple(args, "in", &fd, &size))
         return NULL;
+    uint8_t *map = NULL;
+    if (fd >= 0) {
+        if (size < 64 || size % 4) {
+            PyErr_SetString(PyExc_ValueError, "a segment is at least 64 bytes, a multiple of 4");
+            return NULL;
+        }
+        map = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (map == MAP_FAILED)
+            return PyErr_SetFromErrno(PyExc_OSError);
+    }
     Py_BEGIN_ALLOW_THREADS;
     pthread_mutex_lock(&self->lock);
     Py_END_ALLOW_THREADS;
     int old = self->fd;
+    uint8_t *old_map = self->map;
+    Py_ssize_t old_size = self->size;
     self->fd = fd;
-    self->failed = 0;
+    self->map = map;
+    self->size = map != NULL ? size : 0;
+    self->used = 0;
     self->frames = 0;
     pthread_mutex_unlock(&self->lock);
+    if (old_map != NULL)
+        munmap(old_map, (size_t)old_size);
     return PyLong_FromLong(old);
 }
 
@@ -293,23 +323,23 @@ Spool_get_frames(Spool *self, void *closure)
 }
 
 static PyObject *
-Spool_get_failed(Spool *self, void *closure)
+Spool_get_used(Spool *self, void *closure)
 {
-    return PyLong_FromLong(self->failed);
+    return PyLong_FromSsize_t(self->used);
 }
 
 static PyMethodDef Spool_methods[] = {
     {"write", (PyCFunction)Spool_write, METH_O,
-     "write(plains): seal the plaintext frames and append them in one write; OSError when "
-     "the segment cannot take them (the spool then refuses until swapped)."},
-    {"swap", (PyCFunction)Spool_swap, METH_O,
-     "swap(fd): write to fd from now on; return the previous fd."},
+     "write(plains): seal the plaintext frames and append them at once; OSError ENOBUFS "
+     "when the segment is full, EBADF when there is none."},
+    {"swap", (PyCFunction)Spool_swap, METH_VARARGS,
+     "swap(fd, size): append to the allocated segment fd from now on; the previous fd."},
     {NULL},
 };
 
 static PyGetSetDef Spool_getset[] = {
     {"frames", (getter)Spool_get_frames, NULL, "frames written to the current segment", NULL},
-    {"failed", (getter)Spool_get_failed, NULL, "errno of the write that failed, else 0", NULL},
+    {"used", (getter)Spool_get_used, NULL, "bytes of the current segment in use", NULL},
     {NULL},
 };
 

@@ -8,14 +8,15 @@
 
 typedef struct Spool {
     PyObject_HEAD
-    pthread_mutex_t lock; /* held for a frame's counter and write: frames never interleave */
+    pthread_mutex_t lock; /* held for a frame's counter and copy: frames never interleave */
     int ready;            /* the lock is initialised */
     int fd;               /* the current segment, -1: none */
-    int failed;           /* errno of a write that failed: every write refuses until swap */
+    uint8_t *map;         /* the segment, mapped shared; NULL: none */
+    Py_ssize_t size, used;
     uint32_t key[8];
     uint8_t prefix[4];
     uint64_t counter;
-    long long frames; /* written to the current segment */
+    long long frames; /* appended to the current segment */
 } Spool;
 
 extern PyTypeObject SpoolType;
@@ -30,8 +31,8 @@ Py_ssize_t spool_done(uint8_t out[DONE_MAX], const uint8_t session[16], long lon
                       long long duration_us, long long rows, const char *outcome,
                       const char *tag, int tag_len, const char *state, int state_len);
 
-/* Append a done frame (``done_len`` 0: none) and an intent frame in one write, no GIL
- * needed: 0, or -1 when the spool cannot take them. */
+/* Append a done frame (``done_len`` 0: none) and an intent frame, no GIL needed: 0, or -1
+ * when the spool cannot take them (errno ENOBUFS: the segment is full). */
 int spool_intent(Spool *s, const uint8_t session[16], long long started_us, const char *text,
                  Py_ssize_t n, const uint8_t *done, Py_ssize_t done_len);
 

@@ -5,6 +5,7 @@ a spool whose key the store lacks is left alone."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import time
 import uuid
@@ -41,16 +42,25 @@ def _event(sql: str, outcome: str = "ok") -> StatementEvent:
 @pytest.mark.parametrize("native", [True, False] if NATIVE_AVAILABLE else [False])
 def test_frames_read_back_as_written(native: bool, tmp_path: Path) -> None:
     key, path = os.urandom(32), tmp_path / "segment"
-    fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    os.posix_fallocate(fd, 0, 4096)
     writer: SpoolWriter = (
-        new_writer(fd, key, os.urandom(4)) if native else PySpoolWriter(fd, key, os.urandom(4))
+        new_writer(key, os.urandom(4)) if native else PySpoolWriter(key, os.urandom(4))
     )
     assert (type(writer).__name__ == "Spool") is native
+    with pytest.raises(OSError) as none:
+        writer.write([intent_frame(_event("select 1"))])
+    assert none.value.errno == errno.EBADF  # no segment yet: refused, nothing lost silently
+    writer.swap(fd, 4096)
     first, second = _event("update t set card = '4111 1111 1111 1111'"), _event("x" * 300)
     writer.write([intent_frame(first)])
     writer.write([done_frame(first), intent_frame(second)])
-    os.close(fd)
+    with pytest.raises(OSError) as full:
+        writer.write([intent_frame(_event("y" * 4000))])
+    assert full.value.errno == errno.ENOBUFS
+    os.close(writer.swap(-1, 0))
     data = path.read_bytes()
+    assert len(data) == 4096
     assert b"4111" not in data and b"update" not in data  # encrypted at rest
     intents: list = []
     dones: dict = {}
@@ -63,10 +73,15 @@ def test_frames_read_back_as_written(native: bool, tmp_path: Path) -> None:
     done = dones[(first.session_id, intents[0].started_us)]
     assert (done.outcome, done.rows, done.command_tag) == ("ok", 3, b"UPDATE 3")
     assert abs(done.duration_us - 2000) <= 1  # µs of float seconds
-    # A frame cut short (the machine stopped mid-write) ends the segment; a wrong key fails.
+    # A frame cut short (the machine stopped mid-write) ends the segment, and so does a
+    # zero length (an append the process died in); a wrong key fails.
+    end = data.rstrip(b"\0")
     cut: list = []
-    read_frames(data[:-5], key, cut, {})
+    read_frames(end[:-5], key, cut, {})
     assert len(cut) == 1
+    died: list = []
+    read_frames(b"\0\0\0\0" + data[4:], key, died, {})
+    assert died == []
     with pytest.raises(ValueError):
         read_frames(data, os.urandom(32), [], {})
 
@@ -88,9 +103,14 @@ def test_a_spool_that_cannot_be_written_refuses_the_statement(
         with psycopg.connect(dsn, autocommit=True) as conn:
             for n in range(repeat):
                 conn.execute(f"INSERT INTO t VALUES ({n})", prepare=False)
-            writer = gateway.gateway.spool.writer
-            assert writer is not None
-            os.close(writer.swap(os.open("/dev/full", os.O_WRONLY)))
+            # The current segment full, and no new one can be made (the directory is gone,
+            # as a full disk refuses one).
+            spool = gateway.gateway.spool
+            assert spool.writer is not None
+            tiny = os.open(tmp_path / "tiny", os.O_CREAT | os.O_RDWR, 0o600)
+            os.posix_fallocate(tiny, 0, 64)
+            os.close(spool.writer.swap(tiny, 64))
+            spool.directory.rename(tmp_path / "gone")
             with pytest.raises(psycopg.OperationalError) as refused:
                 conn.execute("INSERT INTO t VALUES (99)", prepare=False)
         assert refused.value.sqlstate == "57P03"
