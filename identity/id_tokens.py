@@ -118,7 +118,9 @@ def _groups(claims: dict[str, Any], settings: OidcSettings) -> tuple[str, ...]:
     path = settings.groups_claim
     if not path:
         return ()
-    if path[0] in claims.get("_claim_names", {}) or claims.get("hasgroups") is True:
+    pointers = claims.get("_claim_names")
+    overage = isinstance(pointers, dict) and path[0] in pointers
+    if overage or (path[0] == "groups" and claims.get("hasgroups") is True):
         raise SignInRefused(
             "the IdP left the groups out of the ID token (too many groups: Entra ID's"
             " overage); ask an administrator to send only the groups assigned to jitgate"
