@@ -3,7 +3,9 @@ check, and the ways cards are printed.
 
 A compact number of 12 or 13 digits is also the length of a UPC-A or EAN-13 barcode, whose
 check digit one Luhn-valid number in ten also passes; such a number is taken for a barcode
-unless a name calls it a card (:func:`valid_compact_card`).
+unless a column name, JSON key or word glued to it or just before it calls it a card
+(:func:`valid_compact_card`), or an expiry date follows it (:func:`card_extent`). Bare, it
+cannot be told from a barcode.
 """
 
 from __future__ import annotations
@@ -77,7 +79,16 @@ def _diners(digits: str, n: int) -> bool:
     return (n == 14 or n >= 16) and (300 <= int(digits[:3]) <= 305 or digits[:4] == "3095")
 
 
-_CARD_SEPARATORS = str.maketrans("", "", " .-")
+def card_extent(candidate: str) -> int:
+    """The length of the card number that ``candidate`` starts with, or 0. The number may be
+    followed by a space and an expiry date (``4359694193182 04/35``), which makes a compact
+    number of barcode length a card."""
+    if "/" not in candidate:
+        return len(candidate) if valid_card(candidate) else 0
+    number = candidate[: candidate.rindex(" ")]
+    if valid_card(number) or (number.isdigit() and valid_compact_card(number)):
+        return len(number)
+    return 0
 
 
 def valid_card(candidate: str) -> bool:
@@ -86,7 +97,8 @@ def valid_card(candidate: str) -> bool:
     4-6-5 (Amex) or 4-6-4 (Diners); ``46946740-6172-5417``, the head of a UUID, is no card.
     Compact, 12 or 13 digits that are also a valid EAN or UPC barcode are taken for the
     barcode."""
-    digits = candidate.translate(_CARD_SEPARATORS)
+    # replace() thrice is several times faster than str.translate() deleting characters
+    digits = candidate.replace(" ", "").replace(".", "").replace("-", "")
     if len(digits) == len(candidate):
         if len(digits) < 14 and gs1_ok(digits):
             return False

@@ -23,6 +23,10 @@ _NAME_CACHE = 4096
 _UNANCHORED = re2._Anchor.UNANCHORED
 # How far back a value may extend from its literal: the longest e-mail local part is 64.
 _BACK_LIMIT = 256
+# RE2's default budget (8 MiB) holds too few DFA states for all the triggers at once: on rows
+# of random tokens the cache was flushed over and over and every search ran 4× slower. The
+# memory is taken only as states are built.
+_DFA_MEMORY = 32 << 20
 
 
 def _byte_options() -> re2.Options:
@@ -30,6 +34,7 @@ def _byte_options() -> re2.Options:
     # Latin-1: every byte is one character, so patterns see raw bytes whatever the encoding.
     options.encoding = re2.Options.Encoding.LATIN1
     options.never_capture = True
+    options.max_mem = _DFA_MEMORY
     return options
 
 
@@ -73,6 +78,12 @@ class Scanner:
         # building a generator and a match object per call, a third of the cost per match.
         self._match = self.prefilter._regexp.Match
         self._cued = tuple((i, d.cue) for i, d in enumerate(self.detectors) if d.cue)
+        # What find() reads of each detector, unpacked at once rather than by attribute.
+        self._plans = tuple(
+            (d.entity, d.pattern.search, d.valid, d.group, d.extent, d.cue, d.keyword, d.back,
+             d.back_letters)
+            for d in self.detectors
+        )  # fmt: skip
         self.cued_by = functools.lru_cache(maxsize=_NAME_CACHE)(self._cued_by)
 
     def _cued_by(self, name: str | None) -> frozenset[int]:
@@ -116,29 +127,32 @@ class Scanner:
         :attr:`triggered` for its bytes when the caller already has it."""
         if hits is None:
             hits = self.triggered(text.encode("utf-8", "surrogatepass"))
-        chosen = sorted(cues.union(hits) if cues else hits) if hits else sorted(cues)
+        if cues:
+            chosen: Sequence[int] = sorted(cues.union(hits))
+        else:
+            chosen = hits if len(hits) < 2 else sorted(hits)
         taken: list[Span] = []
         for index in chosen:
-            detector = self.detectors[index]
+            (entity, search, valid, group, extent, cue, keyword_ok, back, back_letters) = (
+                self._plans[index]
+            )
             keyword = None
-            if detector.cue is not None and index not in cues:
-                if not detector.keyword:
+            if cue is not None and index not in cues:
+                if not keyword_ok:
                     continue
-                keyword = detector.cue
+                keyword = cue
             # Inline, and search() rather than finditer(): a masked value runs a few detectors
             # of a match or two each, where the iterator and a call per detector cost a tenth.
-            group, back, extent = detector.group, detector.back, detector.extent
-            search = detector.pattern.search
             match = search(text)
             while match is not None:
                 at, stop = match.span()
-                start, end = match.span(group)
+                start, end = match.span(group) if group else (at, stop)
                 # The next match first, so that each rejection below can just continue.
                 match = search(text, stop if stop > at else at + 1)
                 if back:
                     head = text[max(0, at - _BACK_LIMIT) : at]
                     run = len(head) - len(head.rstrip(back))
-                    if detector.back_letters and run < len(head) and not head[-run - 1].isascii():
+                    if back_letters and run < len(head) and not head[-run - 1].isascii():
                         run = _back_over_letters(head, back)
                     if not run:
                         continue
@@ -153,13 +167,13 @@ class Scanner:
                     end = start + extent(text[start:end])
                     if end == start:
                         continue
-                elif not detector.valid(text[start:end]):
+                elif not valid(text[start:end]):
                     continue
                 for other in taken:
                     if start < other[1] and other[0] < end:
                         break
                 else:
-                    taken.append(_new_span((start, end, detector.entity)))
+                    taken.append(_new_span((start, end, entity)))
         taken.sort()
         return taken
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from masking.faker_checks import luhn_ok
+from masking.faker_values import TEN_YEARS_ON, TODAY
 
 if TYPE_CHECKING:
     from faker import Faker
@@ -50,9 +51,13 @@ NEGATIVES: dict[str, tuple[Callable[[Faker, random.Random], str], tuple[str, ...
     "uuid": (lambda f, r: f.uuid4(), ("id", "uuid", "request_id")),
     "isbn": (lambda f, r: r.choice((f.isbn13, f.isbn10))(), ("isbn",)),
     "ean": (lambda f, r: r.choice((f.ean13, f.ean8))(), ("ean", "barcode", "gtin")),
-    "date": (lambda f, r: r.choice((f.date, f.iso8601, f.date_time().isoformat, f.time))(),
+    "date": (lambda f, r: r.choice((lambda: f.date(end_datetime=TODAY),
+                                     lambda: f.iso8601(end_datetime=TODAY),
+                                     f.date_time(end_datetime=TODAY).isoformat,
+                                     lambda: f.time(end_datetime=TODAY)))(),
              ("created_at", "updated_at", "phone_verified_at")),
-    "epoch": (lambda f, r: str(int(f.unix_time()) * r.choice((1, 1000))), ("ts", "epoch")),
+    "epoch": (lambda f, r: str(int(f.unix_time(end_datetime=TODAY)) * r.choice((1, 1000))),
+              ("ts", "epoch")),
     "version": (_version, ("version", "app_version", "phone_os_version")),
     "hash": (lambda f, r: r.choice((f.md5, f.sha1, f.sha256))(), ("checksum", "sha")),
     "price": (lambda f, r: r.choice((f.pricetag, lambda: str(f.pydecimal(4, 2, True))))(),
@@ -60,7 +65,7 @@ NEGATIVES: dict[str, tuple[Callable[[Faker, random.Random], str], tuple[str, ...
     "signed amount": (_signed_amount, ("delta", "balance_change", "amount")),
     "file name": (_file_name, ("file", "asset", "image")),
     "hostname": (lambda f, r: r.choice((f.hostname, f.domain_name, f.url))(), ("host", "url")),
-    "card expiry/cvv": (lambda f, r: r.choice((f.credit_card_expire,
+    "card expiry/cvv": (lambda f, r: r.choice((lambda: f.credit_card_expire(TODAY, TEN_YEARS_ON),
                                                f.credit_card_security_code))(), ("exp", "cvv")),
     "user agent": (lambda f, r: f.user_agent(), ("user_agent",)),
     "16 digits, not Luhn": (_sixteen_digits_failing_luhn, ("account_ref", "batch")),

@@ -12,6 +12,7 @@ percent-encoded).
 
 from __future__ import annotations
 
+import datetime
 import random
 import re
 from collections.abc import Callable
@@ -31,6 +32,10 @@ Fakers = dict[str, "Faker"]
 ISSUERS = ("maestro", "mastercard", "visa16", "visa13", "visa19", "amex", "discover", "diners",
            "jcb15", "jcb16")  # fmt: skip
 _GLUED = ("PAN", "cc", "CARD", "card", "Visa")
+# Faker draws dates relative to today unless told otherwise; a fixed day keeps the corpus the
+# same from one day to the next.
+TODAY = datetime.datetime(2026, 1, 1)
+TEN_YEARS_ON = TODAY.replace(year=TODAY.year + 10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +87,7 @@ def card(fakers: Fakers, rng: random.Random) -> Positive | None:
     layout = rng.choice((*_CARD_SEPARATORS, "expiry", "track 1", "track 2", "glued"))
     sizes = {15: (4, 6, 5), 14: (4, 6, 4)}.get(len(number), (4, 4, 4, 4, 4))
     printed = _grouped(number, sizes, _CARD_SEPARATORS.get(layout, rng.choice(("", " "))))
-    expiry = faker.credit_card_expire(date_format="%y%m")
+    expiry = faker.credit_card_expire(start=TODAY, end=TEN_YEARS_ON, date_format="%y%m")
     value = {
         "expiry": f"{printed} {expiry[2:]}/{expiry[:2]}",
         "track 1": f"%B{number}^{faker.last_name().upper()}/{faker.first_name().upper()}"

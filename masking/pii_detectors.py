@@ -28,6 +28,15 @@ _CARD_START = (
 # No word character after, nor a further digit group (``4111 1111 1111 1111 2222`` is no
 # card), except an expiry date (``4111 1111 1111 1111 12/27``).
 _CARD_END = r"(?![\w]|[ .-](?!\d\d?/\d)\d|\.\d)"
+# An expiry date after the number, which a barcode never has.
+_EXPIRY = r"(?: (?:0[1-9]|1[0-2])/(?:20)?\d\d(?![\d/]))?"
+# After a compact number: no word character, further digit group or decimal.
+_COMPACT_END = r"(?![\w]|[ .-]\d|\.\d)"
+# Words that call the number right after them a card.
+_CARD_WORDS = (
+    r"(?i:(?:(?:credit|debit)?card|cc|pan|visa|maestro)(?: ?(?:no|nr|num|number)\.?)?"
+    r"[ #:=-]{0,2})"
+)
 # No word character after, nor a further digit group; an extension may follow (``x291``).
 _PHONE_END = r"(?!(?!x\d)\w|[ .-]\d|\.\d)"
 
@@ -39,6 +48,8 @@ _SSN_SEPARATED = f"[0-9]{{3}}{_SSN_SEPARATOR}[0-9]{{2}}{_SSN_SEPARATOR}[0-9]{{4}
 # lowercase letter (UUIDs, hex) or a separator; a separator and no digit; or the end of the
 # value, where the next length (NUL or 0xFF) or message type follows ('s' is lowercase).
 _RUN_END = r"(?:[^0-9a-z_ .-]|[ .-][^0-9]|[ .-]$|[ .-][0-9]{1,2}\\?/|[a-z]\x00|$)"
+# Twelve digits or more, single separators between them allowed, and the end of the run.
+_LONG_RUN = "[0-9](?:[ .-]{0,2}[0-9]){11,18}" + _RUN_END
 _SSN_WORDS = "(?i:ssn|social[ _.-]?sec|soc[ _.-]?sec|tax[ _.-]?payer[ _.-]?id|itin)"
 _PHONE_WORDS = "phone|mobile|cell|fax|tel|msisdn"
 # A domain of letters and digits of any script, and a top-level domain of letters or
@@ -80,20 +91,30 @@ PII_DETECTORS: tuple[Detector, ...] = (
     ),
     plain(
         e.CREDIT_CARD,
-        # each further digit, unless it starts an expiry date
-        _CARD_START + r"(?:\d|(?:[ .-]| {2})(?!\d\d?/)\d){11,18}" + _CARD_END,
-        "[0-9](?:[ .-]{0,2}[0-9]){11,18}" + _RUN_END,
-        valid=cards.valid_card,
+        # each further digit, unless it starts an expiry date, which is taken in to be read
+        # by card_extent and left visible
+        _CARD_START + r"(?:\d|(?:[ .-]| {2})(?!\d\d?/)\d){11,18}" + _CARD_END + _EXPIRY,
+        _LONG_RUN,
+        extent=cards.card_extent,
     ),
     cued(
         e.CREDIT_CARD,
         # A compact 12 or 13 digits that is also a valid EAN or UPC barcode is a card only
-        # where a name says so.
+        # where something says so: its column name or JSON key, ...
         r"(?<![\w.+])\d{12,13}(?![\w]|\.\d)",
         e.CARD_CUE,
         json_key("card|credit|pan|cc"),
         cards.valid_compact_card,
         keyword=False,
+    ),
+    cued(
+        e.CREDIT_CARD,
+        # ... the issuer's or a card's word glued to it or just before it
+        # ("Visa4065379981615", "card no. 4118703789798"), or its expiry date (above).
+        opening(r"\d", r"[\d_.+]") + r"\d{11,12}" + _COMPACT_END,
+        r"(?<![a-z])" + _CARD_WORDS + r"\Z",  # ending where the number starts
+        _CARD_WORDS + "[0-9]{12}",
+        cards.valid_compact_card,
     ),
     plain(
         e.US_SSN,

@@ -142,7 +142,7 @@ SECRET_DETECTORS: tuple[Detector, ...] = (
     plain(
         e.SENDGRID_KEY,
         opening(r"SG\.", r"[\w.-]") + r"[\w-]{22}\.[\w-]{43}" + TOKEN_AFTER,
-        r"SG\.[A-Za-z0-9_-]{22}\.",
+        r"SG\.[A-Za-z0-9_-]",
         valid=v.not_placeholder,
     ),
     plain(

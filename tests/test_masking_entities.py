@@ -24,6 +24,9 @@ POSITIVES = [
     ("CREDIT_CARD", "9792 0000 0000 0003", None),  # Troy
     ("CREDIT_CARD", "213100000000001", None),  # JCB 15
     ("CREDIT_CARD", "4006381330060", "card_number"),  # also an EAN-13: named a card
+    ("CREDIT_CARD", "Visa4006381330060", None),  # ... its issuer glued to it
+    ("CREDIT_CARD", "paid by card no. 4006381330060", None),  # ... a card's word before it
+    ("CREDIT_CARD", "4006381330060 04/29", None),  # ... its expiry date after it
     ("PHONE", "+1.415.555.2671", None),
     ("PHONE", "call 0049 30 1234567", None),
     ("PHONE", "011 44 20 7946 0958", None),
@@ -108,6 +111,8 @@ def test_opt_in_entity_is_found_when_enabled(entity: str, text: str, column: str
     ("text", "column"),
     [
         ("4006381330060", "barcode"),  # EAN-13 that also passes Luhn
+        ("discard 4006381330060", None),  # a word ending in "card" says nothing
+        ("4006381330060 12/05/2024", None),  # a date, not an expiry
         ("+12500000", "delta"),
         ("+5381256.41", "amount"),
         ("-4500.00", "amount"),
@@ -127,6 +132,10 @@ def test_opt_in_entity_is_found_when_enabled(entity: str, text: str, column: str
 )
 def test_look_alikes_stay_untouched(text: str, column: str | None) -> None:
     assert mask_text(text, column=column, policy=EVERYTHING).value == text
+
+
+def test_a_card_expiry_stays_visible() -> None:
+    assert mask_text("4006381330060 04/29").value == "*********0060 04/29"
 
 
 def test_ipv6_is_not_a_pgpass_line() -> None:
