@@ -38,6 +38,8 @@ BYTEA = 17
 RECORD = 2249
 TSVECTOR = 3614
 NUMBER_ARRAYS = frozenset({1016, 1231})  # int8[] numeric[]
+HOLD_BYTEA = frozenset({1001, RECORD, 2287})  # bytea[] record record[]
+FIRST_NORMAL_OID = 16384  # the database's own types (enums, composites…) from here on
 TEXT_TYPES = frozenset({19, 25, 142, 705, 1042, 1043})  # name text xml unknown bpchar varchar
 INET_TYPES = frozenset({650, 869})  # cidr inet
 DATE_TYPES = frozenset({1082, 1114, 1184})  # date timestamp timestamptz
@@ -103,6 +105,10 @@ class Kind(enum.IntEnum):
     array of numbers cannot hold a mask)."""
     UNDECLARED = 15
     """Binary, of a type jitgate does not know (:func:`masking.layouts.mask_undeclared`)."""
+    HEX_TEXT = 16
+    """Text format of a value that can hold bytea parts, which text shows in hex: arrays of
+    bytea, records, and types of the database (a composite may have a bytea field). Each
+    hex part's content is read as bytea is, then the whole as text."""
 
 
 # Kinds of parts whose text the prefilter sees in their bytes.
@@ -143,7 +149,9 @@ class Column:
             return Kind.SKIP
         if oid in NUMBER_ARRAYS and not self.binary:
             return Kind.NUMBERS
-        return _binary_kind(oid) if self.binary else Kind.TEXT
+        if self.binary:
+            return _binary_kind(oid)
+        return Kind.HEX_TEXT if oid in HOLD_BYTEA or oid >= FIRST_NORMAL_OID else Kind.TEXT
 
     @property
     def opaque(self) -> bool:
@@ -160,7 +168,7 @@ class Column:
             return self.binary
         if kind is Kind.BYTEA:
             return not self.binary
-        return kind in _READ_WHOLE
+        return kind in _READ_WHOLE or kind is Kind.HEX_TEXT
 
 
 def _binary_kind(oid: int) -> Kind:

@@ -48,6 +48,8 @@ _BIRTH = re.compile(BIRTH_CUE, re.IGNORECASE | re.ASCII)
 # Rules for the parts of binary arrays, composites and ranges, by column name and part type:
 # a session meets few; past this many (a hostile stream of names) they are forgotten.
 _PART_RULES = 1024
+# A bytea part of an array or record literal in text format: quoted, its backslash doubled.
+_HEX_PART = re.compile(rb"\\\\x((?:[0-9a-fA-F]{2})+)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +122,8 @@ class ValueMasker:
             return self._mask_number(rule, value)
         if kind is Kind.BYTEA:
             return self._mask_bytea(rule, value)
+        if kind is Kind.HEX_TEXT:
+            return self._mask_hex_text(value, rule.cues)
         if kind is Kind.NUMBERS:
             return None if self.mask_text(value, rule.cues) is None else self.null(())
         if kind in (Kind.INET, Kind.DATE):
@@ -144,6 +148,23 @@ class ValueMasker:
             return None
         masked = self._mask_document(content, rule.cues)
         return None if masked is None else bytea_text(masked, value)
+
+    def _mask_hex_text(self, value: bytes, cues: frozenset[int]) -> Masked:
+        """A text literal whose bytea parts are in hex: each part's content masked as a
+        bytea's is (and written back in hex), then the literal as text."""
+
+        def part(match: re.Match[bytes]) -> bytes:
+            content = bytes.fromhex(match[1].decode("ascii"))
+            if not cues and self._first(content) < 0:
+                return match[0]
+            masked = self._mask_document(content, cues)
+            return match[0] if masked is None else b"\\\\x" + masked.hex().encode("ascii")
+
+        parts = _HEX_PART.sub(part, value) if b"\\x" in value else value
+        whole = self.mask_text(parts, cues)
+        if whole is not None:
+            return whole
+        return None if parts == value else parts
 
     def _mask_layout(self, rule: ValueRule, value: bytes) -> Masked:
         """A binary value read part by part, each part by its type; NULL (counted) when its
