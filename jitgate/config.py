@@ -133,6 +133,8 @@ class PostgresListener:
     # Longer statements are refused before they are classified (about 1 s of CPU a MiB).
     max_statement_size: int = 1 << 20
     limits: Limits = field(default_factory=Limits)
+    # What a client may send before it has proved a token (startup, password, SASL).
+    max_startup_message_size: int = 16 << 10
     # Clients must negotiate TLS before their startup packet (their token is a password).
     tls_required: bool = False
 
@@ -216,7 +218,7 @@ def parse_config(raw: object, environ: Mapping[str, str]) -> Config:
     pg = root.child("postgres", {})
     pg.only(
         "listen", "hold_timeout", "tls", "client_auth", "max_message_size",
-        "max_statement_size", "limits",
+        "max_statement_size", "limits", "max_startup_message_size",
     )  # fmt: skip
     tls = pg.child("tls", {})
     tls.only("cert", "key", "require")
@@ -251,6 +253,7 @@ def parse_config(raw: object, environ: Mapping[str, str]) -> Config:
             ),
             max_message_size=pg.integer("max_message_size", 64 << 20, minimum=1024),
             max_statement_size=pg.integer("max_statement_size", 1 << 20, minimum=1024),
+            max_startup_message_size=_startup_size(pg),
             limits=_limits(pg.child("limits", {})),
         ),
         groups=groups,
@@ -264,6 +267,13 @@ def parse_config(raw: object, environ: Mapping[str, str]) -> Config:
         masking_policies=policies,
         oidc=_oidc(root, groups),
     )
+
+
+def _startup_size(pg: _Node) -> int:
+    size = pg.integer("max_startup_message_size", 16 << 10, minimum=1024)
+    if size > 1 << 20:
+        raise ConfigError(pg.key("max_startup_message_size"), "must be at most 1 MiB")
+    return size
 
 
 def _spool_directory(audit: _Node, store: str, environ: Mapping[str, str]) -> Path:

@@ -131,8 +131,9 @@ class Framer:
             (length,) = _INT32.unpack_from(buf, pos)
             if length < 8:
                 raise ProtocolError(f"invalid startup packet length {length}")
-            if length > _MAX_STARTUP_LENGTH:
-                raise ProtocolError("startup packet too long")
+            limit = min(_MAX_STARTUP_LENGTH, self._max_message_size)
+            if length > limit:
+                raise ProtocolError(f"startup packet claims {length} bytes, limit is {limit}")
             if end - pos < length:
                 return pos
             (code,) = _UINT32.unpack_from(buf, pos + 4)

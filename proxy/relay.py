@@ -88,9 +88,6 @@ NOTICE_MESSAGES = frozenset((ERROR_RESPONSE, NOTICE_RESPONSE, NOTIFICATION_RESPO
 PORTAL_SUSPENDED = m.PORTAL_SUSPENDED
 
 STARTUP_TIMEOUT = 30.0
-# The largest message a client may send before it has authenticated (a password or a SASL
-# message is well under a kilobyte).
-PRE_AUTH_MESSAGE_SIZE = 16384
 # What a held session's client may send before the relay stops reading it.
 HOLD_BACKLOG = 1 << 20
 # How long a session whose client went away reads the target's answers to what it was
@@ -179,7 +176,9 @@ class ClientSession(asyncio.Protocol):
     def __init__(self, server: ProxyServer) -> None:
         self.server = server
         # Until the client has proved a token, only what authentication needs fits.
-        self.framer = Framer(startup=True, max_message_size=PRE_AUTH_MESSAGE_SIZE)
+        self.framer = Framer(
+            startup=True, max_message_size=server.config.postgres.max_startup_message_size
+        )
         self.transport: asyncio.Transport | None = None
         self.upstream: UpstreamProtocol | None = None
         self.context: SessionContext | None = None

@@ -385,10 +385,13 @@ def test_max_message_size_is_configurable() -> None:
     [
         (b"\x00\x00\x00\x00", "invalid startup packet length 0"),
         (b"\x00\x00\x00\x07\x00\x03\x00", "invalid startup packet length 7"),
-        (struct.pack("!i", 10001), "startup packet too long"),
-        (b"GET / HTTP/1.1\r\n", "startup packet too long"),
-        (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", "startup packet too long"),
-        (m.Query("SELECT 1").encode(), "startup packet too long"),
+        (struct.pack("!i", 10001), "startup packet claims 10001 bytes, limit is 10000"),
+        (b"GET / HTTP/1.1\r\n", f"startup packet claims {0x47455420} bytes, limit is 10000"),
+        (
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+            "startup packet claims 369295618 bytes, limit is 10000",
+        ),
+        (m.Query("SELECT 1").encode(), "startup packet claims 1358954496 bytes, limit is 10000"),
     ],
     ids=["zero", "short", "10001", "http", "tls-hello", "typed-query"],
 )

@@ -107,3 +107,26 @@ def test_the_rest_api_refuses_a_statement_over_the_limit_with_413(gw: GatewayThr
             assert response.code == 413
             if code is not None:
                 assert json.loads(response.read())["code"] == code
+
+
+def test_the_startup_message_limit_is_configurable(
+    make_database: Callable[[str], str], target_dsn: str
+) -> None:
+    """What a client may send before its token is proved is bounded by
+    ``postgres.max_startup_message_size``: a startup packet over it is refused from its
+    length alone, one under it goes on to the password."""
+    gateway = GatewayThread(
+        gateway_config(
+            make_database("jg_limits_startup_store"),
+            target_dsn,
+            postgres={"listen": "127.0.0.1:0", "max_startup_message_size": 2048},
+        )
+    )
+    try:
+        dsn = gateway.dsn("alice@example.com", gateway.token("alice@example.com"))
+        with pytest.raises(psycopg.OperationalError, match="limit is 2048"):
+            psycopg.connect(dsn, application_name="a" * 3000).close()
+        with psycopg.connect(dsn, application_name="b" * 1500) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        gateway.stop()
