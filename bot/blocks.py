@@ -75,7 +75,7 @@ def _progress(request: RequestView) -> str:
 
 def _who(request: RequestView) -> str:
     if request.agent:
-        return f"{code(request.agent, 100)} for {code(request.requester, 100)}"
+        return f"{code(request.requester, 100)} via agent {code(request.agent, 100)}"
     return code(request.requester, 100)
 
 

@@ -15,7 +15,8 @@ bad configuration from a hostile or broken client, upstream or store::
         ├── UpstreamError          the target database is unreachable or refused us
         ├── StoreUnavailable       the gateway's own store cannot be reached
         ├── SignInRefused          a web sign-in failed a check (token, state, cookie)
-        └── IdentityProviderError  the IdP cannot be reached or answered nonsense
+        ├── IdentityProviderError  the IdP cannot be reached or answered nonsense
+        └── RpcError               an MCP client sent a malformed or unknown JSON-RPC message
 
 Errors that travel to a Postgres client carry a SQLSTATE; the constructors that turn
 them into ErrorResponse messages live in :mod:`proxy.pgerrors`.
@@ -115,3 +116,14 @@ class SignInRefused(PeerError):
 class IdentityProviderError(PeerError):
     """The IdP could not be reached, or its discovery document, keys or token endpoint
     answered something unusable."""
+
+
+class RpcError(PeerError):
+    """A JSON-RPC message from an MCP client that cannot be served: malformed, of an
+    unknown method, or with invalid params. ``code`` is the JSON-RPC error code it is
+    answered with; ``request_id`` the id of the request it answers, when one was read."""
+
+    def __init__(self, code: int, message: str, request_id: str | int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.request_id = request_id

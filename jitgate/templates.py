@@ -113,7 +113,7 @@ def request_detail(view: RequestView, sessions: Sequence[str], note: str | None)
     """The request's facts, its decisions and outcome (``view`` as :func:`jitgate.api.shown`
     makes it); ``sessions`` are ids of sessions to link to."""
     cap = "no cap" if view.max_rows is None else f"up to {view.max_rows} rows"
-    agent = f" (agent {esc(view.agent)})" if view.agent else ""
+    agent = f" via agent {esc(view.agent)}" if view.agent else ""
     facts = [
         ("State", esc(view.state) + (f" — {esc(view.state_reason)}" if view.state_reason else "")),
         ("Resource", esc(view.resource)),

@@ -1,5 +1,6 @@
 """The gateway's HTTP listener: health, metrics, the REST API (:mod:`jitgate.api`) and the
-web inbox and session replay (:mod:`jitgate.pages`); chat adapters mount here too."""
+web inbox and session replay (:mod:`jitgate.pages`), the MCP server
+(:mod:`mcp_gateway.endpoint`); chat adapters mount here too."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from jitgate.api import RequestsApi
 from jitgate.gateway import Gateway
 from jitgate.pages import Pages
+from mcp_gateway.endpoint import McpEndpoint
 
 GATEWAY = web.AppKey("gateway", Gateway)
 
@@ -20,6 +22,7 @@ def build_http_app(gateway: Gateway) -> web.Application:
     app.router.add_get("/metrics", metrics)
     app.add_routes(RequestsApi(gateway).routes())
     app.add_routes(Pages(gateway).routes())
+    app.add_routes(McpEndpoint(gateway).routes())
     if gateway.slack is not None:
         app.router.add_post("/slack/events", gateway.slack.handle)
     return app

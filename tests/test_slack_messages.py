@@ -104,7 +104,7 @@ def test_destructive_statements_ask_to_confirm_the_approval() -> None:
 def test_card_shows_who_what_impact_progress_and_expiry() -> None:
     card = m.approval_card(request(agent="claude-code", max_rows=1000))
     facts = "\n".join(f["text"] for f in card["blocks"][1]["fields"])
-    assert "`claude-code` for `alice@example.com`" in facts and "`prod`" in facts
+    assert "`alice@example.com` via agent `claude-code`" in facts and "`prod`" in facts
     assert "≈ 1,204 rows\ncapped at 1,000 rows" in facts and "*Approvals*\n1 of 2" in facts
     assert f"<!date^{int((NOW + timedelta(hours=1)).timestamp())}^" in facts
     sql = card["blocks"][2]["text"]["text"]
