@@ -16,7 +16,7 @@ from approvals.execute import run_detached
 from approvals.model import Outcome
 from approvals.store import STORE_ERRORS, RequestRow
 from audit.events import SessionRecord, StatementEvent
-from jitgate.config import Resource
+from jitgate.config import Resource, UpstreamURL
 from jitgate.errors import StoreUnavailable
 
 if TYPE_CHECKING:
@@ -77,9 +77,12 @@ async def run_audited(
     max_rows: int | None,
     request_id: int | None,
     application_name: str,
+    url: UpstreamURL | None = None,
 ) -> Outcome:
-    """Run ``sql`` once on a fresh connection, recorded as a session of its own."""
+    """Run ``sql`` once on a fresh connection with ``url``'s credential (the resource's
+    writer by default), recorded as a session of its own."""
     session_id = uuid.uuid4()
+    url = url or resource.writer
     started = time.time()
     try:
         await approvals.recorder.open_session(
@@ -88,14 +91,14 @@ async def run_audited(
                 client_addr=None, application_name=application_name,
                 gateway=f"{socket.gethostname()}:{approvals.gateway_id}",
                 started_at=datetime.now(UTC), cancel_pid=0, cancel_secret=b"\0" * 4,
-                upstream_host=resource.writer.host, upstream_port=resource.writer.port,
+                upstream_host=url.host, upstream_port=url.port,
                 upstream_pid=0, upstream_secret=b"\0" * 4,
             )
         )  # fmt: skip
     except StoreUnavailable:
         return Outcome(None, None, 0.0, "57P03", "the audit store is unavailable")
     outcome = dataclasses.replace(
-        await run_detached(resource, sql, max_rows, approvals.masking(resource)),
+        await run_detached(resource, sql, max_rows, approvals.masking(resource), url),
         session_id=session_id,
     )
     event = StatementEvent(session_id, 1, sql, "request", started)

@@ -149,16 +149,21 @@ def tag_rows(tag: str | None) -> int | None:
 
 
 async def run_detached(
-    resource: Resource, sql: str, max_rows: int | None, policy: MaskingPolicy | None
+    resource: Resource,
+    sql: str,
+    max_rows: int | None,
+    policy: MaskingPolicy | None,
+    url: UpstreamURL | None = None,
 ) -> Outcome:
-    """Run ``sql`` once in a transaction on a fresh connection; never raises for SQL errors
-    (they are the outcome)."""
+    """Run ``sql`` once in a transaction on a fresh connection with ``url``'s credential
+    (the resource's writer by default); never raises for SQL errors (they are the
+    outcome)."""
     started = time.perf_counter()
     columns: tuple[str, ...] = ()
     rows: list[Sequence[object]] = []
     count = 0
     try:
-        conn = await connect(resource.writer)
+        conn = await connect(url or resource.writer)
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         return Outcome(None, None, _ms(started), "08006", f"cannot reach {resource.name}: {exc}")
     try:

@@ -29,7 +29,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from approvals import decisions, detached, sweep
 from approvals.execute import estimate_rows
 from approvals.model import Alert, AlertSink, Notifier, Outcome, RequestView, State, Verdict
-from approvals.policy import action_of
+from approvals.policy import action_of, reads_only
 from approvals.store import (
     CANCEL_CHANNEL,
     CHANNEL,
@@ -290,10 +290,14 @@ class Approvals:
                 reason=reason, agent=agent,
             )  # fmt: skip
             return Asked("review", view, None)
+        # As a proxy session would: someone who may do nothing else without review reads
+        # on the reader credential, so a read the classifier misjudged meets the database's
+        # permissions.
+        url = resource.url if reads_only(resource, groups) else resource.writer
         outcome = await detached.run_audited(
             self,
             resource, identity, sql, strictest.statement_class, reasons, None, None,
-            f"jitgate {source}",
+            f"jitgate {source}", url,
         )  # fmt: skip
         return Asked("allow", None, outcome)
 

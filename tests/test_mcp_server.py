@@ -22,15 +22,17 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import CallToolResult, Implementation
 
 from tests.harness import GatewayThread, gateway_config
+from tests.test_reader_wire import as_role, with_reader
 
 ALICE, BOB, EVE = "alice@example.com", "bob@example.com", "eve@example.com"
 AGENT = "claude-code"
 # What the target holds that must never leave the gateway raw.
 EMAIL, CARD = "dana.scully@example.org", "4111 1111 1111 1111"
+READER = "jg_mcp_reader"
 
 
 @pytest.fixture(scope="module")
-def target_dsn(make_database: Callable[[str], str]) -> str:
+def target_dsn(make_database: Callable[[str], str], pg_dsn: str) -> str:
     dsn = make_database("jg_mcp_target")
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("CREATE TABLE customers (id int PRIMARY KEY, email text, card text, n int)")
@@ -39,12 +41,24 @@ def target_dsn(make_database: Callable[[str], str]) -> str:
             "INSERT INTO customers SELECT g, 'user' || g || '@example.com', NULL, 0"
             " FROM generate_series(2, 30) g"
         )
+        conn.execute("CREATE TABLE payroll (id int PRIMARY KEY, salary int)")
+        conn.execute(f"DROP ROLE IF EXISTS {READER}")
+        conn.execute(f"CREATE ROLE {READER} LOGIN")
+        conn.execute(f"ALTER ROLE {READER} SET default_transaction_read_only = on")
+        conn.execute(f"GRANT SELECT ON customers TO {READER}")
     return dsn
 
 
 @pytest.fixture(scope="module")
 def gw(make_database: Callable[[str], str], target_dsn: str) -> Iterator[GatewayThread]:
-    gateway = GatewayThread(gateway_config(make_database("jg_mcp_store"), target_dsn))
+    """``prod`` reads with the reader role (SELECT on customers only) and writes as the
+    target's owner."""
+    config = with_reader(
+        gateway_config(make_database("jg_mcp_store"), target_dsn),
+        as_role(target_dsn, READER),
+        target_dsn,
+    )
+    gateway = GatewayThread(config)
     yield gateway
     gateway.stop()
 
@@ -142,6 +156,10 @@ async def test_a_read_runs_at_once_and_only_masked_values_come_back(
     assert EMAIL not in call["arguments"] and "customers" in call["arguments"]
     statement = await gw_fetchrow(gw, "SELECT * FROM sessions WHERE id = $1", call["session_id"])
     assert statement["identity"] == ALICE and statement["resource"] == "prod"
+    # Alice may do nothing but read without review: her reads run as the reader role.
+    async with connected(gw, tokens[ALICE]) as client:
+        who = await client.call_tool("run_sql", {"resource": "prod", "sql": "SELECT current_user"})
+    assert structured(who)["preview"] == [[READER]]
 
 
 async def test_a_held_write_answers_pending_at_once_and_runs_once_approved(
@@ -207,9 +225,10 @@ async def test_describe_gives_tables_and_columns_never_rows(
         missing = await client.call_tool("describe", {"resource": "prod", "table": "nope"})
     async with connected(gw, tokens[EVE]) as client:
         outsider = await client.call_tool("describe", {"resource": "prod"})
-    assert {"schema": "public", "name": "customers", "type": "table"} in (
-        structured(tables)["tables"]
-    )
+    # What the reader role may see: payroll is the writer's alone.
+    assert structured(tables)["tables"] == [
+        {"schema": "public", "name": "customers", "type": "table"}
+    ]
     (table,) = structured(columns)["tables"]
     assert table["table"] == "public.customers"
     assert [(c["name"], c["type"]) for c in table["columns"]] == [

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
@@ -195,6 +196,28 @@ def test_writes_hidden_behind_views_fail_in_the_database(
         assert "jitgate" not in str(error.value)  # the database's refusal, not the gateway's
         assert conn.execute("SELECT count(*) FROM items").fetchone() == (10,)  # goes on
     assert target(witness) == before
+
+
+def test_reads_asked_for_outside_psql_run_on_the_reader_too(
+    gw: GatewayThread, target: Callable[[str], object], target_dsn: str
+) -> None:
+    """The REST API, chat and agents (:meth:`Approvals.ask`) run an allowed statement
+    with the credential a psql session of the same person would have."""
+
+    def ask(who: str, sql: str) -> Any:
+        asked = gw.call(
+            gw.gateway.approvals.ask(resource_name="prod", identity=who, sql=sql, source="api")
+        )
+        assert asked.outcome is not None
+        return asked.outcome
+
+    assert ask(ALICE, "SELECT current_user").preview == ((READER,),)
+    assert ask(BOB, "SELECT current_user").preview == ((WRITER,),)
+    with psycopg.connect(as_role(target_dsn, WRITER), autocommit=True) as conn:
+        conn.execute("CREATE OR REPLACE VIEW asked_view AS SELECT wipe_orders() AS n")
+    refused = ask(ALICE, "SELECT * FROM asked_view")
+    assert refused.sqlstate in ("25006", "42501"), refused
+    assert target("SELECT count(*) FROM orders") == 5
 
 
 def test_an_approved_write_from_a_reader_session_runs_once_on_a_writer(
