@@ -51,10 +51,11 @@ class Toolbox:
     async def call(self, session: McpSession, name: str, arguments: dict[str, Any]) -> ToolResult:
         """Run tool ``name``, recorded. Raises :class:`RpcError` for an unknown tool and
         :class:`StoreUnavailable` when the call cannot be recorded (it does not run then)."""
+        call_id = await self.store.call_started(session, name, arguments)
         handler = self._handlers.get(name)
         if handler is None:
+            await self.store.call_ended(call_id, "unknown_tool", f"no tool {name!r}")
             raise RpcError(INVALID_PARAMS, f"Unknown tool: {name}")
-        call_id = await self.store.call_started(session, name, arguments)
         try:
             result = await handler(session.principal, arguments)
         except DecisionRefused as exc:

@@ -212,8 +212,10 @@ async def test_a_denied_statement_is_a_tool_error_naming_the_reasons(
     assert unknown.is_error and structured(unknown)["code"] == "unknown_resource"
     assert malformed.is_error and "sql must be a non-empty string" in text(malformed)
     assert await gw_fetchval(gw, "SELECT count(*) FROM requests") == before
-    outcomes = await gw_fetch(gw, "SELECT outcome FROM mcp_calls ORDER BY id DESC LIMIT 3")
-    assert [r["outcome"] for r in outcomes] == ["invalid_arguments", "refused", "denied"]
+    outcomes = await gw_fetch(gw, "SELECT outcome FROM mcp_calls ORDER BY id DESC LIMIT 4")
+    assert [r["outcome"] for r in outcomes] == [
+        "unknown_tool", "invalid_arguments", "refused", "denied",
+    ]  # fmt: skip
 
 
 async def test_describe_gives_tables_and_columns_never_rows(
