@@ -60,8 +60,11 @@ _HEALTH_INTERVAL = 1.0
 _RETRY_BACKOFF_MAX = 2.0
 # A store that has not taken a batch this long (``audit.max_lag``) is down for the proxy
 # (it refuses statements) even while the write waits on: a silent network gives no error
-# for seconds.
-MAX_LAG = 2.0
+# for seconds. Every statement is in the spool meanwhile (audit/spool.py), so the bound is
+# how far the trail may lag, not what a crash could lose; a store slower than SLOW is
+# logged at once.
+MAX_LAG = 10.0
+SLOW = 2.0
 
 
 class AuditRecorder:
@@ -202,7 +205,9 @@ class AuditRecorder:
             if time.monotonic() - self._last_ok > _HEALTH_INTERVAL:
                 return await self._ping()
             return True
-        lagging = asyncio.get_running_loop().call_later(
+        loop = asyncio.get_running_loop()
+        slow = loop.call_later(min(SLOW, self._max_lag), self._slow)
+        lagging = loop.call_later(
             self._max_lag,
             self._mark_down,
             TimeoutError(f"the store took no batch for {self._max_lag:g} s"),
@@ -210,7 +215,14 @@ class AuditRecorder:
         try:
             return await self._write(records, ends, count)
         finally:
+            slow.cancel()
             lagging.cancel()
+
+    def _slow(self) -> None:
+        log.warning(
+            "the audit store has taken no batch for a while",
+            extra={"seconds": SLOW, "refusing_after": self._max_lag, "pending": self.pending},
+        )
 
     async def _write(
         self, records: list[bytes], ends: list[tuple[UUID, datetime, str]], count: int

@@ -188,7 +188,7 @@ class Config:
     audit_flush_interval: float
     audit_batch_size: int
     audit_spool: Path
-    audit_max_lag: float = 2.0
+    audit_max_lag: float = 10.0
     masking_policies: Mapping[str, MaskingPolicy] = field(default_factory=dict)
     oidc: OidcSettings | None = None
 
@@ -263,7 +263,7 @@ def parse_config(raw: object, environ: Mapping[str, str]) -> Config:
         audit_flush_interval=audit.duration("flush_interval", 0.05),
         audit_batch_size=audit.integer("batch_size", 1000, minimum=1),
         audit_spool=_spool_directory(audit, root.required_str("database_url"), environ),
-        audit_max_lag=audit.duration("max_lag", 2.0),
+        audit_max_lag=audit.duration("max_lag", 10.0),
         masking_policies=policies,
         oidc=_oidc(root, groups),
     )
