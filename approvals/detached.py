@@ -62,7 +62,7 @@ async def run_detached_request(approvals: Approvals, row: RequestRow) -> None:
         return
     outcome = await run_audited(
         approvals, resource, row.requester, row.sql, row.statement_class, row.reasons, row.max_rows,
-        row.id, f"jitgate request #{row.id}",
+        row.id, f"jitgate request #{row.id}", agent=row.agent,
     )  # fmt: skip
     await approvals.finish(row.id, outcome)
 
@@ -78,9 +78,11 @@ async def run_audited(
     request_id: int | None,
     application_name: str,
     url: UpstreamURL | None = None,
+    agent: str | None = None,
 ) -> Outcome:
     """Run ``sql`` once on a fresh connection with ``url``'s credential (the resource's
-    writer by default), recorded as a session of its own."""
+    writer by default), recorded as a session of its own (``identity``'s, and ``agent``'s
+    when one asked)."""
     session_id = uuid.uuid4()
     url = url or resource.writer
     started = time.time()
@@ -92,7 +94,7 @@ async def run_audited(
                 gateway=f"{socket.gethostname()}:{approvals.gateway_id}",
                 started_at=datetime.now(UTC), cancel_pid=0, cancel_secret=b"\0" * 4,
                 upstream_host=url.host, upstream_port=url.port,
-                upstream_pid=0, upstream_secret=b"\0" * 4,
+                upstream_pid=0, upstream_secret=b"\0" * 4, agent=agent,
             )
         )  # fmt: skip
     except StoreUnavailable:

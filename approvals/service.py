@@ -41,7 +41,7 @@ from approvals.store import (
 from audit.recorder import AuditRecorder
 from guard import Classifier
 from guard.resources import ResourceClassifiers
-from identity import Directory
+from identity import Directory, Principal
 from jitgate.config import Config, Resource
 from jitgate.errors import DecisionRefused, StoreUnavailable
 from masking import MaskingPolicy, mask_text
@@ -250,17 +250,28 @@ class Approvals:
         source: str,
         reason: str | None = None,
         agent: str | None = None,
+        principal: Principal | None = None,
     ) -> Asked:
         """One statement asked for from chat, the CLI or an agent, through the same policy as
         the proxy: ``allow`` runs it now (masked outcome), ``review`` opens a request, ``deny``
-        raises :class:`DecisionRefused` with the reasons."""
+        raises :class:`DecisionRefused` with the reasons. ``principal``, when given, is who
+        presented the token (its agent and delegation then apply)."""
+        if principal is not None:
+            identity, agent = principal.email, principal.actor
         identity = identity.strip().lower()
+        if principal is None and agent is not None:
+            principal = Principal(identity, agent)
+        who = f"{identity} via agent {agent}" if agent else identity
         resource = self.config.resources.get(resource_name)
         if resource is None:
             raise DecisionRefused("unknown_resource", f"there is no resource {resource_name!r}")
         groups = self.directory.groups_of(identity)
         if not groups & resource.access.keys():
             raise DecisionRefused("no_access", f"{identity} has no access to {resource_name}")
+        if principal is not None and not principal.may_use(resource_name):
+            raise DecisionRefused(
+                "no_access", f"{who} may not use {resource_name}: the delegation does not name it"
+            )
         limit = self.config.postgres.max_statement_size
         if len(sql) > limit:
             raise DecisionRefused(
@@ -270,10 +281,10 @@ class Approvals:
         verdicts = self.classifiers.of(resource_name).classify(sql)
         strictest = Classifier.strictest(verdicts)
         reasons = tuple(dict.fromkeys(r for v in verdicts for r in v.reasons))
-        action = action_of(resource, groups, verdicts)
+        action = action_of(resource, groups, verdicts, principal)
         if action == "deny":
             self.emit(
-                Alert("denied", f"{identity} was denied a {strictest.statement_class} statement"
+                Alert("denied", f"{who} was denied a {strictest.statement_class} statement"
                       f" on {resource_name}: {'; '.join(reasons)}", identity, resource_name)
             )  # fmt: skip
             raise DecisionRefused(
@@ -293,11 +304,11 @@ class Approvals:
         # As a proxy session would: someone who may do nothing else without review reads
         # on the reader credential, so a read the classifier misjudged meets the database's
         # permissions.
-        url = resource.url if reads_only(resource, groups) else resource.writer
+        url = resource.url if reads_only(resource, groups, principal) else resource.writer
         outcome = await detached.run_audited(
             self,
             resource, identity, sql, strictest.statement_class, reasons, None, None,
-            f"jitgate {source}", url,
+            f"jitgate {source}", url, agent,
         )  # fmt: skip
         return Asked("allow", None, outcome)
 

@@ -225,3 +225,5 @@ class SessionRecord:
     upstream_port: int
     upstream_pid: int
     upstream_secret: bytes = field(repr=False)
+    # The agent acting for ``identity``, when one connected (sessions.agent).
+    agent: str | None = None

@@ -133,8 +133,8 @@ class AuditRecorder:
             await self._pool.execute(
                 "INSERT INTO sessions (id, identity, resource, client_addr, application_name,"
                 " gateway, started_at, cancel_pid, cancel_secret, upstream_host, upstream_port,"
-                " upstream_pid, upstream_secret)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                " upstream_pid, upstream_secret, agent)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
                 session.id,
                 session.identity,
                 session.resource,
@@ -148,6 +148,7 @@ class AuditRecorder:
                 session.upstream_port,
                 session.upstream_pid,
                 session.upstream_secret,
+                session.agent,
                 timeout=5,
             )
         except _STORE_ERRORS as exc:

@@ -8,14 +8,14 @@ the store keeps its memory fresh itself (:class:`identity.idp_groups.IdpGroups`)
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import asyncpg
 
 from jitgate.config import Config
 from jitgate.errors import StoreUnavailable
-from store.tokens import TOKEN_PREFIX, token_hash
+from store.tokens import TOKEN_PREFIX, TokenRecord, live_token
 
 STORE_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
@@ -23,13 +23,23 @@ STORE_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceE
 @dataclass(frozen=True, slots=True)
 class Principal:
     """A person, and the agent acting for them if one is (the shape of RFC 8693's ``act``
-    claim: the subject is the human; the actor never has more than the subject)."""
+    claim: the subject is the human; the actor never has more than the subject). An
+    agent's delegation may narrow the ``resources`` and statement ``classes`` it may use
+    (None: not narrowed); :mod:`approvals.policy` applies them."""
 
     email: str
     actor: str | None = None
+    resources: frozenset[str] | None = None
+    classes: frozenset[str] | None = None
+    # The access token the principal presented, when it presented one.
+    token_id: int | None = field(default=None, compare=False)
 
     def __str__(self) -> str:
         return self.email if self.actor is None else f"{self.email} via agent {self.actor}"
+
+    def may_use(self, resource: str) -> bool:
+        """Whether the delegation (if any) covers ``resource``."""
+        return self.resources is None or resource in self.resources
 
 
 class GroupSource(Protocol):
@@ -90,12 +100,12 @@ class Directory:
         if self.pool is None:
             raise StoreUnavailable("this directory has no store to check tokens in")
         try:
-            email = await self.pool.fetchval(
-                "SELECT email FROM access_tokens WHERE token_sha256 = $1"
-                " AND revoked_at IS NULL AND expires_at > now()",
-                token_hash(token),
-                timeout=5,
-            )
+            record = await live_token(self.pool, token)
         except STORE_ERRORS as exc:
             raise StoreUnavailable(f"cannot check the token: {exc}") from exc
-        return Principal(str(email)) if email is not None else None
+        return principal_of(record) if record is not None else None
+
+
+def principal_of(record: TokenRecord) -> Principal:
+    """Who a live token speaks for, with what its delegation narrows."""
+    return Principal(record.email, record.actor, record.resources, record.classes, record.id)

@@ -27,6 +27,8 @@ from masking.policy import MaskingPolicy
 
 STATEMENT_CLASSES = ("read", "write", "ddl", "destructive", "privilege", "opaque")
 ACTIONS = ("allow", "review", "deny")
+# The key of a resource's ``access`` that caps what agents get, not a group's name.
+AGENTS_KEY = "agents"
 Action = Literal["allow", "review", "deny"]
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -94,6 +96,9 @@ class Resource:
     write_url: UpstreamURL | None = None
     # Functions outside the built-in allow-list that the classifier counts as reads.
     allowed_functions: tuple[str, ...] = ()
+    # ``access.agents``: the most an agent acting for someone may get per class, whatever
+    # its human's groups allow (approvals.policy.action_for).
+    agent_caps: Mapping[str, Action] = field(default_factory=dict)
 
     @property
     def writer(self) -> UpstreamURL:
@@ -168,6 +173,15 @@ class OidcSettings:
     session_ttl: float = 8 * 3600.0
     clock_skew: float = 60.0
     cookie_secret: str | None = field(default=None, repr=False)
+    # The IdP's public (native) client ``jitgate login`` signs in with; client_id if unset.
+    cli_client_id: str | None = None
+    # How long a token the gateway issues after an IdP sign-in (CLI, token exchange) lasts.
+    token_ttl: float = 8 * 3600.0
+
+    @property
+    def audiences(self) -> frozenset[str]:
+        """The client ids an ID token may be issued to: the console's and the CLI's."""
+        return frozenset({self.client_id, self.cli_client_id or self.client_id})
 
     @property
     def redirect_path(self) -> str:
@@ -393,7 +407,8 @@ def _oidc(root: _Node, groups: Mapping[str, frozenset[str]]) -> OidcSettings | N
     node = root.child("oidc")
     node.only(
         "issuer", "client_id", "client_secret", "groups_claim", "group_map", "scopes",
-        "email_claim", "session_ttl", "clock_skew", "cookie_secret",
+        "email_claim", "session_ttl", "clock_skew", "cookie_secret", "cli_client_id",
+        "token_ttl",
     )  # fmt: skip
     if root.child("http", {}).flag("demo", False):
         raise ConfigError(node.path, "cannot be combined with http.demo (demo has no sign-in)")
@@ -427,6 +442,8 @@ def _oidc(root: _Node, groups: Mapping[str, frozenset[str]]) -> OidcSettings | N
         session_ttl=node.duration("session_ttl", 8 * 3600.0),
         clock_skew=skew,
         cookie_secret=cookie_secret,
+        cli_client_id=node.optional_str("cli_client_id") or None,
+        token_ttl=node.duration("token_ttl", 8 * 3600.0),
     )
 
 
@@ -498,6 +515,8 @@ def _groups(node: _Node) -> dict[str, frozenset[str]]:
         members = node.value.get(name) or []
         if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
             raise ConfigError(node.key(name), "must be a list of email addresses")
+        if name == AGENTS_KEY:
+            raise ConfigError(node.key(name), "is reserved: access.agents caps what agents get")
         groups[name] = frozenset(m.strip().lower() for m in members)
     return groups
 
@@ -544,7 +563,13 @@ def _resources(
         kind = res.choice("type", ("postgres",))
         access_node = res.child("access", {})
         access: dict[str, dict[str, Action]] = {}
+        agent_caps: dict[str, Action] = {}
         for group in access_node.names():
+            if group == AGENTS_KEY:
+                caps = access_node.child(group)
+                caps.only(*STATEMENT_CLASSES)
+                agent_caps = {c: cast(Action, caps.choice(c, ACTIONS)) for c in caps.names()}
+                continue
             if group not in groups:
                 raise ConfigError(access_node.key(group), f"unknown group {group!r}")
             rules = access_node.child(group)
@@ -578,6 +603,7 @@ def _resources(
             if write_url is None
             else parse_upstream_url(write_url, res.key("write_url")),
             allowed_functions=tuple(functions.str_list("allow")),
+            agent_caps=agent_caps,
         )
     return resources
 

@@ -7,7 +7,8 @@ bad configuration from a hostile or broken client, upstream or store::
     JitgateError
     ├── UsageError                 the caller misused jitgate (operator, CLI, config)
     │   ├── ConfigError            the configuration file is invalid; names the key
-    │   └── DecisionRefused        an approve/reject/request that the rules refuse
+    │   ├── DecisionRefused        an approve/reject/request that the rules refuse
+    │   └── GrantRefused           a token the gateway was asked to issue is refused
     ├── IllegalTransition          a request state move the transition table forbids
     └── PeerError                  something outside jitgate misbehaved
         ├── ProtocolError          malformed bytes on a Postgres wire (client or upstream)
@@ -60,6 +61,17 @@ class DecisionRefused(UsageError):
         self.code = code
         self.statement_class = statement_class
         self.reasons = reasons
+
+
+class GrantRefused(UsageError):
+    """A token the gateway was asked to issue (``/oauth/token``, an agent's delegation)
+    is refused. ``error`` is the OAuth error code it is answered with (RFC 6749 §5.2,
+    RFC 8693 §2.2.2: ``invalid_request``, ``invalid_grant``, ``unsupported_grant_type``,
+    ``invalid_scope``, ``invalid_target``, ``access_denied``); the message is the reason."""
+
+    def __init__(self, error: str, message: str) -> None:
+        super().__init__(message)
+        self.error = error
 
 
 class IllegalTransition(JitgateError):

@@ -3,7 +3,8 @@
 ``postgres.client_auth: password`` (the default) asks for the token in cleartext and checks
 its SHA-256 against the store; use TLS on any listener that is not loopback.
 ``client_auth: scram`` runs SCRAM-SHA-256 against the verifier of the user's newest live
-token (SCRAM can check only one verifier per user). Unknown users go through the same
+token of their own (SCRAM can check only one verifier per user; an agent's token, whose
+user is its human's e-mail, needs ``password``). Unknown users go through the same
 exchange as known ones, so the answer never reveals whether a user exists.
 
 Failed attempts back off per user and per client address (:mod:`proxy.attempts`): an
@@ -18,6 +19,8 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
+from identity import Principal
+from identity.directory import principal_of
 from jitgate.errors import AuthenticationError, ProtocolError, StoreUnavailable
 from proxy import messages as m
 from proxy.auth import ScramServer, scram_verifier
@@ -33,8 +36,9 @@ log = logging.getLogger("jitgate.proxy")
 _DECOY = scram_verifier("jitgate-decoy-" + "x" * 32, iterations=4096)
 
 
-async def authenticate_client(session: ClientSession, user: str) -> int:
-    """The id of the live token ``user`` proved; raise AuthenticationError otherwise, also
+async def authenticate_client(session: ClientSession, user: str) -> Principal:
+    """Who the live token ``user`` proved speaks for (the user, and the agent acting for
+    them when it is an agent's token); raise AuthenticationError otherwise, also
     without asking for one while failed attempts for the user or the client's address back
     off. StoreUnavailable propagates: no store, no session."""
     attempts = session.server.attempts
@@ -48,9 +52,9 @@ async def authenticate_client(session: ClientSession, user: str) -> int:
         raise AuthenticationError(f'too many failed password attempts for user "{user}"')
     try:
         if session.server.config.postgres.client_auth == "scram":
-            token_id = await _scram(session, user)
+            principal = Principal(user.lower(), token_id=await _scram(session, user))
         else:
-            token_id = await _cleartext(session, user)
+            principal = await _cleartext(session, user)
     except AuthenticationError:
         attempts.failed(key, address)
         raise
@@ -61,7 +65,7 @@ async def authenticate_client(session: ClientSession, user: str) -> int:
         attempts.abandoned(key, address)
         raise
     attempts.succeeded(key, address)
-    return token_id
+    return principal
 
 
 def _client_address(session: ClientSession) -> str | None:
@@ -78,13 +82,13 @@ async def _password_message(session: ClientSession) -> m.PasswordMessage:
     return message
 
 
-async def _cleartext(session: ClientSession, user: str) -> int:
+async def _cleartext(session: ClientSession, user: str) -> Principal:
     session._write(m.AuthenticationCleartextPassword().encode())
     token = m.password_text(await _password_message(session))
     record = await verify_token(session.server.pool, user, token)
     if record is None:
         raise AuthenticationError(f'password authentication failed for user "{user}"')
-    return record.id
+    return principal_of(record)
 
 
 async def _scram(session: ClientSession, user: str) -> int:

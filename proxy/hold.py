@@ -231,6 +231,7 @@ async def _hold(session: ClientSession, held: Held) -> None:
         view = await approvals.submit(
             resource=context.resource,
             requester=context.identity,
+            agent=context.principal.actor if context.principal else None,
             sql=held.sql,
             statement_class=event.statement_class,
             reasons=event.reasons,

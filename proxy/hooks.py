@@ -23,6 +23,7 @@ from guard.classify import numbers_key
 from guard.resources import ResourceClassifiers
 from guard.transforms import transforms
 from guard.verdict import RANK
+from identity import Principal
 from jitgate.config import Action, Resource
 from masking import MaskingPolicy
 from masking.detect import scanner_for
@@ -42,6 +43,9 @@ class SessionContext:
     client_addr: str | None
     # The session runs on the resource's reader credential (approvals.policy.reads_only).
     on_reader: bool = False
+    # Who connected: the identity, and the agent acting for them with what its delegation
+    # narrows (approvals.policy.action_for). None only where no client connected.
+    principal: Principal | None = None
     decisions: dict[str, Action] = field(default_factory=dict, compare=False)
     # The class of each prepared statement of the session by name, SQL PREPAREs and
     # protocol Parses alike (PostgreSQL keeps both under one set of names).
@@ -217,7 +221,7 @@ def _alert_for(context: SessionContext, event: StatementEvent) -> Alert:
     reasons = "; ".join(event.reasons) or event.statement_class
     return Alert(
         "denied" if event.decision == "deny" else "guardrail",
-        f"{event.statement_class} statement from {context.identity} on"
+        f"{event.statement_class} statement from {context.principal or context.identity} on"
         f" {context.resource.name} {what}: {reasons}",
         context.identity,
         context.resource.name,
@@ -231,7 +235,7 @@ def decide(context: SessionContext, statement_class: str) -> Action:
     cached = context.decisions.get(statement_class)
     if cached is None:
         cached = context.decisions[statement_class] = action_for(
-            context.resource, context.groups, statement_class
+            context.resource, context.groups, statement_class, context.principal
         )
     return cached
 

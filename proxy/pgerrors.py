@@ -51,6 +51,15 @@ def no_access(user: str, resource: str) -> bytes:
     return _fatal("28000", f'user "{user}" has no access to resource "{resource}"')
 
 
+def outside_delegation(principal: str, resource: str) -> bytes:
+    return _fatal(
+        "28000",
+        f'{principal} may not use resource "{resource}"',
+        detail="The agent's delegation does not name this resource.",
+        hint="Ask the person who started the agent to grant it this resource.",
+    )
+
+
 def replication_refused() -> bytes:
     return _fatal("28000", "replication connections are not supported through jitgate")
 
@@ -76,6 +85,14 @@ def token_revoked() -> bytes:
         "28000",
         "the access token of this session was revoked or has expired",
         hint="Nothing more runs on it. Sign in again with a live token.",
+    )
+
+
+def groups_lost(who: str, groups: Sequence[str]) -> bytes:
+    return _fatal(
+        "28000",
+        f"{who} is no longer in {', '.join(sorted(groups))}, whose access this session had",
+        hint="Nothing more runs on it. Connect again to work with the access you have now.",
     )
 
 

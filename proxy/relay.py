@@ -387,7 +387,8 @@ class ClientSession(asyncio.Protocol):
             self._fatal(pgerrors.replication_refused())
             return
         try:
-            self.token_id = await authenticate_client(self, user)
+            principal = await authenticate_client(self, user)
+            self.token_id = principal.token_id
             self.framer.allow(self.server.config.postgres.max_message_size)
         except AuthenticationError:
             self.server.metrics.auth_failures.inc()
@@ -408,6 +409,9 @@ class ClientSession(asyncio.Protocol):
         if not groups & resource.access.keys():
             self._fatal(pgerrors.no_access(user, resource_name))
             return
+        if not principal.may_use(resource_name):
+            self._fatal(pgerrors.outside_delegation(str(principal), resource_name))
+            return
         encoding = lexing.refused_encoding(params.get("client_encoding"))
         if encoding is not None:
             self._fatal(pgerrors.encoding_refused(encoding))
@@ -415,7 +419,7 @@ class ClientSession(asyncio.Protocol):
         forwarded = {k: v for k, v in params.items() if k in FORWARDED_PARAMETERS}
         forwarded.update(lexing.PINNED)
         self._forwarded = forwarded
-        on_reader = resource.write_url is not None and reads_only(resource, groups)
+        on_reader = resource.write_url is not None and reads_only(resource, groups, principal)
         target = resource.url if on_reader else resource.writer
         try:
             ready = await connect_upstream(target, forwarded)
@@ -442,6 +446,7 @@ class ClientSession(asyncio.Protocol):
             resource=resource,
             client_addr=f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else None,
             on_reader=on_reader,
+            principal=principal,
         )
         if self._masker is not None:
             self._blank = {}
@@ -454,6 +459,7 @@ class ClientSession(asyncio.Protocol):
                 SessionRecord(
                     id=self.context.session_id,
                     identity=self.context.identity,
+                    agent=principal.actor,
                     resource=resource_name,
                     client_addr=self.context.client_addr,
                     application_name=params.get("application_name"),
@@ -496,6 +502,7 @@ class ClientSession(asyncio.Protocol):
             extra={
                 "session": str(self.context.session_id),
                 "identity": user,
+                "agent": principal.actor,
                 "resource": resource_name,
             },
         )
@@ -1528,7 +1535,8 @@ class ClientSession(asyncio.Protocol):
             approvals.emit(
                 Alert(
                     "secrets_masked",
-                    f"{', '.join(secrets)} masked in a result for {self.context.identity}",
+                    f"{', '.join(secrets)} masked in a result for"
+                    f" {self.context.principal or self.context.identity}",
                     self.context.identity,
                     self.context.resource.name,
                     event.request_id,
@@ -1600,6 +1608,13 @@ class ClientSession(asyncio.Protocol):
         """The session's access token was revoked or has expired: end it now."""
         self._end_reason = "access token revoked"
         self._fatal(pgerrors.token_revoked())
+
+    def end_groups_lost(self, lost: frozenset[str]) -> None:
+        """Someone left groups the session's access came from: end it now."""
+        assert self.context is not None
+        self._end_reason = "group membership lost"
+        who = self.context.principal or self.context.identity
+        self._fatal(pgerrors.groups_lost(str(who), sorted(lost)))
 
     def abort(self) -> None:
         """End the session now (the drain period is over)."""

@@ -1,16 +1,22 @@
-"""A revoked or expired access token ends the sessions it opened, within seconds.
+"""A revoked or expired access token ends the sessions it opened, within seconds; so does
+leaving a group the session's access came from.
 
 Every ``interval`` seconds one query asks the store which of the tokens behind this
-gateway's open sessions are no longer live. Each such session first has its pending
-requests cancelled (a revoked identity must not get a statement approved and run later),
-then ends with FATAL 28000. A store that cannot be asked is logged and asked again at the
+gateway's open sessions are no longer live (an agent's token is revoked with its
+delegation, and with the token it was minted from), and the directory is asked whether
+each session's person is still in every group they were in when it began (an IdP sign-in
+that dropped a group, or IdP memberships that lapsed). Each such session first has its
+pending requests cancelled (a revoked identity must not get a statement approved and run
+later), then ends with FATAL 28000. A store that cannot be asked is logged and asked again at the
 next turn; the audit gate already refuses statements while it is down.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import asyncpg
@@ -43,25 +49,45 @@ async def end_revoked_sessions(server: ProxyServer, interval: float = CHECK_INTE
 async def _check(server: ProxyServer) -> None:
     by_token: dict[int, list[ClientSession]] = {}
     for session in list(server.sessions):
-        if session.token_id is not None and session.context is not None:
+        context = session.context
+        if context is None:
+            continue
+        lost = context.groups - server.directory.groups_of(context.identity)
+        if lost:
+            await _end(
+                server,
+                session,
+                "the requester left a group their access came from",
+                functools.partial(session.end_groups_lost, lost),
+            )
+            continue
+        if session.token_id is not None:
             by_token.setdefault(session.token_id, []).append(session)
     if not by_token:
         return
     rows = await server.pool.fetch(_NOT_LIVE, list(by_token), timeout=CHECK_INTERVAL)
     for row in rows:
         for session in by_token[row["id"]]:
-            await _end(server, session)
+            await _end(
+                server, session, "the requester's access token was revoked", session.end_revoked
+            )
 
 
-async def _end(server: ProxyServer, session: ClientSession) -> None:
+async def _end(
+    server: ProxyServer, session: ClientSession, why: str, end: Callable[[], None]
+) -> None:
     assert session.context is not None
     approvals = server.approvals
     if approvals is not None:
         pending = await server.pool.fetch(_PENDING_OF_SESSION, session.context.session_id)
         for row in pending:
-            await approvals.cancel(row["id"], "the requester's access token was revoked")
+            await approvals.cancel(row["id"], why)
     log.warning(
-        "session ended: its access token is no longer live",
-        extra={"session": str(session.context.session_id), "identity": session.context.identity},
+        "session ended: its access is no longer live",
+        extra={
+            "session": str(session.context.session_id),
+            "identity": session.context.identity,
+            "agent": session.context.principal.actor if session.context.principal else None,
+        },
     )
-    session.end_revoked()
+    end()
