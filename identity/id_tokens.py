@@ -3,10 +3,12 @@
 Only asymmetric signatures are accepted, from the algorithms the IdP publishes: ``none``
 and the HMAC family (which would make the client secret a signing key) are refused before
 any key is looked at. The claims checked: ``iss`` equals the configured issuer, ``aud``
-holds our client id (and ``azp`` names us when there are several audiences), ``exp``,
-``iat`` and ``nbf`` within ``oidc.clock_skew``, and ``nonce`` equals the one this sign-in
-sent. Each failure is a :class:`~jitgate.errors.SignInRefused` whose ``attack`` says
-whether only a forger or a replay explains it.
+holds one of our client ids (the console's, or ``oidc.cli_client_id``; ``azp`` names it
+when there are several audiences), ``exp``, ``iat`` and ``nbf`` within ``oidc.clock_skew``,
+and ``nonce`` equals the one this sign-in sent (when a sign-in sent one: a token traded at
+``/oauth/token`` comes from a sign-in the gateway did not start). Each failure is a
+:class:`~jitgate.errors.SignInRefused` whose ``attack`` says whether only a forger or a
+replay explains it.
 """
 
 from __future__ import annotations
@@ -57,9 +59,22 @@ def token_header(id_token: str) -> dict[str, Any]:
 
 
 def verify_id_token(
-    id_token: str, keys: KeySet, settings: OidcSettings, algorithm: str, nonce: str
+    id_token: str, keys: KeySet, settings: OidcSettings, algorithm: str, nonce: str | None
 ) -> SignedIn:
     """Check ``id_token``'s signature with ``keys`` and its claims; return who it names."""
+    claims = verified_claims(id_token, keys, settings, algorithm)
+    if nonce is not None and not hmac.compare_digest(str(claims.get("nonce", "")), nonce):
+        raise SignInRefused(
+            "the ID token's nonce is not this sign-in's (a replayed token?)", attack=True
+        )
+    return SignedIn(_email(claims, settings), str(claims["sub"]), _groups(claims, settings))
+
+
+def verified_claims(
+    id_token: str, keys: KeySet, settings: OidcSettings, algorithm: str
+) -> dict[str, Any]:
+    """The claims of a JWT the IdP signed for us: signature, ``iss``, ``sub``, lifetime
+    and audience checked (what an ID token and an agent's token from the IdP share)."""
     try:
         claims = jwt.decode(id_token, keys, algorithms=[algorithm]).claims
     except BadSignatureError as exc:
@@ -84,20 +99,16 @@ def verify_id_token(
         raise SignInRefused(f"the ID token's {exc.claim} is not valid", attack=attack) from exc
     except MissingClaimError as exc:
         raise SignInRefused(f"the ID token lacks {exc.claim}", attack=True) from exc
-    _check_audience(claims, settings.client_id)
-    if not hmac.compare_digest(str(claims.get("nonce", "")), nonce):
-        raise SignInRefused(
-            "the ID token's nonce is not this sign-in's (a replayed token?)", attack=True
-        )
-    return SignedIn(_email(claims, settings), str(claims["sub"]), _groups(claims, settings))
+    _check_audience(claims, settings.audiences)
+    return dict(claims)
 
 
-def _check_audience(claims: dict[str, Any], client_id: str) -> None:
+def _check_audience(claims: dict[str, Any], client_ids: frozenset[str]) -> None:
     audience = claims.get("aud")
     audiences = [audience] if isinstance(audience, str) else audience
-    if not isinstance(audiences, list) or client_id not in audiences:
+    if not isinstance(audiences, list) or not client_ids & set(map(str, audiences)):
         raise SignInRefused("the ID token was issued to another application", attack=True)
-    if len(audiences) > 1 and claims.get("azp") != client_id:
+    if len(audiences) > 1 and claims.get("azp") not in client_ids:
         raise SignInRefused("the ID token's azp names another application", attack=True)
 
 

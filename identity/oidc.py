@@ -22,7 +22,13 @@ from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-from identity.id_tokens import ASYMMETRIC, SignedIn, token_header, verify_id_token
+from identity.id_tokens import (
+    ASYMMETRIC,
+    SignedIn,
+    token_header,
+    verified_claims,
+    verify_id_token,
+)
 from jitgate.config import OidcSettings
 from jitgate.errors import IdentityProviderError, SignInRefused
 
@@ -72,7 +78,23 @@ class OidcClient:
 
     async def sign_in(self, code: str, code_verifier: str, nonce: str) -> SignedIn:
         """Trade the authorization code for tokens and check the ID token."""
-        id_token = await self._exchange(code, code_verifier)
+        return await self.verify(await self._exchange(code, code_verifier), nonce)
+
+    async def verify(self, id_token: str, nonce: str | None) -> SignedIn:
+        """Check an ID token the IdP issued (signature, issuer, audience, lifetime, and
+        ``nonce`` when one is expected); return who it names."""
+        algorithm, keys = await self._verifying(id_token)
+        return verify_id_token(id_token, keys, self.settings, algorithm, nonce)
+
+    async def claims_of(self, token: str) -> dict[str, Any]:
+        """The claims of any JWT the IdP signed for us (an agent's own token, say),
+        checked as an ID token's are but for the person's e-mail and nonce."""
+        algorithm, keys = await self._verifying(token)
+        return verified_claims(token, keys, self.settings, algorithm)
+
+    async def _verifying(self, id_token: str) -> tuple[str, KeySet]:
+        """The algorithm and keys to check ``id_token`` with; refused for an algorithm the
+        IdP does not publish or a key it does not."""
         header = token_header(id_token)
         algorithm = header.get("alg")
         metadata = await self.metadata()
@@ -81,8 +103,7 @@ class OidcClient:
                 f"the ID token's signature algorithm {algorithm!r} is not accepted", attack=True
             )
         kid = header.get("kid")
-        keys = await self._keys_for(kid if isinstance(kid, str) else None)
-        return verify_id_token(id_token, keys, self.settings, algorithm, nonce)
+        return algorithm, await self._keys_for(kid if isinstance(kid, str) else None)
 
     async def metadata(self) -> ProviderMetadata:
         if self._metadata is None:

@@ -2,7 +2,9 @@
 
 Every call needs ``Authorization: Bearer <access token>`` (:mod:`jitgate.webauth`); a
 missing, unknown, revoked or expired token gets ``401 {"error", "code": "unauthorized"}``
-and nothing else happens. Errors are always ``{"error": <readable>, "code": <name>}``.
+and nothing else happens. An agent's token (:mod:`identity.delegations`) asks as its human
+with the agent named on the request, within what its delegation allows; it cannot decide
+requests (403 ``agent_cannot_decide``). Errors are always ``{"error": <readable>, "code": <name>}``.
 
 ``POST /api/requests`` ``{"resource", "sql", "reason"?}``
     ``200 {"action": "allow", "outcome": OUTCOME}`` — policy allowed it; it ran once.
@@ -39,14 +41,14 @@ from aiohttp import web
 from approvals import decisions
 from approvals.display import shown, shown_outcome
 from approvals.model import Outcome, RequestView
-from identity import Directory
+from identity import Directory, Principal
 from jitgate.client import CLI_AGENT
 from jitgate.config import Config
 from jitgate.errors import DecisionRefused, StoreUnavailable
 from jitgate.gateway import Gateway
-from jitgate.webauth import STORE_ERRORS, bearer_user
+from jitgate.webauth import STORE_ERRORS, bearer_principal
 
-UserHandler = Callable[[web.Request, str], Awaitable[web.StreamResponse]]
+UserHandler = Callable[[web.Request, Principal], Awaitable[web.StreamResponse]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 REFUSAL_STATUS = {
     "self_approval": 403,
@@ -152,10 +154,10 @@ class RequestsApi:
 
         async def guarded(request: web.Request) -> web.StreamResponse:
             try:
-                user = await bearer_user(request, self.gateway.directory)
-                if user is None:
+                who = await bearer_principal(request, self.gateway.directory)
+                if who is None:
                     return error(401, "unauthorized", "a valid access token is required")
-                return await handler(request, user)
+                return await handler(request, who)
             except StoreUnavailable as exc:
                 return error(503, "unavailable", str(exc))
             except STORE_ERRORS as exc:
@@ -163,7 +165,7 @@ class RequestsApi:
 
         return guarded
 
-    async def create(self, request: web.Request, user: str) -> web.Response:
+    async def create(self, request: web.Request, who: Principal) -> web.Response:
         body = await _json_body(request)
         resource, sql, reason = body.get("resource"), body.get("sql"), body.get("reason")
         if not isinstance(resource, str) or not isinstance(sql, str) or not sql.strip():
@@ -172,8 +174,8 @@ class RequestsApi:
             return error(400, "bad_request", "reason must be a string")
         try:
             asked = await self.gateway.approvals.ask(
-                resource_name=resource, identity=user, sql=sql, source=_channel(request),
-                reason=reason or None,
+                resource_name=resource, identity=who.email, sql=sql, source=_channel(request),
+                reason=reason or None, principal=who,
             )  # fmt: skip
         except DecisionRefused as exc:
             return error(REFUSAL_STATUS.get(exc.code, 403), exc.code, str(exc))
@@ -190,18 +192,20 @@ class RequestsApi:
             status=202,
         )
 
-    async def index(self, request: web.Request, user: str) -> web.Response:
+    async def index(self, request: web.Request, who: Principal) -> web.Response:
         pending = request.query.get("pending") in ("1", "true", "yes")
-        views = await (awaiting if pending else mine)(self.gateway, user)
+        views = await (awaiting if pending else mine)(self.gateway, who.email)
         return web.json_response({"requests": [request_json(self.config, v) for v in views]})
 
-    async def show(self, request: web.Request, user: str) -> web.Response:
+    async def show(self, request: web.Request, who: Principal) -> web.Response:
         view = await self.gateway.approvals.store.view(int(request.match_info["id"]))
-        if view is None or not may_see(self.gateway.directory, user, view):
+        if view is None or not may_see(self.gateway.directory, who.email, view):
             return error(404, "not_found", "no such request")
         return web.json_response(request_json(self.config, view))
 
-    async def decide(self, request: web.Request, user: str) -> web.Response:
+    async def decide(self, request: web.Request, who: Principal) -> web.Response:
+        if who.actor is not None:
+            return error(403, "agent_cannot_decide", f"{who} cannot approve or reject requests")
         body = await _json_body(request)
         verdict, reason, max_rows = body.get("verdict"), body.get("reason"), body.get("max_rows")
         if verdict not in ("approve", "reject"):
@@ -214,7 +218,7 @@ class RequestsApi:
             return error(400, "bad_request", "max_rows must be a positive integer")
         try:
             view = await self.gateway.approvals.decide(
-                int(request.match_info["id"]), user, verdict, via=_channel(request),
+                int(request.match_info["id"]), who.email, verdict, via=_channel(request),
                 reason=reason or None, max_rows=max_rows,
             )  # fmt: skip
         except DecisionRefused as exc:

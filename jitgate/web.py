@@ -1,5 +1,7 @@
 """The gateway's HTTP listener: health, metrics, the REST API (:mod:`jitgate.api`) and the
-web inbox and session replay (:mod:`jitgate.pages`), the MCP server
+web inbox and session replay (:mod:`jitgate.pages`), whoami, logout and agents'
+delegations (:mod:`jitgate.agents_api`), the token endpoint with ``oidc``
+(:mod:`jitgate.oauth`), the MCP server
 (:mod:`mcp_gateway.endpoint`); chat adapters mount here too."""
 
 from __future__ import annotations
@@ -7,8 +9,10 @@ from __future__ import annotations
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from jitgate.agents_api import AgentsApi
 from jitgate.api import RequestsApi
 from jitgate.gateway import Gateway
+from jitgate.oauth import TokenEndpoint
 from jitgate.pages import Pages
 from mcp_gateway.endpoint import McpEndpoint
 
@@ -21,6 +25,9 @@ def build_http_app(gateway: Gateway) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.add_routes(RequestsApi(gateway).routes())
+    app.add_routes(AgentsApi(gateway).routes())
+    if gateway.oidc is not None:
+        app.add_routes(TokenEndpoint(gateway).routes())
     app.add_routes(Pages(gateway).routes())
     app.add_routes(McpEndpoint(gateway).routes())
     if gateway.slack is not None:

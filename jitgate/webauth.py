@@ -27,7 +27,7 @@ from urllib.parse import unquote, urlsplit
 import asyncpg
 from aiohttp import web
 
-from identity import Directory
+from identity import Directory, Principal
 from identity.web_sessions import SESSION_COOKIE, WebSessions
 from jitgate.config import Config
 
@@ -38,11 +38,20 @@ STORE_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceE
 
 
 async def bearer_user(request: web.Request, directory: Directory) -> str | None:
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    principal = await directory.principal_of_token(token.strip())
+    principal = await bearer_principal(request, directory)
     return principal.email if principal is not None else None
+
+
+async def bearer_principal(request: web.Request, directory: Directory) -> Principal | None:
+    """Who the request's Bearer token speaks for (with the agent acting, if any), or None
+    for a missing, unknown, revoked or expired token."""
+    token = bearer_token(request)
+    return await directory.principal_of_token(token) if token else None
+
+
+def bearer_token(request: web.Request) -> str | None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
 async def token_user(directory: Directory, token: str) -> str | None:
