@@ -108,6 +108,62 @@ def _add_request_commands(commands: argparse._SubParsersAction[argparse.Argument
         "--pending", action="store_true", help="list the requests awaiting your decision instead"
     )
     listing.set_defaults(handler=_requests)
+    _add_account_commands(commands, gateway)
+
+
+def _add_account_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    gateway: argparse.ArgumentParser,
+) -> None:
+    """``login``, ``logout``, ``whoami``, ``connect`` and ``agent``: jitgate.account."""
+    login = commands.add_parser("login", parents=[gateway], help="sign in with the IdP")
+    login.add_argument(
+        "--flow", choices=("auto", "device", "browser"), default="auto",
+        help="device code (where the IdP offers it) or this machine's browser",
+    )  # fmt: skip
+    login.add_argument(
+        "--no-browser", action="store_true", help="print the sign-in URL, do not open it"
+    )
+    login.set_defaults(handler=_account("login_command"))
+    logout = commands.add_parser("logout", parents=[gateway], help="revoke and forget the token")
+    logout.set_defaults(handler=_account("logout_command"))
+    whoami = commands.add_parser("whoami", parents=[gateway], help="who the token speaks for")
+    whoami.set_defaults(handler=_account("whoami_command"))
+    psql = commands.add_parser("connect", help="connection details for psql after login")
+    psql.add_argument("resource")
+    how = psql.add_mutually_exclusive_group()
+    how.add_argument("--env", action="store_true", help="print export lines with PGPASSWORD")
+    how.add_argument("--pgpass", action="store_true", help="write the token to ~/.pgpass too")
+    psql.set_defaults(handler=_account("connect_command"))
+    agent = commands.add_parser("agent", help="hand your access to an agent, or take it back")
+    agent_commands = agent.add_subparsers(dest="agent_command", required=True)
+    grant = agent_commands.add_parser(
+        "grant", parents=[gateway], help="print a token for agent NAME acting for you"
+    )
+    grant.add_argument("name")
+    grant.add_argument("--resource", action="append", help="only these resources (repeatable)")
+    grant.add_argument(
+        "--class", dest="statement_class", action="append",
+        help="only these statement classes, e.g. read,write",
+    )  # fmt: skip
+    grant.add_argument("--ttl", default="8h", help="lifetime (never past your own token's)")
+    grant.set_defaults(handler=_account("agent_grant_command"))
+    revoke = agent_commands.add_parser(
+        "revoke", parents=[gateway], help="end agent NAME's access now"
+    )
+    revoke.add_argument("name")
+    revoke.set_defaults(handler=_account("agent_revoke_command"))
+
+
+def _account(name: str) -> Callable[[argparse.Namespace], Coroutine[Any, Any, int]]:
+    async def run(args: argparse.Namespace) -> int:
+        from jitgate import account
+
+        command: Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
+        command = getattr(account, name)
+        return await command(args)
+
+    return run
 
 
 async def _request(args: argparse.Namespace) -> int:

@@ -20,10 +20,11 @@ import os
 import sys
 from collections.abc import AsyncIterator, Callable
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
-from jitgate import __version__
+from jitgate import __version__, credentials
 from jitgate.errors import AuthenticationError, PeerError, UsageError
 
 CLI_AGENT = "jitgate-cli"
@@ -53,6 +54,18 @@ class GatewayClient:
     async def requests(self, *, pending: bool) -> list[dict[str, Any]]:
         found = await self._call("GET", "/api/requests?" + ("pending=1" if pending else "mine=1"))
         return list(found["requests"])
+
+    async def whoami(self) -> dict[str, Any]:
+        return await self._call("GET", "/api/whoami")
+
+    async def logout(self) -> dict[str, Any]:
+        return await self._call("POST", "/api/logout")
+
+    async def grant_agent(self, delegation: dict[str, Any]) -> dict[str, Any]:
+        return await self._call("POST", "/api/agents", delegation)
+
+    async def revoke_agent(self, name: str) -> dict[str, Any]:
+        return await self._call("DELETE", "/api/agents/" + quote(name, safe=""))
 
     async def wait(self, request_id: int) -> dict[str, Any]:
         """Poll until the request is final (executed, failed, rejected, expired, cancelled)."""
@@ -86,12 +99,15 @@ class GatewayClient:
 
 @contextlib.asynccontextmanager
 async def connect(args: argparse.Namespace) -> AsyncIterator[GatewayClient]:
-    url = args.url or os.environ.get("JITGATE_URL")
-    token = args.token or os.environ.get("JITGATE_TOKEN")
+    """A client of the gateway named by ``--url``, ``$JITGATE_URL`` or the stored sign-in
+    (``jitgate login``), with the token of ``--token``, ``$JITGATE_TOKEN`` or the sign-in."""
+    stored = credentials.load()
+    url = args.url or os.environ.get("JITGATE_URL") or (stored.url if stored else None)
+    token = args.token or os.environ.get("JITGATE_TOKEN") or (stored.token if stored else None)
     if not url:
-        raise UsageError("no gateway URL: pass --url or set JITGATE_URL")
+        raise UsageError("no gateway URL: pass --url, set JITGATE_URL or run jitgate login")
     if not token:
-        raise UsageError("no access token: pass --token or set JITGATE_TOKEN")
+        raise UsageError("no access token: run jitgate login, pass --token or set JITGATE_TOKEN")
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300)) as session:
         yield GatewayClient(url, token, session)
 
