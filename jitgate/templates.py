@@ -164,8 +164,11 @@ def decision_forms(view: RequestView) -> str:
 def session_timeline(session: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) -> str:
     """A session's facts and its statements in order; ``events[i]["sql"]`` is masked."""
     ended = when(session["ended_at"]) or "still open"
+    agent = session.get("agent")
     facts = (
-        f"<p>{esc(session['identity'])} on {esc(session['resource'])}"
+        f"<p>{esc(session['identity'])}"
+        + (f" via agent {esc(agent)}" if agent else "")
+        + f" on {esc(session['resource'])}"
         f" from {esc(session['client_addr'] or 'the gateway')}"
         f" ({esc(session['application_name'] or 'no application name')}),"
         f" {esc(when(session['started_at']))} — {esc(ended)}"
