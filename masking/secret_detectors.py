@@ -114,7 +114,8 @@ SECRET_DETECTORS: tuple[Detector, ...] = (
     ),
     plain(
         e.GITLAB_TOKEN,
-        rf"(?<![A-Za-z0-9])(?:gl(?:{_GITLAB_KINDS})-|GR1348941)[\w-]{{20,}}" + TOKEN_AFTER,
+        rf"(?:{opening('gl', '[A-Za-z0-9]')}(?:{_GITLAB_KINDS})-"
+        rf"|{opening('GR1348941', '[A-Za-z0-9]')})[\w-]{{20,}}" + TOKEN_AFTER,
         f"gl(?:{_GITLAB_KINDS})-|GR1348941",
         valid=v.random_looking,
     ),
