@@ -215,6 +215,11 @@ async def test_a_delegation_only_narrows(
     assert code == 1 and "cannot hand its access on" in err, err
     code, out, err = await jitgate(as_agent, "whoami")
     assert out.splitlines()[0] == f"{DAVE} via agent reader", err
+    update = "UPDATE items SET name = 'r' WHERE id = 3"
+    code, out, err = await jitgate(as_agent, "request", "prod", update)
+    assert code == 1 and "denied" in err, err
+    code, out, err = await jitgate(dave, "request", "prod", update)  # dave himself may
+    assert code == 0 and "UPDATE 1" in out, err
 
 
 async def test_login_through_the_browser_when_the_idp_has_no_device_flow(
