@@ -41,6 +41,7 @@ from approvals.store import (
 from audit.recorder import AuditRecorder
 from guard import Classifier
 from guard.resources import ResourceClassifiers
+from guard.sensitive import SensitiveColumns
 from identity import Directory, Principal
 from jitgate.config import Config, Resource
 from jitgate.errors import DecisionRefused, StoreUnavailable
@@ -94,6 +95,9 @@ class Approvals:
         self.classifiers = ResourceClassifiers(
             {name: r.allowed_functions for name, r in config.resources.items()}
         )
+        # Where masking found values (the gateway sets it): reads that transform them are
+        # held, as in a psql session.
+        self.sensitive: SensitiveColumns | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -207,6 +211,14 @@ class Approvals:
             self.spawn(notifier.request_opened(view))
         return view
 
+    def _transforms(self, resource: Resource, sql: str) -> list[str]:
+        """The outputs of ``sql`` that transform a sensitive column of ``resource``
+        (:meth:`guard.sensitive.SensitiveColumns.transforms_in`); none where it masks nothing."""
+        policy = self.masking(resource)
+        if self.sensitive is None or policy is None:
+            return []
+        return self.sensitive.transforms_in(sql, resource.name, policy)
+
     async def _check_pending(self, requester: str, resource: Resource) -> None:
         limits = self.config.postgres.limits
         try:
@@ -282,6 +294,10 @@ class Approvals:
         strictest = Classifier.strictest(verdicts)
         reasons = tuple(dict.fromkeys(r for v in verdicts for r in v.reasons))
         action = action_of(resource, groups, verdicts, principal)
+        if action == "allow":
+            transformed = self._transforms(resource, sql)
+            if transformed:
+                action, reasons = "review", (*reasons, *transformed)
         if action == "deny":
             self.emit(
                 Alert("denied", f"{who} was denied a {strictest.statement_class} statement"

@@ -3,7 +3,7 @@
 Masking finds values by what they look like; ``reverse(ssn)``, ``replace(card, ' ', '')``,
 ``encode(email::bytea, 'base64')`` or ``substr(card, 1, 8)`` no longer look like anything.
 Given which column names hold sensitive values on a resource (those masking has found
-values in, :mod:`proxy.masked_columns`, and those whose name alone cues a detector, such
+values in, :mod:`guard.sensitive`, and those whose name alone cues a detector, such
 as ``ssn``), :func:`transforms` finds the output expressions of a statement that compute
 something else from one of them.
 

@@ -26,6 +26,7 @@ from audit.recovery import recover
 from audit.spool import AuditSpool
 from bot.slack import SlackAdapter
 from guard.classify import Classifier
+from guard.sensitive import SensitiveColumns
 from identity import Directory
 from identity.idp_groups import IdpGroups
 from identity.oidc import OidcClient
@@ -35,7 +36,6 @@ from jitgate.errors import ConfigError
 from jitgate.metrics import GatewayMetrics
 from masking import DEFAULT_POLICY, MaskingPolicy
 from proxy.hooks import default_chain
-from proxy.masked_columns import MaskedColumns
 from proxy.server import ProxyServer
 from store.db import connect_pool, migrate
 
@@ -43,7 +43,7 @@ log = logging.getLogger("jitgate")
 
 # How often each target's functions and views are read again (guard.resources).
 CATALOG_REFRESH = 60.0
-# How often the columns masking learned are saved and read back (proxy.masked_columns).
+# How often the columns masking learned are saved and read back (guard.sensitive).
 MASKED_COLUMNS_SYNC = 10.0
 
 
@@ -58,7 +58,7 @@ class Gateway:
             batch_size=config.audit_batch_size,
             max_lag=config.audit_max_lag,
         )
-        self.masked_columns = MaskedColumns(pool)
+        self.masked_columns = SensitiveColumns(pool)
         # With oidc: the groups the IdP named at sign-in count beside the static ones.
         self.idp_groups = IdpGroups(pool) if config.oidc is not None else None
         self.directory = Directory(config, pool, [self.idp_groups] if self.idp_groups else [])
@@ -96,6 +96,7 @@ class Gateway:
         self.spool = AuditSpool(config.audit_spool, pool)
         self._spool_task: asyncio.Task[None] | None = None
         self.proxy.masked_columns = self.masked_columns
+        self.approvals.sensitive = self.masked_columns
         self.masked_columns.on_learned(self.proxy.forget_admitted)
         self._masked_task: asyncio.Task[None] | None = None
 

@@ -21,15 +21,13 @@ from audit.recorder import AuditRecorder
 from guard import Classifier, StatementClass, StatementVerdict
 from guard.classify import numbers_key
 from guard.resources import ResourceClassifiers
-from guard.transforms import transforms
+from guard.sensitive import SensitiveColumns
 from guard.verdict import RANK
 from identity import Principal
 from jitgate.config import Action, Resource
 from masking import MaskingPolicy
-from masking.detect import scanner_for
 from proxy import pgerrors
 from proxy.lexing import changed_setting
-from proxy.masked_columns import MaskedColumns
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,16 +244,15 @@ class HoldTransforms:
     ``email::bytea``; :mod:`guard.transforms`) goes to review, with the reason on the card:
     what it returns may no longer look like what masking finds. Only on resources that
     mask. Pure between lessons: when a resource's masked columns grow, the proxy forgets
-    what its sessions admitted (:mod:`proxy.masked_columns`)."""
+    what its sessions admitted (:mod:`guard.sensitive`)."""
 
     pure = True
 
     def __init__(
-        self, columns: MaskedColumns, policy: Callable[[Resource], MaskingPolicy | None]
+        self, columns: SensitiveColumns, policy: Callable[[Resource], MaskingPolicy | None]
     ) -> None:
         self._columns = columns
         self._policy = policy
-        self._seen: dict[tuple[str, str, frozenset[str]], list[str]] = {}
 
     def on_statement(self, statement: Statement) -> Refusal | None:
         event = statement.event
@@ -265,16 +262,7 @@ class HoldTransforms:
         policy = self._policy(resource)
         if policy is None:
             return None
-        learned = self._columns.of(resource.name)
-        key = (statement.sql, resource.name, learned)
-        found = self._seen.get(key)
-        if found is None:
-            if len(self._seen) >= _MEMO_SIZE * 8:
-                self._seen.clear()
-            cued = scanner_for(policy.entities).cued_by
-            found = self._seen[key] = transforms(
-                statement.sql, lambda name: name in learned or bool(cued(name))
-            )
+        found = self._columns.transforms_in(statement.sql, resource.name, policy)
         if found:
             event.decision = "review"
             event.reasons = (*event.reasons, *found)
@@ -414,7 +402,7 @@ def default_chain(
     max_statement_size: int = 1 << 20,
     holding: bool = True,
     alert: Callable[[Alert], None] | None = None,
-    masked_columns: MaskedColumns | None = None,
+    masked_columns: SensitiveColumns | None = None,
     masking: Callable[[Resource], MaskingPolicy | None] | None = None,
 ) -> HookChain:
     transforms_hook = (

@@ -21,6 +21,7 @@ import asyncpg
 from approvals.service import Approvals
 from audit.recorder import AuditRecorder
 from audit.spool import AuditSpool
+from guard.sensitive import SensitiveColumns
 from identity import Directory
 from jitgate.config import Config, Resource
 from jitgate.metrics import LATENCY_BUCKETS, GatewayMetrics
@@ -29,7 +30,6 @@ from proxy import pgerrors
 from proxy.attempts import PasswordAttempts
 from proxy.fastpath import Engine, Known, Pump, engine_kind, native_enabled, new_pump, pump_enabled
 from proxy.hooks import HookChain
-from proxy.masked_columns import MaskedColumns
 from proxy.relay import ClientSession
 from proxy.revocation import end_revoked_sessions
 from proxy.upstream import send_cancel
@@ -77,7 +77,7 @@ class ProxyServer:
         # Where statements are written before they reach a target (Gateway.start opens it).
         self.spool: AuditSpool | None = None
         # Where masking found values, learned from results (Gateway sets it).
-        self.masked_columns: MaskedColumns | None = None
+        self.masked_columns: SensitiveColumns | None = None
         self.attempts = PasswordAttempts(
             config.postgres.limits, approvals.emit if approvals is not None else None
         )

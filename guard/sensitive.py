@@ -1,13 +1,16 @@
-"""What the gateway has learned about where sensitive values live, per resource.
+"""Where sensitive values live, per resource, and the statements that would transform them.
 
-Each time masking changes a value, the relay tells :meth:`MaskedColumns.learn` the name of
-the column it was in (a name the result described). Names are kept in the store
+Each time masking changes a value, the relay tells :meth:`SensitiveColumns.learn` the name
+of the column it was in (a name the result described). Names are kept in the store
 (``masked_columns``) and read back from it every ``interval`` seconds, so every gateway
 sharing the store knows what any of them learned; nothing is configured, and the gateway
-still needs no schema. :class:`proxy.hooks.HoldTransforms` holds statements that transform
-one of these columns. A name learned here for the first time calls the listeners with the
-resource (the proxy forgets what its sessions admitted there: a statement let through
-before may now be a transform).
+still needs no schema. A column whose name cues a detector of the resource's masking
+policy (``ssn``) is sensitive before any result shows it. :meth:`transforms_in` is the one
+place that says which outputs of a statement transform such a column
+(:mod:`guard.transforms`): the proxy (``proxy.hooks.HoldTransforms``) and the requests of
+the REST API, chat and agents (``Approvals.ask``) hold them for review. A name learned
+here for the first time calls the listeners with the resource (the proxy forgets what its
+sessions admitted there: a statement let through before may now be a transform).
 """
 
 from __future__ import annotations
@@ -18,21 +21,42 @@ from collections.abc import Callable, Iterable
 
 import asyncpg
 
+from guard.transforms import transforms
+from masking.detect import scanner_for
+from masking.policy import MaskingPolicy
+
 log = logging.getLogger("jitgate.masking")
 
+_SEEN = 4096  # statements whose transforms are remembered
 _STORE_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
-class MaskedColumns:
+class SensitiveColumns:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
         self._names: dict[str, frozenset[str]] = {}
         self._unsaved: set[tuple[str, str]] = set()
         self._listeners: list[Callable[[str], None]] = []
+        self._seen: dict[tuple[str, str, frozenset[str]], list[str]] = {}
 
     def of(self, resource: str) -> frozenset[str]:
         """The column names (lower case) masked on ``resource`` so far."""
         return self._names.get(resource, frozenset())
+
+    def transforms_in(self, sql: str, resource: str, policy: MaskingPolicy) -> list[str]:
+        """The outputs of ``sql`` that transform a sensitive column of ``resource`` under
+        ``policy``, each described (remembered per text and what is known)."""
+        learned = self.of(resource)
+        key = (sql, resource, learned)
+        found = self._seen.get(key)
+        if found is None:
+            if len(self._seen) >= _SEEN:
+                self._seen.clear()
+            cued = scanner_for(policy.entities).cued_by
+            found = self._seen[key] = transforms(
+                sql, lambda name: name in learned or bool(cued(name))
+            )
+        return found
 
     def on_learned(self, listener: Callable[[str], None]) -> None:
         """Call ``listener(resource)`` when a resource gets a name it did not have."""
