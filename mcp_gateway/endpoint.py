@@ -21,6 +21,7 @@ Notifications and responses get 202; requests get 200 with a result or a JSON-RP
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from aiohttp import web
@@ -29,7 +30,7 @@ from identity import Principal
 from jitgate import __version__
 from jitgate.errors import RpcError, StoreUnavailable
 from jitgate.gateway import Gateway
-from jitgate.webauth import same_origin
+from jitgate.webauth import bearer_token, same_origin
 from mcp_gateway import jsonrpc, texts
 from mcp_gateway.jsonrpc import (
     INTERNAL_ERROR,
@@ -112,20 +113,21 @@ class McpEndpoint:
             return web.json_response(jsonrpc.error(message.id, exc.code, str(exc)))
         return web.json_response(jsonrpc.result(message.id, value))
 
-    async def _caller(self, request: web.Request) -> str | web.Response:
-        """The e-mail of the token's holder, or the refusal to send."""
+    async def _caller(self, request: web.Request) -> Principal | web.Response:
+        """Who the token speaks for (with its agent and delegation, for an agent's token),
+        or the refusal to send."""
         if "Origin" in request.headers and not same_origin(request, self.gateway.config):
             return _refused(403, INVALID_REQUEST, "Forbidden: requests from other origins")
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = bearer_token(request)
+        if token is None:
             return _unauthorized("send Authorization: Bearer <a jitgate access token>", None)
-        principal = await self.gateway.directory.principal_of_token(token.strip())
+        principal = await self.gateway.directory.principal_of_token(token)
         if principal is None:
             return _unauthorized("the access token is unknown, revoked or expired")
-        return principal.email
+        return principal
 
     async def _session(
-        self, request: web.Request, email: str, message: jsonrpc.Message | None
+        self, request: web.Request, caller: Principal, message: jsonrpc.Message | None
     ) -> McpSession | web.Response:
         request_id = message.id if isinstance(message, Request) else None
         version = request.headers.get(VERSION_HEADER)
@@ -140,7 +142,7 @@ class McpEndpoint:
                 400, INVALID_REQUEST,
                 f"Bad Request: no {SESSION_HEADER} header; send initialize first", request_id,
             )  # fmt: skip
-        session = await self.store.find(session_id, email)
+        session = await self.store.find(session_id, caller)
         if session is None:
             return _refused(
                 404, SESSION_NOT_FOUND,
@@ -149,7 +151,7 @@ class McpEndpoint:
             )  # fmt: skip
         return session
 
-    async def _initialize(self, message: Request, email: str) -> web.Response:
+    async def _initialize(self, message: Request, caller: Principal) -> web.Response:
         client, asked = message.params.get("clientInfo"), message.params.get("protocolVersion")
         if not isinstance(client, dict) or not isinstance(client.get("name"), str):
             return web.json_response(
@@ -157,8 +159,12 @@ class McpEndpoint:
             )
         version = asked if asked in PROTOCOL_VERSIONS else PROTOCOL_VERSIONS[0]
         agent_version = client.get("version")
+        # An agent's token names its agent; a person's own token is used by the agent the
+        # client declares.
+        if caller.actor is None:
+            caller = dataclasses.replace(caller, actor=agent_name(client["name"]))
         session = await self.store.open(
-            Principal(email, agent_name(client["name"])),
+            caller,
             agent_name(agent_version) if isinstance(agent_version, str) else None,
             version,
         )

@@ -7,6 +7,7 @@ it: looked up with another person's token it does not exist.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import secrets
 from dataclasses import dataclass
@@ -39,7 +40,8 @@ class McpStore:
     async def open(
         self, principal: Principal, agent_version: str | None, protocol_version: str
     ) -> McpSession:
-        """A new session for ``principal`` (whose ``actor`` is the agent the client named)."""
+        """A new session for ``principal``, whose ``actor`` is the agent: its token's, or
+        the name the client declared when the token is the person's own."""
         assert principal.actor is not None
         session_id = secrets.token_urlsafe(32)
         await self._run(
@@ -49,21 +51,23 @@ class McpStore:
         )  # fmt: skip
         return McpSession(session_id, principal, protocol_version)
 
-    async def find(self, session_id: str, email: str) -> McpSession | None:
-        """The live session ``session_id`` of ``email``, or None."""
+    async def find(self, session_id: str, caller: Principal) -> McpSession | None:
+        """The live session ``session_id`` if ``caller``'s person opened it (and, with an
+        agent's token, that agent), with ``caller``'s delegation; else None."""
         if len(session_id) > MAX_SESSION_ID:
             return None
         try:
             row = await self.pool.fetchrow(
                 "SELECT agent, protocol_version FROM mcp_sessions"
                 " WHERE id = $1 AND principal = $2 AND ended_at IS NULL",
-                session_id, email, timeout=_TIMEOUT,
+                session_id, caller.email, timeout=_TIMEOUT,
             )  # fmt: skip
         except STORE_ERRORS as exc:
             raise StoreUnavailable(f"cannot look the MCP session up: {exc}") from exc
-        if row is None:
+        if row is None or caller.actor not in (None, row["agent"]):
             return None
-        return McpSession(session_id, Principal(email, row["agent"]), row["protocol_version"])
+        principal = dataclasses.replace(caller, actor=row["agent"])
+        return McpSession(session_id, principal, row["protocol_version"])
 
     async def end(self, session: McpSession) -> None:
         await self._run("UPDATE mcp_sessions SET ended_at = now() WHERE id = $1", session.id)

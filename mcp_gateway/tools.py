@@ -80,10 +80,10 @@ class Toolbox:
             {
                 "name": name,
                 "type": resource.type,
-                "actions": {c: action_for(resource, groups, c) for c in STATEMENT_CLASSES},
+                "actions": {c: action_for(resource, groups, c, who) for c in STATEMENT_CLASSES},
             }
             for name, resource in sorted(self.config.resources.items())
-            if groups & resource.access.keys()
+            if groups & resource.access.keys() and who.may_use(name)
         ]
         return ToolResult(texts.resources(entries), {"resources": entries})
 
@@ -97,7 +97,7 @@ class Toolbox:
         reason = _text(arguments, "reason", required=False)
         asked = await self.gateway.approvals.ask(
             resource_name=resource, identity=who.email, sql=sql, source="mcp",
-            reason=reason or None, agent=who.actor,
+            reason=reason or None, principal=who,
         )  # fmt: skip
         if asked.request is not None:
             return self._pending(who, asked.request)
@@ -155,8 +155,8 @@ class Toolbox:
         resource = self.config.resources.get(name)
         if resource is None:
             raise DecisionRefused("unknown_resource", f"there is no resource {name!r}")
-        if action_for(resource, self.gateway.directory.groups_of(who), "read") == "deny":
-            raise DecisionRefused("no_access", f"{who.email} may not read {name}")
+        if action_for(resource, self.gateway.directory.groups_of(who), "read", who) == "deny":
+            raise DecisionRefused("no_access", f"{who} may not read {name}")
         return resource
 
 

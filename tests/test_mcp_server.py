@@ -21,6 +21,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp_types import CallToolResult, Implementation
 
+from store.tokens import mint_token
 from tests.harness import GatewayThread, gateway_config
 from tests.test_reader_wire import as_role, with_reader
 
@@ -263,6 +264,37 @@ async def test_only_the_requester_cancels_and_approvers_may_look(
     assert not_his.is_error and structured(not_his)["status"] == "not_requester"
     assert not cancelled.is_error and structured(cancelled)["state"] == "cancelled"
     assert again.is_error and structured(again)["status"] == "not_cancellable"
+
+
+async def test_an_agents_own_token_names_the_agent_and_keeps_its_delegation(
+    gw: GatewayThread, tokens: dict[str, str]
+) -> None:
+    """A token minted for an agent (``jitgate agent grant``) names the agent, whatever the
+    client declares, and the agent gets no more than its delegation: here reads only."""
+    token, _ = await gw_call(
+        gw, mint_token(gw.gateway.pool, ALICE, 600, act={"sub": "etl-agent"}, classes=["read"])
+    )
+    async with connected(gw, token, agent="claude-code") as client:
+        listed = await client.call_tool("list_resources", {})
+        read = await client.call_tool("run_sql", {"resource": "prod", "sql": "SELECT 1 AS one"})
+        write = await client.call_tool(
+            "run_sql", {"resource": "prod", "sql": "UPDATE customers SET n = 5 WHERE id = 3"}
+        )
+    (prod,) = structured(listed)["resources"]
+    assert prod["actions"]["read"] == "allow" and prod["actions"]["write"] == "deny"
+    assert structured(read)["preview"] == [["1"]]
+    assert write.is_error and structured(write)["status"] == "denied"
+    session = await gw_fetchrow(
+        gw, "SELECT agent FROM mcp_sessions ORDER BY created_at DESC LIMIT 1"
+    )
+    assert session["agent"] == "etl-agent"
+    calls = await gw_fetch(gw, "SELECT agent FROM mcp_calls ORDER BY id DESC LIMIT 3")
+    assert {c["agent"] for c in calls} == {"etl-agent"}
+    # The agent's token does not find a session its person opened for another agent.
+    auth = {"Authorization": f"Bearer {tokens[ALICE]}"}
+    _, _, headers = await post(gw, INITIALIZE, auth)
+    other = {"Authorization": f"Bearer {token}", "MCP-Session-Id": headers["MCP-Session-Id"]}
+    assert (await post(gw, PING, other))[0] == 404
 
 
 async def test_missing_or_bad_tokens_are_401_with_a_reason(
