@@ -4,6 +4,7 @@ recorded as a session of their own, and finished with their outcome."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import socket
@@ -16,6 +17,7 @@ from approvals.execute import run_detached
 from approvals.model import Outcome
 from approvals.store import STORE_ERRORS, RequestRow
 from audit.events import SessionRecord, StatementEvent
+from audit.spool import done_frame, intent_frame
 from jitgate.config import Resource, UpstreamURL
 from jitgate.errors import StoreUnavailable
 
@@ -99,20 +101,30 @@ async def run_audited(
         )  # fmt: skip
     except StoreUnavailable:
         return Outcome(None, None, 0.0, "57P03", "the audit store is unavailable")
-    outcome = dataclasses.replace(
-        await run_detached(resource, sql, max_rows, approvals.masking(resource), url),
-        session_id=session_id,
-    )
     event = StatementEvent(session_id, 1, sql, "request", started)
     event.statement_class, event.decision, event.reasons = (
         statement_class, "allow" if request_id is None else "review", reasons,
     )  # fmt: skip
+    event.request_id = request_id
+    spool = approvals.spool
+    try:
+        if spool is not None:  # audit before effect, as the relay does (audit/spool.py)
+            spool.write([intent_frame(event)])
+    except OSError as exc:
+        approvals.recorder.close_session(session_id, "audit spool unavailable")
+        return Outcome(None, None, 0.0, "57P03", f"the audit spool cannot take it: {exc}")
+    outcome = dataclasses.replace(
+        await run_detached(resource, sql, max_rows, approvals.masking(resource), url),
+        session_id=session_id,
+    )
     event.outcome = "ok" if outcome.ok else "error"
     event.rows = outcome.rows or 0
     event.command_tag = outcome.command_tag.encode() if outcome.command_tag else None
     event.sqlstate = outcome.sqlstate
-    event.request_id = request_id
     event.ended_at = time.time()
+    if spool is not None:
+        with contextlib.suppress(OSError):  # the intent is there: unknown at worst
+            spool.write([done_frame(event)])
     approvals.recorder.record(event)
     approvals.recorder.close_session(session_id, "statement executed")
     return outcome

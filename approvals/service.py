@@ -39,6 +39,7 @@ from approvals.store import (
     RequestStore,
 )
 from audit.recorder import AuditRecorder
+from audit.spool import AuditSpool
 from guard import Classifier
 from guard.resources import ResourceClassifiers
 from guard.sensitive import SensitiveColumns
@@ -98,6 +99,8 @@ class Approvals:
         # Where masking found values (the gateway sets it): reads that transform them are
         # held, as in a psql session.
         self.sensitive: SensitiveColumns | None = None
+        # Where statements run for requests are written before they run (the gateway's).
+        self.spool: AuditSpool | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 

@@ -162,6 +162,7 @@ class Gateway:
             ) from exc
         await recover(self.pool, spool.directory, spool.id, self._classify_recovered)
         self.proxy.spool = spool
+        self.approvals.spool = spool
         self.recorder.attach_spool(spool, self.proxy.oldest_open)
         self._spool_task = asyncio.create_task(spool.run(), name="audit-spool")
 

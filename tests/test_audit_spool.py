@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import json
 import os
+import urllib.request
 import time
 import uuid
 from collections.abc import Callable
@@ -162,5 +164,38 @@ def test_a_spool_whose_key_is_not_in_the_store_is_left_unread(
         )
         assert recovered.spools == 0
         assert (directory / f"{stranger}.00000001.seg").exists()
+    finally:
+        gateway.stop()
+
+
+def test_statements_run_for_requests_are_spooled_too(
+    make_database: Callable[[str], str], tmp_path: Path
+) -> None:
+    """A statement the REST API (chat, the CLI, agents) runs on a connection of its own is
+    written to the spool before it runs, and how it ended after."""
+    store, target = make_database("jg_spool_api_store"), make_database("jg_spool_api_target")
+    gateway = GatewayThread(
+        gateway_config(store, target, engineers=WRITES, audit={"spool": str(tmp_path)})
+    )
+    try:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{gateway.http_port}/api/requests",
+            data=json.dumps({"resource": "prod", "sql": "SELECT 41 + 1"}).encode(),
+            headers={
+                "Authorization": f"Bearer {gateway.token(ALICE)}",
+                "Content-Type": "application/json",
+            },
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
+        spool = gateway.gateway.spool
+        key = bytes(scalar(store, f"SELECT key FROM audit_spools WHERE id = '{spool.id}'"))
+        intents: list = []
+        dones: dict = {}
+        for segment in sorted(spool.directory.glob(f"{spool.id}.*.seg")):
+            read_frames(segment.read_bytes(), key, intents, dones)
+        (asked,) = [i for i in intents if i.sql == b"SELECT 41 + 1"]
+        assert dones[(asked.session_id, asked.started_us)].outcome == "ok"
     finally:
         gateway.stop()
