@@ -8,8 +8,8 @@ import asyncio
 import errno
 import json
 import os
-import urllib.request
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable
 from pathlib import Path
