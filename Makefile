@@ -20,7 +20,7 @@ test: $(STAMP)
 check: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy jitgate proxy approvals masking bot audit store guard identity mcp_gateway
+	$(BIN)/mypy jitgate proxy approvals masking bot audit store guard identity mcp_gateway notify
 	$(BIN)/python -m pytest -q
 
 # The wire fuzzer at full size against a live gateway, loopback only (a few minutes on two

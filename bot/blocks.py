@@ -14,16 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-import sqlparse
-from sqlparse.exceptions import SQLParseError
-
 from approvals.model import RequestView, State
 from bot.mrkdwn import (
     SECTION_LIMIT,
     Block,
     code,
     context,
-    count,
     date,
     fence,
     header,
@@ -32,33 +28,39 @@ from bot.mrkdwn import (
     preview,
     section,
 )
+from notify.cards import (
+    STATE_LABELS,
+    Button,
+    Code,
+    RequestCard,
+    Rich,
+    Text,
+    card_of,
+    impact,
+    progress,
+)
+
+__all__ = [
+    "APPROVE_ACTION", "DECISION_BLOCK", "REJECT_ACTION", "SQL_LIMIT", "STATE_LABELS",
+    "approval_card", "card_for", "decided_card", "reminder", "requester_dm", "result_reply",
+    "status_line",
+]  # fmt: skip
 
 DECISION_BLOCK = "decision"
 APPROVE_ACTION = "approve"
 REJECT_ACTION = "reject"
 SQL_LIMIT = 2500
 
-STATE_LABELS = {
-    State.PENDING: "waiting for approval",
-    State.APPROVED: "approved",
-    State.EXECUTING: "executing",
-    State.EXECUTED: "executed",
-    State.FAILED: "failed",
-    State.REJECTED: "rejected",
-    State.EXPIRED: "expired",
-    State.CANCELLED: "cancelled",
-}
-# Formatting very long statements would only be cut afterwards; it also bounds sqlparse's work.
-_PRETTY_INPUT = 20_000
 
-
-def _pretty(sql: str) -> tuple[str, bool]:
-    """The statement as approvers read it, and whether its input was cut first."""
-    try:
-        text = str(sqlparse.format(sql[:_PRETTY_INPUT], reindent=True, keyword_case="upper"))
-    except SQLParseError:
-        text = sql[:_PRETTY_INPUT]
-    return text.strip(), len(sql) > _PRETTY_INPUT
+def _rich(value: Rich) -> str:
+    return "".join(
+        part.text
+        if isinstance(part, Text)
+        else code(part.value, part.limit)
+        if isinstance(part, Code)
+        else date(part.at)
+        for part in value
+    )
 
 
 def _names(identities: Iterable[str]) -> str:
@@ -69,38 +71,19 @@ def _approvers(request: RequestView) -> str:
     return _names(d.approver for d in request.decisions if d.verdict == "approve")
 
 
-def _progress(request: RequestView) -> str:
-    return f"{request.approvals} of {request.approvals_required}"
-
-
 def _who(request: RequestView) -> str:
-    if request.agent:
-        return f"{code(request.requester, 100)} via agent {code(request.agent, 100)}"
-    return code(request.requester, 100)
+    return _rich(card_of(request).facts[0].value)
 
 
-def _impact(request: RequestView) -> str:
-    rows = "unknown" if request.estimate is None else f"≈ {count(request.estimate, 'row')}"
-    cap = "" if request.max_rows is None else f"\ncapped at {count(request.max_rows, 'row')}"
-    return rows + cap
+def _facts(card: RequestCard) -> list[str]:
+    return [f"*{fact.label}*\n{_rich(fact.value)}" for fact in card.facts]
 
 
-def _facts(request: RequestView) -> list[str]:
-    return [
-        f"*Requester*\n{_who(request)}",
-        f"*Resource*\n{code(request.resource, 100)}",
-        f"*Class*\n{code(request.statement_class, 40)}",
-        f"*Impact*\n{_impact(request)}",
-        f"*Approvals*\n{_progress(request)}",
-        f"*Expires*\n{date(request.expires_at)}",
-    ]
-
-
-def _statement(request: RequestView) -> list[Block]:
-    pretty, input_cut = _pretty(request.sql)
-    body, cut = fence(pretty, SQL_LIMIT)
+def _statement(card: RequestCard) -> list[Block]:
+    request = card.request
+    body, cut = fence(card.sql, SQL_LIMIT)
     blocks = [section(body)]
-    if cut or input_cut:
+    if cut or card.sql_input_cut:
         note = f"Statement shortened to fit ({len(request.sql):,} characters in full)."
         blocks.append(context(f"{note} {link(request.url, 'Read it in full')}"))
     return blocks
@@ -113,11 +96,12 @@ def _bullets(items: Sequence[str], limit: int = 10) -> str:
     return "\n".join(lines) or "• none given"
 
 
-def _details(request: RequestView) -> list[Block]:
-    given = code(request.reason, 1000) if request.reason else "_none given_"
+def _details(card: RequestCard) -> list[Block]:
+    request = card.request
+    given = code(card.reason, 1000) if card.reason else "_none given_"
     groups = ", ".join(code(group, 60) for group in request.approver_groups[:10]) or "none"
     return [
-        section(f"*Why it was held*\n{_bullets(request.reasons)}"),
+        section(f"*Why it was held*\n{_bullets(card.held_because)}"),
         section(f"*Requester's reason*\n{given}"),
         context(
             f"Request #{request.id} from {code(request.source, 20)}, opened "
@@ -144,33 +128,39 @@ def _button(text: str, action_id: str, style: str, request_id: int) -> Block:
     }
 
 
-def approval_card(request: RequestView) -> Block:
-    """The card approvers act on: who, what, where, why held, impact, progress, expiry, and
-    the Approve/Reject buttons (Approve asks to confirm when the class is destructive)."""
-    approve = _button("Approve", APPROVE_ACTION, "primary", request.id)
-    if request.statement_class == "destructive":
-        impact = _impact(request).replace("\n", ", ")
-        approve["confirm"] = {
+def _element(button: Button, request: RequestView) -> Block:
+    action = APPROVE_ACTION if button.verb == "approve" else REJECT_ACTION
+    element = _button(button.label, action, button.style, request.id)
+    if button.confirm:
+        shown_impact = impact(request).replace("\n", ", ")
+        element["confirm"] = {
             "title": {"type": "plain_text", "text": "Approve a destructive statement?"},
             "text": {
                 "type": "mrkdwn",
                 "text": f"Request #{request.id} on {code(request.resource, 60)} is destructive "
-                f"(impact: {impact}). It runs once, when enough approvals are in.",
+                f"(impact: {shown_impact}). It runs once, when enough approvals are in.",
             },
             "confirm": {"type": "plain_text", "text": "Approve"},
             "deny": {"type": "plain_text", "text": "Cancel"},
             "style": "danger",
         }
+    return element
+
+
+def approval_card(request: RequestView) -> Block:
+    """The card approvers act on: who, what, where, why held, impact, progress, expiry, and
+    the Approve/Reject buttons (Approve asks to confirm when the class is destructive)."""
+    card = card_of(request, pending=True)
     actions = {
         "type": "actions",
         "block_id": DECISION_BLOCK,
-        "elements": [approve, _button("Reject", REJECT_ACTION, "danger", request.id)],
+        "elements": [_element(button, request) for button in card.buttons],
     }
     blocks = [
-        header(f"Approval needed: request #{request.id}"),
-        section("", _facts(request)),
-        *_statement(request),
-        *_details(request),
+        header(card.title),
+        section("", _facts(card)),
+        *_statement(card),
+        *_details(card),
         actions,
     ]
     return message(_fallback(request, "needs approval"), blocks)
@@ -196,14 +186,14 @@ def status_line(request: RequestView) -> str:
         line = f":no_entry: *Rejected*{by}: {why}"
     else:
         line = {
-            State.PENDING: f":hourglass_flowing_sand: Waiting for approval: {_progress(request)}",
+            State.PENDING: f":hourglass_flowing_sand: Waiting for approval: {progress(request)}",
             State.APPROVED: f":white_check_mark: *Approved* by {approvers}; runs shortly",
             State.EXECUTING: f":arrow_forward: *Approved* by {approvers}; executing",
             State.EXECUTED: f":white_check_mark: *Executed*, approved by {approvers}: "
             + _outcome(request),
             State.FAILED: f":warning: *Failed*, approved by {approvers}: " + _outcome(request),
             State.EXPIRED: f":hourglass: *Expired* {date(request.expires_at)} with "
-            f"{_progress(request)} approvals",
+            f"{progress(request)} approvals",
             State.CANCELLED: ":heavy_multiplication_x: *Cancelled*",
         }[request.state]
     if request.state_reason:
@@ -214,12 +204,13 @@ def status_line(request: RequestView) -> str:
 def decided_card(request: RequestView) -> Block:
     """The card as it reads once no one may act on it any more: no buttons, the state, and
     who decided (approvers, or the rejecter and their reason) with any outcome summary."""
+    card = card_of(request, pending=False)
     blocks = [
-        header(f"Request #{request.id}: {STATE_LABELS[request.state]}"),
+        header(card.title),
         section(status_line(request)),
-        section("", _facts(request)),
-        *_statement(request),
-        *_details(request),
+        section("", _facts(card)),
+        *_statement(card),
+        *_details(card),
     ]
     return message(_fallback(request, STATE_LABELS[request.state]), blocks)
 
@@ -258,9 +249,9 @@ def requester_dm(request: RequestView) -> Block:
     elif request.state in (State.EXECUTED, State.FAILED):
         text += f" {STATE_LABELS[request.state]}: {_outcome(request)}"
     elif request.state is State.EXPIRED:
-        text += f" *expired* with {_progress(request)} approvals; send it again if still needed."
+        text += f" *expired* with {progress(request)} approvals; send it again if still needed."
     else:
-        text += f" is {STATE_LABELS[request.state]} ({_progress(request)} approvals)."
+        text += f" is {STATE_LABELS[request.state]} ({progress(request)} approvals)."
     fallback = f"Your request #{request.id} is {STATE_LABELS[request.state]}"
     return message(fallback, [section(text), context(link(request.url, "Open in jitgate"))])
 
@@ -269,7 +260,7 @@ def reminder(request: RequestView) -> Block:
     """A nudge to approvers about a request still waiting."""
     text = (
         f":bell: Request #{request.id} from {_who(request)} on {code(request.resource, 100)} is "
-        f"still waiting for approval ({_progress(request)}); it expires {date(request.expires_at)}."
+        f"still waiting for approval ({progress(request)}); it expires {date(request.expires_at)}."
     )
     return message(
         _fallback(request, "is still waiting for approval"),

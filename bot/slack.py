@@ -10,11 +10,11 @@ five minutes of now. A forged or stale request gets 401 and runs nothing;
 the same app also takes events over Socket Mode, for gateways without an inbound port; it
 connects in the background and keeps retrying, so the gateway serves even while Slack is
 out of reach. Over HTTP, a malformed body gets 400 and a repeated delivery acts once
-(:mod:`bot.slack_inbound`, :mod:`bot.slack_deliveries`). Listeners acknowledge at once
+(:mod:`bot.slack_inbound`, :mod:`notify.deliveries`). Listeners acknowledge at once
 and work in tasks (:mod:`bot.slack_handlers`).
 
 Outgoing. What jitgate posts on its own (cards and their updates, threaded results, DMs,
-alerts) goes through the outbox (:mod:`bot.slack_outbox`), which survives restarts and
+alerts) goes through the outbox (:mod:`notify.outbox`), which survives restarts and
 retries. What answers a person who is waiting (``users.info``, ``views.open``, ephemeral
 replies) is sent at once by a client that retries a 429 or a 5xx once or twice.
 """
@@ -46,17 +46,17 @@ from approvals.display import shown
 from approvals.model import Alert, RequestView
 from approvals.service import Approvals
 from bot import messages as m
-from bot.slack_alerts import SlackAlerts
-from bot.slack_commands import JitCommand
-from bot.slack_deliveries import Deliveries
 from bot.slack_delivery import SlackDelivery
 from bot.slack_handlers import SlackHandlers
 from bot.slack_identity import SlackDirectory
 from bot.slack_inbound import MalformedDelivery, read_delivery
-from bot.slack_notify import SlackNotifier
-from bot.slack_outbox import SlackOutbox
+from bot.slack_notify import slack_notifier
 from jitgate.config import Config, SlackSettings
 from jitgate.errors import StoreUnavailable
+from notify.alerts import ChatAlerts
+from notify.commands import ChatCommand
+from notify.deliveries import Deliveries
+from notify.outbox import Outbox
 
 log = logging.getLogger("jitgate.slack")
 
@@ -96,16 +96,16 @@ class SlackAdapter:
         delivery = SlackDelivery(
             web_client(settings, interactive=False), self._view, self.directory
         )
-        self.outbox = SlackOutbox(approvals.pool, delivery)
+        self.outbox = Outbox(approvals.pool, "slack", delivery)
         self._deliveries = Deliveries(approvals.pool)
-        self.notifier = SlackNotifier(config, self.outbox)
-        self.alerts = SlackAlerts(config.alerts_slack, self.outbox) if config.alerts_slack else None
+        self.notifier = slack_notifier(config, self.outbox)
+        self.alerts = ChatAlerts(config.alerts_slack, self.outbox) if config.alerts_slack else None
         # Signatures are checked in handle(), where failures can be counted; Socket Mode
         # traffic arrives over a connection the app token authenticated.
         self.app = AsyncApp(client=client, signing_secret=settings.signing_secret or "",
                             request_verification_enabled=False, process_before_response=True,
                             logger=logging.getLogger("jitgate.slack.bolt"))  # fmt: skip
-        command = JitCommand(approvals, self.directory, self.notifier)
+        command = ChatCommand(approvals, self.directory, "slack", self.notifier.where)
         SlackHandlers(approvals, self.directory, self.outbox, client, command).register(self.app)
         secret = settings.signing_secret
         self._verifier = SignatureVerifier(secret) if secret else None

@@ -2,60 +2,29 @@
 
 Cards and card updates are rendered from the request as it is when sent (so a late update
 never shows an older state); replies, files and DMs carry the body rendered when queued.
-Updates, replies and files go to the card recorded in ``slack_cards``; a DM goes to the
+Updates, replies and files go to the card recorded in ``cards``; a DM goes to the
 Slack user whose email is the requester's (:meth:`SlackDirectory.user_for`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import aiohttp
 from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from approvals.model import RequestView
-from bot.messages import card_for
+from approvals.model import Alert, RequestView
+from bot.messages import alert_digest, alert_message, card_for
 from bot.slack_identity import SlackDirectory
+from notify.outbox import Envelope, Failure, Undeliverable
 
 # Slack's own words for "try again later"; any other error will fail the same way again.
 _TRANSIENT = frozenset(
     ("ratelimited", "fatal_error", "internal_error", "service_unavailable", "request_timeout")
 )
 _EXPECTED = (SlackApiError, SlackRequestError, aiohttp.ClientError, OSError, TimeoutError)
-
-
-@dataclass(frozen=True, slots=True)
-class Envelope:
-    """A claimed outbox row: what to send and, for updates, replies and files, the card."""
-
-    id: int
-    kind: str
-    request_id: int | None
-    channel: str | None
-    recipient: str | None
-    body: dict[str, Any] | None
-    version: int
-    attempts: int
-    card_channel: str | None
-    card_ts: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Failure:
-    """What to do after a failed send: ``retry`` it (after ``wait`` seconds when Slack said
-    how long: a rate limit, which is no fault of the row), or give it up."""
-
-    error: str
-    retry: bool
-    wait: float | None = None
-    unexpected: bool = False
-
-
-class Undeliverable(Exception):
-    """A message that can never be delivered as queued; the message says why."""
 
 
 def failure_of(exc: Exception) -> Failure:
@@ -71,6 +40,8 @@ def failure_of(exc: Exception) -> Failure:
 
 
 class SlackDelivery:
+    """Slack's :class:`~notify.outbox.Delivery`."""
+
     def __init__(
         self,
         client: AsyncWebClient,
@@ -118,6 +89,15 @@ class SlackDelivery:
         """A plain message to ``channel`` (an alert or a digest of alerts)."""
         await self._client.chat_postMessage(channel=channel, **body)
         return None
+
+    def failure_of(self, exc: Exception) -> Failure:
+        return failure_of(exc)
+
+    def alert_message(self, alert: Alert) -> dict[str, Any]:
+        return alert_message(alert)
+
+    def alert_digest(self, alerts: Sequence[Alert]) -> dict[str, Any]:
+        return alert_digest(alerts)
 
 
 def _retry_after(headers: Any) -> float:

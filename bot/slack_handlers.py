@@ -13,20 +13,19 @@ button values carry only the request id, and every rule is checked by
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
-from approvals.model import RequestView, State, Verdict
 from approvals.service import Approvals
 from bot import messages as m
-from bot.slack_commands import JitCommand
+from bot.slack_commands import unescape
 from bot.slack_identity import SlackDirectory
-from bot.slack_outbox import SlackOutbox
-from jitgate.errors import DecisionRefused
+from notify.access import refusal
+from notify.commands import ChatCommand, parse_request_id
+from notify.outbox import Outbox
 
 log = logging.getLogger("jitgate.slack")
 
@@ -40,15 +39,9 @@ def _private(respond: AsyncRespond) -> Reply:
     return reply
 
 
-def _request_id(value: object) -> int | None:
-    """Our own button values and modal metadata are a request id in decimal, nothing else."""
-    text = str(value or "")
-    return int(text) if re.fullmatch(r"[0-9]{1,18}", text) else None
-
-
 class SlackHandlers:
-    def __init__(self, approvals: Approvals, directory: SlackDirectory, outbox: SlackOutbox,
-                 client: AsyncWebClient, command: JitCommand) -> None:  # fmt: skip
+    def __init__(self, approvals: Approvals, directory: SlackDirectory, outbox: Outbox,
+                 client: AsyncWebClient, command: ChatCommand) -> None:  # fmt: skip
         self._approvals = approvals
         self._directory = directory
         self._outbox = outbox
@@ -66,18 +59,19 @@ class SlackHandlers:
     async def jit(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
         await ack()
         user = str(body.get("user_id", ""))
-        self._spawn(self._command.run(user, str(body.get("text") or "")), _private(respond))
+        text = unescape(str(body.get("text") or ""))
+        self._spawn(self._command.run(user, text), _private(respond))
 
     async def approve(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
         await ack()
-        request_id = _request_id(body["actions"][0].get("value"))
+        request_id = parse_request_id(body["actions"][0].get("value"))
         if request_id is not None:
-            work = self._decide(body["user"]["id"], request_id, "approve", None)
+            work = self._command.decide(body["user"]["id"], request_id, "approve", None)
             self._spawn(work, _private(respond))
 
     async def reject(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
         await ack()
-        request_id = _request_id(body["actions"][0].get("value"))
+        request_id = parse_request_id(body["actions"][0].get("value"))
         if request_id is not None:
             work = self._open_reject(body["user"]["id"], request_id, str(body["trigger_id"]))
             self._spawn(work, _private(respond))
@@ -85,7 +79,7 @@ class SlackHandlers:
     async def reject_reason(self, ack: AsyncAck, body: dict[str, Any],
                             view: dict[str, Any]) -> None:  # fmt: skip
         await ack()
-        user, request_id = body["user"]["id"], _request_id(view.get("private_metadata"))
+        user, request_id = body["user"]["id"], parse_request_id(view.get("private_metadata"))
         if request_id is None:
             return
         field = view["state"]["values"][m.REJECT_REASON_BLOCK][m.REJECT_REASON_ACTION]
@@ -94,7 +88,7 @@ class SlackHandlers:
         async def tell(text: str) -> None:
             await self._tell(user, request_id, text)
 
-        self._spawn(self._decide(user, request_id, "reject", reason), tell)
+        self._spawn(self._command.decide(user, request_id, "reject", reason), tell)
 
     # The work, after the ack.
 
@@ -110,18 +104,6 @@ class SlackHandlers:
 
         self._approvals.spawn(run())
 
-    async def _decide(self, user: str, request_id: int, verdict: Verdict,
-                      reason: str | None) -> str | None:  # fmt: skip
-        person = await self._directory.person(user)
-        if person.identity is None:
-            return m.unknown_user(person.email)
-        try:
-            await self._approvals.decide(request_id, person.identity, verdict, via="slack",
-                                         reason=reason)  # fmt: skip
-        except DecisionRefused as refused:
-            return await self._refusal(refused, request_id)
-        return None
-
     async def _open_reject(self, user: str, request_id: int, trigger_id: str) -> str | None:
         person = await self._directory.person(user)
         if person.identity is None:
@@ -130,27 +112,14 @@ class SlackHandlers:
         if view is None:
             return m.unknown_request(request_id)
         # Spare people a modal whose submission could only be refused; decide() still
-        # checks everything when the reason comes back.
-        if view.state != State.PENDING:
+        # checks everything when the reason comes back (and alerts on a self-approval).
+        refused = refusal(self._approvals.directory, person.identity, view)
+        if refused == "already_decided":
             return m.already_decided(request_id, view.state)
-        if not self._approvals.directory.groups_of(person.identity) & set(view.approver_groups):
+        if refused == "not_approver":
             return m.not_an_approver(request_id, view.approver_groups)
         await self._client.views_open(trigger_id=trigger_id, view=m.reject_modal(request_id))
         return None
-
-    async def _refusal(self, refused: DecisionRefused, request_id: int) -> str:
-        if refused.code == "self_approval":
-            return m.self_approval_refused(request_id)
-        if refused.code == "expired":
-            return m.request_expired(request_id)
-        view: RequestView | None = await self._approvals.store.view(request_id)
-        if view is None:
-            return m.unknown_request(request_id)
-        if refused.code == "not_approver":
-            return m.not_an_approver(request_id, view.approver_groups)
-        if refused.code == "already_voted":
-            return m.already_approved(view)
-        return m.already_decided(request_id, view.state)
 
     async def _tell(self, user: str, request_id: int, text: str) -> None:
         """A private note to ``user`` under the request's card, else in their DM with us."""

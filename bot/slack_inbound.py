@@ -16,7 +16,7 @@ secret, or a broken proxy). The caller gets 400 and the reason in the body; Slac
 it ever be Slack, marks the delivery failed, which is what it is. Only well-formed
 deliveries reach the listeners, and they may trust the fields above.
 
-Repeats. :attr:`Delivery.keys` are the de-duplication keys (see :mod:`bot.slack_deliveries`),
+Repeats. :attr:`Delivery.keys` are the de-duplication keys (see :mod:`notify.deliveries`),
 each held for :data:`REPLAY_WINDOW` seconds, the signature's lifetime: the body's SHA-256
 (a replay, or Slack's retry, which resends the same body), Slack's ``trigger_id`` (one per
 command or click: the same one re-signed or reshaped is the same act) and a modal's

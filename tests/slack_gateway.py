@@ -78,7 +78,8 @@ def card_of(gw: GatewayThread, request_id: int) -> tuple[str, str]:
 
     def find() -> tuple[str, str] | None:
         row = gw.call(gw.gateway.pool.fetchrow(
-            "SELECT channel, ts FROM slack_cards WHERE request_id = $1", request_id))  # fmt: skip
+            "SELECT channel, ts FROM cards WHERE chat = 'slack' AND request_id = $1",
+            request_id))  # fmt: skip
         return None if row is None else (row["channel"], row["ts"])
 
     return wait_until(find, what=f"the card of request #{request_id}")
@@ -119,5 +120,5 @@ def reply(slack: FakeSlack, key: str) -> str:
 
 def settle(gw: GatewayThread) -> None:
     """Wait until the gateway's Slack outbox has nothing left to send."""
-    sql = "SELECT count(*) FROM slack_outbox WHERE sent_at IS NULL AND failed_at IS NULL"
+    sql = "SELECT count(*) FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL"
     wait_until(lambda: gw.call(gw.gateway.pool.fetchval(sql)) == 0, what="the outbox to drain")

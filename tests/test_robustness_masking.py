@@ -63,7 +63,7 @@ def gw(store_dsn: str, target_dsn: str, slack: FakeSlack) -> Iterator[GatewayThr
 
 def store_text(store_dsn: str) -> str:
     """Every row of the tables that hold requests and what Slack was sent, as JSON text."""
-    tables = ("requests", "decisions", "slack_outbox", "slack_cards")
+    tables = ("requests", "decisions", "outbox", "cards")
     with psycopg.connect(store_dsn) as conn:
         return "\n".join(
             str(row[0])

@@ -272,7 +272,7 @@ def test_socket_mode_is_chosen_by_the_app_token(
 def test_nothing_was_left_undelivered(gw: GatewayThread) -> None:
     settle(gw)
     failed = gw.call(gw.gateway.pool.fetch(
-        "SELECT kind, last_error FROM slack_outbox WHERE failed_at IS NOT NULL"))  # fmt: skip
+        "SELECT kind, last_error FROM outbox WHERE failed_at IS NOT NULL"))  # fmt: skip
     assert [dict(row) for row in failed] == []
 
 

@@ -1,6 +1,7 @@
-"""Security alerts in Slack: the :class:`~approvals.model.AlertSink` that queues each alert
-for the ``alerts.slack`` channel, and their delivery, one message per alert or one digest
-for a burst (see :mod:`bot.slack_outbox`)."""
+"""Security alerts in a chat: the :class:`~approvals.model.AlertSink` that queues each
+alert, as fields, for a chat's alerts channel, and their delivery there, one message per
+alert or one digest for a burst (see :mod:`notify.outbox`). The chat renders the fields
+(:meth:`~notify.outbox.Delivery.alert_message`) when it sends them."""
 
 from __future__ import annotations
 
@@ -12,18 +13,16 @@ from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
 
 from approvals.model import Alert, AlertKind
-from bot.messages import alert_digest, alert_message
 
 if TYPE_CHECKING:
-    from bot.slack_delivery import Envelope
-    from bot.slack_outbox import SlackOutbox
+    from notify.outbox import Envelope, Outbox
 
 
-class SlackAlerts:
+class ChatAlerts:
     """Queues every alert it is given for ``channel``; never raises into the core except
     when the store refuses the row (the core logs that)."""
 
-    def __init__(self, channel: str, outbox: SlackOutbox) -> None:
+    def __init__(self, channel: str, outbox: Outbox) -> None:
         self.channel = channel
         self._outbox = outbox
 
@@ -60,22 +59,22 @@ def alert_of(data: dict[str, Any]) -> Alert:
 
 
 async def deliver_alerts(
-    outbox: SlackOutbox, rows: Sequence[Envelope], burst: int, window: float
+    outbox: Outbox, rows: Sequence[Envelope], burst: int, window: float
 ) -> None:
     """Send claimed alert rows: each as its own message while a channel has had at most
     ``burst`` alerts in the last ``window`` seconds, the rest together as one digest."""
+    delivery = outbox.delivery
     for channel, grouped in groupby(sorted(rows, key=lambda r: (r.channel or "", r.id)),
                                     key=lambda r: r.channel or ""):  # fmt: skip
         group = list(grouped)
         recent = await outbox.pool.fetchval(
-            "SELECT count(*) FROM slack_outbox WHERE kind = 'alert' AND channel = $1"
-            " AND sent_at > now() - make_interval(secs => $2)",
-            channel,
-            window,
-        )
+            "SELECT count(*) FROM outbox WHERE chat = $1 AND kind = 'alert' AND channel = $2"
+            " AND sent_at > now() - make_interval(secs => $3)",
+            outbox.chat, channel, window,
+        )  # fmt: skip
         alerts = [alert_of(row.body or {}) for row in group]
         if len(group) > 1 and recent + len(group) > burst:
-            await outbox.attempt(group, outbox.delivery.post(channel, alert_digest(alerts)))
+            await outbox.attempt(group, delivery.post(channel, delivery.alert_digest(alerts)))
             continue
         for row, alert in zip(group, alerts, strict=True):
-            await outbox.attempt([row], outbox.delivery.post(channel, alert_message(alert)))
+            await outbox.attempt([row], delivery.post(channel, delivery.alert_message(alert)))

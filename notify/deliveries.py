@@ -1,6 +1,7 @@
-"""Which Slack deliveries were already taken, in the store every gateway shares.
+"""Which inbound chat deliveries were already taken, in the store every gateway shares.
 
-:meth:`Deliveries.take` claims a delivery's keys (:attr:`bot.slack_inbound.Delivery.keys`)
+:meth:`Deliveries.take` claims a delivery's keys (Slack's :attr:`bot.slack_inbound.Delivery.keys`,
+a Teams activity's id)
 in one statement and says whether all of them were free: a key is free when no row holds
 it or its row has expired. Keys are inserted in sorted order, so two gateways racing on
 the same delivery queue on the same first key and exactly one of them takes it. Expired
@@ -16,17 +17,17 @@ import asyncpg
 from jitgate.errors import StoreUnavailable
 
 _TAKE = """
-INSERT INTO slack_deliveries (key, expires_at)
+INSERT INTO inbound_deliveries (key, expires_at)
 SELECT key, now() + make_interval(secs => seconds)
 FROM unnest($1::text[], $2::float8[]) AS claimed (key, seconds)
 ORDER BY key
 ON CONFLICT (key) DO UPDATE SET expires_at = EXCLUDED.expires_at
-    WHERE slack_deliveries.expires_at <= now()
+    WHERE inbound_deliveries.expires_at <= now()
 RETURNING key
 """
 _PRUNE = """
-DELETE FROM slack_deliveries WHERE key IN (
-    SELECT key FROM slack_deliveries WHERE expires_at <= now() - interval '1 minute'
+DELETE FROM inbound_deliveries WHERE key IN (
+    SELECT key FROM inbound_deliveries WHERE expires_at <= now() - interval '1 minute'
     LIMIT 100 FOR UPDATE SKIP LOCKED)
 """
 
@@ -44,5 +45,5 @@ class Deliveries:
             taken = await self._pool.fetch(_TAKE, list(unique), list(unique.values()))
             await self._pool.execute(_PRUNE)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise StoreUnavailable(f"cannot record a Slack delivery: {exc}") from exc
+            raise StoreUnavailable(f"cannot record a chat delivery: {exc}") from exc
         return len(taken) == len(unique)
