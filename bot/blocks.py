@@ -42,8 +42,8 @@ from notify.cards import (
 
 __all__ = [
     "APPROVE_ACTION", "DECISION_BLOCK", "REJECT_ACTION", "SQL_LIMIT", "STATE_LABELS",
-    "approval_card", "card_for", "decided_card", "reminder", "requester_dm", "result_reply",
-    "status_line",
+    "approval_card", "card_for", "decided_card", "reminder", "reminder_line", "requester_dm",
+    "requester_line", "result_reply", "status_line",
 ]  # fmt: skip
 
 DECISION_BLOCK = "decision"
@@ -239,8 +239,8 @@ def result_reply(request: RequestView, session_url: str | None) -> Block:
     return message(f"Request #{request.id}: {code(outcome.summary(), 500)}", blocks)
 
 
-def requester_dm(request: RequestView) -> Block:
-    """A short direct message telling the requester where their request stands."""
+def requester_line(request: RequestView) -> str:
+    """Where the requester's request stands, in one mrkdwn line."""
     text = f"Your request #{request.id} on {code(request.resource, 100)}"
     rejection = request.rejection
     if request.state is State.REJECTED and rejection:
@@ -252,16 +252,27 @@ def requester_dm(request: RequestView) -> Block:
         text += f" *expired* with {progress(request)} approvals; send it again if still needed."
     else:
         text += f" is {STATE_LABELS[request.state]} ({progress(request)} approvals)."
+    return text
+
+
+def requester_dm(request: RequestView) -> Block:
+    """A short direct message telling the requester where their request stands."""
+    text = requester_line(request)
     fallback = f"Your request #{request.id} is {STATE_LABELS[request.state]}"
     return message(fallback, [section(text), context(link(request.url, "Open in jitgate"))])
 
 
-def reminder(request: RequestView) -> Block:
-    """A nudge to approvers about a request still waiting."""
-    text = (
+def reminder_line(request: RequestView) -> str:
+    """The nudge to approvers about a request still waiting, in one mrkdwn line."""
+    return (
         f":bell: Request #{request.id} from {_who(request)} on {code(request.resource, 100)} is "
         f"still waiting for approval ({progress(request)}); it expires {date(request.expires_at)}."
     )
+
+
+def reminder(request: RequestView) -> Block:
+    """A nudge to approvers about a request still waiting."""
+    text = reminder_line(request)
     return message(
         _fallback(request, "is still waiting for approval"),
         [section(text), context(link(request.url, "Open in jitgate"))],

@@ -30,7 +30,9 @@ from bot.blocks import (
     card_for,
     decided_card,
     reminder,
+    reminder_line,
     requester_dm,
+    requester_line,
     result_reply,
     status_line,
 )
@@ -56,8 +58,9 @@ __all__ = [
     "STATE_LABELS", "USAGE", "alert_digest", "alert_message", "already_approved",
     "already_decided", "approval_card", "bad_usage", "card_for", "decided_card",
     "duplicate_delivery", "help_text",
-    "not_an_approver", "pending_text", "read_result", "reject_modal", "reminder",
-    "request_expired", "requester_dm", "result_file", "result_reply", "self_approval_refused",
+    "not_an_approver", "pending_text", "read_result", "reject_modal", "reminder", "reminder_line",
+    "request_expired", "requester_dm", "requester_line", "result_file", "result_reply",
+    "self_approval_refused",
     "statement_denied", "statement_held", "status_line", "status_text", "try_again_later",
     "unknown_request", "unknown_resource", "unknown_user",
 ]  # fmt: skip
@@ -131,11 +134,11 @@ def bad_usage(problem: str) -> str:
     return f"`/jit` did not understand that: {escape(problem)}.\nUsage: {USAGE}"
 
 
-def unknown_user(email: str | None = None) -> str:
-    """The Slack user maps to no jitgate identity (no email, or one in no group)."""
-    who = f"Your Slack email {code(email, 100)} is" if email else "Your Slack account is"
+def unknown_user(email: str | None = None, chat: str = "Slack") -> str:
+    """The ``chat`` user maps to no jitgate identity (no email, or one in no group)."""
+    who = f"Your {chat} email {code(email, 100)} is" if email else f"Your {chat} account is"
     return (
-        f"{who} not known to jitgate. Ask a jitgate admin to add your Slack email address "
+        f"{who} not known to jitgate. Ask a jitgate admin to add your {chat} email address "
         "to a group in the gateway's configuration (or your identity provider's groups)."
     )
 

@@ -114,6 +114,9 @@ class SlackAdapter:
         self.socket_mode: AsyncSocketModeHandler | None = None
         self._socket_task: asyncio.Task[None] | None = None
 
+    def routes(self) -> list[web.RouteDef]:
+        return [web.post("/slack/events", self.handle)]
+
     async def _view(self, request_id: int) -> RequestView | None:
         view = await self._approvals.store.view(request_id)
         return None if view is None else shown(self._config, view)

@@ -35,6 +35,9 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 _SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+_ENTRA_OBJECT_ID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+TEAMS_OPENID_METADATA = "https://login.botframework.com/v1/.well-known/openidconfiguration"
+TEAMS_TOKEN_ENDPOINT = "https://login.microsoftonline.com/botframework.com/oauth2/v2.0/token"
 _CLAIM_NAME = re.compile(r"^[A-Za-z0-9_:-]+$")
 DEFAULT_SCOPES = ("openid", "email", "profile")
 
@@ -155,6 +158,21 @@ class SlackSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class TeamsSettings:
+    """``teams``: the Microsoft Teams bot (see :mod:`bot.teams`). ``openid_metadata`` is where
+    the Bot Framework's signing keys are announced and ``token_endpoint`` where the bot gets
+    its own tokens; both default to Microsoft's public cloud."""
+
+    app_id: str
+    app_password: str | None = field(repr=False)
+    tenant_id: str | None = None
+    # Entra object id -> jitgate identity (email), ahead of the member's own email or UPN.
+    users: Mapping[str, str] = field(default_factory=dict)
+    openid_metadata: str = TEAMS_OPENID_METADATA
+    token_endpoint: str = TEAMS_TOKEN_ENDPOINT
+
+
+@dataclass(frozen=True, slots=True)
 class OidcSettings:
     """``oidc``: web sign-in with the company's IdP (see :mod:`identity.oidc`)."""
 
@@ -205,6 +223,8 @@ class Config:
     audit_max_lag: float = 10.0
     masking_policies: Mapping[str, MaskingPolicy] = field(default_factory=dict)
     oidc: OidcSettings | None = None
+    alerts_teams: str | None = None
+    teams: TeamsSettings | None = None
 
 
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
@@ -251,7 +271,7 @@ def parse_config(raw: object, environ: Mapping[str, str]) -> Config:
     slack.only("bot_token", "signing_secret", "app_token", "api_url", "users")
     audit = root.child("audit", {})
     audit.only("flush_interval", "batch_size", "spool", "max_lag")
-    return Config(
+    config = Config(
         database_url=root.required_str("database_url"),
         public_url=root.text("public_url", "http://127.0.0.1:8080").rstrip("/"),
         http_listen=http.listen("listen", "127.0.0.1:8080"),
@@ -280,7 +300,10 @@ def parse_config(raw: object, environ: Mapping[str, str]) -> Config:
         audit_max_lag=audit.duration("max_lag", 10.0),
         masking_policies=policies,
         oidc=_oidc(root, groups),
+        alerts_teams=alerts.optional_str("teams"),
+        teams=_teams(root),
     )
+    return _teams_needed(config)
 
 
 def _startup_size(pg: _Node) -> int:
@@ -534,6 +557,49 @@ def _slack(node: _Node) -> SlackSettings:
         raise ConfigError(node.key("signing_secret"), "is required unless app_token is set")
     if settings.app_token and not settings.app_token.startswith("xapp-"):
         raise ConfigError(node.key("app_token"), "must be an app-level token (xapp-...)")
+    return settings
+
+
+def _teams_needed(config: Config) -> Config:
+    """``notify.teams`` and ``alerts.teams`` name Teams conversations: without ``teams`` there
+    is no bot to post there, which is said at start rather than ignored."""
+    if config.teams is None:
+        if config.alerts_teams:
+            raise ConfigError("alerts.teams", "needs the teams section (app_id, app_password)")
+        for name, resource in config.resources.items():
+            if resource.notify_teams:
+                raise ConfigError(
+                    f"resources.{name}.notify.teams",
+                    "needs the teams section (app_id, app_password)",
+                )
+    return config
+
+
+def _teams(root: _Node) -> TeamsSettings | None:
+    """``teams``, or None."""
+    node = root.child("teams", {})
+    node.only("app_id", "app_password", "tenant_id", "users", "openid_metadata", "token_endpoint")
+    if not node.value:
+        return None
+    users: dict[str, str] = {}
+    users_node = node.child("users", {})
+    for object_id in users_node.names():
+        email = users_node.value[object_id]
+        if not _ENTRA_OBJECT_ID.match(object_id):
+            raise ConfigError(users_node.key(object_id), "is not an Entra object id (a GUID)")
+        if not isinstance(email, str) or "@" not in email:
+            raise ConfigError(users_node.key(object_id), "must be the email of a jitgate identity")
+        users[object_id.lower()] = email.strip().lower()
+    settings = TeamsSettings(
+        app_id=node.required_str("app_id"),
+        app_password=node.optional_str("app_password"),
+        tenant_id=node.optional_str("tenant_id"),
+        users=users,
+        openid_metadata=node.text("openid_metadata", TEAMS_OPENID_METADATA),
+        token_endpoint=node.text("token_endpoint", TEAMS_TOKEN_ENDPOINT),
+    )
+    if not settings.app_password:
+        raise ConfigError(node.key("app_password"), "is required (from the environment: ${VAR})")
     return settings
 
 

@@ -3,7 +3,8 @@
 Start-up: store pool → migrations → the IdP memberships (with ``oidc``) → the target
 catalogs → the audit spool (and recovery of the spools of stopped processes) → the masked
 columns learned so far → audit recorder → approvals (heartbeat, reconciler, LISTEN, the
-sweep) → Slack, when ``slack.bot_token`` is set (outbox sender, Socket Mode) →
+sweep) → the chats: Slack when ``slack.bot_token`` is set (outbox sender, Socket Mode),
+Microsoft Teams when ``teams`` is (outbox sender) →
 Postgres listener → HTTP listener. Shut-down runs the reverse: stop
 accepting, drain sessions, finish running approved statements, flush the audit trail,
 close the pool. Everything a gateway process knows that matters lives in the store, so any
@@ -25,6 +26,7 @@ from audit.recorder import AuditRecorder
 from audit.recovery import recover
 from audit.spool import AuditSpool
 from bot.slack import SlackAdapter
+from bot.teams import TeamsAdapter
 from guard.classify import Classifier
 from guard.sensitive import SensitiveColumns
 from identity import Directory
@@ -84,12 +86,17 @@ class Gateway:
             self.metrics,
             self.approvals,
         )
-        self.slack: SlackAdapter | None = None
-        if config.slack.bot_token:
-            self.slack = SlackAdapter(config, self.approvals)
-            self.approvals.notifiers.append(self.slack.notifier)
-            if self.slack.alerts is not None:
-                self.approvals.alerts.append(self.slack.alerts)
+        # The chat adapters: each hands the core a notifier (and an alert sink) and mounts
+        # its endpoint on the HTTP listener.
+        self.slack = SlackAdapter(config, self.approvals) if config.slack.bot_token else None
+        self.teams = TeamsAdapter(config, self.approvals) if config.teams else None
+        self.chats: list[SlackAdapter | TeamsAdapter] = [
+            chat for chat in (self.slack, self.teams) if chat is not None
+        ]
+        for chat in self.chats:
+            self.approvals.notifiers.append(chat.notifier)
+            if chat.alerts is not None:
+                self.approvals.alerts.append(chat.alerts)
         self._recorder_task: asyncio.Task[None] | None = None
         self._http_runner: web.AppRunner | None = None
         self._catalog_task: asyncio.Task[None] | None = None
@@ -141,8 +148,8 @@ class Gateway:
         )
         self._recorder_task = asyncio.create_task(self.recorder.run(), name="audit-recorder")
         await self.approvals.start()
-        if self.slack is not None:
-            await self.slack.start()
+        for chat in self.chats:
+            await chat.start()
         await self.proxy.start()
         self._http_runner = web.AppRunner(build_http_app(self), access_log=None)
         await self._http_runner.setup()
@@ -187,9 +194,9 @@ class Gateway:
         if self.oidc is not None:
             await self.oidc.close()
         await self.approvals.stop(drain_timeout)
-        if self.slack is not None:
+        for chat in self.chats:
             # After the core: what it queued while stopping stays in the outbox for later.
-            await self.slack.stop()
+            await chat.stop()
         closing = asyncio.create_task(self.recorder.close())
         if self._recorder_task is not None:
             await self._recorder_task

@@ -2,7 +2,8 @@
 web inbox and session replay (:mod:`jitgate.pages`), whoami, logout and agents'
 delegations (:mod:`jitgate.agents_api`), the token endpoint with ``oidc``
 (:mod:`jitgate.oauth`), the MCP server
-(:mod:`mcp_gateway.endpoint`); chat adapters mount here too."""
+(:mod:`mcp_gateway.endpoint`); chat adapters mount here too (``/slack/events``,
+``/api/messages``)."""
 
 from __future__ import annotations
 
@@ -30,8 +31,8 @@ def build_http_app(gateway: Gateway) -> web.Application:
         app.add_routes(TokenEndpoint(gateway).routes())
     app.add_routes(Pages(gateway).routes())
     app.add_routes(McpEndpoint(gateway).routes())
-    if gateway.slack is not None:
-        app.router.add_post("/slack/events", gateway.slack.handle)
+    for chat in gateway.chats:
+        app.add_routes(chat.routes())
     return app
 
 

@@ -32,6 +32,7 @@ from jitgate.errors import DecisionRefused
 from notify.access import may_see
 
 _PENDING_LIMIT = 50
+_CHAT_NAMES = {"slack": "Slack", "teams": "Teams"}
 
 
 class Person(Protocol):
@@ -65,6 +66,7 @@ class ChatCommand:
         self._people = people
         self._source = source
         self._where = where
+        self.chat = _CHAT_NAMES.get(source, source)
 
     async def run(self, user: str, text: str) -> str:
         """The private reply to the command ``text`` from chat user ``user``."""
@@ -77,7 +79,7 @@ class ChatCommand:
             return m.bad_usage("the first word must be run, status, pending or help")
         person = await self._people.person(user)
         if person.identity is None:
-            return m.unknown_user(person.email)
+            return m.unknown_user(person.email, self.chat)
         if verb == "run":
             return await self._run(person.identity, rest)
         if verb == "status":
@@ -89,7 +91,7 @@ class ChatCommand:
         """Record chat user ``user``'s decision; the private reply when it is refused."""
         person = await self._people.person(user)
         if person.identity is None:
-            return m.unknown_user(person.email)
+            return m.unknown_user(person.email, self.chat)
         try:
             await self._approvals.decide(request_id, person.identity, verdict,
                                          via=self._source, reason=reason)  # fmt: skip

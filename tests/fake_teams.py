@@ -1,0 +1,202 @@
+"""A local fake of the Bot Framework: the channel's OpenID metadata and JWKS, the token
+endpoint bots get their own tokens from, and the connector (``/v3/conversations/...``) that
+records every activity a bot sends, all from one aiohttp server on a background thread.
+
+Tokens are real RS256 JWTs from a key the fake generates and publishes (endorsed for
+``msteams``), with the claims the Bot Framework puts in them; :meth:`FakeTeams.channel_token`
+mints one for a request into the bot, with any claim overridden, or signed by a key the
+JWKS does not hold. The connector checks that the bot sends the token it was issued and
+answers 429 or 5xx on command::
+
+    with FakeTeams(APP_ID, PASSWORD) as teams:
+        teams.fail("send", times=2, status=429, retry_after=1)
+        ...  # a gateway with teams.openid_metadata / teams.token_endpoint pointed here
+        card, = teams.wait_for("send")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import secrets
+import threading
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from joserfc import jwt
+from joserfc.jwk import RSAKey
+
+ISSUER = "https://api.botframework.com"
+FIXTURES = Path(__file__).parent / "fixtures" / "teams"
+
+
+@dataclass(frozen=True)
+class Call:
+    """What the bot sent: ``kind`` is ``send`` (a new activity), ``reply`` (in a thread),
+    ``update`` or ``member``; ``activity`` the JSON body."""
+
+    kind: str
+    conversation: str
+    activity_id: str | None
+    activity: dict[str, Any]
+    status: int
+
+
+class FakeTeams:
+    def __init__(self, app_id: str, password: str,
+                 members: dict[str, dict[str, Any]] | None = None) -> None:  # fmt: skip
+        self.app_id = app_id
+        self.password = password
+        self.members = members or {}
+        self.key = RSAKey.generate_key(2048, parameters={"kid": "fake-teams-1"})
+        self.calls: list[Call] = []
+        self.tokens_issued = 0
+        self._tokens: set[str] = set()
+        self._failures: dict[str, deque[tuple[int, int]]] = defaultdict(deque)
+        self._ids = itertools.count(1772443290000)
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True, name="fake-teams")
+        self.port = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def __enter__(self) -> FakeTeams:
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        app = web.Application()
+        app.router.add_get("/openid", self._openid)
+        app.router.add_get("/keys", self._keys)
+        app.router.add_post("/token", self._token)
+        app.router.add_post("/v3/conversations/{conversation}/activities", self._activity)
+        app.router.add_post("/v3/conversations/{conversation}/activities/{id}", self._activity)
+        app.router.add_put("/v3/conversations/{conversation}/activities/{id}", self._activity)
+        app.router.add_get("/v3/conversations/{conversation}/members/{user}", self._member)
+        runner = web.AppRunner(app, access_log=None)
+        self._loop.run_until_complete(runner.setup())
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        self._loop.run_until_complete(site.start())
+        self.port = runner.addresses[0][1]
+        self._ready.set()
+        self._loop.run_forever()
+        self._loop.run_until_complete(runner.cleanup())
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def service_url(self) -> str:
+        return self.url + "/"
+
+    def settings(self, **more: Any) -> dict[str, Any]:
+        """The gateway's ``teams`` section for this fake."""
+        return {"app_id": self.app_id, "app_password": self.password,
+                "openid_metadata": self.url + "/openid", "token_endpoint": self.url + "/token",
+                **more}  # fmt: skip
+
+    # -- what tests do -----------------------------------------------------------------------
+
+    def channel_token(self, *, key: RSAKey | None = None, **claims: Any) -> str:
+        """A token as the channel sends with an activity (``claims`` override or, as None,
+        remove the defaults)."""
+        now = int(time.time())
+        payload = {"iss": ISSUER, "aud": self.app_id, "serviceUrl": self.service_url,
+                   "nbf": now - 10, "exp": now + 3600, "iat": now - 10}  # fmt: skip
+        payload.update(claims)
+        payload = {k: v for k, v in payload.items() if v is not None}
+        signer = key or self.key
+        header = {"alg": "RS256", "kid": signer.kid or "fake-teams-1", "typ": "JWT"}
+        return jwt.encode(header, payload, signer)
+
+    def activity(self, name: str, **changes: Any) -> dict[str, Any]:
+        """A recorded activity from ``tests/fixtures/teams``, its ``serviceUrl`` this fake's."""
+        activity: dict[str, Any] = json.loads((FIXTURES / f"{name}.json").read_text())
+        activity["serviceUrl"] = self.service_url
+        activity.update(changes)
+        return activity
+
+    def fail(self, kind: str, *, times: int, status: int, retry_after: int = 0) -> None:
+        self._failures[kind].extend([(status, retry_after)] * times)
+
+    def calls_to(self, kind: str, conversation: str | None = None) -> list[Call]:
+        return [c for c in list(self.calls) if c.kind == kind and c.status < 300
+                and (conversation is None or c.conversation == conversation)]  # fmt: skip
+
+    def wait_for(self, kind: str, count: int = 1, within: float = 15.0,
+                 conversation: str | None = None) -> list[Call]:  # fmt: skip
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            found = self.calls_to(kind, conversation)
+            if len(found) >= count:
+                return found
+            time.sleep(0.05)
+        raise AssertionError(f"the bot did not {kind} {count} time(s): {self.calls}")
+
+    # -- the endpoints -----------------------------------------------------------------------
+
+    async def _openid(self, request: web.Request) -> web.Response:
+        return web.json_response({
+            "issuer": ISSUER, "jwks_uri": self.url + "/keys",
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+        })  # fmt: skip
+
+    async def _keys(self, request: web.Request) -> web.Response:
+        public = self.key.as_dict(private=False)
+        return web.json_response({"keys": [{**public, "use": "sig", "endorsements": ["msteams"]}]})
+
+    async def _token(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        if form.get("client_id") != self.app_id or form.get("client_secret") != self.password:
+            return web.json_response({"error": "invalid_client"}, status=401)
+        token = secrets.token_urlsafe(24)
+        self._tokens.add(token)
+        self.tokens_issued += 1
+        return web.json_response({"token_type": "Bearer", "expires_in": 3600,
+                                  "ext_expires_in": 3600, "access_token": token})  # fmt: skip
+
+    def _authorized(self, request: web.Request) -> bool:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        return scheme == "Bearer" and token in self._tokens
+
+    async def _activity(self, request: web.Request) -> web.Response:
+        conversation = request.match_info["conversation"]
+        activity_id = request.match_info.get("id")
+        kind = "update" if request.method == "PUT" else "reply" if activity_id else "send"
+        body = await request.json() if request.can_read_body else {}
+        status = 200 if self._authorized(request) else 401
+        if status == 200 and self._failures[kind]:
+            status, retry_after = self._failures[kind].popleft()
+            self.calls.append(Call(kind, conversation, activity_id, body, status))
+            headers = {"Retry-After": str(retry_after)} if status == 429 else {}
+            return web.json_response({"error": {"code": "Throttled"}}, status=status,
+                                     headers=headers)  # fmt: skip
+        self.calls.append(Call(kind, conversation, activity_id, body, status))
+        if status != 200:
+            return web.json_response({"error": {"code": "Unauthorized"}}, status=status)
+        return web.json_response({"id": activity_id if kind == "update" else str(next(self._ids))})
+
+    async def _member(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return web.json_response({"error": {"code": "Unauthorized"}}, status=401)
+        user = request.match_info["user"]
+        self.calls.append(Call("member", request.match_info["conversation"], user, {}, 200))
+        if user not in self.members:
+            return web.json_response({"error": {"code": "MemberNotFoundInConversation"}},
+                                     status=404)  # fmt: skip
+        return web.json_response(self.members[user])
