@@ -15,8 +15,10 @@ import pytest
 from joserfc.jwk import RSAKey
 
 from approvals.model import State
+from jitgate.config import parse_config
+from jitgate.errors import ConfigError
 from tests.fake_teams import FakeTeams
-from tests.harness import GatewayThread
+from tests.harness import GatewayThread, gateway_config
 from tests.slack_gateway import wait_until
 from tests.teams_gateway import (
     ALICE,
@@ -295,3 +297,23 @@ def test_connector_429_and_5xx_still_post_the_card_once(
     posted = [c for c in teams.calls_to("send", APPROVALS)
               if f"request #{request_id}" in json.dumps(c.activity)]  # fmt: skip
     assert len(posted) == 1 and card_id
+
+
+@pytest.mark.parametrize(("raw", "key"), [
+    ({"alerts": {"teams": SECURITY}}, "alerts.teams"),
+    ({"teams": {"app_id": APP_ID}}, "teams.app_password"),
+    ({"teams": {"app_id": APP_ID, "app_password": "x", "users": {"bob": "bob@example.com"}}},
+     "teams.users.bob"),
+])  # fmt: skip
+def test_teams_settings_are_checked_at_start(raw: dict[str, Any], key: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        gateway_config("postgresql://u@127.0.0.1:5432/x", "postgresql://u@127.0.0.1:5432/y", **raw)
+    assert refused.value.key == key
+
+
+def test_notify_teams_without_a_teams_section_is_refused() -> None:
+    with pytest.raises(ConfigError) as refused:
+        parse_config({"database_url": "postgresql://127.0.0.1/x", "resources": {"prod": {
+            "type": "postgres", "url": "postgresql://u@127.0.0.1:5432/y",
+            "notify": {"teams": APPROVALS}}}}, {})  # fmt: skip
+    assert refused.value.key == "resources.prod.notify.teams"
