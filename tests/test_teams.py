@@ -234,8 +234,11 @@ def test_double_and_concurrent_invokes_execute_once(
     assert len(cards) == 1, answers
     assert all("already" in a["value"] for a in answers if a not in cards)
     card_id = card_of(gw, request_id)
-    replies = teams.wait_for("reply", conversation=APPROVALS)
-    assert len([r for r in replies if r.activity_id == card_id]) == 1
+
+    def replied() -> list[Any]:
+        return [r for r in teams.calls_to("reply", APPROVALS) if r.activity_id == card_id]
+
+    assert len(wait_until(replied, what="the result in the card's thread")) == 1
 
 
 def test_reject_asks_for_a_reason_then_rejects(
