@@ -24,6 +24,7 @@ import yaml
 from jitgate.errors import ConfigError
 from masking.config import policy_from_mapping
 from masking.policy import MaskingPolicy
+from mcp_gateway.settings import McpServer, mcp_server
 
 STATEMENT_CLASSES = ("read", "write", "ddl", "destructive", "privilege", "opaque")
 ACTIONS = ("allow", "review", "deny")
@@ -225,6 +226,8 @@ class Config:
     oidc: OidcSettings | None = None
     alerts_teams: str | None = None
     teams: TeamsSettings | None = None
+    # Resources of ``type: mcp``: other MCP servers the gateway governs (mcp_gateway.settings).
+    mcp_servers: Mapping[str, McpServer] = field(default_factory=dict)
 
 
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
@@ -292,6 +295,7 @@ def parse_config(raw: object, environ: Mapping[str, str]) -> Config:
         ),
         groups=groups,
         resources=_resources(root.child("resources", {}), groups, policies.keys()),
+        mcp_servers=_mcp_servers(root.child("resources", {}), groups, policies.keys()),
         alerts_slack=alerts.optional_str("slack"),
         slack=_slack(slack),
         audit_flush_interval=audit.duration("flush_interval", 0.05),
@@ -572,6 +576,12 @@ def _teams_needed(config: Config) -> Config:
                     f"resources.{name}.notify.teams",
                     "needs the teams section (app_id, app_password)",
                 )
+        for name, server in config.mcp_servers.items():
+            if server.notify_teams:
+                raise ConfigError(
+                    f"resources.{name}.notify.teams",
+                    "needs the teams section (app_id, app_password)",
+                )
     return config
 
 
@@ -622,11 +632,13 @@ def _resources(
     resources: dict[str, Resource] = {}
     for name in node.names():
         res = node.child(name)
+        if res.value.get("type") == "mcp":
+            continue
         res.only(
             "type", "url", "access", "approvers", "approvals_required", "request_ttl",
             "notify", "masking", "blast_radius", "write_url", "functions",
         )  # fmt: skip
-        kind = res.choice("type", ("postgres",))
+        kind = res.choice("type", ("postgres", "mcp"))
         access_node = res.child("access", {})
         access: dict[str, dict[str, Action]] = {}
         agent_caps: dict[str, Action] = {}
@@ -672,6 +684,13 @@ def _resources(
             agent_caps=agent_caps,
         )
     return resources
+
+
+def _mcp_servers(
+    node: _Node, groups: Mapping[str, frozenset[str]], policies: Iterable[str]
+) -> dict[str, McpServer]:
+    names = [n for n in node.names() if node.child(n).value.get("type") == "mcp"]
+    return {name: mcp_server(node.child(name), groups, policies) for name in names}
 
 
 def _expand(value: object, key: str, environ: Mapping[str, str]) -> object:

@@ -17,7 +17,8 @@ bad configuration from a hostile or broken client, upstream or store::
         ├── StoreUnavailable       the gateway's own store cannot be reached
         ├── SignInRefused          a web sign-in failed a check (token, state, cookie)
         ├── IdentityProviderError  the IdP cannot be reached or answered nonsense
-        └── RpcError               an MCP client sent a malformed or unknown JSON-RPC message
+        ├── RpcError               an MCP client sent a malformed or unknown JSON-RPC message
+        └── McpServerError         a governed MCP server failed, hung or answered garbage
 
 Errors that travel to a Postgres client carry a SQLSTATE; the constructors that turn
 them into ErrorResponse messages live in :mod:`proxy.pgerrors`.
@@ -139,3 +140,13 @@ class RpcError(PeerError):
         super().__init__(message)
         self.code = code
         self.request_id = request_id
+
+
+class McpServerError(PeerError):
+    """A governed MCP server (a ``type: mcp`` resource) could not be reached, did not
+    answer in time, or answered something that is not MCP. Nothing it sent is relayed;
+    ``session_gone`` is True when it no longer knows the session (HTTP 404)."""
+
+    def __init__(self, message: str, *, session_gone: bool = False) -> None:
+        super().__init__(message)
+        self.session_gone = session_gone

@@ -2,7 +2,8 @@
 web inbox and session replay (:mod:`jitgate.pages`), whoami, logout and agents'
 delegations (:mod:`jitgate.agents_api`), the token endpoint with ``oidc``
 (:mod:`jitgate.oauth`), the MCP server
-(:mod:`mcp_gateway.endpoint`); chat adapters mount here too (``/slack/events``,
+(:mod:`mcp_gateway.endpoint`) and the governing proxy for other MCP servers
+(:mod:`mcp_gateway.relay`); chat adapters mount here too (``/slack/events``,
 ``/api/messages``)."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from jitgate.gateway import Gateway
 from jitgate.oauth import TokenEndpoint
 from jitgate.pages import Pages
 from mcp_gateway.endpoint import McpEndpoint
+from mcp_gateway.relay import McpRelay
 
 GATEWAY = web.AppKey("gateway", Gateway)
 
@@ -31,6 +33,10 @@ def build_http_app(gateway: Gateway) -> web.Application:
         app.add_routes(TokenEndpoint(gateway).routes())
     app.add_routes(Pages(gateway).routes())
     app.add_routes(McpEndpoint(gateway).routes())
+    relay = McpRelay(gateway)
+    app.add_routes(relay.routes())
+    app.on_startup.append(relay.open)
+    app.on_cleanup.append(relay.close)
     for chat in gateway.chats:
         app.add_routes(chat.routes())
     return app

@@ -71,7 +71,7 @@ class McpEndpoint:
         try:
             return await self._post(request)
         except StoreUnavailable as exc:
-            return _refused(503, INTERNAL_ERROR, f"jitgate's store is unavailable: {exc}")
+            return refused(503, INTERNAL_ERROR, f"jitgate's store is unavailable: {exc}")
 
     async def delete(self, request: web.Request) -> web.StreamResponse:
         try:
@@ -83,7 +83,7 @@ class McpEndpoint:
                 return session
             await self.store.end(session)
         except StoreUnavailable as exc:
-            return _refused(503, INTERNAL_ERROR, f"jitgate's store is unavailable: {exc}")
+            return refused(503, INTERNAL_ERROR, f"jitgate's store is unavailable: {exc}")
         return web.Response(status=204)
 
     async def _post(self, request: web.Request) -> web.StreamResponse:
@@ -91,15 +91,15 @@ class McpEndpoint:
         if isinstance(caller, web.Response):
             return caller
         if request.content_type != "application/json":
-            return _refused(415, INVALID_REQUEST, "Content-Type must be application/json")
+            return refused(415, INVALID_REQUEST, "Content-Type must be application/json")
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge as exc:
-            return _refused(413, INVALID_REQUEST, f"the body is too large: {exc.text}")
+            return refused(413, INVALID_REQUEST, f"the body is too large: {exc.text}")
         try:
             message = jsonrpc.parse(body)
         except RpcError as exc:
-            return _refused(400, exc.code, str(exc), exc.request_id)
+            return refused(400, exc.code, str(exc), exc.request_id)
         if isinstance(message, Request) and message.method == "initialize":
             return await self._initialize(message, caller)
         session = await self._session(request, caller, message)
@@ -114,17 +114,7 @@ class McpEndpoint:
         return web.json_response(jsonrpc.result(message.id, value))
 
     async def _caller(self, request: web.Request) -> Principal | web.Response:
-        """Who the token speaks for (with its agent and delegation, for an agent's token),
-        or the refusal to send."""
-        if "Origin" in request.headers and not same_origin(request, self.gateway.config):
-            return _refused(403, INVALID_REQUEST, "Forbidden: requests from other origins")
-        token = bearer_token(request)
-        if token is None:
-            return _unauthorized("send Authorization: Bearer <a jitgate access token>", None)
-        principal = await self.gateway.directory.principal_of_token(token)
-        if principal is None:
-            return _unauthorized("the access token is unknown, revoked or expired")
-        return principal
+        return await caller_of(request, self.gateway)
 
     async def _session(
         self, request: web.Request, caller: Principal, message: jsonrpc.Message | None
@@ -132,19 +122,19 @@ class McpEndpoint:
         request_id = message.id if isinstance(message, Request) else None
         version = request.headers.get(VERSION_HEADER)
         if version is not None and version not in PROTOCOL_VERSIONS:
-            return _refused(
+            return refused(
                 400, INVALID_REQUEST, f"Bad Request: unsupported {VERSION_HEADER} {version!r};"
                 f" this server speaks {', '.join(PROTOCOL_VERSIONS)}", request_id,
             )  # fmt: skip
         session_id = request.headers.get(SESSION_HEADER)
         if not session_id:
-            return _refused(
+            return refused(
                 400, INVALID_REQUEST,
                 f"Bad Request: no {SESSION_HEADER} header; send initialize first", request_id,
             )  # fmt: skip
         session = await self.store.find(session_id, caller)
         if session is None:
-            return _refused(
+            return refused(
                 404, SESSION_NOT_FOUND,
                 "Session not found: it ended or is not this token's; initialize again",
                 request_id,
@@ -195,6 +185,20 @@ class McpEndpoint:
         raise RpcError(METHOD_NOT_FOUND, f"Method not found: {message.method}")
 
 
+async def caller_of(request: web.Request, gateway: Gateway) -> Principal | web.Response:
+    """Who the request's token speaks for (with its agent and delegation, for an agent's
+    token), or the refusal to send: 403 for another origin, 401 without a live token."""
+    if "Origin" in request.headers and not same_origin(request, gateway.config):
+        return refused(403, INVALID_REQUEST, "Forbidden: requests from other origins")
+    token = bearer_token(request)
+    if token is None:
+        return unauthorized("send Authorization: Bearer <a jitgate access token>", None)
+    principal = await gateway.directory.principal_of_token(token)
+    if principal is None:
+        return unauthorized("the access token is unknown, revoked or expired")
+    return principal
+
+
 def agent_name(declared: str) -> str:
     """What a client declares about itself, as cards and records show it: printable,
     at most :data:`MAX_AGENT_NAME` characters."""
@@ -202,15 +206,15 @@ def agent_name(declared: str) -> str:
     return cleaned or "unnamed agent"
 
 
-def _refused(
+def refused(
     status: int, code: int, message: str, request_id: jsonrpc.RequestId | None = None
 ) -> web.Response:
     return web.json_response(jsonrpc.error(request_id, code, message), status=status)
 
 
-def _unauthorized(reason: str, error: str | None = "invalid_token") -> web.Response:
+def unauthorized(reason: str, error: str | None = "invalid_token") -> web.Response:
     """401 with RFC 6750's challenge: no error code when no token was sent at all."""
-    response = _refused(401, UNAUTHORIZED, f"Unauthorized: {reason}")
+    response = refused(401, UNAUTHORIZED, f"Unauthorized: {reason}")
     challenge = 'Bearer realm="jitgate"'
     if error is not None:
         challenge += f', error="{error}", error_description="{reason}"'

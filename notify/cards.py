@@ -79,6 +79,9 @@ STATE_LABELS = {
 }
 # Formatting very long statements would only be cut afterwards; it also bounds sqlparse's work.
 _PRETTY_INPUT = 20_000
+# The class of a governed MCP server's tool call held for review (mcp_gateway.bound_calls):
+# its text is the call, not SQL.
+TOOL_CALL = "tool_call"
 
 
 def pretty(sql: str) -> tuple[str, bool]:
@@ -88,6 +91,11 @@ def pretty(sql: str) -> tuple[str, bool]:
     except SQLParseError:
         text = sql[:_PRETTY_INPUT]
     return text.strip(), len(sql) > _PRETTY_INPUT
+
+
+def as_written(text: str) -> tuple[str, bool]:
+    """A tool call (not SQL) as approvers read it: as written, cut like a statement."""
+    return text[:_PRETTY_INPUT].strip(), len(text) > _PRETTY_INPUT
 
 
 def count(number: int, noun: str) -> str:
@@ -128,7 +136,9 @@ def card_of(request: RequestView, *, pending: bool | None = None) -> RequestCard
         Button("approve", "Approve", "primary", request.statement_class == "destructive"),
         Button("reject", "Reject", "danger"),
     )
-    sql, cut = pretty(request.sql)
+    sql, cut = (
+        as_written(request.sql) if request.statement_class == TOOL_CALL else pretty(request.sql)
+    )
     return RequestCard(
         request=request,
         title=f"Approval needed: request #{request.id}"

@@ -23,6 +23,7 @@ from typing import Any, Literal, Protocol
 from approvals.display import shown
 from approvals.model import RequestView, State
 from jitgate.config import Config, Resource
+from mcp_gateway.settings import McpServer
 from notify.outbox import Outbox
 
 Event = Literal["opened", "changed", "finished", "reminder"]
@@ -77,7 +78,7 @@ class ChatNotifier:
     channel in this chat, ``describe`` says it to people (``C0APPROVALS``)."""
 
     def __init__(self, name: str, config: Config, outbox: Outbox, renderer: Renderer,
-                 channel_of: Callable[[Resource], str | None],
+                 channel_of: Callable[[Resource | McpServer], str | None],
                  describe: Callable[[str], str] = str) -> None:  # fmt: skip
         self.name = name
         self._config = config
@@ -87,7 +88,9 @@ class ChatNotifier:
         self._describe = describe
 
     def channel(self, request: RequestView) -> str | None:
-        resource = self._config.resources.get(request.resource)
+        resource = self._config.resources.get(request.resource) or self._config.mcp_servers.get(
+            request.resource
+        )
         return self._channel_of(resource) if resource is not None else None
 
     def where(self, request: RequestView) -> str | None:
