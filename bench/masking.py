@@ -5,7 +5,8 @@ number, timestamptz, uuid, numeric amount, free-text notes) in which 0 %, 10 % o
 rows carry one PII value in their notes (e-mail, card, IBAN, phone or a secret), cut into
 64 KiB reads and framed by :class:`proxy.codec.Framer` beforehand. The timed loop does what
 the relay does per read: :meth:`RowMasker.candidates` once, then :meth:`RowMasker.mask_row`
-for each DataRow holding a candidate offset, and the splice of the new rows into the read.
+for each DataRow holding a candidate offset (with that offset), and the splice of the new
+rows into the read.
 
 The ``psql shape`` results are the rows of ``bench/results.py`` (int4 id, name, city, order
 number, timestamptz, uuid, numeric amount, a note) as psql receives them in text format, where
@@ -154,15 +155,16 @@ def mask_reads(result: Result, masker: RowMasker) -> int:
         offsets = masker.candidates(buf)
         if not offsets and not every_row:
             continue
+        rows: list[tuple[int, int | None]]
         if every_row:
-            rows = [i for i, frame in enumerate(frames) if frame[0] == m.DATA_ROW]
+            rows = [(i, None) for i, frame in enumerate(frames) if frame[0] == m.DATA_ROW]
         else:
             rows = _rows_holding(frames, offsets)
         parts: list[bytes] = []
         pos = 0
-        for i in rows:
+        for i, hit in rows:
             _, start, end = frames[i]
-            body = masker.mask_row(view[start:end], result.plan)
+            body = masker.mask_row(view[start:end], result.plan, hit)
             if body is not None:
                 parts += (buf[pos : start - 5], b"D", _INT32.pack(len(body) + 4), body)
                 pos = end
@@ -173,14 +175,18 @@ def mask_reads(result: Result, masker: RowMasker) -> int:
     return rewritten
 
 
-def _rows_holding(frames: list[tuple[int, int, int]], offsets: list[int]) -> list[int]:
-    """Indices of the DataRows whose message bytes hold an offset: one bisection per offset."""
-    starts = [frame[1] - 5 for frame in frames]
-    rows: list[int] = []
+def _rows_holding(
+    frames: list[tuple[int, int, int]], offsets: list[int]
+) -> list[tuple[int, int | None]]:
+    """Indices of the DataRows whose bodies hold an offset, each with its first offset less
+    the body's start, as the relay hands it to ``mask_row``: one bisection per offset."""
+    starts = [frame[1] for frame in frames]
+    rows: list[tuple[int, int | None]] = []
     for offset in offsets:
         i = bisect.bisect_right(starts, offset) - 1
-        if i >= 0 and frames[i][0] == m.DATA_ROW and offset < frames[i][2] and i not in rows[-1:]:
-            rows.append(i)
+        kind, start, end = frames[i] if i >= 0 else (0, 0, 0)
+        if kind == m.DATA_ROW and offset < end and (not rows or rows[-1][0] != i):
+            rows.append((i, offset - start))
     return rows
 
 

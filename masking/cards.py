@@ -102,7 +102,7 @@ def valid_card(candidate: str) -> bool:
     if len(digits) == len(candidate):
         if len(digits) < 14 and gs1_ok(digits):
             return False
-    elif not _printed_as_card(candidate):
+    elif not _printed_as_card(candidate, digits):
         return False
     return card_brand(digits) is not None and luhn_ok(digits)
 
@@ -125,12 +125,19 @@ def gs1_ok(digits: str) -> bool:
     return (sum(ones) - 48 * len(ones) + 3 * (sum(threes) - 48 * len(threes))) % 10 == 0
 
 
-def _printed_as_card(candidate: str) -> bool:
-    """Separated in fours, the last group maybe shorter, or 4-6-5 / 4-6-4, by one separator
-    (by slices and counts in C: this runs for every grouped card)."""
+def _printed_as_card(candidate: str, digits: str) -> bool:
+    """Separated in fours, the last group maybe shorter, or 4-6-5 / 4-6-4, by one separator;
+    ``digits`` is ``candidate`` without its separators (by slices and counts in C: this runs
+    for every grouped card)."""
     sep = candidate[4]
     if sep not in " .-":
         return False
+    size = len(candidate)
+    # The common case first: one separator before every fifth character and nowhere else
+    # (the last group then holds one to four characters).
+    seps = size // 5
+    if size % 5 and candidate[4::5] == sep * seps and len(digits) == size - seps:
+        return digits.isdigit()
     if sep == " " and candidate[5] == " ":
         sep = "  "
     groups = candidate.split(sep)

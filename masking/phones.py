@@ -46,10 +46,11 @@ _NOT_DIGITS = bytes(b for b in range(256) if b not in b"0123456789")
 
 def calling_code(digits: str) -> str | None:
     """The country calling code ``digits`` (an international number) starts with."""
-    for size, codes in ((1, _ONE_DIGIT), (2, _TWO_DIGITS), (3, _THREE_DIGITS)):
-        if digits[:size] in codes:
-            return digits[:size]
-    return None
+    if digits[:1] in _ONE_DIGIT:
+        return digits[:1]
+    if digits[:2] in _TWO_DIGITS:
+        return digits[:2]
+    return digits[:3] if digits[:3] in _THREE_DIGITS else None
 
 
 def valid_international(digits: str) -> bool:
@@ -70,9 +71,12 @@ def valid_phone(candidate: str) -> bool:
     prefix in parentheses (``+44 (0)20 7946 0958``) is not part of the number. A signed
     amount is not one: written compact, a number has at least ten digits (``+632052027``
     is a sum), and one dot is a decimal point (``+5381256.41``)."""
-    digits = candidate.replace("(0)", "", 1).encode().translate(None, _NOT_DIGITS).decode()
-    if candidate.count(".") == 1 or (len(digits) < _SHORTEST_COMPACT and candidate[1:].isdigit()):
+    compact = candidate[1:]
+    if compact.isdigit():
+        return len(compact) >= _SHORTEST_COMPACT and valid_international(compact)
+    if candidate.count(".") == 1:
         return False
+    digits = candidate.replace("(0)", "", 1).encode().translate(None, _NOT_DIGITS).decode()
     return valid_international(digits)
 
 

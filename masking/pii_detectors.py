@@ -53,8 +53,9 @@ _LONG_RUN = "[0-9](?:[ .-]{0,2}[0-9]){11,18}" + _RUN_END
 _SSN_WORDS = "(?i:ssn|social[ _.-]?sec|soc[ _.-]?sec|tax[ _.-]?payer[ _.-]?id|itin)"
 _PHONE_WORDS = "phone|mobile|cell|fax|tel|msisdn"
 # A domain of letters and digits of any script, and a top-level domain of letters or
-# punycode (``xn--p1ai``).
-_DOMAIN = r"(?:[^\W_]|-)+(?:\.(?:[^\W_]|-)+)*\.(?:[^\W\d_]{2,24}|xn--[a-z0-9-]{2,59})(?![\w-])"
+# punycode (``xn--p1ai``). Each label is taken whole, by runs (one test per character, not a
+# choice between two): a shorter one could never be followed by its dot.
+_DOMAIN = r"(?:(?:[^\W_]++|-)++\.)+(?:[^\W\d_]{2,24}|xn--[a-z0-9-]{2,59})(?![\w-])"
 
 PII_DETECTORS: tuple[Detector, ...] = (
     Detector(

@@ -7,8 +7,9 @@ A relay keeps one :class:`RowMasker` per client session and, for each result:
 2. for each read of complete backend messages, calls :meth:`RowMasker.candidates` once; only
    DataRows whose bytes ``[start - 5, end)`` hold a returned offset can need masking, and
    when :meth:`RowMasker.every_row` is true for the plan, every DataRow of the result can;
-3. calls :meth:`RowMasker.mask_row` for those rows and, when it returns a body, sends that
-   body behind a fresh 5-byte header instead of the original row.
+3. calls :meth:`RowMasker.mask_row` for those rows, with the first offset at or after the
+   row's start, and, when it returns a body, sends that body behind a fresh 5-byte header
+   instead of the original row.
 
 Whatever :meth:`~RowMasker.mask_row` would change in a row, :meth:`~RowMasker.candidates`
 reports an offset inside that row, except for what only the column can tell (a column named
@@ -35,6 +36,8 @@ __all__ = ["ColumnPlan", "RowMasker"]
 _INT32 = struct.Struct("!i")
 _UINT16 = struct.Struct("!H")
 _NO_HIT = sys.maxsize
+# From 16 MiB a value's length no longer starts with a NUL (see Scanner.match_starts).
+_LONG_ROW = 1 << 24
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,21 +90,30 @@ class RowMasker:
         prepared = self._prepared if self._prepared.plan is plan else self._prepare(plan)
         return prepared.blank
 
-    def mask_row(self, payload: bytes | memoryview, plan: ColumnPlan) -> bytes | None:
+    def mask_row(
+        self, payload: bytes | memoryview, plan: ColumnPlan, hit: int | None = None
+    ) -> bytes | None:
         """The DataRow body ``payload`` (without its 5-byte header) with its sensitive values
         masked, lengths recomputed, or ``None`` when nothing changed. A value whose type
         cannot hold a mask (a card in int8, an address in inet) becomes NULL. Malformed
-        bytes raise :class:`~jitgate.errors.ProtocolError`."""
+        bytes raise :class:`~jitgate.errors.ProtocolError`.
+
+        ``hit``, when given, is the first offset :meth:`candidates` reported at or after the
+        row's start, less that start: the row is not searched again up to it. It is never
+        past the row's first prefilter match: a skip in :meth:`candidates` ends at a NUL,
+        and each value's length starts with one in a row under 16 MiB (a longer row is
+        searched again)."""
         prepared = self._prepared if self._prepared.plan is plan else self._prepare(plan)
         first = self._first
+        size = len(payload)
         # Only values holding a prefilter match, and the columns marked always, are read.
-        hit = first(payload)
+        if hit is None or size >= _LONG_ROW:
+            hit = first(payload)
         if hit < 0:
             if not prepared.every_row:
                 return None
             hit = _NO_HIT
         rules = prepared.rules
-        size = len(payload)
         edits: list[tuple[int, int, bytes | Nulled]] = []
         unpack = _INT32.unpack_from
         values = self._values

@@ -97,8 +97,13 @@ def valid_email(candidate: str) -> bool:
     local, _, domain = candidate.rpartition("@")
     if local.startswith(".") or local.endswith(".") or ".." in local:
         return False
-    labels = domain.lower().split(".")
-    if labels[-1] in FILE_SUFFIXES or _SCALE.fullmatch(labels[0]):
+    # The first and last labels, read without splitting the domain: a scale label is
+    # digits and an "x"; isdecimal() holds for exactly the characters \d matches.
+    lowered = domain.lower()
+    first = lowered.partition(".")[0]
+    if lowered[lowered.rfind(".") + 1 :] in FILE_SUFFIXES or (
+        first[-1:] == "x" and first[:-1].isdecimal()
+    ):
         return False
     # No empty label and none starting with "-", read off the domain without splitting it.
     edges_ok = domain[:1] not in ("", ".", "-") and domain[-1] != "."
@@ -108,9 +113,6 @@ def valid_email(candidate: str) -> bool:
 def valid_encoded_email(candidate: str) -> bool:
     """An address whose ``@`` (and maybe more) is percent-encoded, as in a URL's query."""
     return valid_email(unquote(candidate))
-
-
-_SCALE = re.compile(r"\d+(?:\.\d+)?x")
 
 
 def _b64url_decode(part: str) -> bytes:

@@ -1299,7 +1299,11 @@ class ClientSession(asyncio.Protocol):
                     next_hit = hits[hit] if hit < len(hits) else len(buf)
                 if every or next_hit < end:
                     try:
-                        masked = masker.mask_row(memoryview(buf)[start:end], plan)
+                        masked = masker.mask_row(
+                            memoryview(buf)[start:end],
+                            plan,
+                            next_hit - start if next_hit < end else None,
+                        )
                     except ProtocolError as exc:
                         log.error("malformed row from upstream", extra={"error": str(exc)})
                         self._end_reason = "upstream protocol error"

@@ -13,7 +13,7 @@ import pytest
 
 from jitgate.errors import ProtocolError
 from masking import DEFAULT_ENTITIES, MaskingPolicy, samples, stream
-from masking.detect import Scanner
+from masking.detect import Scanner, scanner_for
 from masking.entities import ALL_ENTITIES
 from masking.stream import ColumnPlan, RowMasker
 from proxy import messages as m
@@ -398,6 +398,36 @@ def test_prefilter_loses_nothing_the_detectors_find(
                 changed += 1
                 assert any(start - 5 <= o < end for o in offsets), wire[start:end]
     assert changed > 1500  # the generator does produce rows to mask
+
+
+@pytest.mark.parametrize("entities", [DEFAULT_ENTITIES, ALL_ENTITIES], ids=["default", "all"])
+def test_the_offset_the_relay_hands_over_is_where_the_row_is_first_searched_from(
+    entities: frozenset[str],
+) -> None:
+    """Over generated results, as the relay calls it: the first offset candidates() reports
+    at or after a row's start is never past the row's own first prefilter match (it may
+    come first: a match may run on into the next message's type byte), and mask_row given
+    it answers what mask_row searching the row itself does."""
+    rng = random.Random(2024)
+    masker = RowMasker(MaskingPolicy(entities=entities))
+    first_match = scanner_for(frozenset(entities)).first_match
+    handed = 0
+    for _ in range(150):
+        wire, plan = _result(rng, 40)
+        offsets = masker.candidates(wire)
+        _, frames = Framer().feed(wire)
+        for code, start, end in frames:
+            hit = next((o for o in offsets if o >= start), end)
+            if code != m.DATA_ROW or hit >= end:
+                continue
+            row = wire[start:end]
+            found = first_match(row)
+            assert found < 0 or hit - start <= found, row
+            assert masker.mask_row(memoryview(wire)[start:end], plan, hit - start) == (
+                masker.mask_row(row, plan)
+            ), row
+            handed += 1
+    assert handed > 3000
 
 
 @pytest.mark.parametrize("after", [m.PortalSuspended(), m.CommandComplete("SELECT 1")])
