@@ -22,7 +22,7 @@ import logging
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pgparse  # type: ignore[import-not-found]
 
@@ -39,7 +39,7 @@ from jitgate.errors import (
 )
 from proxy import messages as m
 from proxy import pgerrors
-from proxy.codec import decode_backend
+from proxy.codec import decode_backend, decode_frontend
 from proxy.params import ParameterTypes
 
 if TYPE_CHECKING:
@@ -192,15 +192,27 @@ class Capture:
             future.set_result(None)
 
 
+class BoundPortal(NamedTuple):
+    """A portal the client bound to a statement that may be held: the values as text (for
+    the card), what its Bind said after the names (formats, values, result formats) and
+    the statement's parameter types — enough to bind it again on another connection."""
+
+    values: tuple[str | None, ...]
+    bind: bytes
+    types: tuple[int, ...]
+
+
 @dataclass(slots=True)
 class Held:
-    """The statement a session holds: the client's message exactly as sent."""
+    """The statement a session holds: the client's message exactly as sent, and for an
+    Execute the portal it runs, when the relay knows how it was bound."""
 
     kind: int
     message: bytes
     sql: str
     params: tuple[str | None, ...] | None
     event: StatementEvent
+    portal: BoundPortal | None = None
 
 
 async def hold(session: ClientSession, held: Held) -> None:
@@ -341,12 +353,17 @@ async def _stop_waiting(
 async def _not_on_writer(session: ClientSession, held: Held) -> str | None:
     """Why ``held``, from a session on the reader credential, cannot be approved to run
     on a writer connection of its own; None when it can. A statement inside the reader's
-    transaction block would run outside that transaction, and a bound statement's portal
-    lives only on the reader's connection: both are refused before any request exists."""
-    if held.kind != m.QUERY:
+    transaction block would run outside that transaction: refused before any request
+    exists. An Execute runs on the writer as its portal was bound (:func:`_run_bound`);
+    one whose Bind the relay did not keep is refused."""
+    if held.kind != m.QUERY and held.portal is None:
         return "it came through the extended protocol, whose portal lives on the reader"
     if _controls_transactions(held.sql):
         return "it controls a transaction, which would end with the writer's connection"
+    if held.kind == m.EXECUTE:
+        # The target answers what came before a held Execute (its Parse and Bind, a BEGIN
+        # pipelined ahead) only at a Sync or a Flush: ask for it, so the status is known.
+        session.forward_held(m.Flush().encode(), [])
     await session.settle()  # the transaction status after what the client sent before
     if session.tx_status != "I" or session.unsynced:
         return "it was sent inside a transaction block, which runs on the read-only credential"
@@ -381,9 +398,58 @@ async def _execute(session: ClientSession, held: Held, request_id: int, cap: int
         session.refuse_held(held, pgerrors.writer_unreachable(request_id, why))
         return
     try:
-        await _run(session, held, request_id, cap)
+        if held.kind == m.EXECUTE:
+            await _run_bound(session, held, request_id, cap)
+        else:
+            await _run(session, held, request_id, cap)
     finally:
         restore()
+
+
+async def _run_bound(session: ClientSession, held: Held, request_id: int, cap: int | None) -> None:
+    """Run a held Execute on a writer connection opened for it: Parse and Bind it there as
+    the client bound it on the reader (the gateway's own, unseen by the client), Execute
+    it with the client's row limit (its answer is the client's), and Sync (unseen) to end
+    the writer's transaction — after a refusal for touching too many rows, a rollback."""
+    approvals = session.server.approvals
+    assert approvals is not None and held.portal is not None
+    portal = held.portal
+    execute = decode_frontend(m.EXECUTE, held.message[5:])
+    assert isinstance(execute, m.Execute)
+    capture = Capture(held.event, cap, wait_for_ready=False)
+    try:
+        session.forward_held(
+            m.Parse("", held.sql, portal.types).encode()
+            + _bind_unnamed(portal.bind)
+            + m.Execute("", execute.max_rows).encode()
+            + m.Flush().encode(),
+            [
+                Pending(m.PARSE, hide=True, capture=capture),
+                Pending(m.BIND, hide=True, capture=capture),
+                Pending(m.EXECUTE, held.event, capture=capture),
+            ],
+        )
+        await capture.complete
+        if capture.over is not None:
+            error = pgerrors.blast_radius_exceeded(request_id, capture.over, cap or 0)
+            session.forward_held(
+                m.Execute("jitgate refused statement", 0).encode(),
+                [Pending(m.EXECUTE, None, error)],
+            )
+        session.forward_held(m.Sync().encode(), [Pending(m.SYNC, hide=True, capture=capture)])
+        await capture.settled
+    except asyncio.CancelledError:
+        capture.abandon()
+        approvals.spawn(approvals.finish(request_id, capture.outcome(session, request_id)))
+        raise
+    await approvals.finish(request_id, capture.outcome(session, request_id))
+
+
+def _bind_unnamed(rest: bytes) -> bytes:
+    """A Bind of the unnamed portal to the unnamed statement, with ``rest`` (formats,
+    values, result formats) as the client sent them."""
+    body = b"\0\0" + rest
+    return b"B" + (len(body) + 4).to_bytes(4, "big") + body
 
 
 async def _run(session: ClientSession, held: Held, request_id: int, cap: int | None) -> None:

@@ -9,7 +9,7 @@ import uuid
 from proxy import messages as m
 from proxy.codec import decode_backend, decode_frontend
 
-_TEXT_TYPES = frozenset((25, 1043, 1042, 19, 114, 142, 705, 0))
+_TEXT_TYPES = frozenset((25, 1043, 1042, 19, 114, 142, 705))
 _INTS = {21: "!h", 23: "!i", 20: "!q", 26: "!I"}
 _FLOATS = {700: "!f", 701: "!d"}
 
@@ -47,7 +47,8 @@ def bound_values(
 
 
 def render(value: bytes, oid: int) -> str:
-    """A binary-format value of type ``oid`` as text; unknown types in hex."""
+    """A binary-format value of type ``oid`` as text; unknown types (0: the client named
+    none) in hex."""
     try:
         if oid in _TEXT_TYPES:
             return _text(value)

@@ -53,7 +53,7 @@ from proxy.fastpath import (
     PyEngine,
     PyStats,
 )
-from proxy.hold import Held, Pending, hold
+from proxy.hold import BoundPortal, Held, Pending, hold
 from proxy.hooks import SessionContext, Statement, remember_prepared
 from proxy.params import ParameterTypes, bound_values
 from proxy.upstream import UpstreamProtocol, connect_upstream
@@ -121,8 +121,8 @@ class _Prepared:
     is set when it needs approval: each Execute of it is held, with its bound values."""
 
     __slots__ = (
-        "decision", "hold", "parameter_types", "plans", "reasons", "refusal", "row_description",
-        "sql", "statement_class",
+        "decision", "declared_types", "hold", "parameter_types", "plans", "reasons", "refusal",
+        "row_description", "sql", "statement_class",
     )  # fmt: skip
 
     def __init__(
@@ -135,6 +135,8 @@ class _Prepared:
         self.refusal = refusal
         self.hold = hold
         self.parameter_types: ParameterTypes | None = None
+        # The parameter types the Parse named (0: left to the server), as the client sent them.
+        self.declared_types: tuple[int, ...] = ()
         # Masking sessions: the statement's described columns, and plans by result formats.
         self.row_description: bytes | None = None
         self.plans: dict[tuple[int, ...], ColumnPlan] = {}
@@ -149,13 +151,17 @@ def _severity(prepared: _Prepared) -> tuple[bool, bool, int]:
     return prepared.refusal is not None, prepared.hold, rank
 
 
-def _foreign_types(buf: bytes, start: int, end: int) -> tuple[int, ...]:
-    """The parameter type oids of a Parse (from ``start``, after its text) that are not the
-    server's own (below FirstNormalObjectId): user types, domains, enums."""
+def _declared_types(buf: bytes, start: int, end: int) -> tuple[int, ...]:
+    """The parameter type oids of a Parse (from ``start``, after its text)."""
     count = int.from_bytes(buf[start : start + 2], "big")
     if end - start != 2 + 4 * count:
         raise ProtocolError("malformed Parse message: its parameter types do not fit")
-    oids = (int.from_bytes(buf[at : at + 4], "big") for at in range(start + 2, end, 4))
+    return tuple(int.from_bytes(buf[at : at + 4], "big") for at in range(start + 2, end, 4))
+
+
+def _foreign(oids: tuple[int, ...]) -> tuple[int, ...]:
+    """The oids that are not the server's own (below FirstNormalObjectId): user types,
+    domains, enums."""
     return tuple(oid for oid in oids if oid >= FIRST_NORMAL_OID)
 
 
@@ -196,7 +202,9 @@ class ClientSession(asyncio.Protocol):
         # Names SQL PREPARE made (and no DEALLOCATE dropped since): a Parse of one fails.
         self._sql_named: set[bytes] = set()
         self._portals: dict[bytes, _Prepared] = {}
-        self._portal_params: dict[bytes, tuple[str | None, ...]] = {}
+        # Portals bound to a statement that may be held: the values (for the card) and the
+        # Bind itself with the statement's parameter types (to run it on a writer).
+        self._portal_params: dict[bytes, BoundPortal] = {}
         self._holding = False
         self._backlog = bytearray()
         self._hold_task: asyncio.Task[None] | None = None
@@ -825,8 +833,11 @@ class ClientSession(asyncio.Protocol):
                     if refusal is not None and refusal.hold:
                         if not self._spool(forwarded):
                             return
-                        params = self._portal_params.get(portal, ())
-                        held = Held(EXECUTE, buf[start - 5 : end], prepared.sql, params, event)
+                        bound = self._portal_params.get(portal)
+                        held = Held(
+                            EXECUTE, buf[start - 5 : end], prepared.sql,
+                            () if bound is None else bound.values, event, bound,
+                        )  # fmt: skip
                         self._begin_hold(held, upstream, pieces, buf[cursor : start - 5], buf[end:])
                         return
                     error = None if refusal is None else refusal.error
@@ -847,8 +858,10 @@ class ClientSession(asyncio.Protocol):
                 self._portal_descriptions.pop(buf[start:nul], None)
                 if prepared.hold:
                     types = prepared.parameter_types
-                    oids = () if types is None else types.type_oids
-                    self._portal_params[buf[start:nul]] = bound_values(buf, start, end, oids)
+                    oids = types.type_oids if types and types.type_oids else prepared.declared_types
+                    self._portal_params[buf[start:nul]] = BoundPortal(
+                        bound_values(buf, start, end, oids), buf[nul + 2 + len(name) : end], oids
+                    )
                 if self._masker is not None:
                     formats = bind_result_formats(buf, start, end)
                     self._portal_formats[buf[start:nul]] = formats
@@ -943,7 +956,9 @@ class ClientSession(asyncio.Protocol):
         text_end = buf.index(0, nul + 1, end)
         text = buf[nul + 1 : text_end]
         sql = text.decode("utf-8", "surrogateescape")
-        prepared, event = self._judge_parse(sql, _foreign_types(buf, text_end + 1, end))
+        declared = _declared_types(buf, text_end + 1, end)
+        prepared, event = self._judge_parse(sql, _foreign(declared))
+        prepared.declared_types = declared
         before = self._prepared.get(name) if name else None
         restore: tuple[bytes, object] | None = (name, before) if name else None
         if before is None and name in self._sql_named:
@@ -1372,6 +1387,11 @@ class ClientSession(asyncio.Protocol):
                     head = pending.popleft()
                     kind = head.kind
                     if kind == SYNC or (kind == QUERY and not skipped):
+                        if head.hide:  # a Sync the gateway sent: the client sent none
+                            if pieces is None:
+                                pieces = []
+                            pieces.append(buf[cursor : start - 5])
+                            cursor = end
                         finish(head)
                         break
                     if head.event is not None and head.event.outcome == "ok":

@@ -11,6 +11,7 @@ import dataclasses
 import re
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -248,9 +249,9 @@ def test_a_held_statement_inside_a_reader_transaction_is_refused_before_any_requ
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert "inside a transaction block" in held.stderr and "ROLLBACK" in held.stdout
-    refused = pytest.raises(psycopg.errors.ReadOnlySqlTransaction, match="extended protocol")
-    with psycopg.connect(gw.dsn(ALICE, gw.token(ALICE)), autocommit=True) as conn, refused:
-        conn.execute("DELETE FROM items WHERE id = %s", (4,))
+    refused = pytest.raises(psycopg.errors.ReadOnlySqlTransaction, match="transaction block")
+    with psycopg.connect(gw.dsn(ALICE, gw.token(ALICE))) as conn, refused:
+        conn.execute("DELETE FROM items WHERE id = %s", (4,))  # psycopg opened a BEGIN
     assert target("SELECT count(*) FROM items") == 10
     assert len(gw.call(gw.gateway.approvals.store.list(limit=1000))) == len(before)
 
@@ -327,3 +328,32 @@ def test_a_begin_sent_without_sync_keeps_a_held_statement_off_the_writer(
         client.close()
     assert target("SELECT count(*) FROM items") == 10
     assert len(gw.call(gw.gateway.approvals.store.list(limit=1000))) == before
+
+
+def test_an_approved_bound_write_from_a_reader_session_runs_on_a_writer(
+    gw: GatewayThread, target: Callable[[str], object]
+) -> None:
+    """psycopg binds its values (the extended protocol): the held Execute is bound again,
+    as the client bound it, on a writer connection opened for it; the client gets the
+    answer to its own Execute and goes on, on the reader."""
+    with psycopg.connect(gw.dsn(ALICE, gw.token(ALICE)), autocommit=True) as conn:
+        result: dict[str, object] = {}
+
+        def run() -> None:
+            try:
+                cur = conn.execute("UPDATE items SET name = %s WHERE id = %s", ("bound", 6))
+                result["rows"] = cur.rowcount
+            except psycopg.Error as exc:
+                result["error"] = exc
+
+        worker = threading.Thread(target=run)
+        worker.start()
+        request_id = newest_request(gw)
+        assert target("SELECT name FROM items WHERE id = 6") != "bound"
+        decide(gw, request_id, BOB)
+        worker.join(timeout=30)
+        assert result == {"rows": 1}, result
+        assert conn.execute("SELECT current_user").fetchone() == (READER,)
+    assert target("SELECT name FROM items WHERE id = 6") == "bound"
+    done = final_view(gw, request_id)
+    assert (done.outcome.command_tag, done.outcome.rows) == ("UPDATE 1", 1)
