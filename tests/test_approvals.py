@@ -391,6 +391,27 @@ def test_extended_protocol_statement_is_held_with_its_values(
     assert target("SELECT name FROM items WHERE id = 9") == "renamed"
 
 
+def test_values_psycopg_binds_in_binary_without_a_declared_type_are_held_too(
+    gw: GatewayThread, alice: str, target: Callable[[str], Any]
+) -> None:
+    """psycopg sends a small int as binary int2 and names its type in the Parse; a value the
+    statement's types do not say reaches the card in hex, never as raw bytes."""
+
+    def run() -> int:
+        with psycopg.connect(alice, autocommit=True) as conn:
+            cur = conn.execute("UPDATE items SET name = %s WHERE id = %s", ("bound", 8))
+            return cur.rowcount
+
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(run)
+        request_id = newest_request(gw)
+        view = gw.call(gw.gateway.approvals.store.view(request_id))
+        assert "'bound'" in view.sql and "'8'" in view.sql, view.sql
+        decide(gw, request_id, BOB)
+        assert future.result(30) == 1
+    assert target("SELECT name FROM items WHERE id = 8") == "bound"
+
+
 class NotifierLog:
     """A notification surface that keeps what it is told (the web inbox's shape)."""
 
