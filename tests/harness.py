@@ -8,6 +8,7 @@ import asyncio
 import re
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Coroutine
@@ -30,6 +31,9 @@ T = TypeVar("T")
 EVERYTHING = {c: "allow" for c in STATEMENT_CLASSES}
 
 
+TEST_SPOOL = Path(tempfile.gettempdir()) / "jitgate-test-spool"
+
+
 def gateway_config(
     store_dsn: str,
     target_dsn: str,
@@ -46,7 +50,8 @@ def gateway_config(
         "public_url": "http://127.0.0.1:8080",
         "http": {"listen": "127.0.0.1:0"},
         "postgres": {"listen": "127.0.0.1:0", "hold_timeout": "5s"},
-        "audit": {"flush_interval": "20ms"},
+        # The spool under the temporary directory, not the user's state directory.
+        "audit": {"flush_interval": "20ms", "spool": str(TEST_SPOOL)},
         "groups": {
             "engineers": ["alice@example.com"],
             "dba": ["bob@example.com"],
