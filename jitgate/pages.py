@@ -30,6 +30,7 @@ from approvals.decisions import awaits
 from approvals.display import shown
 from approvals.model import RequestView, State
 from jitgate import templates as t
+from jitgate.agent_pages import AgentPages
 from jitgate.api import REFUSAL_STATUS, awaiting, may_see, mine
 from jitgate.errors import DecisionRefused, SignInRefused, StoreUnavailable
 from jitgate.gateway import Gateway
@@ -67,6 +68,7 @@ class Pages:
         self.config = gateway.config
         self.directory = gateway.directory
         self.sign_in = OidcSignIn(gateway, self._html) if gateway.oidc is not None else None
+        self.agents = AgentPages(gateway, self._html)
 
     def routes(self) -> list[web.RouteDef]:
         if self.sign_in is not None:
@@ -84,6 +86,9 @@ class Pages:
             web.get(r"/requests/{id:\d+}", self._signed_in(self.request_page)),
             web.post(r"/requests/{id:\d+}/decide", self._signed_in(self.decide)),
             web.get("/sessions/{id}", self._signed_in(self.session_page)),
+            web.get("/agents", self._signed_in(self.agents.page)),
+            web.post("/agents", self._signed_in(self.agents.grant)),
+            web.post("/agents/revoke", self._signed_in(self.agents.revoke)),
         ]
 
     def _signed_in(self, handler: PageHandler) -> Handler:
