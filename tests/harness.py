@@ -5,12 +5,15 @@ exactly as users do."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Coroutine
 from concurrent.futures import Future
 from pathlib import Path
@@ -187,3 +190,19 @@ def token_for(config: Path, user: str) -> str:
          "--user", user],
         capture_output=True, text=True, timeout=60, check=True,
     ).stdout.strip()  # fmt: skip
+
+
+def ask_api(gw: GatewayThread, token: str, sql: str) -> tuple[int, dict[str, Any]]:
+    """``POST /api/requests`` for ``sql`` on ``prod`` with ``token``: status and JSON body."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{gw.http_port}/api/requests",
+        data=json.dumps({"resource": "prod", "sql": sql}).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, json.loads(exc.read())

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import json
 import os
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +26,7 @@ from audit.spool import (
     read_frames,
 )
 from proxy.fastpath import NATIVE_AVAILABLE
-from tests.harness import GatewayThread, gateway_config, scalar
+from tests.harness import GatewayThread, ask_api, gateway_config, scalar
 
 ALICE = "alice@example.com"
 WRITES = {"read": "allow", "write": "allow"}
@@ -178,17 +176,8 @@ def test_statements_run_for_requests_are_spooled_too(
         gateway_config(store, target, engineers=WRITES, audit={"spool": str(tmp_path)})
     )
     try:
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{gateway.http_port}/api/requests",
-            data=json.dumps({"resource": "prod", "sql": "SELECT 41 + 1"}).encode(),
-            headers={
-                "Authorization": f"Bearer {gateway.token(ALICE)}",
-                "Content-Type": "application/json",
-            },
-            method="POST",
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            assert response.status == 200
+        status, body = ask_api(gateway, gateway.token(ALICE), "SELECT 41 + 1")
+        assert status == 200, body
         spool = gateway.gateway.spool
         key = bytes(scalar(store, f"SELECT key FROM audit_spools WHERE id = '{spool.id}'"))
         intents: list = []

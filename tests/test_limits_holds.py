@@ -5,15 +5,12 @@ answers 429, and the store keeps no request beyond the limit."""
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
 
-from tests.harness import GatewayThread, gateway_config, scalar
+from tests.harness import GatewayThread, ask_api, gateway_config, scalar
 
 ALICE, BOB = "alice@example.com", "bob@example.com"
 LIMIT = 2
@@ -55,21 +52,6 @@ def pending(store_dsn: str, user: str) -> int:
     )
 
 
-def ask(gw: GatewayThread, token: str, sql: str) -> tuple[int, dict[str, object]]:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{gw.http_port}/api/requests",
-        data=json.dumps({"resource": "prod", "sql": sql}).encode(),
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-        method="POST",
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return exc.code, json.loads(exc.read())
-
-
 def test_one_hold_over_the_limit_is_refused_and_the_session_goes_on(
     gw: GatewayThread, store_dsn: str
 ) -> None:
@@ -87,16 +69,16 @@ def test_one_hold_over_the_limit_is_refused_and_the_session_goes_on(
     assert pending(store_dsn, ALICE) == LIMIT
 
     # The same limit holds for requests from the REST API (and so chat and agents).
-    status, body = ask(gw, token, "INSERT INTO items VALUES (100)")
+    status, body = ask_api(gw, token, "INSERT INTO items VALUES (100)")
     assert (status, body["code"]) == (429, "too_many_requests"), body
     assert pending(store_dsn, ALICE) == LIMIT
 
     # Others are not held back, and a decided request frees a place.
-    status, body = ask(gw, gw.token(BOB), "DELETE FROM items WHERE id = 1")
+    status, body = ask_api(gw, gw.token(BOB), "DELETE FROM items WHERE id = 1")
     assert status in (200, 202), body
     first = int(scalar(store_dsn, f"SELECT min(id) FROM requests WHERE requester = '{ALICE}'"))
     gw.call(gw.gateway.approvals.cancel(first, "withdrawn"))
-    status, body = ask(gw, token, "INSERT INTO items VALUES (101)")
+    status, body = ask_api(gw, token, "INSERT INTO items VALUES (101)")
     assert status == 202, body
     assert pending(store_dsn, ALICE) == LIMIT
 
@@ -123,9 +105,9 @@ def test_a_resource_holds_at_most_its_limit_of_pending_requests_from_everyone(
     try:
         alice, carol_token = gateway.token(ALICE), gateway.token(carol)
         for token, n in ((alice, 1), (alice, 2), (carol_token, 3)):
-            status, body = ask(gateway, token, f"INSERT INTO items VALUES ({n})")
+            status, body = ask_api(gateway, token, f"INSERT INTO items VALUES ({n})")
             assert status == 202, body
-        status, body = ask(gateway, carol_token, "INSERT INTO items VALUES (4)")
+        status, body = ask_api(gateway, carol_token, "INSERT INTO items VALUES (4)")
         assert (status, body["code"]) == (429, "too_many_requests"), body
         assert "postgres.limits.pending_requests_per_resource" in str(body), body
         assert scalar(store, "SELECT count(*) FROM requests WHERE state = 'pending'") == 3

@@ -10,8 +10,6 @@ the store, for every gateway."""
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 
 import psycopg
@@ -20,7 +18,7 @@ import pytest
 from guard.transforms import transforms
 from masking import DEFAULT_POLICY
 from masking.detect import scanner_for
-from tests.harness import GatewayThread, gateway_config, scalar
+from tests.harness import GatewayThread, ask_api, gateway_config, scalar
 from tests.test_guard_reads import READS
 
 ALICE = "alice@example.com"
@@ -105,24 +103,10 @@ def test_the_rest_api_holds_a_transform_too(gw: tuple[GatewayThread, str]) -> No
     gateway, _ = gw
     token = gateway.token(ALICE)
 
-    def ask(sql: str) -> tuple[int, dict[str, object]]:
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{gateway.http_port}/api/requests",
-            data=json.dumps({"resource": "prod", "sql": sql}).encode(),
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-            method="POST",
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            with exc:
-                return exc.code, json.loads(exc.read())
-
-    status, body = ask("SELECT md5(ssn) FROM people")
+    status, body = ask_api(gateway, token, "SELECT md5(ssn) FROM people")
     assert status == 202, body
     assert "md5() over masked column ssn" in json.dumps(body), body
-    status, body = ask("SELECT ssn FROM people")
+    status, body = ask_api(gateway, token, "SELECT ssn FROM people")
     assert status == 200, body
     assert SSN not in json.dumps(body), body
 
