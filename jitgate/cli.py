@@ -282,12 +282,15 @@ async def _doctor(args: argparse.Namespace) -> int:
     checks = [await check_reader(resource) for resource in config.resources.values()]
     if args.output == "json":
         print(json.dumps([
-            {"resource": c.resource, "status": c.status, "problems": list(c.problems)}
+            {"resource": c.resource, "status": c.status, "problems": list(c.problems),
+             "warnings": list(c.warnings)}
             for c in checks
         ]))  # fmt: skip
     else:
         for check in checks:
             print(check.line)
+            for warning in check.warnings:
+                print(warning)
     return 1 if any(c.status == "writable" for c in checks) else 0
 
 

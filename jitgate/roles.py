@@ -8,6 +8,17 @@ can use (and on tables made later, by default privileges), ``default_transaction
 other privilege. :func:`reader_violations` checks a role from its own connection with
 privilege queries only — it never tries a write — and lists what would let it change
 anything; the gateway runs it at start and ``jitgate doctor`` prints it.
+
+Large objects are the exception ``default_transaction_read_only`` leaves: PostgreSQL lets a
+read-only transaction create one (``lo_create``, ``lo_creat``, ``lo_from_bytea``; the
+server-side ``lo_import`` too, for whoever may run it), and every role may, through
+PUBLIC. So the role's SQL revokes EXECUTE on those functions from PUBLIC in the target
+database and grants the ordinary ones back to the writer — which changes who may create
+large objects there (only the writer, and roles the admin grants them to later).
+:func:`reader_large_object_functions` finds the ones a reader can still run; that is a
+warning, not a refusal to start: a new large object is an object of the reader's own,
+not a change to the data it reads, and a reader made before this check existed must not
+stop the gateway.
 """
 
 from __future__ import annotations
@@ -31,6 +42,10 @@ POWERFUL_ROLES = (
     "pg_create_subscription",
     "pg_use_reserved_connections",
 )
+# Functions that create a large object; a read-only transaction may run them.
+LARGE_OBJECT_CREATORS = ("lo_create(oid)", "lo_creat(integer)", "lo_from_bytea(oid, bytea)")
+# Server-side imports: EXECUTE revoked from PUBLIC by PostgreSQL itself, never granted back.
+LARGE_OBJECT_IMPORTS = ("lo_import(text)", "lo_import(text, oid)")
 _USER_SCHEMAS = """
     SELECT n.nspname FROM pg_namespace n
     WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
@@ -69,6 +84,9 @@ UNION ALL SELECT 'may create schemas in the database'
 UNION ALL SELECT 'default_transaction_read_only is off'
     WHERE current_setting('default_transaction_read_only') <> 'on'
 """
+_EXECUTABLE = """
+SELECT f FROM unnest($1::text[]) f WHERE has_function_privilege(f::regprocedure, 'EXECUTE')
+"""
 
 
 def _ident(name: str) -> str:
@@ -102,6 +120,16 @@ def reader_role_sql(reader: str, writer: str, database: str, schemas: Sequence[s
             f"REVOKE USAGE, UPDATE ON ALL SEQUENCES IN SCHEMA {s} FROM {r};",
             f"ALTER DEFAULT PRIVILEGES FOR ROLE {w} IN SCHEMA {s} GRANT SELECT ON TABLES TO {r};",
         ]
+    creators = ", ".join(f"pg_catalog.{f}" for f in LARGE_OBJECT_CREATORS)
+    imports = ", ".join(f"pg_catalog.{f}" for f in LARGE_OBJECT_IMPORTS)
+    lines += [
+        "-- A read-only transaction may still create large objects, and every role may",
+        f"-- through PUBLIC: this changes who may create large objects in {database} to",
+        f"-- {writer} (and whoever is granted these functions later).",
+        f"REVOKE EXECUTE ON FUNCTION {creators}, {imports} FROM PUBLIC;",
+        f"REVOKE EXECUTE ON FUNCTION {creators}, {imports} FROM {r};",
+        f"GRANT EXECUTE ON FUNCTION {creators} TO {w};",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -120,6 +148,17 @@ async def reader_violations(url: UpstreamURL) -> list[str]:
     conn = await connect(url)
     try:
         rows = await conn.fetch(_VIOLATIONS, list(POWERFUL_ROLES))
+    finally:
+        await conn.close(timeout=2)
+    return [row[0] for row in rows]
+
+
+async def reader_large_object_functions(url: UpstreamURL) -> list[str]:
+    """The functions creating a large object that ``url``'s role may run (a privilege
+    query on its own connection; nothing is created)."""
+    conn = await connect(url)
+    try:
+        rows = await conn.fetch(_EXECUTABLE, [*LARGE_OBJECT_CREATORS, *LARGE_OBJECT_IMPORTS])
     finally:
         await conn.close(timeout=2)
     return [row[0] for row in rows]

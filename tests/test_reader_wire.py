@@ -109,7 +109,70 @@ def gw(config: Config) -> Iterator[GatewayThread]:
 
 def test_the_reader_made_by_jitgate_roles_passes_the_check(config: Config) -> None:
     check = asyncio.run(check_reader(config.resources["prod"]))
-    assert (check.status, check.problems) == ("ok", ())
+    assert (check.status, check.problems, check.warnings) == ("ok", (), ())
+
+
+LARGE_OBJECTS = "SELECT count(*) FROM pg_largeobject_metadata"
+
+
+def test_a_reader_cannot_create_large_objects_though_its_transactions_are_read_only(
+    target: Callable[[str], object], target_dsn: str
+) -> None:
+    """PostgreSQL lets a read-only transaction create a large object; after ``jitgate
+    roles`` only the writer may."""
+    said = reader_role_sql(READER, WRITER, "shop", ["public"])
+    assert f"this changes who may create large objects in shop to\n-- {WRITER}" in said
+    before = target(LARGE_OBJECTS)
+    with psycopg.connect(as_role(target_dsn, READER), autocommit=True) as conn:
+        assert conn.execute("SHOW default_transaction_read_only").fetchone() == ("on",)
+        for attack in (
+            "SELECT lo_create(0)",
+            "SELECT lo_creat(-1)",
+            "SELECT lo_from_bytea(0, 'x')",
+            "SELECT lo_import('/etc/hostname')",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied"):
+                conn.execute(attack.encode())
+    assert target(LARGE_OBJECTS) == before
+    with psycopg.connect(as_role(target_dsn, WRITER), autocommit=True) as conn:
+        made = conn.execute("SELECT lo_create(0)").fetchone()
+        assert made is not None
+        conn.execute("SELECT lo_unlink(%s)", made)
+
+
+def test_large_object_calls_from_a_reader_session_never_reach_the_target(
+    gw: GatewayThread, target: Callable[[str], object]
+) -> None:
+    before = target(LARGE_OBJECTS)
+    denied = pytest.raises(psycopg.errors.InsufficientPrivilege, match="denied by jitgate")
+    with psycopg.connect(gw.dsn(ALICE, gw.token(ALICE)), autocommit=True) as conn, denied:
+        conn.execute("SELECT lo_import('/etc/hostname')")
+    client = RawClient(gw.port)
+    try:  # a write for alice's policy: held for review, nothing run
+        client.login(ALICE, gw.token(ALICE), "large objects")
+        client.send(m.Query("SELECT lo_create(0)").encode())
+        notice = client.until(m.NoticeResponse)[-1]
+        assert "approval required" in notice.message  # type: ignore[attr-defined]
+    finally:
+        client.close()
+    gw.call(gw.gateway.approvals.cancel(newest_request(gw), "test over"))
+    assert target(LARGE_OBJECTS) == before
+
+
+def test_the_check_warns_of_a_reader_that_can_create_large_objects(
+    config: Config, target_dsn: str
+) -> None:
+    with psycopg.connect(target_dsn, autocommit=True) as conn:
+        conn.execute("GRANT EXECUTE ON FUNCTION lo_create(oid) TO PUBLIC")
+        try:
+            check = asyncio.run(check_reader(config.resources["prod"]))
+        finally:
+            conn.execute("REVOKE EXECUTE ON FUNCTION lo_create(oid) FROM PUBLIC")
+    assert (check.status, check.problems, check.large_objects) == ("ok", (), ("lo_create(oid)",))
+    assert check.warnings == (
+        "prod: warning: the reader credential can create large objects (lo_create(oid)), even"
+        " in a read-only transaction (jitgate roles --resource prod revokes them from PUBLIC)",
+    )
 
 
 def test_a_reader_that_can_write_stops_the_gateway(config: Config, target_dsn: str) -> None:
@@ -155,7 +218,11 @@ def test_doctor_names_what_the_reader_could_do(
     assert lines[0] == "ok: the reader credential cannot write"
     assert lines[1].startswith("bad: the reader credential can write: ")
     assert "has INSERT on items" in lines[1] and "owns orders" in lines[1]
-    assert lines[2].startswith("single: no write_url, so every session runs with url's")
+    assert lines[2].startswith(
+        "bad: warning: the reader credential can create large objects (lo_create(oid),"
+        " lo_creat(integer), lo_from_bytea(oid, bytea)), even in a read-only transaction"
+    )
+    assert lines[3].startswith("single: no write_url, so every session runs with url's")
     assert prod.url.user == READER
 
 
@@ -174,6 +241,8 @@ def test_sessions_run_on_the_credential_their_policy_needs(gw: GatewayThread) ->
          "SELECT count(*) FROM orders"),
         ("SELECT nextval('orders_id_seq') AS id", "SELECT * FROM {v}",
          "SELECT last_value FROM orders_id_seq"),
+        ("SELECT lo_create(0) AS id", "SELECT * FROM {v}", LARGE_OBJECTS),
+        ("SELECT lo_from_bytea(0, 'x') AS id", "SELECT * FROM {v}", LARGE_OBJECTS),
     ],
 )  # fmt: skip
 def test_writes_hidden_behind_views_fail_in_the_database(
