@@ -34,6 +34,7 @@ import asyncpg
 
 from bench import BenchError
 from bench.approvals import ROUNDS, approval_latency, latency_lines
+from bench.chat import chat_latency, chat_lines
 from bench.gateway import RESOURCE, USER, CpuTimes, GatewayProcess
 from bench.passthrough import PassThroughProcess
 from bench.pgbench import SELECT_ONLY_SQL_PREFIX, Endpoint, Pgbench, PgbenchResult, Workload
@@ -291,6 +292,7 @@ async def _measure(
     latencies = await approval_latency(
         server, gateway, TARGET_DATABASE, rounds=5 if rounds == 1 else ROUNDS
     )
+    chats = await chat_latency(server, rounds=5 if rounds == 1 else ROUNDS)
     result_rows = RESULT_ROWS if rounds > 1 else RESULT_ROWS // 10
     await prepare(server, TARGET_DATABASE, result_rows)
     timings = await time_results(
@@ -319,6 +321,8 @@ async def _measure(
     if beside is not None and "pgb-socket" in named:
         _say(parity_line(beside.at(8), named["pgb-socket"].at(8), "target over its Unix socket"))
     for line in latency_lines(latencies):
+        _say(line)
+    for line in chat_lines(chats):
         _say(line)
     for line in result_lines(timings, result_rows):
         _say(line)

@@ -138,12 +138,21 @@ class GatewayProcess:
     Its log goes to ``workdir/gateway.log``; errors quote the end of it.
     """
 
-    def __init__(self, workdir: Path, *, store_url: str, target_url: str) -> None:
+    def __init__(
+        self, workdir: Path, *, store_url: str, target_url: str,
+        more: dict[str, Any] | None = None, notify: dict[str, str] | None = None,
+        secrets: dict[str, str] | None = None,
+    ) -> None:  # fmt: skip
+        """``more``: sections added to :func:`bench_config` (chats), ``notify`` the
+        resource's channels, ``secrets`` the environment variables they name as ``${VAR}``."""
         self.pg_port = free_port()
         self.http_port = free_port()
         self._config = workdir / "gateway.yaml"
         self._log = workdir / "gateway.log"
-        self._env = {**os.environ, _STORE_VARIABLE: store_url, _TARGET_VARIABLE: target_url}
+        self._more = more or {}
+        self._notify = notify
+        self._env = {**os.environ, _STORE_VARIABLE: store_url, _TARGET_VARIABLE: target_url,
+                     **(secrets or {})}  # fmt: skip
         self._process: asyncio.subprocess.Process | None = None
         self.token = ""
         self.writer_token = ""
@@ -163,9 +172,10 @@ class GatewayProcess:
 
     async def start(self) -> None:
         """Write the config, issue the token, start serving and wait for ``/healthz``."""
-        self._config.write_text(
-            yaml.safe_dump(bench_config(self.pg_port, self.http_port)), encoding="utf-8"
-        )
+        config = {**bench_config(self.pg_port, self.http_port), **self._more}
+        if self._notify:
+            config["resources"][RESOURCE]["notify"] = self._notify
+        self._config.write_text(yaml.safe_dump(config), encoding="utf-8")
         self.token = await self.issue_token(USER)
         self.writer_token = await self.issue_token(WRITER)
         with self._log.open("wb") as log:

@@ -55,6 +55,7 @@ class FakeTeams:
         self.members = members or {}
         self.key = RSAKey.generate_key(2048, parameters={"kid": "fake-teams-1"})
         self.calls: list[Call] = []
+        self._recorded = threading.Condition()
         self.tokens_issued = 0
         self._tokens: set[str] = set()
         self._failures: dict[str, deque[tuple[int, int]]] = defaultdict(deque)
@@ -139,13 +140,19 @@ class FakeTeams:
 
     def wait_for(self, kind: str, count: int = 1, within: float = 15.0,
                  conversation: str | None = None) -> list[Call]:  # fmt: skip
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            found = self.calls_to(kind, conversation)
-            if len(found) >= count:
-                return found
-            time.sleep(0.05)
+        """The calls of ``kind`` (to ``conversation``) once there are ``count``; woken by
+        each call as it is recorded, so the wait adds no polling delay."""
+        with self._recorded:
+            if self._recorded.wait_for(
+                lambda: len(self.calls_to(kind, conversation)) >= count, within
+            ):
+                return self.calls_to(kind, conversation)
         raise AssertionError(f"the bot did not {kind} {count} time(s): {self.calls}")
+
+    def _record(self, call: Call) -> None:
+        with self._recorded:
+            self.calls.append(call)
+            self._recorded.notify_all()
 
     # -- the endpoints -----------------------------------------------------------------------
 
@@ -182,11 +189,11 @@ class FakeTeams:
         status = 200 if self._authorized(request) else 401
         if status == 200 and self._failures[kind]:
             status, retry_after = self._failures[kind].popleft()
-            self.calls.append(Call(kind, conversation, activity_id, body, status))
+            self._record(Call(kind, conversation, activity_id, body, status))
             headers = {"Retry-After": str(retry_after)} if status == 429 else {}
             return web.json_response({"error": {"code": "Throttled"}}, status=status,
                                      headers=headers)  # fmt: skip
-        self.calls.append(Call(kind, conversation, activity_id, body, status))
+        self._record(Call(kind, conversation, activity_id, body, status))
         if status != 200:
             return web.json_response({"error": {"code": "Unauthorized"}}, status=status)
         return web.json_response({"id": activity_id if kind == "update" else str(next(self._ids))})
@@ -195,7 +202,7 @@ class FakeTeams:
         if not self._authorized(request):
             return web.json_response({"error": {"code": "Unauthorized"}}, status=401)
         user = request.match_info["user"]
-        self.calls.append(Call("member", request.match_info["conversation"], user, {}, 200))
+        self._record(Call("member", request.match_info["conversation"], user, {}, 200))
         if user not in self.members:
             return web.json_response({"error": {"code": "MemberNotFoundInConversation"}},
                                      status=404)  # fmt: skip

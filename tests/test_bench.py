@@ -44,6 +44,14 @@ _CPU = re.compile(
 )
 _AUDIT = re.compile(r"^audit: (\d+) statement events recorded, (\d+) transactions", re.M)
 _ROUNDS = re.compile(r"^ratio@8 round by round: jitgate ([\d. ]+?)(?:; (.*))?$", re.M)
+_CHAT_ROW = re.compile(
+    r"^  (?:Microsoft Teams \(Action\.Execute\)|Slack \(block_actions\)) +p50 +([\d.]+) ms"
+    r" +p90 +([\d.]+) ms +max +([\d.]+) ms +over (\d+) approvals$",
+    re.M,
+)
+_CHAT_VERDICT = re.compile(
+    r"^(PASS|FAIL)  (teams|slack) decision to threaded result <= 300 ms p50: ([\d.]+) ms$", re.M
+)
 
 
 def test_quick_bench_reports_ratios_and_a_complete_audit_trail(pg_dsn: str) -> None:
@@ -126,6 +134,30 @@ def test_quick_bench_reports_ratios_and_a_complete_audit_trail(pg_dsn: str) -> N
     assert tpcb is not None, run.stdout
     assert int(tpcb.group(2)) > 0
     assert abs(float(tpcb.group(3)) - int(tpcb.group(2)) / int(tpcb.group(1))) < 0.01
+    assert_chat_rows(run.stdout, approvals=5)
+
+
+def assert_chat_rows(stdout: str, approvals: int) -> None:
+    """Teams and Slack side by side: each chat's row, then its verdict on the p50 it shows."""
+    rows = _CHAT_ROW.findall(stdout)
+    verdicts = _CHAT_VERDICT.findall(stdout)
+    assert len(rows) == 2 and [chat for _, chat, _ in verdicts] == ["teams", "slack"], stdout
+    for (p50, p90, most, count), (verdict, _, judged) in zip(rows, verdicts, strict=True):
+        assert 0 < float(p50) <= float(p90) <= float(most) and int(count) == approvals
+        assert judged == p50 and verdict == ("PASS" if float(p50) <= 300 else "FAIL")
+
+
+def test_chat_bench_times_a_click_to_the_threaded_result_in_both_chats(pg_dsn: str) -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.chat", "--rounds", "3"],
+        cwd=ROOT,
+        env={**os.environ, "JITGATE_BENCH_DSN": pg_dsn},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert_chat_rows(run.stdout, approvals=3)
 
 
 def test_pgbouncer_config_points_at_the_target_in_session_mode(tmp_path: Path) -> None:
