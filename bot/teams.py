@@ -11,10 +11,12 @@ activity refreshes its conversation's reference (:mod:`bot.teams_conversations`)
   in the same conversation (in the thread, in a channel) with the words ``/jit`` answers
   with in Slack; a repeated delivery of the same activity acts once.
 - An ``adaptiveCard/action`` invoke from a card's ``Action.Execute`` is answered in the
-  invoke response: ``approve`` records the clicker's approval (every rule checked again by
-  the core) and answers the card as it now stands; ``reject`` first answers a card that
-  asks for the reason, and with the reason records the rejection; ``refresh`` answers the
-  card as the clicker may see it (buttons only for who may decide now). A refusal answers
+  invoke response, acted on once however often the activity is delivered (a repeat gets
+  the first answer, :mod:`bot.teams_invokes`): ``approve`` records the clicker's approval
+  (every rule checked again by the core) and answers the card as it now stands;
+  ``reject`` first answers a card that asks for the reason, and with the reason records
+  the rejection; ``refresh`` answers the card as the clicker may see it (buttons only for
+  who may decide now). A refusal answers
   a message (``application/vnd.microsoft.activity.message``) that only the clicker sees.
 
 Outgoing. Cards, their updates, threaded results, the requester's messages and alerts go
@@ -32,6 +34,7 @@ import html
 import json
 import logging
 import re
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -46,6 +49,7 @@ from bot.teams_auth import ChannelKeys, Unauthenticated, authenticate, tenant_of
 from bot.teams_connector import Connector
 from bot.teams_conversations import TeamsConversations, TeamsPeople, TeamsPerson
 from bot.teams_delivery import TeamsDelivery
+from bot.teams_invokes import TeamsInvokes
 from jitgate.config import Config, TeamsSettings
 from jitgate.errors import StoreUnavailable
 from notify.access import refusal, verbs_for
@@ -104,6 +108,7 @@ class TeamsAdapter:
         delivery = TeamsDelivery(self.connector, self.conversations, self._view, self.refresh_for)
         self.outbox = Outbox(approvals.pool, "teams", delivery)
         self._deliveries = Deliveries(approvals.pool)
+        self._invokes = TeamsInvokes(approvals.pool)
         self.notifier = ChatNotifier(
             "teams", config, self.outbox, TeamsRenderer(), lambda r: r.notify_teams,
             lambda _: "Microsoft Teams",
@@ -170,7 +175,8 @@ class TeamsAdapter:
                 self._approvals.spawn(self._answer(activity, person))
             return web.Response(status=200)
         if kind == "invoke" and activity.get("name") == "adaptiveCard/action" and person:
-            answer = await self._invoke(activity, person)
+            key = f"{(activity.get('conversation') or {}).get('id')}:{activity.get('id')}"
+            answer = await self._invokes.once(key, partial(self._invoke, activity, person))
             return web.json_response(answer)
         return web.Response(status=200)
 

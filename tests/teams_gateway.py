@@ -8,6 +8,7 @@ import dataclasses
 import json
 import urllib.error
 import urllib.request
+import uuid
 from typing import Any
 
 from jitgate.config import Config
@@ -69,16 +70,24 @@ def sender(user: tuple[str, str]) -> dict[str, str]:
     return {"id": user[0], "aadObjectId": user[1], "name": user[0]}
 
 
-def click(gw: GatewayThread, teams: FakeTeams, verb: str, request_id: int,
-          user: tuple[str, str], **data: Any) -> dict[str, Any]:  # fmt: skip
-    """An ``Action.Execute`` on the request's card by ``user``: the invoke response."""
+def invoke(gw: GatewayThread, teams: FakeTeams, verb: str, request_id: int,
+           user: tuple[str, str], **data: Any) -> dict[str, Any]:  # fmt: skip
+    """The ``adaptiveCard/action`` activity of ``user``'s ``Action.Execute`` on the
+    request's card, with an activity id of its own (as each click has in Teams)."""
     card_id = card_of(gw, request_id)
-    activity = teams.activity("adaptive_card_action", replyToId=card_id)
+    activity = teams.activity("adaptive_card_action", replyToId=card_id, id=f"f:{uuid.uuid4()}")
     activity["from"] = sender(user)
     activity["conversation"] = {**activity["conversation"],
                                 "id": f"{APPROVALS};messageid={card_id}"}  # fmt: skip
     activity["value"]["action"].update(verb=verb, data={"request_id": request_id, **data})
-    status, answer = post(gw, activity, teams.channel_token())
+    return activity
+
+
+def click(gw: GatewayThread, teams: FakeTeams, verb: str, request_id: int,
+          user: tuple[str, str], **data: Any) -> dict[str, Any]:  # fmt: skip
+    """An ``Action.Execute`` on the request's card by ``user``: the invoke response."""
+    status, answer = post(gw, invoke(gw, teams, verb, request_id, user, **data),
+                          teams.channel_token())  # fmt: skip
     assert status == 200, answer
     assert isinstance(answer, dict)
     return answer
