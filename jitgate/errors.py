@@ -134,12 +134,16 @@ class IdentityProviderError(PeerError):
 class RpcError(PeerError):
     """A JSON-RPC message from an MCP client that cannot be served: malformed, of an
     unknown method, or with invalid params. ``code`` is the JSON-RPC error code it is
-    answered with; ``request_id`` the id of the request it answers, when one was read."""
+    answered with; ``request_id`` the id of the request it answers, when one was read;
+    ``data`` what the error's ``data`` member carries (e.g. the versions a server speaks)."""
 
-    def __init__(self, code: int, message: str, request_id: str | int | None = None) -> None:
+    def __init__(
+        self, code: int, message: str, request_id: str | int | None = None, data: object = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.request_id = request_id
+        self.data = data
 
 
 class McpServerError(PeerError):

@@ -1,5 +1,8 @@
-"""``/mcp`` on the gateway's HTTP listener: MCP's streamable HTTP transport (protocol
-revisions 2025-03-26 to 2025-11-25), every request answered with one JSON response.
+"""``/mcp`` on the gateway's HTTP listener: MCP's streamable HTTP transport, protocol
+revisions 2025-03-26 to 2025-11-25 (the ``initialize`` handshake and a session) and
+2026-07-28 (no session: every request carries its envelope, :mod:`mcp_gateway.envelope`;
+``server/discover`` answers what this server speaks). Every request is answered with one
+JSON response.
 
 ``POST /mcp`` takes one JSON-RPC message, checked in this order:
 
@@ -14,7 +17,13 @@ revisions 2025-03-26 to 2025-11-25), every request answered with one JSON respon
    without it; 404 once the session ended or for a token of someone else) and, if it
    sends ``MCP-Protocol-Version``, a revision this server speaks (400).
 
-Notifications and responses get 202; requests get 200 with a result or a JSON-RPC error.
+A request whose ``MCP-Protocol-Version`` is 2026-07-28 skips steps 4's session: the agent
+is the token's, else the ``clientInfo`` name of that request; a ``run_sql`` that policy
+holds is a task (:mod:`mcp_gateway.tasks`) when the request declares the tasks extension,
+else the same ``pending_approval`` result older clients get.
+
+Notifications and responses get 202; requests get 200 with a result or a JSON-RPC error
+(a 2026-07-28 error with the status its code maps to: 400, 404 for an unknown method).
 ``GET /mcp`` is 405: the server never speaks unasked, so it offers no stream.
 ``DELETE /mcp`` ends the session (204). A store outage is a 503, never a guess.
 """
@@ -32,6 +41,15 @@ from jitgate.errors import RpcError, StoreUnavailable
 from jitgate.gateway import Gateway
 from jitgate.webauth import bearer_token, same_origin
 from mcp_gateway import jsonrpc, texts
+from mcp_gateway.envelope import (
+    MISSING_CAPABILITY,
+    MODERN_VERSIONS,
+    SERVER_INFO_KEY,
+    Envelope,
+    envelope_of,
+    http_status,
+    is_modern,
+)
 from mcp_gateway.jsonrpc import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
@@ -41,7 +59,9 @@ from mcp_gateway.jsonrpc import (
     UNAUTHORIZED,
     Request,
 )
+from mcp_gateway.results import ToolResult
 from mcp_gateway.store import McpSession, McpStore
+from mcp_gateway.tasks import TASKS_EXTENSION, RequestTasks
 from mcp_gateway.tools import Toolbox
 
 # Newest first: an initialize asking for a revision not listed here is offered the first.
@@ -49,6 +69,9 @@ PROTOCOL_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26")
 SESSION_HEADER = "MCP-Session-Id"
 VERSION_HEADER = "MCP-Protocol-Version"
 MAX_AGENT_NAME = 100
+# What mcp_calls records as the session of a 2026-07-28 call, which has none.
+STATELESS = "stateless"
+_SERVER_INFO = {"name": "jitgate", "version": __version__}
 
 
 class McpEndpoint:
@@ -56,6 +79,7 @@ class McpEndpoint:
         self.gateway = gateway
         self.store = McpStore(gateway.pool)
         self.tools = Toolbox(gateway, self.store)
+        self.tasks = RequestTasks(gateway)
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -100,6 +124,8 @@ class McpEndpoint:
             message = jsonrpc.parse(body)
         except RpcError as exc:
             return refused(400, exc.code, str(exc), exc.request_id)
+        if is_modern(request.headers.get(VERSION_HEADER)):
+            return await self._modern(request, caller, message)
         if isinstance(message, Request) and message.method == "initialize":
             return await self._initialize(message, caller)
         session = await self._session(request, caller, message)
@@ -161,7 +187,7 @@ class McpEndpoint:
         result = {
             "protocolVersion": version,
             "capabilities": {"tools": {"listChanged": False}},
-            "serverInfo": {"name": "jitgate", "version": __version__},
+            "serverInfo": _SERVER_INFO,
             "instructions": texts.INSTRUCTIONS,
         }
         return web.json_response(
@@ -174,15 +200,77 @@ class McpEndpoint:
         if message.method == "tools/list":
             return {"tools": list(texts.TOOLS)}
         if message.method == "tools/call":
-            name, arguments = message.params.get("name"), message.params.get("arguments")
-            if not isinstance(name, str):
-                raise RpcError(INVALID_PARAMS, "tools/call needs the tool's name")
-            if arguments is not None and not isinstance(arguments, dict):
-                raise RpcError(INVALID_PARAMS, "a tool's arguments are an object")
-            return (await self.tools.call(session, name, arguments or {})).as_json()
+            return (await self._call(session, message)).as_json()
         if message.method == "initialize":
             raise RpcError(INVALID_REQUEST, "this session is initialized already")
         raise RpcError(METHOD_NOT_FOUND, f"Method not found: {message.method}")
+
+    async def _modern(
+        self, request: web.Request, caller: Principal, message: jsonrpc.Message
+    ) -> web.Response:
+        """A 2026-07-28 message: no session; the agent is the token's, else the client's
+        declared name on this very request."""
+        if not isinstance(message, Request):
+            return web.Response(status=202)
+        try:
+            envelope = envelope_of(message, request.headers)
+            if caller.actor is None:
+                declared = agent_name(envelope.client_name or "")
+                caller = dataclasses.replace(caller, actor=declared)
+            session = McpSession(STATELESS, caller, envelope.version)
+            value = await self._dispatch_modern(session, envelope, message)
+        except RpcError as exc:
+            answer = jsonrpc.error(message.id, exc.code, str(exc), exc.data)
+            return web.json_response(answer, status=http_status(exc.code))
+        return web.json_response(jsonrpc.result(message.id, value))
+
+    async def _dispatch_modern(
+        self, session: McpSession, envelope: Envelope, message: Request
+    ) -> dict[str, Any]:
+        who, method = session.principal, message.method
+        if method == "server/discover":
+            return {
+                "supportedVersions": list(MODERN_VERSIONS),
+                "capabilities": {"tools": {"listChanged": False},
+                                 "extensions": {TASKS_EXTENSION: {}}},
+                "serverInfo": _SERVER_INFO,
+                "instructions": texts.INSTRUCTIONS,
+                "resultType": "complete", "ttlMs": 0, "cacheScope": "public",
+                "_meta": {SERVER_INFO_KEY: _SERVER_INFO},
+            }  # fmt: skip
+        if method == "tools/call":
+            result = await self._call(session, message)
+            if result.outcome == "pending_approval" and envelope.declares(TASKS_EXTENSION):
+                assert result.request_id is not None
+                return await self.tasks.created(who, result.request_id)
+            return {**result.as_json(), "resultType": "complete"}
+        if method.startswith("tasks/") and not envelope.declares(TASKS_EXTENSION):
+            required: dict[str, Any] = {
+                "requiredCapabilities": {"extensions": {TASKS_EXTENSION: {}}}
+            }
+            raise RpcError(
+                MISSING_CAPABILITY, "Missing required client capability", message.id, required
+            )
+        if method == "tasks/get":
+            return await self.tasks.get(who, message.params)
+        if method == "tasks/cancel":
+            return await self.tasks.cancel(who, message.params)
+        if method == "tasks/update":
+            return await self.tasks.update(who, message.params)
+        if method == "tools/list":
+            return {"tools": list(texts.TOOLS), "resultType": "complete", "ttlMs": 0,
+                    "cacheScope": "public"}  # fmt: skip
+        if method == "ping":
+            return {"resultType": "complete"}
+        raise RpcError(METHOD_NOT_FOUND, f"Method not found: {method}")
+
+    async def _call(self, session: McpSession, message: Request) -> ToolResult:
+        name, arguments = message.params.get("name"), message.params.get("arguments")
+        if not isinstance(name, str):
+            raise RpcError(INVALID_PARAMS, "tools/call needs the tool's name")
+        if arguments is not None and not isinstance(arguments, dict):
+            raise RpcError(INVALID_PARAMS, "a tool's arguments are an object")
+        return await self.tools.call(session, name, arguments or {})
 
 
 async def caller_of(request: web.Request, gateway: Gateway) -> Principal | web.Response:

@@ -93,6 +93,11 @@ def result(request_id: RequestId, value: dict[str, Any]) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": request_id, "result": value}
 
 
-def error(request_id: RequestId | None, code: int, message: str) -> dict[str, Any]:
+def error(
+    request_id: RequestId | None, code: int, message: str, data: Any = None
+) -> dict[str, Any]:
     """An error response; ``request_id`` None where the request's id could not be read."""
-    return {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}
+    body: dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        body["data"] = data
+    return {"jsonrpc": "2.0", "id": request_id, "error": body}

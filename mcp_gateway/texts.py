@@ -171,6 +171,19 @@ def pending(view: RequestView, posted_to: Sequence[str], who: Principal) -> str:
     )
 
 
+def task_waiting(view: RequestView, posted_to: Sequence[str]) -> str:
+    where = "; ".join(posted_to) or "the approvers' inbox"
+    return (
+        f"request #{view.id} awaits a human approver ({view.url}); posted to {where}."
+        f" It expires at {view.expires_at.isoformat()}. Once approved it runs once by"
+        " itself and this task completes with its result."
+    )
+
+
+def task_running(view: RequestView) -> str:
+    return f"request #{view.id} is approved and {view.state}; it runs once."
+
+
 def status(view: RequestView) -> str:
     lines = [
         f"Request #{view.id} on {view.resource} is {view.state}"

@@ -102,7 +102,7 @@ class Toolbox:
         if asked.request is not None:
             return self._pending(who, asked.request)
         assert asked.outcome is not None
-        return _executed(shown_outcome(self.config, resource, asked.outcome))
+        return executed(shown_outcome(self.config, resource, asked.outcome))
 
     def _pending(self, who: Principal, view: RequestView) -> ToolResult:
         posted_to = self.gateway.approvals.where(view)
@@ -160,7 +160,7 @@ class Toolbox:
         return resource
 
 
-def _executed(outcome: Outcome) -> ToolResult:
+def executed(outcome: Outcome) -> ToolResult:
     structured = {"status": "executed" if outcome.ok else "failed", **outcome_json(outcome)}
     return ToolResult(
         texts.outcome(outcome), structured, not outcome.ok,

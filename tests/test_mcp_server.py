@@ -79,7 +79,8 @@ async def connected(gw: GatewayThread, token: str, agent: str = AGENT) -> AsyncI
     async with httpx2.AsyncClient(headers=headers, timeout=30) as http:
         transport = streamable_http_client(url(gw), http_client=http)
         info = Implementation(name=agent, version="1.2.3")
-        async with Client(transport, client_info=info) as client:
+        # The initialize handshake (2025-11-25); tests/test_mcp_native.py speaks 2026-07-28.
+        async with Client(transport, client_info=info, mode="legacy") as client:
             yield client
 
 
