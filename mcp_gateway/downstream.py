@@ -1,34 +1,28 @@
-"""The gateway's client to a governed MCP server: one JSON-RPC message out over streamable
-HTTP, the server's answer to it back, as bytes.
+"""The gateway's link to a governed MCP server: one JSON-RPC message out, the server's
+answer to it back, as bytes. :class:`Downstream` is what the relay and the governor use,
+whatever the transport: streamable HTTP (a resource's ``url``,
+:mod:`mcp_gateway.http_downstream`) or a process the gateway runs itself and speaks to
+over stdio (``command``, :mod:`mcp_gateway.stdio_downstream`); :mod:`mcp_gateway.links`
+picks one.
 
-The server may answer with one JSON body or with an event stream
-(:mod:`mcp_gateway.sse`). On a stream it may first send requests of its own (sampling,
-elicitation, roots, ping): each is handed to ``on_request``, whose reply is posted back
-at once; its notifications are dropped. Whatever it sends is checked before it is used:
-the answer must be one JSON-RPC response to the request that was sent, with an object as
-``result`` or a well-formed ``error``. Anything else — a refused connection, a status
-other than 2xx, a body that is not that, more than ``max_response_size`` bytes, no answer
-within ``timeout`` — raises :class:`~jitgate.errors.McpServerError`, and nothing of it is
-relayed.
-
-Outbound credentials are the resource's ``headers`` (from the environment): the client's
-own token never travels downstream.
+Whatever a server sends is checked before it is used (:func:`response_to`): the answer
+must be one JSON-RPC response to the request that was sent, with an object as ``result``
+or a well-formed ``error``. Anything else — a server that cannot be reached, no answer
+within ``timeout``, more than ``max_response_size`` bytes, an answer that is not that —
+raises :class:`~jitgate.errors.McpServerError`, and nothing of it is relayed.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-import aiohttp
-
+from identity import Principal
 from jitgate.errors import McpServerError
 from mcp_gateway.jsonrpc import RequestId
 from mcp_gateway.settings import McpServer
-from mcp_gateway.sse import EventStream
 
 SESSION_HEADER = "Mcp-Session-Id"
 VERSION_HEADER = "MCP-Protocol-Version"
@@ -45,141 +39,54 @@ class Answer:
     session_id: str | None
 
 
-class Downstream:
-    def __init__(self, server: McpServer, http: aiohttp.ClientSession) -> None:
-        self.server = server
-        self.http = http
-        self._headers = {
-            **server.headers,
-            "Content-Type": "application/json",
-            "Accept": "application/json, text/event-stream",
-        }
+class Downstream(Protocol):
+    """One governed server, however it is reached."""
+
+    server: McpServer
 
     async def send(
         self,
         body: bytes,
         request_id: RequestId | None,
         *,
+        caller: Principal,
         session_id: str | None,
         protocol_version: str | None,
         on_request: ServerRequestHandler | None = None,
     ) -> Answer:
-        """Send ``body`` (the message with id ``request_id``, None for one without)."""
-        headers = self._session_headers(session_id, protocol_version)
-        name, timeout = self.server.name, self.server.timeout
-        try:
-            async with asyncio.timeout(timeout):
-                async with self.http.post(
-                    self.server.url, data=body, headers=headers, allow_redirects=False
-                ) as response:
-                    return await self._answer(response, request_id, headers, on_request)
-        except TimeoutError:
-            raise McpServerError(f"{name} did not answer within {timeout:g} s") from None
-        except (aiohttp.ClientError, ValueError) as exc:
-            raise McpServerError(f"cannot reach {name}: {exc}") from exc
+        """Send ``body`` (the message with id ``request_id``, None for one without) for
+        ``caller``; the answer, or :class:`~jitgate.errors.McpServerError`."""
+        ...
 
-    async def end(self, session_id: str, protocol_version: str | None) -> None:
-        """Tell the server the session is over (DELETE); its answer does not matter."""
-        headers = self._session_headers(session_id, protocol_version)
-        try:
-            async with asyncio.timeout(self.server.timeout):
-                async with self.http.delete(self.server.url, headers=headers):
-                    pass
-        except (TimeoutError, aiohttp.ClientError, ValueError):
-            return
+    async def end(self, session_id: str, protocol_version: str | None, caller: Principal) -> None:
+        """The client ended its session."""
+        ...
 
-    def _session_headers(self, session_id: str | None, version: str | None) -> dict[str, str]:
-        headers = dict(self._headers)
-        if session_id is not None:
-            headers[SESSION_HEADER] = session_id
-        if version is not None:
-            headers[VERSION_HEADER] = version
-        return headers
-
-    async def _answer(
-        self,
-        response: aiohttp.ClientResponse,
-        request_id: RequestId | None,
-        headers: dict[str, str],
-        on_request: ServerRequestHandler | None,
-    ) -> Answer:
-        name = self.server.name
-        session_id = response.headers.get(SESSION_HEADER)
-        if response.status == 404 and SESSION_HEADER in headers:
-            raise McpServerError(f"{name} no longer knows the session", session_gone=True)
-        if request_id is None:
-            if not 200 <= response.status < 300:
-                raise McpServerError(f"{name} answered HTTP {response.status}")
-            return Answer(None, None, session_id)
-        kind = response.content_type
-        if kind == "text/event-stream" and response.status == 200:
-            return await self._from_stream(response, request_id, headers, on_request)
-        if kind != "application/json":
-            raise McpServerError(f"{name} answered HTTP {response.status} with {kind or 'no'} body")
-        body = await self._read(response)
-        # A JSON-RPC error is relayed whatever the status (servers answer 400 with one).
-        message = self.response_to(body, request_id)
-        if not 200 <= response.status < 300 and "error" not in message:
-            raise McpServerError(f"{name} answered HTTP {response.status}")
-        return Answer(body, message, session_id)
-
-    async def _read(self, response: aiohttp.ClientResponse) -> bytes:
-        limit = self.server.max_response_size
-        body = bytearray()
-        async for chunk in response.content.iter_chunked(1 << 16):
-            body += chunk
-            if len(body) > limit:
-                raise McpServerError(f"{self.server.name} answered more than {limit} bytes")
-        return bytes(body)
-
-    async def _from_stream(
-        self,
-        response: aiohttp.ClientResponse,
-        request_id: RequestId,
-        headers: dict[str, str],
-        on_request: ServerRequestHandler | None,
-    ) -> Answer:
-        stream, limit, name = EventStream(), self.server.max_response_size, self.server.name
-        async for chunk in response.content.iter_any():
-            for data in stream.feed(chunk):
-                message = _json_object(data, name)
-                if "method" in message and "id" in message:
-                    reply = await _reply_to(message, on_request)
-                    await self._post_reply(reply, headers)
-                elif "method" not in message:
-                    message = self.response_to(data, request_id)
-                    return Answer(data, message, response.headers.get(SESSION_HEADER))
-            if stream.pending > limit:
-                raise McpServerError(f"{name} sent an event of more than {limit} bytes")
-        raise McpServerError(f"{name} ended its stream without answering")
-
-    async def _post_reply(self, reply: dict[str, Any], headers: dict[str, str]) -> None:
-        body = json.dumps(reply).encode()
-        async with self.http.post(self.server.url, data=body, headers=headers) as response:
-            await response.read()
-
-    def response_to(self, body: bytes, request_id: RequestId) -> dict[str, Any]:
-        """``body`` as the JSON-RPC response to ``request_id``, or McpServerError."""
-        name = self.server.name
-        message = _json_object(body, name)
-        if message.get("jsonrpc") != "2.0" or message.get("id") != request_id:
-            raise McpServerError(f"{name} answered something that is not a response to it")
-        if "result" in message and isinstance(message["result"], dict):
-            return message
-        error = message.get("error")
-        if (
-            isinstance(error, dict)
-            and isinstance(error.get("code"), int)
-            and isinstance(error.get("message"), str)
-            and "result" not in message
-        ):
-            return message
-        raise McpServerError(f"{name} answered a response with neither a result nor an error")
+    async def close(self) -> None:
+        """The gateway stops: let go of the server."""
+        ...
 
 
-async def _reply_to(
-    message: dict[str, Any], handler: ServerRequestHandler | None
-) -> dict[str, Any]:
+def response_to(body: bytes, request_id: RequestId, name: str) -> dict[str, Any]:
+    """``body`` as the JSON-RPC response to ``request_id`` from server ``name``, or
+    McpServerError."""
+    message = json_object(body, name)
+    if message.get("jsonrpc") != "2.0" or message.get("id") != request_id:
+        raise McpServerError(f"{name} answered something that is not a response to it")
+    if "result" in message and isinstance(message["result"], dict):
+        return message
+    error = message.get("error")
+    if (
+        isinstance(error, dict)
+        and isinstance(error.get("code"), int)
+        and isinstance(error.get("message"), str)
+        and "result" not in message
+    ):
+        return message
+    raise McpServerError(f"{name} answered a response with neither a result nor an error")
+
+
+async def reply_to(message: dict[str, Any], handler: ServerRequestHandler | None) -> dict[str, Any]:
     if handler is not None:
         return await handler(message)
     return {
@@ -189,7 +96,7 @@ async def _reply_to(
     }
 
 
-def _json_object(data: bytes, name: str) -> dict[str, Any]:
+def json_object(data: bytes, name: str) -> dict[str, Any]:
     try:
         message = json.loads(data.decode("utf-8"))
     except (ValueError, RecursionError) as exc:

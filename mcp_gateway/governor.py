@@ -13,7 +13,8 @@ those held by pinning (:mod:`mcp_gateway.pins`).
 4. review (from either): the call is bound to an access request
    (:mod:`mcp_gateway.bound_calls`); the first call answers ``pending_approval`` at once,
    the identical retry after approval is forwarded once;
-5. forward with the gateway's own HTTP client (:mod:`mcp_gateway.downstream`), then mask
+5. forward (:mod:`mcp_gateway.downstream`: the gateway's own HTTP client, or the process
+   it runs for a stdio server), then mask
    the answer (:mod:`mcp_gateway.masked_results`).
 
 Every call is recorded before step 1 and completed with the decision and outcome; a
@@ -81,7 +82,7 @@ class Governor:
         """``body`` sent to the session's server as it is; its answer, or None."""
         server = self.gateway.config.mcp_servers[session.resource]
         answer = await self.links[server.name].send(
-            body, request_id, session_id=session.downstream_session,
+            body, request_id, caller=session.principal, session_id=session.downstream_session,
             protocol_version=session.protocol_version, on_request=self.server_requests(server),
         )  # fmt: skip
         return answer.body

@@ -41,6 +41,7 @@ from mcp_gateway.jsonrpc import (
     SESSION_NOT_FOUND,
     Request,
 )
+from mcp_gateway.links import open_downstream
 from mcp_gateway.masked_results import masked_answer
 from mcp_gateway.pins_api import PinsApi
 from mcp_gateway.proxy_store import ProxySession, ProxyStore, StoredSession
@@ -73,9 +74,11 @@ class McpRelay:
             timeout=aiohttp.ClientTimeout(total=None),
         )
         for name, server in self.gateway.config.mcp_servers.items():
-            self.links[name] = Downstream(server, self._http)
+            self.links[name] = open_downstream(server, self._http, self.gateway.config.public_url)
 
     async def close(self, _app: web.Application) -> None:
+        for link in self.links.values():
+            await link.close()
         if self._http is not None:
             await self._http.close()
 
@@ -99,7 +102,7 @@ class McpRelay:
                 return session
             if session.downstream_session is not None:
                 await self.links[server.name].end(
-                    session.downstream_session, session.protocol_version
+                    session.downstream_session, session.protocol_version, session.principal
                 )
             await self.store.end(session)
         except StoreUnavailable as exc:
@@ -194,9 +197,11 @@ class McpRelay:
         params["capabilities"] = _offered(server, params.get("capabilities"))
         body = json.dumps({"jsonrpc": "2.0", "id": message.id, "method": "initialize",
                            "params": params}).encode()  # fmt: skip
+        if caller.actor is None:
+            caller = dataclasses.replace(caller, actor=agent_name(client["name"]))
         try:
             answer = await self.links[server.name].send(
-                body, message.id, session_id=None, protocol_version=None
+                body, message.id, caller=caller, session_id=None, protocol_version=None
             )
         except McpServerError as exc:
             return web.json_response(jsonrpc.error(message.id, SERVER_FAILED, str(exc)))
@@ -205,8 +210,6 @@ class McpRelay:
         if not isinstance(result, dict):
             return web.Response(body=answer.body, content_type="application/json")
         version = result.get("protocolVersion")
-        if caller.actor is None:
-            caller = dataclasses.replace(caller, actor=agent_name(client["name"]))
         session = await self.store.open(
             server.name, caller, answer.session_id, version if isinstance(version, str) else None
         )

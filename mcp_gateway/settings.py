@@ -6,8 +6,12 @@ names them (parsed by :func:`jitgate.config.parse_config`, kept in ``Config.mcp_
     resources:
       tickets:
         type: mcp
-        url: http://127.0.0.1:9000/mcp          # its streamable HTTP endpoint
+        url: http://127.0.0.1:9000/mcp          # its streamable HTTP endpoint, or:
+        # command: [python, -m, tickets.server]  # a process the gateway runs (stdio)
+        # env: {TICKETS_KEY: "${TICKETS_KEY}"}   # its environment, beside PATH, HOME …
+        # cwd: /srv/tickets
         headers: {Authorization: "Bearer ${TICKETS_TOKEN}"}   # outbound, per resource
+        # auth: {type: token_exchange, ...}     # or a token per person (RFC 8693)
         timeout: 30s
         access:                                 # group -> tool (or glob) -> action
           engineers: {"*": allow, close_ticket: review, delete_project: deny}
@@ -19,6 +23,9 @@ names them (parsed by :func:`jitgate.config.parse_config`, kept in ``Config.mcp_
           sql: {run_query: sql}                 # tool -> the argument holding SQL
           sql_access: {read: allow, write: review}
         server_requests: {sampling: deny, elicitation: deny}
+
+``url`` and ``command`` exclude each other, as do ``headers``' Authorization and ``auth``;
+``auth`` and ``headers`` apply to a server reached by ``url`` only.
 
 A tool is matched by its exact name first, then by the globs in the order written; a tool
 no rule names is denied. Across groups the most permissive action wins, as for databases.
@@ -63,9 +70,30 @@ class ArgumentPattern:
 
 
 @dataclass(frozen=True, slots=True)
+class StdioCommand:
+    """A server the gateway runs itself and speaks to over stdin and stdout."""
+
+    argv: tuple[str, ...]
+    env: Mapping[str, str] = field(repr=False)
+    cwd: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenExchange:
+    """Per-person credentials: a token for the server obtained by RFC 8693 token exchange
+    at the server's authorization server (:mod:`mcp_gateway.downstream_tokens`)."""
+
+    token_endpoint: str
+    client_id: str
+    client_secret: str = field(repr=False)
+    audience: str | None = None
+    scope: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class McpServer:
     name: str
-    url: str
+    url: str | None
     headers: Mapping[str, str] = field(repr=False)
     access: Mapping[str, Mapping[str, McpAction]]
     approvers: tuple[str, ...]
@@ -83,6 +111,8 @@ class McpServer:
     sql_access: Mapping[str, McpAction] = field(default_factory=lambda: dict(DEFAULT_SQL_ACCESS))
     sampling: McpAction = "deny"
     elicitation: McpAction = "deny"
+    command: StdioCommand | None = None
+    auth: TokenExchange | None = None
     type: str = "mcp"
 
 
@@ -93,12 +123,9 @@ def mcp_server(
     node.only(
         "type", "url", "headers", "timeout", "access", "approvers", "approvals_required",
         "request_ttl", "approval_ttl", "notify", "masking", "guard", "server_requests",
-        "max_response_size",
+        "max_response_size", "command", "env", "cwd", "auth",
     )  # fmt: skip
-    url = node.required_str("url")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(node.key("url"), "must be the server's http:// or https:// endpoint")
+    url, command, auth = _reached_by(node)
     access, caps = _access(node.child("access", {}), groups)
     approvers = node.str_list("approvers")
     for group in approvers:
@@ -115,6 +142,8 @@ def mcp_server(
     return McpServer(
         name=node.path.rpartition(".")[2],
         url=url,
+        command=command,
+        auth=auth,
         headers=_headers(node.child("headers", {})),
         access=access,
         agent_caps=caps,
@@ -136,6 +165,71 @@ def mcp_server(
         sampling=cast(McpAction, requests.choice("sampling", ("deny", "allow"))),
         elicitation=cast(McpAction, requests.choice("elicitation", ("deny", "allow"))),
     )
+
+
+def _reached_by(node: _Node) -> tuple[str | None, StdioCommand | None, TokenExchange | None]:
+    """``url`` (with ``headers`` and ``auth``) or ``command`` (with ``env`` and ``cwd``)."""
+    if "url" in node.value and "command" in node.value:
+        raise ConfigError(node.key("command"), "and url exclude each other: name one")
+    if "command" not in node.value:
+        for key in ("env", "cwd"):
+            if key in node.value:
+                raise ConfigError(node.key(key), "applies to a server run by command only")
+        url = node.required_str("url")
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(node.key("url"), "must be the server's http:// or https:// endpoint")
+        auth = _token_exchange(node.child("auth")) if "auth" in node.value else None
+        if auth is not None and any(h.lower() == "authorization" for h in _names(node, "headers")):
+            raise ConfigError(node.key("auth"), "and headers.Authorization exclude each other")
+        return url, None, auth
+    for key in ("headers", "auth"):
+        if key in node.value:
+            raise ConfigError(node.key(key), "applies to a server reached by url only")
+    argv = node.value["command"]
+    if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
+        raise ConfigError(node.key("command"), "must be a list of strings: the program first")
+    if not argv[0] or any("\0" in a for a in argv):
+        raise ConfigError(node.key("command"), "holds an empty program or a NUL character")
+    env = node.child("env", {})
+    variables = {name: _string(env, name) for name in env.names()}
+    for name in variables:
+        if not name or "=" in name or "\0" in name + variables[name]:
+            raise ConfigError(env.key(name), "is not an environment variable")
+    return None, StdioCommand(tuple(argv), variables, node.optional_str("cwd")), None
+
+
+def _token_exchange(node: _Node) -> TokenExchange:
+    node.only("type", "token_endpoint", "client_id", "client_secret", "audience", "scope")
+    if "type" not in node.value:
+        raise ConfigError(node.key("type"), "is required: token_exchange")
+    node.choice("type", ("token_exchange",))
+    endpoint = node.required_str("token_endpoint")
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(node.key("token_endpoint"), "must be an http:// or https:// URL")
+    secret = node.required_str("client_secret")
+    if len(secret.encode()) < 16:
+        raise ConfigError(node.key("client_secret"), "is shorter than 16 bytes")
+    return TokenExchange(
+        token_endpoint=endpoint,
+        client_id=node.required_str("client_id"),
+        client_secret=secret,
+        audience=node.optional_str("audience"),
+        scope=node.optional_str("scope"),
+    )
+
+
+def _names(node: _Node, key: str) -> list[str]:
+    value = node.value.get(key)
+    return [str(k) for k in value] if isinstance(value, dict) else []
+
+
+def _string(node: _Node, name: str) -> str:
+    value = node.optional_str(name)
+    if value is None:
+        raise ConfigError(node.key(name), "must be a string")
+    return value
 
 
 def _access(
