@@ -16,8 +16,8 @@ activity refreshes its conversation's reference (:mod:`bot.teams_conversations`)
   (every rule checked again by the core) and answers the card as it now stands;
   ``reject`` first answers a card that asks for the reason, and with the reason records
   the rejection; ``refresh`` answers the card as the clicker may see it (buttons only for
-  who may decide now). A refusal answers
-  a message (``application/vnd.microsoft.activity.message``) that only the clicker sees.
+  who may decide now). A refusal answers a message
+  (``application/vnd.microsoft.activity.message``) that only the clicker sees.
 
 Outgoing. Cards, their updates, threaded results, the requester's messages and alerts go
 through the outbox (:mod:`notify.outbox`, chat ``teams``) to the connector
@@ -43,13 +43,15 @@ from aiohttp import web
 from approvals.display import shown
 from approvals.model import RequestView
 from approvals.service import Approvals
+from approvals.store import STORE_ERRORS
 from bot import messages as m
 from bot import teams_cards as cards
 from bot.teams_auth import ChannelKeys, Unauthenticated, authenticate, tenant_of
-from bot.teams_connector import Connector
+from bot.teams_connector import Connector, ConnectorError
 from bot.teams_conversations import TeamsConversations, TeamsPeople, TeamsPerson
 from bot.teams_delivery import TeamsDelivery
 from bot.teams_invokes import TeamsInvokes
+from bot.teams_users import TeamsUsers
 from jitgate.config import Config, TeamsSettings
 from jitgate.errors import StoreUnavailable
 from notify.access import refusal, verbs_for
@@ -66,6 +68,7 @@ MESSAGE = "application/vnd.microsoft.activity.message"
 _MENTION = re.compile(r"<at>.*?</at>", re.DOTALL)
 _TAG = re.compile(r"<[^>]+>")
 _REPEAT_WINDOW = 3600.0
+_EXPECTED = (ConnectorError, aiohttp.ClientError, OSError, TimeoutError)
 
 
 class TeamsRenderer:
@@ -105,6 +108,7 @@ class TeamsAdapter:
         self.connector = Connector(self._settings, self._session)
         self.conversations = TeamsConversations(approvals.pool)
         self._people = TeamsPeople(self._settings, approvals.directory, self.connector)
+        self.users = TeamsUsers(approvals.pool)
         delivery = TeamsDelivery(self.connector, self.conversations, self._view, self.refresh_for)
         self.outbox = Outbox(approvals.pool, "teams", delivery)
         self._deliveries = Deliveries(approvals.pool)
@@ -129,12 +133,9 @@ class TeamsAdapter:
         view = await self._approvals.store.view(request_id)
         return None if view is None else shown(self._config, view)
 
-    def refresh_for(self, view: RequestView) -> list[str]:
-        """The Teams users (from ``teams.users``) whose card refreshes to their own view."""
-        groups = set(view.approver_groups)
-        directory = self._approvals.directory
-        return [oid for oid, email in self._settings.users.items()
-                if directory.groups_of(email) & groups]  # fmt: skip
+    async def refresh_for(self, view: RequestView) -> list[str]:
+        """The Teams users (MRIs) whose card refreshes to their own view."""
+        return await self.users.refresh_ids(self._approvals.directory, view)
 
     async def handle(self, request: web.Request) -> web.Response:
         """``POST /api/messages``."""
@@ -169,6 +170,11 @@ class TeamsAdapter:
             person = await self._people.resolve(activity)
         owner = person.identity if person is not None and personal else None
         await self.conversations.remember(activity, tenant_of(activity), owner)
+        if person is not None and person.email is not None:
+            object_id = (activity.get("from") or {}).get("aadObjectId")
+            await self.users.seen([(person.user_id, object_id, person.email)])
+        if kind == "conversationUpdate" and _bot_added(activity):
+            self._approvals.spawn(self._learn_roster(activity))
         if kind == "message" and person is not None:
             key = f"teams:{(activity.get('conversation') or {}).get('id')}:{activity.get('id')}"
             if await self._deliveries.take([(key, _REPEAT_WINDOW)]):
@@ -179,6 +185,20 @@ class TeamsAdapter:
             answer = await self._invokes.once(key, partial(self._invoke, activity, person))
             return web.json_response(answer)
         return web.Response(status=200)
+
+    async def _learn_roster(self, activity: dict[str, Any]) -> None:
+        """Record the MRIs of the members of a team or chat the app was just added to."""
+        team = ((activity.get("channelData") or {}).get("team") or {}).get("id")
+        conversation = str(team or activity["conversation"]["id"]).split(";messageid=")[0]
+        try:
+            members = await self.connector.roster(str(activity["serviceUrl"]), conversation)
+            known = [(str(m.get("id") or ""), m.get("aadObjectId"), email)
+                     for m in members if (email := self._people.email_of(m))]  # fmt: skip
+            await self.users.seen(known)
+        except (*_EXPECTED, *STORE_ERRORS) as exc:
+            log.warning("the Teams roster could not be read; its approvers refresh their"
+                        " cards from their first click", extra={"conversation": conversation,
+                        "error": f"{type(exc).__name__}: {exc}"})  # fmt: skip
 
     async def _answer(self, activity: dict[str, Any], person: TeamsPerson) -> None:
         text = html.unescape(_TAG.sub("", _MENTION.sub("", str(activity.get("text") or ""))))
@@ -244,11 +264,22 @@ class TeamsAdapter:
         now = await self._view(request_id)
         assert now is not None
         buttons = bool(verbs_for(self._approvals.directory, person.identity, now))
-        return cards.request_card(now, buttons=buttons, refresh_for=self.refresh_for(now))
+        return cards.request_card(now, buttons=buttons, refresh_for=await self.refresh_for(now))
 
 
 def _message(text: str, status: int = 200) -> dict[str, Any]:
     return {"statusCode": status, "type": MESSAGE, "value": text}
+
+
+def _bot_added(activity: dict[str, Any]) -> bool:
+    """A ``conversationUpdate`` saying the app itself was added to the conversation."""
+    bot = (activity.get("recipient") or {}).get("id")
+    added = activity.get("membersAdded")
+    return (
+        bot is not None
+        and isinstance(added, list)
+        and any(isinstance(member, dict) and member.get("id") == bot for member in added)
+    )
 
 
 def _is_activity(activity: object) -> bool:

@@ -10,10 +10,10 @@ out (``[U+202E]``) as in Slack; and ``{{`` gets a word joiner between its braces
 ``{{DATE(...)}}`` text functions never run on it. Cards are sent as JSON and never expanded
 by the Adaptive Card templating language, so ``${...}`` is text too.
 
-The buttons are ``Action.Execute`` (Universal Actions) with verbs ``approve`` and
-``reject`` and data ``{"request_id": N}``; the card refreshes per user (verb ``refresh``)
-so who may decide sees the buttons and everyone else the status. Reject asks for a reason
-in the card itself (:func:`reason_card`).
+The buttons are ``Action.Execute`` (Universal Actions, card version 1.5) with verbs
+``approve`` and ``reject`` and data ``{"request_id": N}``; the card refreshes per user
+(verb ``refresh``) so who may decide sees the buttons and everyone else the status.
+Reject asks for a reason in the card itself (:func:`reason_card`).
 """
 
 from __future__ import annotations
@@ -41,6 +41,9 @@ PREVIEW_LIMIT = 6000
 REASON_INPUT = "reason"
 _WORD_JOINER = "\u2060"
 _SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
+# Universal Actions (Action.Execute, refresh) need 1.5; Teams ignores them on older cards.
+_VERSION = "1.5"
+REFRESH_LIMIT = 60
 _EMOJI = {
     ":white_check_mark:": "✅", ":warning:": "⚠️", ":no_entry:": "⛔", ":hourglass:": "⌛",
     ":hourglass_flowing_sand:": "⏳", ":arrow_forward:": "▶️", ":bell:": "🔔",
@@ -77,7 +80,7 @@ def _runs(value: Rich) -> list[dict[str, Any]]:
 
 def _adaptive(body: list[dict[str, Any]], actions: Sequence[dict[str, Any]] = (),
               refresh: dict[str, Any] | None = None) -> Card:  # fmt: skip
-    card: Card = {"type": "AdaptiveCard", "$schema": _SCHEMA, "version": "1.4", "body": body}
+    card: Card = {"type": "AdaptiveCard", "$schema": _SCHEMA, "version": _VERSION, "body": body}
     if actions:
         card["actions"] = list(actions)
     if refresh is not None:
@@ -103,8 +106,11 @@ def _data(request_id: int) -> dict[str, Any]:
 def request_card(request: RequestView, *, buttons: bool | None = None,
                  refresh_for: Sequence[str] = ()) -> Card:  # fmt: skip
     """The approval card for ``request`` as it is now. ``buttons``: whether to show Approve
-    and Reject (default: while pending); ``refresh_for``: the Teams users whose client asks
-    for their own view of the card (:func:`bot.teams.TeamsAdapter` answers it)."""
+    and Reject (default: while pending, to everyone who has not refreshed it yet);
+    ``refresh_for``: the MRIs of the Teams users whose client asks for their own view of
+    the card at once (:class:`bot.teams.TeamsAdapter` answers it). Without any, the refresh
+    names nobody, so Teams refreshes everyone's view in chats and channels of up to 60
+    people, and anyone may refresh it from the card's menu."""
     card: RequestCard = card_of(request)
     body: list[dict[str, Any]] = [
         {"type": "TextBlock", "text": card.title, "weight": "Bolder", "size": "Medium",
@@ -136,12 +142,12 @@ def request_card(request: RequestView, *, buttons: bool | None = None,
             actions.append({"type": "Action.Execute", "title": button.label, "verb": button.verb,
                             "data": _data(request.id), "style": style})  # fmt: skip
     actions.append({"type": "Action.OpenUrl", "title": "Open in jitgate", "url": request.url})
-    refresh = None
-    if request.state is State.PENDING and refresh_for:
-        refresh = {
-            "action": {"type": "Action.Execute", "verb": "refresh", "data": _data(request.id)},
-            "userIds": list(refresh_for)[:60],
-        }
+    refresh: dict[str, Any] | None = None
+    if request.state is State.PENDING:
+        refresh = {"action": {"type": "Action.Execute", "verb": "refresh",
+                              "data": _data(request.id)}}  # fmt: skip
+        if refresh_for:
+            refresh["userIds"] = list(refresh_for)[:REFRESH_LIMIT]
     return _adaptive(body, actions, refresh)
 
 

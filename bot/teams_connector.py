@@ -81,6 +81,21 @@ class Connector:
         data = await self._call("GET", service_url, path, None)
         return data if isinstance(data, dict) else {}
 
+    async def roster(self, service_url: str, conversation: str) -> list[dict[str, Any]]:
+        """Every member of a team or chat (``id`` is the MRI; ``aadObjectId``,
+        ``userPrincipalName``, ...), page by page."""
+        members: list[dict[str, Any]] = []
+        path = f"v3/conversations/{quote(conversation, safe='')}/pagedmembers?pageSize=500"
+        token: str | None = None
+        while True:
+            more = "" if token is None else f"&continuationToken={quote(token, safe='')}"
+            data = await self._call("GET", service_url, path + more, None)
+            page = data.get("members") if isinstance(data, dict) else None
+            members.extend(m for m in page or () if isinstance(m, dict))
+            token = data.get("continuationToken") if isinstance(data, dict) else None
+            if not token or not page:
+                return members
+
     async def _call(self, method: str, service_url: str, path: str,
                     body: dict[str, Any] | None) -> Any:  # fmt: skip
         url = service_url.rstrip("/") + "/" + path

@@ -98,6 +98,11 @@ class TeamsPeople:
         known = email is not None and bool(self._directory.groups_of(email))
         return TeamsPerson(user_id, email, email if known else None)
 
+    def email_of(self, member: dict[str, Any]) -> str | None:
+        """A roster member's e-mail by the same rules, from what the roster says."""
+        email = self._settings.users.get(str(member.get("aadObjectId") or "").lower())
+        return email if email is not None or not self._settings.tenant_id else _upn_of(member)
+
     async def _upn(self, activity: dict[str, Any], user_id: str) -> str | None:
         cached = self._cache.get(user_id)
         if cached is not None and cached[0] > time.monotonic():
@@ -111,7 +116,11 @@ class TeamsPeople:
             if exc.status != 404:
                 raise
             member = {}
-        upn = member.get("userPrincipalName")
-        email = upn.strip().lower() if isinstance(upn, str) and "@" in upn else None
+        email = _upn_of(member)
         self._cache[user_id] = (time.monotonic() + CACHE_TTL, email)
         return email
+
+
+def _upn_of(member: dict[str, Any]) -> str | None:
+    upn = member.get("userPrincipalName")
+    return upn.strip().lower() if isinstance(upn, str) and "@" in upn else None

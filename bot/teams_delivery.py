@@ -30,7 +30,7 @@ class TeamsDelivery:
 
     def __init__(self, connector: Connector, conversations: TeamsConversations,
                  view: Callable[[int], Awaitable[RequestView | None]],
-                 refresh_for: Callable[[RequestView], list[str]]) -> None:  # fmt: skip
+                 refresh_for: Callable[[RequestView], Awaitable[list[str]]]) -> None:  # fmt: skip
         self._connector = connector
         self._conversations = conversations
         self._view = view
@@ -48,7 +48,7 @@ class TeamsDelivery:
             view = await self._view(row.request_id or 0)
             if view is None:
                 raise Undeliverable(f"request #{row.request_id} does not exist")
-            card = cards.request_card(view, refresh_for=self._refresh_for(view))
+            card = cards.request_card(view, refresh_for=await self._refresh_for(view))
             body = cards.message(card, card_of(view).title)
         if row.kind == "card":
             where = await self._conversation(row.channel or "")

@@ -38,7 +38,7 @@ FIXTURES = Path(__file__).parent / "fixtures" / "teams"
 @dataclass(frozen=True)
 class Call:
     """What the bot sent: ``kind`` is ``send`` (a new activity), ``reply`` (in a thread),
-    ``update`` or ``member``; ``activity`` the JSON body."""
+    ``update``, ``member`` or ``roster`` (a page of members); ``activity`` the JSON body."""
 
     kind: str
     conversation: str
@@ -53,6 +53,7 @@ class FakeTeams:
         self.app_id = app_id
         self.password = password
         self.members = members or {}
+        self.page_size = 50  # Teams' smallest page: rosters of more come in pages
         self.key = RSAKey.generate_key(2048, parameters={"kid": "fake-teams-1"})
         self.calls: list[Call] = []
         self._recorded = threading.Condition()
@@ -87,6 +88,7 @@ class FakeTeams:
         app.router.add_post("/v3/conversations/{conversation}/activities/{id}", self._activity)
         app.router.add_put("/v3/conversations/{conversation}/activities/{id}", self._activity)
         app.router.add_get("/v3/conversations/{conversation}/members/{user}", self._member)
+        app.router.add_get("/v3/conversations/{conversation}/pagedmembers", self._roster)
         runner = web.AppRunner(app, access_log=None)
         self._loop.run_until_complete(runner.setup())
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -197,6 +199,22 @@ class FakeTeams:
         if status != 200:
             return web.json_response({"error": {"code": "Unauthorized"}}, status=status)
         return web.json_response({"id": activity_id if kind == "update" else str(next(self._ids))})
+
+    async def _roster(self, request: web.Request) -> web.Response:
+        conversation = request.match_info["conversation"]
+        status = 200 if self._authorized(request) else 401
+        if status == 200 and self._failures["roster"]:
+            status, _ = self._failures["roster"].popleft()
+        self._record(Call("roster", conversation, None, dict(request.query), status))
+        if status != 200:
+            return web.json_response({"error": {"code": "Failed"}}, status=status)
+        size = min(int(request.query.get("pageSize", "500")), self.page_size)
+        start = int(request.query.get("continuationToken", "0"))
+        members = list(self.members.values())
+        answer: dict[str, Any] = {"members": members[start : start + size]}
+        if start + size < len(members):
+            answer["continuationToken"] = str(start + size)
+        return web.json_response(answer)
 
     async def _member(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
