@@ -12,13 +12,14 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import asyncpg
 import pgparse  # type: ignore[import-not-found]
 
 from approvals.model import Outcome
+from guard.session_limits import startup_values
 from jitgate.config import Resource, UpstreamURL
 from masking import MaskingPolicy, mask_text
 
@@ -57,7 +58,10 @@ def single_statement(sql: str) -> bool:
         return False
 
 
-async def connect(url: UpstreamURL, *, within: float = 10.0) -> asyncpg.Connection:
+async def connect(
+    url: UpstreamURL, *, within: float = 10.0, settings: Mapping[str, str] | None = None
+) -> asyncpg.Connection:
+    """A connection with ``url``'s credential; ``settings`` are sent as startup parameters."""
     ssl: Any = (
         False if url.sslmode in ("disable", "allow") or url.socket_path is not None else url.sslmode
     )
@@ -69,7 +73,7 @@ async def connect(url: UpstreamURL, *, within: float = 10.0) -> asyncpg.Connecti
         database=url.database,
         ssl=ssl,
         timeout=within,
-        server_settings={"application_name": "jitgate"},
+        server_settings={"application_name": "jitgate", **(settings or {})},
     )
 
 
@@ -163,7 +167,8 @@ async def run_detached(
     rows: list[Sequence[object]] = []
     count = 0
     try:
-        conn = await connect(url or resource.writer)
+        limits = startup_values(resource.session_limits)
+        conn = await connect(url or resource.writer, settings=limits)
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         return Outcome(None, None, _ms(started), "08006", f"cannot reach {resource.name}: {exc}")
     try:

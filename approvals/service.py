@@ -43,6 +43,7 @@ from audit.spool import AuditSpool
 from guard import Classifier
 from guard.resources import ResourceClassifiers
 from guard.sensitive import SensitiveColumns
+from guard.session_limits import lifted_setting
 from identity import Directory, Principal
 from jitgate.config import Config, Resource
 from jitgate.errors import DecisionRefused, StoreUnavailable
@@ -292,6 +293,12 @@ class Approvals:
             raise DecisionRefused(
                 "too_large", f"the statement has {len(sql)} characters; jitgate reads at most"
                 f" {limit} (postgres.max_statement_size)",
+            )  # fmt: skip
+        lifted = lifted_setting(sql, resource.session_limits)
+        if lifted is not None:  # whatever the policy, as in a proxy session
+            raise DecisionRefused(
+                "denied", f"denied: the statement {lifted}, which the session_limits of"
+                f" {resource_name} fix", reasons=(lifted,),
             )  # fmt: skip
         verdicts = self.classifiers.of(resource_name).classify(sql)
         strictest = Classifier.strictest(verdicts)

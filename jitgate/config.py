@@ -80,6 +80,12 @@ def socket_path(host: str, port: int) -> str | None:
     return f"{host.rstrip('/') or '/'}/.s.PGSQL.{port}" if host.startswith("/") else None
 
 
+# Timeouts a resource's ``session_limits`` may fix (PostgreSQL's names).
+SESSION_LIMIT_SETTINGS = (
+    "statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout",
+)  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True)
 class Resource:
     """A target. ``url`` is the reader's credential when ``write_url`` names a writer;
@@ -103,6 +109,9 @@ class Resource:
     # ``access.agents``: the most an agent acting for someone may get per class, whatever
     # its human's groups allow (approvals.policy.action_for).
     agent_caps: Mapping[str, Action] = field(default_factory=dict)
+    # ``session_limits``: timeouts (milliseconds by PostgreSQL setting name) every target
+    # connection is opened with and no session may lift (guard.session_limits).
+    session_limits: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def writer(self) -> UpstreamURL:
@@ -636,7 +645,7 @@ def _resources(
             continue
         res.only(
             "type", "url", "access", "approvers", "approvals_required", "request_ttl",
-            "notify", "masking", "blast_radius", "write_url", "functions",
+            "notify", "masking", "blast_radius", "write_url", "functions", "session_limits",
         )  # fmt: skip
         kind = res.choice("type", ("postgres", "mcp"))
         access_node = res.child("access", {})
@@ -664,6 +673,8 @@ def _resources(
         functions = res.child("functions", {})
         functions.only("allow")
         write_url = res.optional_str("write_url")
+        limits = res.child("session_limits", {})
+        limits.only(*SESSION_LIMIT_SETTINGS)
         resources[name] = Resource(
             name=name,
             type=kind,
@@ -682,6 +693,10 @@ def _resources(
             else parse_upstream_url(write_url, res.key("write_url")),
             allowed_functions=tuple(functions.str_list("allow")),
             agent_caps=agent_caps,
+            session_limits={
+                setting: max(1, round(limits.duration(setting, 0) * 1000))
+                for setting in limits.names()
+            },
         )
     return resources
 

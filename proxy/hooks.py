@@ -22,6 +22,7 @@ from guard import Classifier, StatementClass, StatementVerdict
 from guard.classify import numbers_key
 from guard.resources import ResourceClassifiers
 from guard.sensitive import SensitiveColumns
+from guard.session_limits import lifted_setting
 from guard.verdict import RANK
 from identity import Principal
 from jitgate.config import Action, Resource
@@ -167,6 +168,24 @@ class PinLexing:
             return None
         statement.event.reasons = (*statement.event.reasons, f"sets {changed[0]}")
         return Refusal(pgerrors.lexing_setting_refused(*changed), "deny")
+
+
+class PinSessionLimits:
+    """Refuses, whatever the policy, a statement that could lift a timeout the resource's
+    ``session_limits`` fix (:mod:`guard.session_limits`); resources without them are not
+    looked at."""
+
+    pure = True
+
+    def on_statement(self, statement: Statement) -> Refusal | None:
+        limits = statement.context.resource.session_limits
+        if not limits or statement.protocol == "execute":
+            return None
+        lifted = lifted_setting(statement.sql, limits)
+        if lifted is None:
+            return None
+        statement.event.reasons = (*statement.event.reasons, lifted)
+        return Refusal(pgerrors.session_limit_refused(lifted), "deny")
 
 
 def _foreign_typed(verdict: StatementVerdict, types: tuple[int, ...]) -> StatementVerdict:
@@ -415,6 +434,7 @@ def default_chain(
             SizeLimit(max_statement_size),
             Classify(classifiers),
             PinLexing(),
+            PinSessionLimits(),
             Decide(alert),
             *transforms_hook,
             Hold(holding),

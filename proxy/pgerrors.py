@@ -162,6 +162,25 @@ def lexing_setting_refused(name: str, value: str) -> bytes:
     )
 
 
+def session_limit_refused(what: str) -> bytes:
+    return _error(
+        "0A000",
+        f"the statement {what}, which this resource's session_limits fix",
+        detail="statement_timeout, lock_timeout and idle_in_transaction_session_timeout are"
+        " set by jitgate for every session of this resource; RESET returns to them.",
+        hint="Nothing was run.",
+    )
+
+
+def session_limit_startup_refused(parameter: str) -> bytes:
+    return _fatal(
+        "0A000",
+        f"startup parameter {parameter} is not supported through jitgate",
+        detail="This resource's session_limits fix the setting for every session.",
+        hint="Connect without it.",
+    )
+
+
 def reader_session_cannot_hold(why: str) -> bytes:
     return _error(
         "25006",

@@ -29,6 +29,7 @@ from approvals.model import Alert
 from approvals.policy import reads_only
 from audit.events import SessionRecord, StatementEvent, event_row
 from audit.spool import done_frame, intent_frame
+from guard import session_limits
 from guard.verdict import ALL_PREPARED, RANK, StatementVerdict
 from jitgate.errors import AuthenticationError, ProtocolError, StoreUnavailable, UpstreamError
 from masking.entities import SECRETS
@@ -424,8 +425,13 @@ class ClientSession(asyncio.Protocol):
         if encoding is not None:
             self._fatal(pgerrors.encoding_refused(encoding))
             return
+        lifting = session_limits.refused_startup(resource.session_limits, params)
+        if lifting is not None:
+            self._fatal(pgerrors.session_limit_startup_refused(lifting))
+            return
         forwarded = {k: v for k, v in params.items() if k in FORWARDED_PARAMETERS}
         forwarded.update(lexing.PINNED)
+        forwarded.update(session_limits.startup_values(resource.session_limits))
         self._forwarded = forwarded
         on_reader = resource.write_url is not None and reads_only(resource, groups, principal)
         target = resource.url if on_reader else resource.writer
