@@ -255,6 +255,15 @@ def duplicate_delivery() -> str:
     return "Already on it: this command reached jitgate before, and only the first one counts."
 
 
+def not_private_in_teams() -> str:
+    """A message to the bot in a Teams channel or group chat whose answer could not be sent
+    to the person alone (the app cannot start a chat with them)."""
+    return (
+        "jitgate answers only in a personal chat, and cannot start one with you. Open a chat"
+        " with the jitgate app (or add it for yourself) and ask there."
+    )
+
+
 def try_again_later() -> str:
     """Slack or jitgate's store did not answer while handling a click or ``/jit``."""
     return (

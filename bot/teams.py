@@ -8,8 +8,8 @@ activity refreshes its conversation's reference (:mod:`bot.teams_conversations`)
 
 - A message to the bot (``run RESOURCE SQL [-- reason]``, ``status ID``, ``pending``,
   ``help``, with or without an @mention of the bot) is acknowledged at once and answered
-  in the same conversation (in the thread, in a channel) with the words ``/jit`` answers
-  with in Slack; a repeated delivery of the same activity acts once.
+  to the writer alone, in their personal chat with the app (:mod:`bot.teams_replies`),
+  with the words ``/jit`` answers with in Slack; a repeated delivery acts once.
 - An ``adaptiveCard/action`` invoke from a card's ``Action.Execute`` is answered in the
   invoke response, acted on once however often the activity is delivered (a repeat gets
   the first answer, :mod:`bot.teams_invokes`): ``approve`` records the clicker's approval
@@ -51,6 +51,7 @@ from bot.teams_connector import Connector, ConnectorError
 from bot.teams_conversations import TeamsConversations, TeamsPeople, TeamsPerson
 from bot.teams_delivery import TeamsDelivery
 from bot.teams_invokes import TeamsInvokes
+from bot.teams_replies import TeamsReplies
 from bot.teams_users import TeamsUsers
 from jitgate.config import Config, TeamsSettings
 from jitgate.errors import StoreUnavailable
@@ -109,6 +110,7 @@ class TeamsAdapter:
         self.conversations = TeamsConversations(approvals.pool)
         self._people = TeamsPeople(self._settings, approvals.directory, self.connector)
         self.users = TeamsUsers(approvals.pool)
+        self._replies = TeamsReplies(self.connector, self.conversations)
         delivery = TeamsDelivery(self.connector, self.conversations, self._view, self.refresh_for)
         self.outbox = Outbox(approvals.pool, "teams", delivery)
         self._deliveries = Deliveries(approvals.pool)
@@ -207,11 +209,8 @@ class TeamsAdapter:
         except Exception:
             log.exception("teams command failed")
             reply = m.try_again_later()
-        conversation = str((activity.get("conversation") or {}).get("id"))
-        reply_to = None if ";messageid=" in conversation else activity.get("id")
         try:
-            await self.connector.send(str(activity["serviceUrl"]), conversation,
-                                      cards.text_message(reply), reply_to=reply_to)  # fmt: skip
+            await self._replies.answer(activity, person, cards.text_message(reply))
         except Exception:
             log.exception("teams reply could not be sent")
 

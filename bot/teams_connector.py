@@ -81,6 +81,19 @@ class Connector:
         data = await self._call("GET", service_url, path, None)
         return data if isinstance(data, dict) else {}
 
+    async def open_personal(self, service_url: str, bot_id: str, user_id: str,
+                            tenant: str | None) -> str:  # fmt: skip
+        """The id of the bot's personal chat with ``user_id`` (an MRI), opened if need be
+        (Teams answers the same chat again if it exists)."""
+        body: dict[str, Any] = {"bot": {"id": bot_id}, "members": [{"id": user_id}],
+                                "isGroup": False}  # fmt: skip
+        if tenant is not None:
+            body |= {"tenantId": tenant, "channelData": {"tenant": {"id": tenant}}}
+        data = await self._call("POST", service_url, "v3/conversations", body)
+        if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+            raise ConnectorError(502, "the connector opened no conversation")
+        return str(data["id"])
+
     async def roster(self, service_url: str, conversation: str) -> list[dict[str, Any]]:
         """Every member of a team or chat (``id`` is the MRI; ``aadObjectId``,
         ``userPrincipalName``, ...), page by page."""

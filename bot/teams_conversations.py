@@ -63,6 +63,18 @@ class TeamsConversations:
             str(conversation.get("conversationType") or "channel"), recipient.get("id"), person,
         )  # fmt: skip
 
+    async def add_personal(self, conversation_id: str, service_url: str, tenant: str | None,
+                           bot_id: str | None, person: str | None) -> Conversation:  # fmt: skip
+        """A personal chat the bot opened itself (no activity came from it yet)."""
+        await self._pool.execute(
+            "INSERT INTO teams_conversations (conversation_id, service_url, tenant_id, kind,"
+            " bot_id, person) VALUES ($1, $2, $3, 'personal', $4, $5)"
+            " ON CONFLICT (conversation_id) DO UPDATE SET service_url = EXCLUDED.service_url,"
+            " person = coalesce(EXCLUDED.person, teams_conversations.person), updated_at = now()",
+            conversation_id, service_url, tenant, bot_id, person,
+        )  # fmt: skip
+        return Conversation(conversation_id, service_url, "personal")
+
     async def get(self, conversation_id: str) -> Conversation | None:
         row = await self._pool.fetchrow(
             "SELECT conversation_id, service_url, kind FROM teams_conversations"

@@ -38,7 +38,8 @@ FIXTURES = Path(__file__).parent / "fixtures" / "teams"
 @dataclass(frozen=True)
 class Call:
     """What the bot sent: ``kind`` is ``send`` (a new activity), ``reply`` (in a thread),
-    ``update``, ``member`` or ``roster`` (a page of members); ``activity`` the JSON body."""
+    ``update``, ``member``, ``roster`` (a page of members) or ``open`` (a personal chat the
+    bot opens, its id in ``activity_id``); ``activity`` the JSON body."""
 
     kind: str
     conversation: str
@@ -84,6 +85,7 @@ class FakeTeams:
         app.router.add_get("/openid", self._openid)
         app.router.add_get("/keys", self._keys)
         app.router.add_post("/token", self._token)
+        app.router.add_post("/v3/conversations", self._open)
         app.router.add_post("/v3/conversations/{conversation}/activities", self._activity)
         app.router.add_post("/v3/conversations/{conversation}/activities/{id}", self._activity)
         app.router.add_put("/v3/conversations/{conversation}/activities/{id}", self._activity)
@@ -199,6 +201,18 @@ class FakeTeams:
         if status != 200:
             return web.json_response({"error": {"code": "Unauthorized"}}, status=status)
         return web.json_response({"id": activity_id if kind == "update" else str(next(self._ids))})
+
+    async def _open(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        members = body.get("members") or [{}]
+        chat = f"a:1Personal{str(members[0].get('id', '')).removeprefix('29:')}"
+        status = 200 if self._authorized(request) else 401
+        if status == 200 and self._failures["open"]:
+            status, _ = self._failures["open"].popleft()
+        self._record(Call("open", "", chat, body, status))
+        if status != 200:
+            return web.json_response({"error": {"code": "Forbidden"}}, status=status)
+        return web.json_response({"id": chat})
 
     async def _roster(self, request: web.Request) -> web.Response:
         conversation = request.match_info["conversation"]
