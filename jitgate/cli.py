@@ -85,6 +85,11 @@ def _parser() -> argparse.ArgumentParser:
     doctor.add_argument("--config", required=True)
     doctor.add_argument("--output", choices=("text", "json"), default="text")
     doctor.set_defaults(handler=_doctor)
+    teams_app = commands.add_parser("teams-app", help="write the Teams app package (a zip)")
+    teams_app.add_argument("--app-id", required=True, help="the bot's Microsoft App ID")
+    teams_app.add_argument("--package", default="jitgate-teams.zip", help="the zip to write")
+    teams_app.add_argument("--source", help="the manifest and icons (default: teams/)")
+    teams_app.set_defaults(handler=_teams_app)
     _add_request_commands(commands)
     return parser
 
@@ -292,6 +297,17 @@ async def _doctor(args: argparse.Namespace) -> int:
             for warning in check.warnings:
                 print(warning)
     return 1 if any(c.status == "writable" for c in checks) else 0
+
+
+async def _teams_app(args: argparse.Namespace) -> int:
+    """Print the path of the Teams app package written for ``--app-id``."""
+    from pathlib import Path
+
+    from bot.teams_package import SOURCE, build_package
+
+    source = Path(args.source) if args.source else SOURCE
+    print(build_package(args.app_id, Path(args.package), source))
+    return 0
 
 
 async def _mask(args: argparse.Namespace) -> int:
