@@ -12,7 +12,9 @@ ratio bar is judged for both transports, and the gateway's CPU per transaction i
 into the kernel's part and its event loop's (the audit batches) beside PgBouncer's. After
 the runs the store's audit trail must hold
 exactly one statement event per transaction pgbench reported through the gateways, and the
-gateway's memory is read with 200 idle sessions open.
+gateway's memory is read with 200 idle sessions open. Then the other bars: an approval's
+decision to its result, the same through Teams and Slack, large results through psql, and
+what the MCP governing proxy adds to a ``tools/call`` (:mod:`bench.mcp`).
 
 Exit status: 0 when the run completed, even if a quality bar was missed (this is a
 measurement); 1 when the run broke or a statement went unaudited.
@@ -36,6 +38,8 @@ from bench import BenchError
 from bench.approvals import ROUNDS, approval_latency, latency_lines
 from bench.chat import chat_latency, chat_lines
 from bench.gateway import RESOURCE, USER, CpuTimes, GatewayProcess
+from bench.mcp import CALLS as MCP_CALLS
+from bench.mcp import mcp_latency, mcp_lines
 from bench.passthrough import PassThroughProcess
 from bench.pgbench import SELECT_ONLY_SQL_PREFIX, Endpoint, Pgbench, PgbenchResult, Workload
 from bench.pgbouncer import PgbouncerProcess, find_pgbouncer, pgbouncer_version
@@ -293,6 +297,7 @@ async def _measure(
         server, gateway, TARGET_DATABASE, rounds=5 if rounds == 1 else ROUNDS
     )
     chats = await chat_latency(server, rounds=5 if rounds == 1 else ROUNDS)
+    mcp_calls = await mcp_latency(server, calls=100 if rounds == 1 else MCP_CALLS)
     result_rows = RESULT_ROWS if rounds > 1 else RESULT_ROWS // 10
     await prepare(server, TARGET_DATABASE, result_rows)
     timings = await time_results(
@@ -323,6 +328,8 @@ async def _measure(
     for line in latency_lines(latencies):
         _say(line)
     for line in chat_lines(chats):
+        _say(line)
+    for line in mcp_lines(mcp_calls):
         _say(line)
     for line in result_lines(timings, result_rows):
         _say(line)

@@ -6,8 +6,9 @@ thread) has one tool, ``echo``. A gateway (its own thread and event loop, its st
 is allowed, so every call is authenticated, its session looked up, policed, checked
 against its pin, recorded before and after, forwarded and its answer masked. One client
 opens a session on each path and alternates calls (direct, via, direct, via …), so a
-noisy machine slows both alike. Printed: the median (and p90) of each path and the
-difference of the medians — the goal (DESIGN.md) is ≤ 2 ms.
+noisy machine slows both alike. Printed: the median (and p90) of each path, the
+difference of the medians and its verdict against the goal (DESIGN.md: ≤ 2 ms). ``python
+-m bench`` runs it too (:func:`mcp_latency`, :func:`mcp_lines`), on its own server.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import argparse
 import asyncio
 import json
 import socket
+import sys
 import threading
 import time
 from collections.abc import Coroutine
@@ -36,19 +38,41 @@ from store.tokens import issue_token
 GOAL_MS = 2.0
 CALLS = 400
 WARM_UP = 50
+STORE_DATABASE = "jg_bench_mcp_store"
 USER = "bench@example.com"
 _HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
 T = TypeVar("T")
 
 
-def echo_server() -> uvicorn.Server:
-    server = MCPServer("echo", version="1", log_level="WARNING")
+class EchoServer:
+    """An ``MCPServer`` with one tool, ``echo``, served by uvicorn from a thread."""
 
-    @server.tool(description="Echo the text back.")
-    def echo(text: str) -> str:
-        return text
+    def __init__(self) -> None:
+        server = MCPServer("echo", version="1", log_level="WARNING")
 
-    return uvicorn.Server(uvicorn.Config(server.streamable_http_app(), log_level="warning"))
+        @server.tool(description="Echo the text back.")
+        def echo(text: str) -> str:
+            return text
+
+        app = server.streamable_http_app()
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+        self.socket = socket.socket()
+        self.socket.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}/mcp"
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True
+        )
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise BenchError("the MCP server did not start in 30 s")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+        self.socket.close()
 
 
 class Background:
@@ -59,8 +83,8 @@ class Background:
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
 
-    def call(self, work: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(work, self.loop).result(60)
+    async def run(self, work: Coroutine[Any, Any, T]) -> T:
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, self.loop))
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -121,57 +145,60 @@ async def measure(direct_url: str, via_url: str, token: str, calls: int) -> dict
     return timings
 
 
-def run(calls: int) -> dict[str, list[float]]:
-    downstream, holder = echo_server(), Background()
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    thread = threading.Thread(target=downstream.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not downstream.started:
-        time.sleep(0.02)
-    direct_url = f"http://127.0.0.1:{sock.getsockname()[1]}/mcp"
-    with BenchServer() as postgres:
-        asyncio.run(postgres.recreate_database("jg_bench_mcp_store"))
-        store = postgres.url("jg_bench_mcp_store")
+async def mcp_latency(server: BenchServer, calls: int = CALLS) -> dict[str, list[float]]:
+    """Each path's ``calls`` timings (ms), with the gateway's store on ``server``."""
+    await server.recreate_database(STORE_DATABASE)
+    downstream, holder = EchoServer(), Background()
+    try:
         config = parse_config({
-            "database_url": store, "http": {"listen": "127.0.0.1:0"},
+            "database_url": server.url(STORE_DATABASE), "http": {"listen": "127.0.0.1:0"},
             "postgres": {"listen": "127.0.0.1:0"}, "groups": {"engineers": [USER]},
-            "resources": {"echo": {"type": "mcp", "url": direct_url,
+            "resources": {"echo": {"type": "mcp", "url": downstream.url,
                                    "access": {"engineers": {"*": "allow"}}}},
         }, {})  # fmt: skip
-        gateway = holder.call(Gateway.open(config))
+        gateway = await holder.run(Gateway.open(config))
         try:
-            holder.call(gateway.start())
-            token = holder.call(issue_token(gateway.pool, USER, 3600))
+            await holder.run(gateway.start())
+            token = await holder.run(issue_token(gateway.pool, USER, 3600))
             via_url = f"http://127.0.0.1:{gateway.http_port}/mcp/echo"
-            return asyncio.run(measure(direct_url, via_url, token, calls))
+            return await measure(downstream.url, via_url, token, calls)
         finally:
-            holder.call(gateway.stop(2))
-            holder.stop()
-            downstream.should_exit = True
-            thread.join(10)
-            sock.close()
+            await holder.run(gateway.stop(2))
+    finally:
+        holder.stop()
+        downstream.stop()
 
 
-def report(timings: dict[str, list[float]]) -> list[str]:
+def mcp_lines(timings: dict[str, list[float]]) -> list[str]:
+    """The two paths side by side, then the verdict on the difference of their medians."""
     p50 = {name: median(values) for name, values in timings.items()}
     p90 = {name: quantiles(values, n=10)[-1] for name, values in timings.items()}
     added = p50["via"] - p50["direct"]
-    verdict = "meets" if added <= GOAL_MS else "misses"
+    verdict = "PASS" if added <= GOAL_MS else "FAIL"
     return [
-        f"tools/call, {len(timings['via'])} calls a path, alternating (ms):",
+        f"MCP tools/call, {len(timings['via'])} calls a path, alternating (ms):",
         f"  direct to the MCP server  p50 {p50['direct']:.3f}  p90 {p90['direct']:.3f}",
         f"  through the gateway       p50 {p50['via']:.3f}  p90 {p90['via']:.3f}",
-        f"  added by the gateway      p50 {added:.3f}  ({verdict} the goal of ≤ {GOAL_MS:g} ms)",
+        f"{verdict}  MCP tools/call added latency <= {GOAL_MS:g} ms p50: {added:.3f} ms",
     ]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=CALLS)
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.mcp",
+                                     description=__doc__.splitlines()[0])  # fmt: skip
+    parser.add_argument("--calls", type=int, default=CALLS, help="timed calls on each path")
     args = parser.parse_args()
-    print("\n".join(report(run(args.calls))))
+    if args.calls < 10:
+        parser.error("--calls must be at least 10")
+    try:
+        with BenchServer() as server:
+            timings = asyncio.run(mcp_latency(server, args.calls))
+    except BenchError as exc:
+        print(f"bench.mcp: {exc}", file=sys.stderr)
+        return 1
+    print("\n".join(mcp_lines(timings)))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -49,6 +49,12 @@ _CHAT_ROW = re.compile(
     r" +p90 +([\d.]+) ms +max +([\d.]+) ms +over (\d+) approvals$",
     re.M,
 )
+_MCP_ROW = re.compile(
+    r"^  (direct to the MCP server|through the gateway) +p50 ([\d.]+)  p90 ([\d.]+)$", re.M
+)
+_MCP_VERDICT = re.compile(
+    r"^(PASS|FAIL)  MCP tools/call added latency <= 2 ms p50: (-?[\d.]+) ms$", re.M
+)
 _CHAT_VERDICT = re.compile(
     r"^(PASS|FAIL)  (teams|slack) decision to threaded result <= 300 ms p50: ([\d.]+) ms$", re.M
 )
@@ -135,6 +141,20 @@ def test_quick_bench_reports_ratios_and_a_complete_audit_trail(pg_dsn: str) -> N
     assert int(tpcb.group(2)) > 0
     assert abs(float(tpcb.group(3)) - int(tpcb.group(2)) / int(tpcb.group(1))) < 0.01
     assert_chat_rows(run.stdout, approvals=5)
+    assert_mcp_rows(run.stdout, calls=100)
+
+
+def assert_mcp_rows(stdout: str, calls: int) -> None:
+    """Direct and through the gateway, then the verdict on the difference of the medians."""
+    assert f"MCP tools/call, {calls} calls a path, alternating (ms):" in stdout, stdout
+    rows = {path: (float(p50), float(p90)) for path, p50, p90 in _MCP_ROW.findall(stdout)}
+    verdict = _MCP_VERDICT.search(stdout)
+    assert len(rows) == 2 and verdict is not None, stdout
+    (direct, _), (via, _) = rows["direct to the MCP server"], rows["through the gateway"]
+    assert direct > 0 and via > 0 and all(p50 <= p90 for p50, p90 in rows.values())
+    added = float(verdict.group(2))
+    assert abs(added - (via - direct)) < 0.002
+    assert verdict.group(1) == ("PASS" if added <= 2 else "FAIL")
 
 
 def assert_chat_rows(stdout: str, approvals: int) -> None:
@@ -158,6 +178,19 @@ def test_chat_bench_times_a_click_to_the_threaded_result_in_both_chats(pg_dsn: s
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert_chat_rows(run.stdout, approvals=3)
+
+
+def test_mcp_bench_times_a_proxied_tool_call_beside_the_direct_one(pg_dsn: str) -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.mcp", "--calls", "50"],
+        cwd=ROOT,
+        env={**os.environ, "JITGATE_BENCH_DSN": pg_dsn},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert_mcp_rows(run.stdout, calls=50)
 
 
 def test_pgbouncer_config_points_at_the_target_in_session_mode(tmp_path: Path) -> None:
