@@ -63,6 +63,7 @@ _NUMBERS_TABLE = bytes.maketrans(b'123456789"$\\', b"000000000'''")
 _QUOTE = ord("'")
 # A run of zeros in a key that is a token by itself.
 _LONE_RUN = re.compile(rb"(?<![\w.$])0+(?![\w.$])")
+_ZERO_RUN = re.compile(rb"00+")
 
 _K = TypeVar("_K")
 _V = TypeVar("_V")
@@ -125,7 +126,7 @@ class Classifier:
         if shape is not None:
             entry = self._by_shape.get(shape)
             if entry is not None:
-                # Same statement, numbers of another length: next time the key answers.
+                # Same statement with other numbers: next time the key answers.
                 if numbers is not None and _matches(numbers, shape):
                     self._remember(self._by_numbers, numbers, entry)
                 elif numbers is None and "'" not in sql:
@@ -189,15 +190,18 @@ class Classifier:
 
 
 def numbers_key(sql: str) -> bytes | None:
-    """``sql`` with every digit as ``0``, when it is plain ASCII without strings, quoted
-    names, dollar signs, escapes or comments; None otherwise."""
+    """``sql`` with every run of digits as one ``0`` (so numbers of any length share the
+    key), when it is plain ASCII without strings, quoted names, dollar signs, escapes or
+    comments; None otherwise."""
     if len(sql) > MAX_CACHED_LENGTH or not sql.isascii():
         return None
     if "--" in sql or "/*" in sql:
         return None
     key = sql.encode("ascii").translate(_NUMBERS_TABLE)
     # an int operand: CPython searches a one-byte bytes needle far more slowly
-    return None if _QUOTE in key else key
+    if _QUOTE in key:
+        return None
+    return _ZERO_RUN.sub(b"0", key) if b"00" in key else key
 
 
 def _matches(key: bytes, shape: str) -> bool:

@@ -625,30 +625,38 @@ engine_list(Engine *self)
     return 0;
 }
 
-/* guard.classify.numbers_key of the text, written to ``key`` (``n`` bytes): 1, or 0 for a
- * text that is not plain ASCII, holds a comment, a string, a quoted name, a dollar sign or
- * a backslash, or is longer than the classifier caches. */
-static int
+/* guard.classify.numbers_key of the text, written to ``key``: its length (at most ``n``:
+ * every run of digits is one ``0``), or -1 for a text that is not plain ASCII, holds a
+ * comment, a string, a quoted name, a dollar sign or a backslash, or is longer than the
+ * classifier caches. */
+static Py_ssize_t
 numbers_key(const char *s, Py_ssize_t n, char *key)
 {
     if (n > MAX_CACHED_LENGTH)
-        return 0;
+        return -1;
+    Py_ssize_t k = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c >= 0x80 || c == '\'' || c == '"' || c == '$' || c == '\\')
-            return 0;
+            return -1;
         if ((c == '-' || c == '*') && i > 0 && s[i - 1] == (c == '-' ? '-' : '/'))
-            return 0;
-        key[i] = (c >= '1' && c <= '9') ? '0' : (char)c;
+            return -1;
+        if (c >= '0' && c <= '9') {
+            if (i == 0 || s[i - 1] < '0' || s[i - 1] > '9')
+                key[k++] = '0';
+        }
+        else
+            key[k++] = (char)c;
     }
-    return 1;
+    return k;
 }
 
 /* What the session's ``admitted`` dict says of the text (the GIL held), learnt as a shape:
  * the shape, or NULL when the text is not admitted (or with an error). ``key`` holds the
- * text's numbers key when ``has_key`` is 1 (-1: not computed yet). */
+ * text's numbers key, ``key_len`` bytes, when ``key_len`` is at least 0 (-1: the text has
+ * none; -2: not computed yet). */
 static Shape *
-shape_learn(Engine *self, const char *text, Py_ssize_t n, char *key, int has_key)
+shape_learn(Engine *self, const char *text, Py_ssize_t n, char *key, Py_ssize_t key_len)
 {
     uint64_t version = dict_version(self->admitted);
     PyObject *sql = PyUnicode_DecodeUTF8(text, n, "surrogateescape");
@@ -660,11 +668,11 @@ shape_learn(Engine *self, const char *text, Py_ssize_t n, char *key, int has_key
     if (known == NULL) {
         if (PyErr_Occurred())
             return NULL;
-        if (has_key < 0)
-            has_key = numbers_key(text, n, key);
-        if (!has_key)
+        if (key_len == -2)
+            key_len = numbers_key(text, n, key);
+        if (key_len < 0)
             return NULL;
-        PyObject *k = PyBytes_FromStringAndSize(key, n);
+        PyObject *k = PyBytes_FromStringAndSize(key, key_len);
         if (k == NULL)
             return NULL;
         known = PyDict_GetItemWithError(self->admitted, k);
@@ -679,7 +687,7 @@ shape_learn(Engine *self, const char *text, Py_ssize_t n, char *key, int has_key
         shapes_forget(self);
         self->shapes_version = version;
     }
-    return shape_add(self, numbers ? key : text, n, numbers, known);
+    return numbers ? shape_add(self, key, key_len, 1, known) : shape_add(self, text, n, 0, known);
 }
 
 /* Put ``text`` in flight when it is an admitted text or shape: 1, 0 when it is not; -1 on
@@ -688,17 +696,17 @@ static int
 take_text(Engine *self, const char *text, Py_ssize_t length, int gil)
 {
     char key[MAX_CACHED_LENGTH];
-    int has_key = -1;
+    Py_ssize_t key_len = -2;
     Shape *shape = NULL;
     if (self->nshapes && dict_version(self->admitted) == self->shapes_version) {
         shape = shape_find(self, text, length, 0);
-        if (shape == NULL && (has_key = numbers_key(text, length, key)))
-            shape = shape_find(self, key, length, 1);
+        if (shape == NULL && (key_len = numbers_key(text, length, key)) >= 0)
+            shape = shape_find(self, key, key_len, 1);
     }
     if (shape == NULL) {
         if (!gil)
             return NEED_GIL;
-        shape = shape_learn(self, text, length, key, has_key);
+        shape = shape_learn(self, text, length, key, key_len);
         if (shape == NULL)
             return PyErr_Occurred() ? -1 : 0;
     }

@@ -157,9 +157,8 @@ def test_the_number_key_holds_only_texts_whose_digits_are_all_integer_constants(
         classifier.classify(sql)
     classifier.classify("SELECT abalance FROM pgbench_accounts WHERE aid = 123")
     assert list(classifier._by_numbers) == [
-        b"SELECT abalance FROM pgbench_accounts WHERE aid = 00",
+        b"SELECT abalance FROM pgbench_accounts WHERE aid = 0",  # 77 and 123 alike
         b"SELECT -0",  # the parser folds the minus into the constant: "SELECT $1"
-        b"SELECT abalance FROM pgbench_accounts WHERE aid = 000",
     ]
 
 
