@@ -27,6 +27,8 @@ from mcp_gateway.settings import McpServer
 SESSION_HEADER = "Mcp-Session-Id"
 VERSION_HEADER = "MCP-Protocol-Version"
 ServerRequestHandler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+# A notification the server sent while answering a request (progress, a log message).
+NotificationHandler = Callable[[bytes], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +55,12 @@ class Downstream(Protocol):
         session_id: str | None,
         protocol_version: str | None,
         on_request: ServerRequestHandler | None = None,
+        on_notification: NotificationHandler | None = None,
     ) -> Answer:
         """Send ``body`` (the message with id ``request_id``, None for one without) for
-        ``caller``; the answer, or :class:`~jitgate.errors.McpServerError`."""
+        ``caller``; the answer, or :class:`~jitgate.errors.McpServerError`. Requests the
+        server sends meanwhile go to ``on_request``, its notifications about this request
+        to ``on_notification`` (where the transport can tell them apart)."""
         ...
 
     async def end(self, session_id: str, protocol_version: str | None, caller: Principal) -> None:

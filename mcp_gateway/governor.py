@@ -14,8 +14,9 @@ those held by pinning (:mod:`mcp_gateway.pins`).
    (:mod:`mcp_gateway.bound_calls`); the first call answers ``pending_approval`` at once,
    the identical retry after approval is forwarded once;
 5. forward (:mod:`mcp_gateway.downstream`: the gateway's own HTTP client, or the process
-   it runs for a stdio server), then mask
-   the answer (:mod:`mcp_gateway.masked_results`).
+   it runs for a stdio server), relaying to the agent, masked, what the server sends
+   meanwhile (notifications; the requests :mod:`mcp_gateway.server_requests` lets
+   through), then mask the answer (:mod:`mcp_gateway.masked_results`).
 
 Every call is recorded before step 1 and completed with the decision and outcome; a
 server that fails, hangs or answers garbage is a JSON-RPC error, recorded as such and
@@ -38,12 +39,14 @@ from jitgate.gateway import Gateway
 from masking import MaskingPolicy
 from mcp_gateway import jsonrpc, proxy_texts
 from mcp_gateway.bound_calls import BoundCalls, ToolCall
-from mcp_gateway.downstream import Downstream
+from mcp_gateway.downstream import Downstream, NotificationHandler
 from mcp_gateway.jsonrpc import INVALID_PARAMS, Request
 from mcp_gateway.masked_results import masked_answer, masked_text
 from mcp_gateway.pins import ToolPins
 from mcp_gateway.proxy_store import ProxySession, ProxyStore
+from mcp_gateway.server_requests import ServerRequests
 from mcp_gateway.settings import McpServer
+from mcp_gateway.stream import AgentStream
 from mcp_gateway.tool_policy import argument_action, strictest, tool_action
 
 # JSON-RPC's server-error range: the governed server failed, nothing of it is relayed.
@@ -69,6 +72,7 @@ class Governor:
         self.links = links
         self.pins = ToolPins(gateway.pool, gateway.approvals.emit)
         self.bound = BoundCalls(gateway.approvals)
+        self.requests = ServerRequests(gateway, store)
         self._classifiers: dict[str, Classifier] = {}
 
     def masking(self, server: McpServer) -> MaskingPolicy | None:
@@ -77,13 +81,22 @@ class Governor:
         return self.gateway.config.masking_policies.get(server.masking, MaskingPolicy())
 
     async def forward(
-        self, session: ProxySession, body: bytes, request_id: jsonrpc.RequestId | None
+        self,
+        session: ProxySession,
+        body: bytes,
+        request_id: jsonrpc.RequestId | None,
+        stream: AgentStream | None = None,
     ) -> bytes | None:
-        """``body`` sent to the session's server as it is; its answer, or None."""
+        """``body`` sent to the session's server as it is; its answer, or None. What the
+        server sends meanwhile reaches the agent on ``stream``, masked: its notifications,
+        and the requests policy lets it make (:mod:`mcp_gateway.server_requests`)."""
         server = self.gateway.config.mcp_servers[session.resource]
+        masking = self.masking(server)
         answer = await self.links[server.name].send(
             body, request_id, caller=session.principal, session_id=session.downstream_session,
-            protocol_version=session.protocol_version, on_request=self.server_requests(server),
+            protocol_version=session.protocol_version,
+            on_request=self.requests.handler(session, stream, masking),
+            on_notification=_relayed(stream, masking) if stream is not None else None,
         )  # fmt: skip
         return answer.body
 
@@ -106,7 +119,9 @@ class Governor:
         masked, _ = masked_answer(json.dumps(reply).encode(), self.masking(server))
         return masked
 
-    async def call_tool(self, session: ProxySession, message: Request, body: bytes) -> bytes:
+    async def call_tool(
+        self, session: ProxySession, message: Request, body: bytes, stream: AgentStream | None
+    ) -> bytes:
         name, arguments = message.params.get("name"), message.params.get("arguments")
         if not isinstance(name, str) or not name:
             return _encoded(jsonrpc.error(message.id, INVALID_PARAMS, "tools/call needs a name"))
@@ -118,7 +133,7 @@ class Governor:
         server = self.gateway.config.mcp_servers[session.resource]
         call = ToolCall(server, session.principal, name, arguments)
         try:
-            decided = await self._decide(session, call, message, body)
+            decided = await self._decide(session, call, message, body, stream)
         except McpServerError as exc:
             decided = Decided(jsonrpc.error(message.id, SERVER_FAILED, str(exc)), "allow",
                               "server_failed", str(exc))  # fmt: skip
@@ -139,7 +154,12 @@ class Governor:
             )
 
     async def _decide(
-        self, session: ProxySession, call: ToolCall, message: Request, body: bytes
+        self,
+        session: ProxySession,
+        call: ToolCall,
+        message: Request,
+        body: bytes,
+        stream: AgentStream | None,
     ) -> Decided:
         server, who, tool, rid = call.server, call.principal, call.tool, message.id
         groups = self.gateway.directory.groups_of(who)
@@ -164,8 +184,8 @@ class Governor:
             self._alert("guardrail", f"{who}: {detail}", call)
             return Decided(_tool_error(rid, detail), "deny", "denied", detail)
         if strictest((action, judged.action)) == "allow":
-            return await self._forward(session, call, message, body, "allow")
-        return await self._reviewed(session, call, message, body, judged.reasons)
+            return await self._forward(session, call, message, body, stream, "allow")
+        return await self._reviewed(session, call, message, body, stream, judged.reasons)
 
     async def _reviewed(
         self,
@@ -173,13 +193,16 @@ class Governor:
         call: ToolCall,
         message: Request,
         body: bytes,
+        stream: AgentStream | None,
         reasons: tuple[str, ...],
     ) -> Decided:
         row = await self.bound.find(call)
         if row is not None and row.state == State.APPROVED:
             claimed = await self.bound.claim(row, call.server)
             if claimed is not None:
-                return await self._forward(session, call, message, body, "approved", claimed.id)
+                return await self._forward(
+                    session, call, message, body, stream, "approved", claimed.id
+                )
             again = await self.bound.get(row.id)
             if again is not None and again.state == State.APPROVED:
                 await self.bound.lapse(row, call.server)
@@ -213,12 +236,13 @@ class Governor:
         call: ToolCall,
         message: Request,
         body: bytes,
+        stream: AgentStream | None,
         decision: str,
         request_id: int | None = None,
     ) -> Decided:
         started = time.monotonic()
         try:
-            answer = await self.forward(session, body, message.id)
+            answer = await self.forward(session, body, message.id, stream)
         except McpServerError as exc:
             if request_id is not None:
                 await self._finish(request_id, started, None, f"{exc}; whether it took effect"
@@ -264,17 +288,6 @@ class Governor:
             tools = [t for t in result["tools"] if isinstance(t, dict)]
             await self.pins.admit(session.resource, tools, complete=not result.get("nextCursor"))
 
-    def server_requests(self, server: McpServer) -> Any:
-        async def answer(message: dict[str, Any]) -> dict[str, Any]:
-            method = str(message.get("method"))
-            if method == "ping":
-                return {"jsonrpc": "2.0", "id": message["id"], "result": {}}
-            text = proxy_texts.refused_server_request(server.name, method)
-            self.gateway.approvals.emit(Alert("guardrail", text, resource=server.name))
-            return {"jsonrpc": "2.0", "id": message["id"], "error": {"code": -1, "message": text}}
-
-        return answer
-
     def _classifier(self, server: McpServer) -> Classifier:
         return self._classifiers.setdefault(server.name, Classifier())
 
@@ -284,6 +297,14 @@ class Governor:
             Alert("denied" if kind == "denied" else "guardrail", summary,
                   call.principal.email, call.server.name)
         )  # fmt: skip
+
+
+def _relayed(stream: AgentStream, masking: MaskingPolicy | None) -> NotificationHandler:
+    async def relay(notification: bytes) -> None:
+        masked, _ = masked_answer(notification, masking)
+        await stream.send(masked)
+
+    return relay
 
 
 def _tool_error(

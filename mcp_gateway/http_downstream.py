@@ -4,7 +4,8 @@ gateway's own aiohttp client.
 The server may answer with one JSON body or with an event stream
 (:mod:`mcp_gateway.sse`). On a stream it may first send requests of its own (sampling,
 elicitation, roots, ping): each is handed to ``on_request``, whose reply is posted back
-at once; its notifications are dropped. Whatever it sends is checked before it is used
+at once; its notifications (progress, log messages) to ``on_notification``. Whatever it
+sends is checked before it is used
 (:func:`~mcp_gateway.downstream.response_to`). Anything else — a refused connection, a
 status other than 2xx, a body that is not a response, more than ``max_response_size``
 bytes, no answer within ``timeout`` — raises :class:`~jitgate.errors.McpServerError`, and
@@ -29,6 +30,7 @@ from mcp_gateway.downstream import (
     SESSION_HEADER,
     VERSION_HEADER,
     Answer,
+    NotificationHandler,
     ServerRequestHandler,
     json_object,
     reply_to,
@@ -62,6 +64,7 @@ class HttpDownstream:
         session_id: str | None,
         protocol_version: str | None,
         on_request: ServerRequestHandler | None = None,
+        on_notification: NotificationHandler | None = None,
     ) -> Answer:
         headers = await self._caller_headers(session_id, protocol_version, caller)
         name, timeout = self.server.name, self.server.timeout
@@ -70,7 +73,9 @@ class HttpDownstream:
                 async with self.http.post(
                     self.url, data=body, headers=headers, allow_redirects=False
                 ) as response:
-                    return await self._answer(response, request_id, headers, on_request)
+                    return await self._answer(
+                        response, request_id, headers, on_request, on_notification
+                    )
         except TimeoutError:
             raise McpServerError(f"{name} did not answer within {timeout:g} s") from None
         except (aiohttp.ClientError, ValueError) as exc:
@@ -107,6 +112,7 @@ class HttpDownstream:
         request_id: RequestId | None,
         headers: dict[str, str],
         on_request: ServerRequestHandler | None,
+        on_notification: NotificationHandler | None,
     ) -> Answer:
         name = self.server.name
         session_id = response.headers.get(SESSION_HEADER)
@@ -118,7 +124,9 @@ class HttpDownstream:
             return Answer(None, None, session_id)
         kind = response.content_type
         if kind == "text/event-stream" and response.status == 200:
-            return await self._from_stream(response, request_id, headers, on_request)
+            return await self._from_stream(
+                response, request_id, headers, on_request, on_notification
+            )
         if kind != "application/json":
             raise McpServerError(f"{name} answered HTTP {response.status} with {kind or 'no'} body")
         body = await self._read(response)
@@ -143,6 +151,7 @@ class HttpDownstream:
         request_id: RequestId,
         headers: dict[str, str],
         on_request: ServerRequestHandler | None,
+        on_notification: NotificationHandler | None,
     ) -> Answer:
         stream, limit, name = EventStream(), self.server.max_response_size, self.server.name
         async for chunk in response.content.iter_any():
@@ -154,6 +163,8 @@ class HttpDownstream:
                 elif "method" not in message:
                     message = response_to(data, request_id, name)
                     return Answer(data, message, response.headers.get(SESSION_HEADER))
+                elif on_notification is not None:
+                    await on_notification(data)
             if stream.pending > limit:
                 raise McpServerError(f"{name} sent an event of more than {limit} bytes")
         raise McpServerError(f"{name} ended its stream without answering")

@@ -54,6 +54,13 @@ def refused_server_request(server: str, method: str) -> str:
     return f"refused by jitgate's policy: {server} may not send {method} to the agent"
 
 
+def no_stream(server: str, method: str) -> str:
+    return (
+        f"{server} sent {method}, which policy allows, but the agent's client takes no event"
+        " stream to be asked on (it must accept text/event-stream)"
+    )
+
+
 def card_text(server: str, tool: str, arguments: dict[str, Any]) -> str:
     """The call as an approval card shows it (masked by the caller)."""
     shown = json.dumps(arguments, indent=2, sort_keys=True, ensure_ascii=False)

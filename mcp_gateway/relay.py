@@ -1,6 +1,10 @@
 """``/mcp/{resource}``: the governing proxy in front of each ``type: mcp`` resource, on the
-gateway's HTTP listener, speaking MCP's streamable HTTP transport to the agent (one JSON
-response per request) and to the governed server.
+gateway's HTTP listener, speaking MCP's streamable HTTP transport to the agent and to the
+governed server. A request is answered with one JSON response, or, when the agent accepts
+``text/event-stream`` and the server sends something about the request before its answer
+(progress, a log message, a sampling or elicitation request policy allows), with an event
+stream of those, masked, then the masked answer (:mod:`mcp_gateway.stream`). ``GET`` is
+405: the gateway opens no stream of its own.
 
 ``POST`` is checked as ``/mcp`` checks it (:mod:`mcp_gateway.endpoint`): the origin, the
 Bearer token (the person, and the agent: an agent token's actor, else the client's
@@ -14,7 +18,8 @@ the gateway's, returned in ``MCP-Session-Id``. ``tools/list`` and ``tools/call``
 through :class:`~mcp_gateway.governor.Governor`; ``resources/read`` is forwarded and its
 answer masked; every other message is forwarded unchanged. A server that fails, hangs or
 answers garbage is a JSON-RPC error (code -32003); one that forgot the session is a 404,
-so the client initializes again.
+so the client initializes again. The agent's response to a request relayed to it is
+handed to the call waiting for it (:mod:`mcp_gateway.server_requests`).
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from mcp_gateway.jsonrpc import (
     INVALID_PARAMS,
     INVALID_REQUEST,
     SESSION_NOT_FOUND,
+    Reply,
     Request,
 )
 from mcp_gateway.links import open_downstream
@@ -46,6 +52,7 @@ from mcp_gateway.masked_results import masked_answer
 from mcp_gateway.pins_api import PinsApi
 from mcp_gateway.proxy_store import ProxySession, ProxyStore, StoredSession
 from mcp_gateway.settings import McpServer
+from mcp_gateway.stream import AgentStream
 
 METHOD_HEADER = "Mcp-Method"
 _MASKED_METHODS = frozenset(("resources/read", "prompts/get"))
@@ -135,30 +142,35 @@ class McpRelay:
         session = _session(request, stored, caller, request_id)
         if isinstance(session, web.Response):
             return session
+        stream = AgentStream(request)
         try:
-            answer = await self._dispatch(session, message, body)
+            answer = await self._dispatch(session, message, body, stream)
         except McpServerError as exc:
-            if exc.session_gone:
+            if exc.session_gone and not stream.streaming:
                 await self.store.end(session)
                 return refused(404, SESSION_NOT_FOUND, f"Session not found: {exc}; initialize"
                                " again", request_id)  # fmt: skip
             if request_id is None:
                 return refused(502, SERVER_FAILED, str(exc))
             answer = json.dumps(jsonrpc.error(request_id, SERVER_FAILED, str(exc))).encode()
-        if answer is None:
-            return web.Response(status=202)
-        return web.Response(body=answer, content_type="application/json")
+        except StoreUnavailable as exc:
+            if not stream.streaming:
+                raise
+            answer = _unavailable(request_id, exc)
+        return await stream.answer(answer)
 
     async def _dispatch(
-        self, session: ProxySession, message: jsonrpc.Message, body: bytes
+        self, session: ProxySession, message: jsonrpc.Message, body: bytes, stream: AgentStream
     ) -> bytes | None:
+        if isinstance(message, Reply) and self.governor.requests.settle(session, body):
+            return None
         if not isinstance(message, Request):
             return await self.governor.forward(session, body, None)
         if message.method == "tools/call":
-            return await self.governor.call_tool(session, message, body)
+            return await self.governor.call_tool(session, message, body, stream)
         if message.method == "tools/list":
             return await self.governor.list_tools(session, message, body)
-        answer = await self.governor.forward(session, body, message.id)
+        answer = await self.governor.forward(session, body, message.id, stream)
         if answer is not None and message.method in _MASKED_METHODS:
             server = self.gateway.config.mcp_servers[session.resource]
             answer, _ = masked_answer(answer, self.governor.masking(server))
@@ -243,3 +255,8 @@ def _offered(server: McpServer, capabilities: Any) -> dict[str, Any]:
     if server.elicitation == "deny":
         offered.pop("elicitation", None)
     return offered
+
+
+def _unavailable(request_id: jsonrpc.RequestId | None, exc: StoreUnavailable) -> bytes:
+    message = f"jitgate's store is unavailable: {exc}"
+    return json.dumps(jsonrpc.error(request_id, INTERNAL_ERROR, message)).encode()

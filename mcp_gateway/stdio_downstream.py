@@ -35,7 +35,14 @@ from typing import Any
 from identity import Principal
 from jitgate import __version__
 from jitgate.errors import McpServerError
-from mcp_gateway.downstream import Answer, ServerRequestHandler, json_object, reply_to, response_to
+from mcp_gateway.downstream import (
+    Answer,
+    NotificationHandler,
+    ServerRequestHandler,
+    json_object,
+    reply_to,
+    response_to,
+)
 from mcp_gateway.jsonrpc import RequestId
 from mcp_gateway.settings import McpServer
 from mcp_gateway.stdio_process import StdioProcess
@@ -70,7 +77,9 @@ class StdioDownstream:
         session_id: str | None,
         protocol_version: str | None,
         on_request: ServerRequestHandler | None = None,
+        on_notification: NotificationHandler | None = None,
     ) -> Answer:
+        # One process serves every caller: its notifications name no call, and are dropped.
         name, timeout = self.server.name, self.server.timeout
         message = json_object(body, "the client")
         if on_request is not None:
