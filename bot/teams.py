@@ -8,7 +8,7 @@ activity refreshes its conversation's reference (:mod:`bot.teams_conversations`)
 
 - A message to the bot (``run RESOURCE SQL [-- reason]``, ``status ID``, ``pending``,
   ``help``, with or without an @mention of the bot) is acknowledged at once and answered
-  to the writer alone, in their personal chat with the app (:mod:`bot.teams_replies`),
+  to the writer alone, in their personal chat with the app (:mod:`bot.teams_personal`),
   with the words ``/jit`` answers with in Slack; a repeated delivery acts once.
 - An ``adaptiveCard/action`` invoke from a card's ``Action.Execute`` is answered in the
   invoke response, acted on once however often the activity is delivered (a repeat gets
@@ -51,7 +51,7 @@ from bot.teams_connector import Connector, ConnectorError
 from bot.teams_conversations import TeamsConversations, TeamsPeople, TeamsPerson
 from bot.teams_delivery import TeamsDelivery
 from bot.teams_invokes import TeamsInvokes
-from bot.teams_replies import TeamsReplies
+from bot.teams_personal import PersonalChats
 from bot.teams_users import TeamsUsers
 from jitgate.config import Config, TeamsSettings
 from jitgate.errors import StoreUnavailable
@@ -110,8 +110,9 @@ class TeamsAdapter:
         self.conversations = TeamsConversations(approvals.pool)
         self._people = TeamsPeople(self._settings, approvals.directory, self.connector)
         self.users = TeamsUsers(approvals.pool)
-        self._replies = TeamsReplies(self.connector, self.conversations)
-        delivery = TeamsDelivery(self.connector, self.conversations, self._view, self.refresh_for)
+        self._personal = PersonalChats(self.connector, self.conversations, self.users)
+        delivery = TeamsDelivery(self.connector, self.conversations, self._personal, self._view,
+                                 self.refresh_for)  # fmt: skip
         self.outbox = Outbox(approvals.pool, "teams", delivery)
         self._deliveries = Deliveries(approvals.pool)
         self._invokes = TeamsInvokes(approvals.pool)
@@ -210,7 +211,7 @@ class TeamsAdapter:
             log.exception("teams command failed")
             reply = m.try_again_later()
         try:
-            await self._replies.answer(activity, person, cards.text_message(reply))
+            await self._personal.answer(activity, person, cards.text_message(reply))
         except Exception:
             log.exception("teams reply could not be sent")
 

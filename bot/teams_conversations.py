@@ -83,6 +83,15 @@ class TeamsConversations:
         )
         return None if row is None else Conversation(*row.values())
 
+    async def reference(self) -> tuple[str, str, str | None] | None:
+        """``(serviceUrl, bot id, tenant)`` of the conversation heard from last: how to
+        reach the connector to open a conversation."""
+        row = await self._pool.fetchrow(
+            "SELECT service_url, bot_id, tenant_id FROM teams_conversations"
+            " WHERE bot_id IS NOT NULL ORDER BY updated_at DESC LIMIT 1"
+        )
+        return None if row is None else (row["service_url"], row["bot_id"], row["tenant_id"])
+
     async def personal(self, person: str) -> Conversation | None:
         """The latest personal chat with ``person``."""
         row = await self._pool.fetchrow(

@@ -3,7 +3,8 @@
 Cards and card updates are rendered from the request as it is when sent; replies, the
 requester's messages and alerts carry the body rendered when queued. A card goes to the
 resource's ``notify.teams`` conversation, replies into its thread, updates replace it in
-place; the requester's message goes to their personal chat with the app. A conversation
+place; the requester's message goes to their personal chat with the app, opened for them
+if they have none yet (:mod:`bot.teams_personal`). A conversation
 the app was never added to cannot be posted to: the row fails and says so.
 """
 
@@ -18,6 +19,7 @@ from approvals.model import Alert, RequestView
 from bot import teams_cards as cards
 from bot.teams_connector import Connector, ConnectorError
 from bot.teams_conversations import Conversation, TeamsConversations
+from bot.teams_personal import PersonalChats
 from notify.cards import card_of
 from notify.outbox import Envelope, Failure, Undeliverable
 
@@ -29,10 +31,11 @@ class TeamsDelivery:
     may show it now; ``refresh_for(view)``: who gets their own view of its card."""
 
     def __init__(self, connector: Connector, conversations: TeamsConversations,
-                 view: Callable[[int], Awaitable[RequestView | None]],
+                 personal: PersonalChats, view: Callable[[int], Awaitable[RequestView | None]],
                  refresh_for: Callable[[RequestView], Awaitable[list[str]]]) -> None:  # fmt: skip
         self._connector = connector
         self._conversations = conversations
+        self._personal = personal
         self._view = view
         self._refresh_for = refresh_for
 
@@ -54,9 +57,10 @@ class TeamsDelivery:
             where = await self._conversation(row.channel or "")
             return await self._connector.send(where.service_url, where.id, body)
         if row.kind == "dm":
-            personal = await self._conversations.personal(row.recipient or "")
+            personal = await self._personal.of_identity(row.recipient or "")
             if personal is None:
-                raise Undeliverable("the requester has no personal chat with the app in Teams")
+                raise Undeliverable("the requester has no personal chat with the app in Teams"
+                                    " and was never seen there")  # fmt: skip
             await self._connector.send(personal.service_url, personal.id, body)
             return None
         if row.card_channel is None or row.card_ts is None:

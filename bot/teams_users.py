@@ -44,6 +44,13 @@ class TeamsUsers:
                 rows,
             )
 
+    async def mri_of(self, email: str) -> str | None:
+        """The MRI ``email`` was last seen with."""
+        mri: str | None = await self._pool.fetchval(
+            "SELECT mri FROM teams_users WHERE email = $1 ORDER BY seen_at DESC LIMIT 1", email
+        )
+        return mri
+
     async def refresh_ids(self, directory: Directory, view: RequestView) -> list[str]:
         """The MRIs whose card refreshes to their own view: who may decide ``view`` now."""
         rows = await self._pool.fetch(

@@ -1,6 +1,8 @@
-"""Messages to the bot in a Teams channel are answered to the writer alone: in the
-personal chat jitgate has with them, else one it opens; when Teams will not let it, the
-thread gets a note saying where to ask, never the answer."""
+"""What is for one person goes to their personal chat with the app: answers to messages
+written in a channel (the chat jitgate has with them, else one it opens; when Teams will
+not let it, the thread gets a note saying where to ask, never the answer), and a
+requester's messages even if they never wrote to the app (found by the MRI the team's
+roster gave)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import psycopg
 import pytest
 
 from tests.fake_teams import Call, FakeTeams
-from tests.harness import GatewayThread
+from tests.harness import GatewayThread, ask_api
 from tests.slack_gateway import wait_until
 from tests.teams_gateway import (
     ALICE,
@@ -22,6 +24,7 @@ from tests.teams_gateway import (
     MEMBERS,
     PASSWORD,
     TENANT,
+    click,
     install,
     post,
     sender,
@@ -31,9 +34,14 @@ from tests.teams_gateway import (
 RAW_EMAIL = "carol.customer@example.org"
 
 
+CAROL = ("29:1CarolMRI", "ca201000-0000-4000-8000-0000000000ca")
+ROSTER = {**MEMBERS, CAROL[0]: {"id": CAROL[0], "aadObjectId": CAROL[1],
+                                "userPrincipalName": "carol@example.com"}}  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def teams() -> Iterator[FakeTeams]:
-    with FakeTeams(APP_ID, PASSWORD, MEMBERS) as fake:
+    with FakeTeams(APP_ID, PASSWORD, ROSTER) as fake:
         yield fake
 
 
@@ -41,9 +49,12 @@ def teams() -> Iterator[FakeTeams]:
 def gw(make_database: Callable[[str], str], teams: FakeTeams) -> Iterator[GatewayThread]:
     target = make_database("jg_teams_messages_t")
     with psycopg.connect(target, autocommit=True) as conn:
-        conn.execute("CREATE TABLE items (id int PRIMARY KEY, email text)")
+        conn.execute("CREATE TABLE items (id int PRIMARY KEY, email text, n int DEFAULT 0)")
         conn.execute(f"INSERT INTO items VALUES (5, '{RAW_EMAIL}')")
-    gateway = GatewayThread(teams_config(make_database("jg_teams_messages_s"), target, teams))
+    groups = {"engineers": ["alice@example.com", "carol@example.com"],
+              "dba": ["bob@example.com"], "outsiders": ["eve@example.com"]}  # fmt: skip
+    store = make_database("jg_teams_messages_s")
+    gateway = GatewayThread(teams_config(store, target, teams, groups=groups))
     install(gateway, teams)
     yield gateway
     gateway.stop()
@@ -100,3 +111,19 @@ def test_when_teams_refuses_a_private_chat_the_thread_gets_a_note_only(
     text = json.dumps(note.activity)
     assert "cannot start one with you" in text and "not known to jitgate" not in text
     assert note.kind == "send" and note.conversation == f"{APPROVALS};messageid=m4"
+
+
+def test_a_requester_who_never_wrote_to_the_app_is_told_in_a_chat_it_opens(
+    gw: GatewayThread, teams: FakeTeams
+) -> None:
+    sql = "SELECT count(*) FROM teams_users WHERE mri = $1"
+    wait_until(lambda: gw.call(gw.gateway.pool.fetchval(sql, CAROL[0])), what="the roster")
+    status, body = ask_api(gw, gw.token("carol@example.com"), "UPDATE items SET n = 1 WHERE id = 5")
+    assert status == 202, body
+    request_id = int(body["request"]["id"])
+    before = len(teams.calls)
+    assert click(gw, teams, "approve", request_id, BOB)["type"].endswith("card.adaptive")
+    (opened,) = wait_until(lambda: [c for c in teams.calls[before:] if c.kind == "open"])
+    assert opened.activity["members"] == [{"id": CAROL[0]}]
+    (told,) = wait_until(lambda: sent_to(teams, opened.activity_id or "", before))
+    assert f"Your request #{request_id}" in told.activity["text"]
