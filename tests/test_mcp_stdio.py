@@ -92,6 +92,18 @@ async def process_of(gw: GatewayThread, token: str) -> dict[str, Any]:
     return result.structured_content
 
 
+async def running(gw: GatewayThread, token: str, tool: str) -> None:
+    """Once the process has started running ``tool`` (it counts each execution)."""
+    async with connected(gw, token) as client:
+        deadline = time.monotonic() + 10
+        while True:
+            counts = (await client.call_tool("counts", {})).structured_content or {}
+            if counts.get(tool):
+                return
+            assert time.monotonic() < deadline, f"{tool} did not start"
+            await asyncio.sleep(0.05)
+
+
 def alive(pid: int) -> bool:
     """Whether ``pid`` is a live process (a zombie counts as gone)."""
     try:
@@ -164,7 +176,7 @@ async def test_the_process_killed_mid_call_is_a_clean_error_and_the_next_call_wo
     pid = (await process_of(gw, tokens[ALICE]))["pid"]
     async with connected(gw, tokens[ALICE]) as client:
         call = asyncio.ensure_future(client.call_tool("slow", {"seconds": 30}))
-        await asyncio.sleep(0.5)
+        await running(gw, tokens[BOB], "slow")
         started = time.monotonic()
         os.kill(pid, signal.SIGKILL)
         with pytest.raises(MCPError) as raised:
@@ -189,7 +201,7 @@ async def test_an_approved_call_whose_process_dies_is_settled_as_failed(
         request_id = request_id_of(await client.call_tool("close_slowly", arguments))
         decide(gw, request_id, BOB)
         retry = asyncio.ensure_future(client.call_tool("close_slowly", arguments))
-        await asyncio.sleep(0.5)
+        await running(gw, tokens[BOB], "close_slowly")
         os.kill(pid, signal.SIGKILL)
         with pytest.raises(MCPError, match="killed by SIGKILL"):
             await retry
