@@ -6,18 +6,16 @@ JSON response.
 
 ``POST /mcp`` takes one JSON-RPC message, checked in this order:
 
-1. an ``Origin`` header, when sent, must be this gateway's, else 403 (a web page elsewhere
-   must not drive the server: DNS rebinding);
-2. ``Authorization: Bearer <access token>``, the gateway's own tokens, else 401 with
-   ``WWW-Authenticate`` and the reason;
-3. ``Content-Type: application/json`` (else 415), a body within the listener's size limit
-   (413), one well-formed message (400 with a JSON-RPC error without an id);
-4. ``initialize`` opens a session, returned in ``MCP-Session-Id``; the agent is the
+1. the ``Origin`` and the Bearer token (:func:`~mcp_gateway.http_edge.caller_of`: 403,
+   401 with ``WWW-Authenticate`` and the reason);
+2. the body (:func:`~mcp_gateway.http_edge.read_message`: 415, 413, 400 with a JSON-RPC
+   error);
+3. ``initialize`` opens a session, returned in ``MCP-Session-Id``; the agent is the
    ``clientInfo.name`` the client declares. Every other message carries that header (400
    without it; 404 once the session ended or for a token of someone else) and, if it
    sends ``MCP-Protocol-Version``, a revision this server speaks (400).
 
-A request whose ``MCP-Protocol-Version`` is 2026-07-28 skips steps 4's session: the agent
+A request whose ``MCP-Protocol-Version`` is 2026-07-28 skips step 3's session: the agent
 is the token's, else the ``clientInfo`` name of that request; a ``run_sql`` that policy
 holds is a task (:mod:`mcp_gateway.tasks`) when the request declares the tasks extension,
 else the same ``pending_approval`` result older clients get.
@@ -30,16 +28,14 @@ Notifications and responses get 202; requests get 200 with a result or a JSON-RP
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from aiohttp import web
 
 from identity import Principal
 from jitgate import __version__
-from jitgate.errors import RpcError, StoreUnavailable
+from jitgate.errors import RpcError
 from jitgate.gateway import Gateway
-from jitgate.webauth import bearer_token, same_origin
 from mcp_gateway import jsonrpc, texts
 from mcp_gateway.envelope import (
     MISSING_CAPABILITY,
@@ -50,15 +46,21 @@ from mcp_gateway.envelope import (
     http_status,
     is_modern,
 )
-from mcp_gateway.jsonrpc import (
-    INTERNAL_ERROR,
-    INVALID_PARAMS,
-    INVALID_REQUEST,
-    METHOD_NOT_FOUND,
-    SESSION_NOT_FOUND,
-    UNAUTHORIZED,
-    Request,
+from mcp_gateway.http_edge import (
+    SESSION_HEADER,
+    VERSION_HEADER,
+    McpRoute,
+    agent_name,
+    as_agent,
+    caller_of,
+    id_of,
+    initializing_client,
+    no_session,
+    read_message,
+    refused,
+    session_not_found,
 )
+from mcp_gateway.jsonrpc import INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, Request
 from mcp_gateway.results import ToolResult
 from mcp_gateway.store import McpSession, McpStore
 from mcp_gateway.tasks import TASKS_EXTENSION, RequestTasks
@@ -66,15 +68,12 @@ from mcp_gateway.tools import Toolbox
 
 # Newest first: an initialize asking for a revision not listed here is offered the first.
 PROTOCOL_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26")
-SESSION_HEADER = "MCP-Session-Id"
-VERSION_HEADER = "MCP-Protocol-Version"
-MAX_AGENT_NAME = 100
 # What mcp_calls records as the session of a 2026-07-28 call, which has none.
 STATELESS = "stateless"
 _SERVER_INFO = {"name": "jitgate", "version": __version__}
 
 
-class McpEndpoint:
+class McpEndpoint(McpRoute):
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         self.store = McpStore(gateway.pool)
@@ -88,42 +87,24 @@ class McpEndpoint:
             web.delete("/mcp", self.delete),
         ]
 
-    async def get(self, _request: web.Request) -> web.Response:
-        return web.Response(status=405, headers={"Allow": "POST, DELETE"})
-
-    async def post(self, request: web.Request) -> web.StreamResponse:
-        try:
-            return await self._post(request)
-        except StoreUnavailable as exc:
-            return refused(503, INTERNAL_ERROR, f"jitgate's store is unavailable: {exc}")
-
-    async def delete(self, request: web.Request) -> web.StreamResponse:
-        try:
-            found = await self._caller(request)
-            if isinstance(found, web.Response):
-                return found
-            session = await self._session(request, found, None)
-            if isinstance(session, web.Response):
-                return session
-            await self.store.end(session)
-        except StoreUnavailable as exc:
-            return refused(503, INTERNAL_ERROR, f"jitgate's store is unavailable: {exc}")
-        return web.Response(status=204)
-
-    async def _post(self, request: web.Request) -> web.StreamResponse:
-        caller = await self._caller(request)
+    async def end(self, request: web.Request) -> web.StreamResponse:
+        caller = await caller_of(request, self.gateway)
         if isinstance(caller, web.Response):
             return caller
-        if request.content_type != "application/json":
-            return refused(415, INVALID_REQUEST, "Content-Type must be application/json")
-        try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge as exc:
-            return refused(413, INVALID_REQUEST, f"the body is too large: {exc.text}")
-        try:
-            message = jsonrpc.parse(body)
-        except RpcError as exc:
-            return refused(400, exc.code, str(exc), exc.request_id)
+        session = await self._session(request, caller, None)
+        if isinstance(session, web.Response):
+            return session
+        await self.store.end(session)
+        return web.Response(status=204)
+
+    async def serve(self, request: web.Request) -> web.StreamResponse:
+        caller = await caller_of(request, self.gateway)
+        if isinstance(caller, web.Response):
+            return caller
+        read = await read_message(request)
+        if isinstance(read, web.Response):
+            return read
+        _, message = read
         if is_modern(request.headers.get(VERSION_HEADER)):
             return await self._modern(request, caller, message)
         if isinstance(message, Request) and message.method == "initialize":
@@ -139,13 +120,10 @@ class McpEndpoint:
             return web.json_response(jsonrpc.error(message.id, exc.code, str(exc)))
         return web.json_response(jsonrpc.result(message.id, value))
 
-    async def _caller(self, request: web.Request) -> Principal | web.Response:
-        return await caller_of(request, self.gateway)
-
     async def _session(
         self, request: web.Request, caller: Principal, message: jsonrpc.Message | None
     ) -> McpSession | web.Response:
-        request_id = message.id if isinstance(message, Request) else None
+        request_id = id_of(message) if message is not None else None
         version = request.headers.get(VERSION_HEADER)
         if version is not None and version not in PROTOCOL_VERSIONS:
             return refused(
@@ -154,31 +132,20 @@ class McpEndpoint:
             )  # fmt: skip
         session_id = request.headers.get(SESSION_HEADER)
         if not session_id:
-            return refused(
-                400, INVALID_REQUEST,
-                f"Bad Request: no {SESSION_HEADER} header; send initialize first", request_id,
-            )  # fmt: skip
+            return no_session(request_id)
         session = await self.store.find(session_id, caller)
         if session is None:
-            return refused(
-                404, SESSION_NOT_FOUND,
-                "Session not found: it ended or is not this token's; initialize again",
-                request_id,
-            )  # fmt: skip
+            return session_not_found(request_id)
         return session
 
     async def _initialize(self, message: Request, caller: Principal) -> web.Response:
-        client, asked = message.params.get("clientInfo"), message.params.get("protocolVersion")
-        if not isinstance(client, dict) or not isinstance(client.get("name"), str):
-            return web.json_response(
-                jsonrpc.error(message.id, INVALID_PARAMS, "initialize needs clientInfo.name")
-            )
+        client = initializing_client(message)
+        if isinstance(client, web.Response):
+            return client
+        asked = message.params.get("protocolVersion")
         version = asked if asked in PROTOCOL_VERSIONS else PROTOCOL_VERSIONS[0]
         agent_version = client.get("version")
-        # An agent's token names its agent; a person's own token is used by the agent the
-        # client declares.
-        if caller.actor is None:
-            caller = dataclasses.replace(caller, actor=agent_name(client["name"]))
+        caller = as_agent(caller, client["name"])
         session = await self.store.open(
             caller,
             agent_name(agent_version) if isinstance(agent_version, str) else None,
@@ -214,9 +181,7 @@ class McpEndpoint:
             return web.Response(status=202)
         try:
             envelope = envelope_of(message, request.headers)
-            if caller.actor is None:
-                declared = agent_name(envelope.client_name or "")
-                caller = dataclasses.replace(caller, actor=declared)
+            caller = as_agent(caller, envelope.client_name or "")
             session = McpSession(STATELESS, caller, envelope.version)
             value = await self._dispatch_modern(session, envelope, message)
         except RpcError as exc:
@@ -271,40 +236,3 @@ class McpEndpoint:
         if arguments is not None and not isinstance(arguments, dict):
             raise RpcError(INVALID_PARAMS, "a tool's arguments are an object")
         return await self.tools.call(session, name, arguments or {})
-
-
-async def caller_of(request: web.Request, gateway: Gateway) -> Principal | web.Response:
-    """Who the request's token speaks for (with its agent and delegation, for an agent's
-    token), or the refusal to send: 403 for another origin, 401 without a live token."""
-    if "Origin" in request.headers and not same_origin(request, gateway.config):
-        return refused(403, INVALID_REQUEST, "Forbidden: requests from other origins")
-    token = bearer_token(request)
-    if token is None:
-        return unauthorized("send Authorization: Bearer <a jitgate access token>", None)
-    principal = await gateway.directory.principal_of_token(token)
-    if principal is None:
-        return unauthorized("the access token is unknown, revoked or expired")
-    return principal
-
-
-def agent_name(declared: str) -> str:
-    """What a client declares about itself, as cards and records show it: printable,
-    at most :data:`MAX_AGENT_NAME` characters."""
-    cleaned = "".join(c for c in declared if c.isprintable()).strip()[:MAX_AGENT_NAME]
-    return cleaned or "unnamed agent"
-
-
-def refused(
-    status: int, code: int, message: str, request_id: jsonrpc.RequestId | None = None
-) -> web.Response:
-    return web.json_response(jsonrpc.error(request_id, code, message), status=status)
-
-
-def unauthorized(reason: str, error: str | None = "invalid_token") -> web.Response:
-    """401 with RFC 6750's challenge: no error code when no token was sent at all."""
-    response = refused(401, UNAUTHORIZED, f"Unauthorized: {reason}")
-    challenge = 'Bearer realm="jitgate"'
-    if error is not None:
-        challenge += f', error="{error}", error_description="{reason}"'
-    response.headers["WWW-Authenticate"] = challenge
-    return response

@@ -17,7 +17,7 @@ from aiohttp import web
 from identity import Principal
 from jitgate.errors import StoreUnavailable
 from jitgate.gateway import Gateway
-from mcp_gateway.endpoint import caller_of
+from mcp_gateway.http_edge import caller_of
 from mcp_gateway.pins import ToolPins
 from mcp_gateway.settings import McpServer
 

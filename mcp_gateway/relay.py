@@ -25,7 +25,6 @@ handed to the call waiting for it (:mod:`mcp_gateway.server_requests`).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 from typing import Any
 
@@ -33,17 +32,27 @@ import aiohttp
 from aiohttp import web
 
 from identity import Principal
-from jitgate.errors import McpServerError, RpcError, StoreUnavailable
+from jitgate.errors import McpServerError, StoreUnavailable
 from jitgate.gateway import Gateway
 from mcp_gateway import jsonrpc
 from mcp_gateway.downstream import Downstream
-from mcp_gateway.endpoint import SESSION_HEADER, agent_name, caller_of, refused
 from mcp_gateway.governor import SERVER_FAILED, Governor
+from mcp_gateway.http_edge import (
+    SESSION_HEADER,
+    McpRoute,
+    as_agent,
+    caller_of,
+    id_of,
+    initializing_client,
+    no_session,
+    read_message,
+    refused,
+    session_not_found,
+    unavailable_text,
+)
 from mcp_gateway.jsonrpc import (
     INTERNAL_ERROR,
-    INVALID_PARAMS,
     INVALID_REQUEST,
-    SESSION_NOT_FOUND,
     Reply,
     Request,
 )
@@ -54,11 +63,10 @@ from mcp_gateway.proxy_store import ProxySession, ProxyStore, StoredSession
 from mcp_gateway.settings import McpServer
 from mcp_gateway.stream import AgentStream
 
-METHOD_HEADER = "Mcp-Method"
 _MASKED_METHODS = frozenset(("resources/read", "prompts/get"))
 
 
-class McpRelay:
+class McpRelay(McpRoute):
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         self.store = ProxyStore(gateway.pool)
@@ -89,54 +97,31 @@ class McpRelay:
         if self._http is not None:
             await self._http.close()
 
-    async def get(self, _request: web.Request) -> web.Response:
-        return web.Response(status=405, headers={"Allow": "POST, DELETE"})
-
-    async def post(self, request: web.Request) -> web.StreamResponse:
-        try:
-            return await self._post(request)
-        except StoreUnavailable as exc:
-            return refused(503, INTERNAL_ERROR, f"jitgate's store is unavailable: {exc}")
-
-    async def delete(self, request: web.Request) -> web.StreamResponse:
-        try:
-            found, stored = await self._admitted(request)
-            if isinstance(found, web.Response):
-                return found
-            server, caller = found
-            session = _session(request, stored, caller, None)
-            if isinstance(session, web.Response):
-                return session
-            if session.downstream_session is not None:
-                await self.links[server.name].end(
-                    session.downstream_session, session.protocol_version, session.principal
-                )
-            await self.store.end(session)
-        except StoreUnavailable as exc:
-            return refused(503, INTERNAL_ERROR, f"jitgate's store is unavailable: {exc}")
-        return web.Response(status=204)
-
-    async def _post(self, request: web.Request) -> web.StreamResponse:
+    async def end(self, request: web.Request) -> web.StreamResponse:
         found, stored = await self._admitted(request)
         if isinstance(found, web.Response):
             return found
         server, caller = found
-        if request.content_type != "application/json":
-            return refused(415, INVALID_REQUEST, "Content-Type must be application/json")
-        try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge as exc:
-            return refused(413, INVALID_REQUEST, f"the body is too large: {exc.text}")
-        try:
-            message = jsonrpc.parse(body)
-        except RpcError as exc:
-            return refused(400, exc.code, str(exc), exc.request_id)
-        request_id = message.id if isinstance(message, Request) else None
-        method = getattr(message, "method", None)
-        declared = request.headers.get(METHOD_HEADER)
-        if declared is not None and declared != method:
-            return refused(400, INVALID_REQUEST, f"Bad Request: the {METHOD_HEADER} header"
-                           f" {declared!r} is not the body's method", request_id)  # fmt: skip
+        session = _session(request, stored, caller, None)
+        if isinstance(session, web.Response):
+            return session
+        if session.downstream_session is not None:
+            await self.links[server.name].end(
+                session.downstream_session, session.protocol_version, session.principal
+            )
+        await self.store.end(session)
+        return web.Response(status=204)
+
+    async def serve(self, request: web.Request) -> web.StreamResponse:
+        found, stored = await self._admitted(request)
+        if isinstance(found, web.Response):
+            return found
+        server, caller = found
+        read = await read_message(request)
+        if isinstance(read, web.Response):
+            return read
+        body, message = read
+        request_id = id_of(message)
         if isinstance(message, Request) and message.method == "initialize":
             return await self._initialize(server, caller, message)
         session = _session(request, stored, caller, request_id)
@@ -148,8 +133,7 @@ class McpRelay:
         except McpServerError as exc:
             if exc.session_gone and not stream.streaming:
                 await self.store.end(session)
-                return refused(404, SESSION_NOT_FOUND, f"Session not found: {exc}; initialize"
-                               " again", request_id)  # fmt: skip
+                return session_not_found(request_id, str(exc))
             if request_id is None:
                 return refused(502, SERVER_FAILED, str(exc))
             answer = json.dumps(jsonrpc.error(request_id, SERVER_FAILED, str(exc))).encode()
@@ -200,17 +184,14 @@ class McpRelay:
     async def _initialize(
         self, server: McpServer, caller: Principal, message: Request
     ) -> web.Response:
-        client = message.params.get("clientInfo")
-        if not isinstance(client, dict) or not isinstance(client.get("name"), str):
-            return web.json_response(
-                jsonrpc.error(message.id, INVALID_PARAMS, "initialize needs clientInfo.name")
-            )
+        client = initializing_client(message)
+        if isinstance(client, web.Response):
+            return client
         params = dict(message.params)
         params["capabilities"] = _offered(server, params.get("capabilities"))
         body = json.dumps({"jsonrpc": "2.0", "id": message.id, "method": "initialize",
                            "params": params}).encode()  # fmt: skip
-        if caller.actor is None:
-            caller = dataclasses.replace(caller, actor=agent_name(client["name"]))
+        caller = as_agent(caller, client["name"])
         try:
             answer = await self.links[server.name].send(
                 body, message.id, caller=caller, session_id=None, protocol_version=None
@@ -237,12 +218,10 @@ def _session(
     request_id: jsonrpc.RequestId | None,
 ) -> ProxySession | web.Response:
     if not request.headers.get(SESSION_HEADER):
-        return refused(400, INVALID_REQUEST, f"Bad Request: no {SESSION_HEADER} header;"
-                       " send initialize first", request_id)  # fmt: skip
+        return no_session(request_id)
     session = stored.of(caller) if stored is not None else None
     if session is None:
-        return refused(404, SESSION_NOT_FOUND, "Session not found: it ended or is not"
-                       " this token's; initialize again", request_id)  # fmt: skip
+        return session_not_found(request_id)
     return session
 
 
@@ -258,5 +237,4 @@ def _offered(server: McpServer, capabilities: Any) -> dict[str, Any]:
 
 
 def _unavailable(request_id: jsonrpc.RequestId | None, exc: StoreUnavailable) -> bytes:
-    message = f"jitgate's store is unavailable: {exc}"
-    return json.dumps(jsonrpc.error(request_id, INTERNAL_ERROR, message)).encode()
+    return json.dumps(jsonrpc.error(request_id, INTERNAL_ERROR, unavailable_text(exc))).encode()
