@@ -48,6 +48,7 @@ def stdio_config(store_dsn: str, **extra: Any) -> Config:
         "cwd": REPO,
         "env": {"TICKETS_GREETING": "${GREETING}"},
         "timeout": "10s",
+        "max_response_size": 65536,
         "access": {
             "engineers": {"delete_project": "deny", "close_*": "review", "*": "allow"},
             "dba": {"*": "allow"},
@@ -190,6 +191,19 @@ async def test_the_process_killed_mid_call_is_a_clean_error_and_the_next_call_wo
     assert last_call(gw, "slow")["outcome"] == "server_failed"
     assert (await process_of(gw, tokens[ALICE]))["pid"] != pid
     assert not alive(pid)
+
+
+async def test_an_answer_longer_than_max_response_size_is_a_clean_error(
+    gw: GatewayThread, tokens: dict[str, str]
+) -> None:
+    async with connected(gw, tokens[ALICE]) as client:
+        with pytest.raises(MCPError) as raised:
+            await client.call_tool("echo", {"text": "x" * 40000})  # twice in the answer
+        assert raised.value.error.code == -32003
+        assert "tickets sent a message of more than 65536 bytes" in raised.value.error.message
+        # The rest of that line is never read as a message: the process was started again.
+        again = await client.call_tool("echo", {"text": "short"})
+        assert not again.is_error and text(again) == "short"
 
 
 async def test_an_approved_call_whose_process_dies_is_settled_as_failed(
