@@ -137,6 +137,11 @@ def mcp_server(
     guard.only("patterns", "sql", "sql_access")
     requests = node.child("server_requests", {})
     requests.only("sampling", "elicitation")
+    if command is not None:
+        for kind in requests.names():
+            if requests.choice(kind, ("deny", "allow")) == "allow":
+                raise ConfigError(requests.key(kind), "cannot be allowed for a server run by"
+                                  " command: one process serves every caller")  # fmt: skip
     sql_access = guard.child("sql_access", {})
     sql_access.only(*_CLASSES)
     return McpServer(

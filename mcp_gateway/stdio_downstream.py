@@ -9,9 +9,10 @@ answered with the server's own initialize result and a session of its own; its
 
 Calls of all callers are multiplexed on the one process: each request is sent under an
 id of the gateway's own and its answer handed back under the client's id, so callers
-never see each other's answers. A request the server sends (ping, or anything else) is
-answered by the handler of the latest call (which refuses what policy refuses), its
-notifications are dropped, and a line that is not JSON is logged and ignored.
+never see each other's answers. A request the server sends names no call either: a ping
+is answered, anything else (sampling, elicitation, roots: it was offered none) refused
+without asking any caller; its notifications are dropped, and a line that is not JSON is
+logged and ignored.
 
 When the process ends, dies or writes a line longer than ``max_response_size``, every
 call in flight fails at once with a JSON-RPC error (-32003) saying so — an approved call
@@ -40,10 +41,9 @@ from mcp_gateway.downstream import (
     NotificationHandler,
     ServerRequestHandler,
     json_object,
-    reply_to,
     response_to,
 )
-from mcp_gateway.jsonrpc import RequestId
+from mcp_gateway.jsonrpc import METHOD_NOT_FOUND, RequestId
 from mcp_gateway.settings import McpServer
 from mcp_gateway.stdio_process import StdioProcess
 
@@ -64,7 +64,6 @@ class StdioDownstream:
         self._ready = asyncio.Event()
         self._initialized: dict[str, Any] = {}
         self._failure = f"{server.name} is starting"
-        self._on_request: ServerRequestHandler | None = None
         self._replies: set[asyncio.Future[None]] = set()
         self._supervisor = asyncio.ensure_future(self._supervise())
 
@@ -79,11 +78,10 @@ class StdioDownstream:
         on_request: ServerRequestHandler | None = None,
         on_notification: NotificationHandler | None = None,
     ) -> Answer:
-        # One process serves every caller: its notifications name no call, and are dropped.
+        # One process serves every caller: what it asks or tells names no call, so no
+        # caller is handed its requests (on_request) or notifications (on_notification).
         name, timeout = self.server.name, self.server.timeout
         message = json_object(body, "the client")
-        if on_request is not None:
-            self._on_request = on_request
         try:
             async with asyncio.timeout(timeout):
                 process = await self._running()
@@ -218,11 +216,16 @@ class StdioDownstream:
                     answer.set_result(message)
 
     async def _answer(self, process: StdioProcess, message: dict[str, Any]) -> None:
-        """Reply to a request the server sent."""
-        if message.get("method") == "ping":
-            reply = {"jsonrpc": "2.0", "id": message["id"], "result": {}}
+        """Reply to a request the server sent: a ping, or a refusal."""
+        method = str(message.get("method"))[:100]
+        if method == "ping":
+            reply: dict[str, Any] = {"jsonrpc": "2.0", "id": message["id"], "result": {}}
         else:
-            reply = await reply_to(message, self._on_request)
+            log.warning("mcp server %s asked %s; refused", self.server.name, method)
+            text = (f"Method not found: {method}: jitgate runs this server for every caller"
+                    " and asks none of them on its behalf")  # fmt: skip
+            reply = {"jsonrpc": "2.0", "id": message["id"],
+                     "error": {"code": METHOD_NOT_FOUND, "message": text}}  # fmt: skip
         with contextlib.suppress(McpServerError):
             await process.write(reply)
 

@@ -157,6 +157,15 @@ async def test_one_process_runs_with_its_own_environment_for_every_caller(
     assert SECRET not in for_alice["variables"] and "PATH" in for_alice["variables"]
 
 
+async def test_a_request_from_the_shared_process_is_refused_without_asking_a_caller(
+    gw: GatewayThread, tokens: dict[str, str]
+) -> None:
+    async with connected(gw, tokens[ALICE]) as client:
+        result = await client.call_tool("summarise", {"text": "a long text"})
+    assert text(result).startswith("sampling refused:")
+    assert "runs this server for every caller" in text(result)
+
+
 async def test_concurrent_callers_each_get_their_own_answer(
     gw: GatewayThread, tokens: dict[str, str]
 ) -> None:
@@ -255,6 +264,7 @@ def test_the_process_is_stopped_with_the_gateway(make_database: Callable[[str], 
         ({"headers": {"X-Key": "k"}}, "resources.tickets.headers: applies to a server reached"),
         ({"env": {"A=B": "c"}}, "resources.tickets.env.A=B: is not an environment variable"),
         ({"env": {"KEY": "${UNSET_VARIABLE}"}}, "resources.tickets.env.KEY: environment variable"),
+        ({"server_requests": {"sampling": "allow"}}, "server_requests.sampling: cannot be allowed"),
     ],
 )
 def test_a_bad_stdio_resource_fails_at_start_naming_the_key(
