@@ -14,6 +14,10 @@ A resource's classifier allows the built-in allow-list plus the resource's
 Both are read at start and again every ``refresh`` seconds; a change replaces the
 classifier (and its caches). A session keeps what it had already let through by then.
 
+A resource with ``functions.allow`` also has a *strict* classifier (:meth:`strict`), the
+same without the allowed functions: a statement the two judge differently reaches one of
+them (by name, attribute notation or a view), code the gateway cannot see into.
+
 ``functions.allow`` is the operator's word that a function only reads; the catalog is asked
 whether it can be: an allowed name the target does not define, or defines as ``VOLATILE``
 (it may change data) or ``SECURITY DEFINER`` (it runs with its owner's rights), is logged
@@ -62,13 +66,18 @@ class ResourceClassifiers:
 
     def __init__(self, allowed: Mapping[str, Iterable[str]]) -> None:
         self._allowed = {name: tuple(functions) for name, functions in allowed.items()}
-        self._known: dict[str, tuple[frozenset[str], dict[str, Finding]]] = {}
+        self._known: dict[str, tuple[frozenset[str], dict[str, Finding], dict[str, Finding]]] = {}
         self._doubts: dict[str, tuple[str, ...]] = {}
         self._by_name = {name: Classifier(allowed_functions=f) for name, f in self._allowed.items()}
         self._default = Classifier()
+        self._strict = {name: Classifier() for name, f in self._allowed.items() if f}
 
     def of(self, resource: str) -> Classifier:
         return self._by_name.get(resource, self._default)
+
+    def strict(self, resource: str) -> Classifier | None:
+        """The resource's classifier without its ``functions.allow`` (None: it has none)."""
+        return self._strict.get(resource)
 
     async def load(self, fetch: FetchRows) -> None:
         """Read every resource's catalog once (concurrently)."""
@@ -102,12 +111,17 @@ class ResourceClassifiers:
             allowed_functions=allowed, target_functions=functions, target_views=found,
             cache_size=0,
         ))  # fmt: skip
-        if self._known.get(resource) == (functions, unsafe):
+        strict = unsafe_views(views, lambda found: Classifier(
+            target_functions=functions, target_views=found, cache_size=0,
+        )) if allowed else {}  # fmt: skip
+        if self._known.get(resource) == (functions, unsafe, strict):
             return
-        self._known[resource] = (functions, unsafe)
+        self._known[resource] = (functions, unsafe, strict)
         self._by_name[resource] = Classifier(
             allowed_functions=allowed, target_functions=functions, target_views=unsafe
         )
+        if allowed:
+            self._strict[resource] = Classifier(target_functions=functions, target_views=strict)
 
     def _doubt(self, resource: str, doubts: tuple[str, ...]) -> None:
         if self._doubts.get(resource, ()) == doubts:

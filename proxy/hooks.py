@@ -28,7 +28,7 @@ from identity import Principal
 from jitgate.config import Action, Resource
 from masking import MaskingPolicy
 from proxy import pgerrors
-from proxy.lexing import changed_setting
+from proxy.lexing import changed_setting, may_relex
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +53,9 @@ class SessionContext:
     admitted: dict[str | bytes, tuple[str, tuple[str, ...]]] = field(
         default_factory=dict, compare=False
     )
+    # Prepared statement names (SQL and protocol) whose statement may change how the
+    # target reads text at run time (proxy.lexing.may_relex).
+    relexing: set[str] = field(default_factory=set, compare=False)
 
 
 @dataclass(slots=True)
@@ -70,6 +73,9 @@ class Statement:
     # Parameter types a Parse declared that the database defines itself (domains whose
     # CHECK runs when a value is bound): the statement is opaque, whatever its text.
     foreign_types: tuple[int, ...] = ()
+    # It may change how the target reads text at run time (WatchRelexing): the relay
+    # forwards nothing after it until the target has answered it.
+    relex: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +192,33 @@ class PinSessionLimits:
             return None
         statement.event.reasons = (*statement.event.reasons, lifted)
         return Refusal(pgerrors.session_limit_refused(lifted), "deny")
+
+
+class WatchRelexing:
+    """Marks a statement that may change how the target reads SQL text at run time
+    (:func:`proxy.lexing.may_relex`); such a statement is never remembered as admitted, so
+    every one of them reaches the relay's barrier."""
+
+    pure = True
+
+    def __init__(self, classifiers: ResourceClassifiers) -> None:
+        self._classifiers = classifiers
+
+    def on_statement(self, statement: Statement) -> Refusal | None:
+        if statement.protocol == "execute":
+            return None
+        context, event = statement.context, statement.event
+        strict = self._classifiers.strict(context.resource.name)
+        strict_class = None
+        if strict is not None and event.statement_class != "opaque":
+            opaque: StatementClass = "opaque"  # EXECUTE of a name that may: the same
+            prepared = {**context.sql_prepared, **dict.fromkeys(context.relexing, opaque)}
+            verdicts = strict.classify(statement.sql, prepared=prepared)
+            strict_class = Classifier.strictest(verdicts).statement_class
+        statement.relex = may_relex(event.statement_class, strict_class)
+        if statement.relex:
+            context.relexing.update(v.prepared_name for v in statement.verdicts if v.prepared_name)
+        return None
 
 
 def _foreign_typed(verdict: StatementVerdict, types: tuple[int, ...]) -> StatementVerdict:
@@ -359,6 +392,7 @@ class HookChain:
         if (
             key is not None
             and self._memo
+            and not statement.relex
             and event.decision == "allow"
             and event.statement_class not in _GUARDRAIL_CLASSES
         ):
@@ -436,6 +470,7 @@ def default_chain(
             PinLexing(),
             PinSessionLimits(),
             Decide(alert),
+            WatchRelexing(classifiers),
             *transforms_hook,
             Hold(holding),
         ],

@@ -17,8 +17,15 @@ literal to the gateway a second statement to the target. So:
 * the target's own word is the truth: a ParameterStatus reporting ``client_encoding`` or
   ``standard_conforming_strings`` other than pinned (a function set it at run time) ends
   the session at once (:func:`drifted`), before anything else from the target reaches the
-  client. Statements a client pipelined behind the one that changed the setting were
-  already on their way; the guardrails judged them as UTF-8 with standard strings.
+  client;
+* what a client pipelines behind a statement that could change them at run time never
+  overtakes that statement's answer (:func:`may_relex`: an ``opaque`` statement, or one
+  that reaches a function on ``functions.allow``): the relay forwards it and keeps what
+  follows until the target has answered it with ReadyForQuery, which the ParameterStatus
+  of a change precedes. In the extended protocol the answer comes at the client's Sync,
+  and what the target parses before then is read with the changed settings: a Parse or
+  Query between such an Execute and its Sync is refused (0A000). Ordinary reads and
+  writes pipeline as before.
 """
 
 from __future__ import annotations
@@ -44,6 +51,15 @@ _ON = frozenset(("on", "true", "yes", "1", "t", "y"))
 # Every way to change a setting says SET (SET, set_config, ALTER … SET) unless a name is
 # spelled with Unicode escapes (U&"…"), which the parser resolves: those texts are parsed.
 _MENTIONS = re.compile(r"set|u&", re.IGNORECASE)
+
+
+def may_relex(statement_class: str, strict_class: str | None) -> bool:
+    """Whether a statement may change how the target reads text at run time: it is
+    ``opaque``, or the resource's strict classifier (without ``functions.allow``; None
+    when there is none) judges it otherwise than its own classifier did."""
+    return statement_class == "opaque" or (
+        strict_class is not None and strict_class != statement_class
+    )
 
 
 def refused_encoding(requested: str | None) -> str | None:

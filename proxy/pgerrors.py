@@ -162,6 +162,17 @@ def lexing_setting_refused(name: str, value: str) -> bytes:
     )
 
 
+def text_after_relex() -> bytes:
+    return _error(
+        "0A000",
+        "SQL text sent after a statement that may change how the target reads text, before"
+        " its Sync, is not supported through jitgate",
+        detail="The target reports such a change only when it answers the Sync; until then"
+        " jitgate cannot know how the target reads new text.",
+        hint="Send a Sync after that statement. Nothing was run.",
+    )
+
+
 def session_limit_refused(what: str) -> bytes:
     return _error(
         "0A000",

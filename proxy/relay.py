@@ -55,7 +55,7 @@ from proxy.fastpath import (
     PyStats,
 )
 from proxy.hold import BoundPortal, Held, Pending, hold
-from proxy.hooks import SessionContext, Statement, remember_prepared
+from proxy.hooks import Refusal, SessionContext, Statement, remember_prepared
 from proxy.params import ParameterTypes, bound_values
 from proxy.upstream import UpstreamProtocol, connect_upstream
 
@@ -123,7 +123,7 @@ class _Prepared:
 
     __slots__ = (
         "decision", "declared_types", "hold", "parameter_types", "plans", "reasons", "refusal",
-        "row_description", "sql", "statement_class",
+        "relex", "row_description", "sql", "statement_class",
     )  # fmt: skip
 
     def __init__(
@@ -135,6 +135,8 @@ class _Prepared:
         self.reasons = event.reasons
         self.refusal = refusal
         self.hold = hold
+        # It may change how the target reads text (proxy.lexing.may_relex).
+        self.relex = False
         self.parameter_types: ParameterTypes | None = None
         # The parameter types the Parse named (0: left to the server), as the client sent them.
         self.declared_types: tuple[int, ...] = ()
@@ -164,6 +166,15 @@ def _foreign(oids: tuple[int, ...]) -> tuple[int, ...]:
     """The oids that are not the server's own (below FirstNormalObjectId): user types,
     domains, enums."""
     return tuple(oid for oid in oids if oid >= FIRST_NORMAL_OID)
+
+
+def _text_after_relex(event: StatementEvent) -> Refusal:
+    """The refusal of SQL text sent between an Execute that may change how the target
+    reads text and the Sync the target reports such a change at."""
+    event.statement_class, event.decision, event.outcome = "opaque", "deny", "refused"
+    event.reasons = (*event.reasons, "sent before the target answered a statement that may"
+                     " change how it reads SQL text")  # fmt: skip
+    return Refusal(pgerrors.text_after_relex(), "deny")
 
 
 def _fail_owner(pending: deque[Pending], sqlstate: str | None) -> None:
@@ -252,6 +263,12 @@ class ClientSession(asyncio.Protocol):
         # An Execute went to the target since its last ReadyForQuery: what it ran (a BEGIN,
         # say) is not in tx_status until the client's Sync.
         self.unsynced = False
+        # An Execute that may change how the target reads text went since the last Sync:
+        # until the next Sync, no new SQL text may follow it (proxy.lexing).
+        self._relex_sync = False
+        # Nothing more is forwarded until the target has answered everything sent: the
+        # last of it may change how the target reads what would follow.
+        self._barrier = False
         # In a masking session, the format of the COPY … TO STDOUT being answered.
         self._copy_out: str | None = None
         self._admit_known = server.chain.admit_known
@@ -803,7 +820,7 @@ class ClientSession(asyncio.Protocol):
                 self._copying_in = False
             if type_code == QUERY:
                 event = self._event(query_text(buf, start, end), "simple")
-                if self._admit_known(context, event):
+                if not self._relex_sync and self._admit_known(context, event):
                     pending.append(entry := Pending(QUERY, event))
                     entry.epoch = self._copy_ends
                     forwarded.append(event)
@@ -811,6 +828,8 @@ class ClientSession(asyncio.Protocol):
                 statement = Statement(context, event.sql, "simple", event)
                 refusal = self.server.chain.admit(statement)
                 self._forget_prepared(statement.verdicts)
+                if self._relex_sync:
+                    refusal = _text_after_relex(event)
                 if refusal is not None and refusal.hold:
                     if not self._spool(forwarded):
                         return
@@ -824,6 +843,9 @@ class ClientSession(asyncio.Protocol):
                     replacement = POISON_QUERY
                 else:
                     forwarded.append(event)
+                    if statement.relex:
+                        self._hold_back(upstream, pieces, buf[cursor:end], buf[end:], forwarded)
+                        return
             elif type_code == EXECUTE:
                 portal = buf[start : buf.index(0, start, end)]
                 prepared = self._portals.get(portal) or self._judge_name("FETCH ALL FROM", portal)
@@ -835,6 +857,8 @@ class ClientSession(asyncio.Protocol):
                     event.outcome = "refused"
                     error: bytes | None = prepared.refusal
                 else:
+                    if prepared.relex:
+                        self._relex_sync = True
                     refusal = self.server.chain.admit_execute(context, prepared.sql, event)
                     if refusal is not None and refusal.hold:
                         if not self._spool(forwarded):
@@ -887,6 +911,10 @@ class ClientSession(asyncio.Protocol):
                 entry = Pending(SYNC)
                 entry.epoch = self._copy_ends
                 pending.append(entry)
+                if self._relex_sync:
+                    self._relex_sync = False
+                    self._hold_back(upstream, pieces, buf[cursor:end], buf[end:], forwarded)
+                    return
             elif type_code == DESCRIBE:
                 if buf[start] == 0x53 and self._prepared:
                     described = self._prepared.get(buf[start + 1 : end - 1])
@@ -935,6 +963,28 @@ class ClientSession(asyncio.Protocol):
             pieces.append(buf[cursor:])
             upstream.write(b"".join(pieces))
 
+    def _hold_back(
+        self,
+        upstream: UpstreamProtocol,
+        pieces: list[bytes] | None,
+        through: bytes,
+        after: bytes,
+        forwarded: list[StatementEvent],
+    ) -> None:
+        """Forward this read up to the end of ``through`` — a statement that may change how
+        the target reads text, or the Sync the target answers such an Execute at — and keep
+        ``after`` (and what the client sends next) until the target has answered all of it
+        (:meth:`upstream_data` then resumes): a ParameterStatus of a change comes first."""
+        if forwarded and not self._spool(forwarded):
+            return
+        if pieces is None:
+            upstream.write(through)
+        else:
+            pieces.append(through)
+            upstream.write(b"".join(pieces))
+        self._holding = self._barrier = True
+        self._backlog += after
+
     def _spool(self, events: list[StatementEvent]) -> bool:
         """Write ``events``' intents to the audit spool before they reach the target;
         False (the session ended, the events refused) when the spool cannot take them."""
@@ -964,6 +1014,8 @@ class ClientSession(asyncio.Protocol):
         sql = text.decode("utf-8", "surrogateescape")
         declared = _declared_types(buf, text_end + 1, end)
         prepared, event = self._judge_parse(sql, _foreign(declared))
+        if self._relex_sync:
+            prepared = _Prepared(sql, event, _text_after_relex(event).error)
         prepared.declared_types = declared
         before = self._prepared.get(name) if name else None
         restore: tuple[bytes, object] | None = (name, before) if name else None
@@ -987,7 +1039,7 @@ class ClientSession(asyncio.Protocol):
             # The engine may bind a name that was free, to a statement that runs as it is;
             # the Binds of a name prepared again are left to this relay (above).
             let = before is None and prepared.refusal is None and not prepared.hold
-            self._engine.prepare(name, text if let else None)
+            self._engine.prepare(name, text if let and not prepared.relex else None)
             # SQL EXECUTE reaches a named protocol statement too: judged by its class.
             assert self.context is not None
             judged = prepared.statement_class
@@ -996,6 +1048,8 @@ class ClientSession(asyncio.Protocol):
                 name.decode("utf-8", "surrogateescape"),
                 judged if judged in RANK else "opaque",
             )
+            if prepared.relex:
+                self.context.relexing.add(name.decode("utf-8", "surrogateescape"))
         error = prepared.refusal
         if error is None:
             self._pending.append(Pending(PARSE, restore=restore))
@@ -1027,8 +1081,11 @@ class ClientSession(asyncio.Protocol):
         refusal = self.server.chain.admit(statement)
         self._forget_prepared(statement.verdicts)
         if refusal is not None and refusal.hold:
-            return _Prepared(sql, event, hold=True), event
-        return _Prepared(sql, event, None if refusal is None else refusal.error), event
+            judged = _Prepared(sql, event, hold=True)
+        else:
+            judged = _Prepared(sql, event, None if refusal is None else refusal.error)
+        judged.relex = statement.relex
+        return judged, event
 
     def _judge_name(self, verb: str, name: bytes) -> _Prepared:
         """A statement or portal SQL made rather than a Parse or Bind of this session, judged
@@ -1470,6 +1527,9 @@ class ClientSession(asyncio.Protocol):
         # Bookkeeping after the write: the client has its result while events are filed.
         for entry in done:
             self._finish(entry)
+        if self._barrier and not pending:
+            self._barrier = False  # answered, and no ParameterStatus ended the session
+            self.resume()
         if self._draining and not pending and not self._holding:
             self.drain()
         if self._settled is not None and not pending:
