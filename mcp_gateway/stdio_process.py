@@ -90,21 +90,25 @@ class StdioProcess:
         return f"exited with {code}"
 
     async def stop(self) -> None:
-        """End the process: stdin closed, then SIGTERM, then SIGKILL, to its whole group."""
+        """End the process: stdin closed (a server ends at the end of its input), then
+        SIGTERM and SIGKILL to its group, each after a grace period while it still runs:
+        whatever it started and left behind in its group ends with it."""
         stdin = self.process.stdin
         if stdin is not None and not stdin.is_closing():
             stdin.close()
-        for sent in (None, signal.SIGTERM, signal.SIGKILL):
-            if self.process.returncode is not None:
-                break
-            if sent is not None:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(self.pid, sent)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.process.wait(), GRACE)
+        await self._exited()
+        for sent in (signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, sent)
+            await self._exited()
         self._stderr.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._stderr
+
+    async def _exited(self) -> None:
+        if self.process.returncode is None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.process.wait(), GRACE)
 
     async def _log_stderr(self) -> None:
         stderr = self.process.stderr

@@ -1,12 +1,15 @@
 """The tickets server of :mod:`tests.mcp_servers` over MCP's stdio transport, as a governed
 server the gateway runs itself: ``python -m tests.mcp_stdio_server``. Beside its tools it
 has ``process`` (its pid and what its environment holds), ``counts`` (its executions
-since it started) and ``close_slowly`` (a reviewed tool that takes a while)."""
+since it started) and ``close_slowly`` (a reviewed tool that takes a while). With
+``TICKETS_HELPER=1`` it starts a helper process of its own (``sleep``) that outlives the
+end of its input, as a server's worker would."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 
 from tests.mcp_servers import tickets_server
 
@@ -32,6 +35,8 @@ def main() -> None:
         await asyncio.sleep(seconds)
         return f"ticket {id} closed"
 
+    if os.environ.get("TICKETS_HELPER") == "1":
+        subprocess.Popen(["sleep", "300"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     server.run()
 
 

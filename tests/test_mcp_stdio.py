@@ -17,12 +17,14 @@ from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 from mcp.shared.exceptions import MCPError
 
 from jitgate.config import Config, parse_config
 from jitgate.errors import ConfigError
-from tests.harness import GatewayThread
+from tests.harness import GatewayThread, serve_process
 from tests.mcp_servers import CARD, EMAIL
+from tests.slack_gateway import wait_until
 from tests.test_approvals import decide, final_view
 from tests.test_mcp_proxy import (
     ALICE,
@@ -253,6 +255,50 @@ def test_the_process_is_stopped_with_the_gateway(make_database: Callable[[str], 
     finally:
         gateway.stop()
     assert not alive(pid)
+
+
+def test_jitgate_serve_stops_its_stdio_server_on_sigterm(
+    make_database: Callable[[str], str], tmp_path: Path
+) -> None:
+    raw = {
+        "database_url": make_database("jg_mcp_stdio_serve"),
+        "http": {"listen": "127.0.0.1:0"},
+        "postgres": {"listen": "127.0.0.1:0"},
+        "audit": {"spool": str(tmp_path / "spool")},
+        "groups": {"engineers": [ALICE]},
+        "resources": {"tickets": {
+            "type": "mcp", "cwd": REPO, "env": {"TICKETS_HELPER": "1"},
+            "command": [sys.executable, "-m", "tests.mcp_stdio_server"],
+            "access": {"engineers": {"*": "allow"}},
+        }},
+    }  # fmt: skip
+    config = tmp_path / "jitgate.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    serve, _ = serve_process(config)
+    try:
+        child = wait_until(lambda: children_of(serve.pid), what="the stdio server")[0]
+        helper = wait_until(lambda: children_of(child), what="the server's helper")[0]
+        serve.send_signal(signal.SIGTERM)
+        assert serve.wait(timeout=30) == 0
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+    # Neither the server nor the helper it left behind outlives the gateway.
+    assert not alive(child)
+    assert not alive(helper)
+
+
+def children_of(pid: int) -> list[int]:
+    """The live processes whose parent is ``pid``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
 
 
 @pytest.mark.parametrize(
