@@ -42,6 +42,7 @@ class CallRules:
         "allowed_any",
         "allowed_bare",
         "allowed_in",
+        "calls",
         "denied",
         "functions",
         "operators",
@@ -57,8 +58,12 @@ class CallRules:
         allowed: Iterable[str] = (),
         target: Iterable[str] = (),
         relations: Mapping[str, Finding] | None = None,
+        calls: Mapping[str, Finding] | None = None,
     ) -> None:
         self.denied = frozenset(_unqualified(name) for name in denied)
+        # Built-ins that run the target's own code there (a record conversion checking a
+        # domain), by unqualified lower-case name.
+        self.calls = dict(calls or {})
         allowed = [name.lower() for name in allowed]
         # "schema.f" allows f written with that schema or without one; "f" anywhere
         self.allowed_in = frozenset(tuple(n.rsplit(".", 1)) for n in allowed if "." in n)
@@ -82,6 +87,8 @@ class CallRules:
         lowered = name.lower()
         if lowered in self.denied:
             return "opaque", f"calls {lowered}"
+        if lowered in self.calls and schema in _CATALOG:
+            return self.calls[lowered]
         if schema in _CATALOG and name in WRITE_FUNCTIONS:
             return "write", f"calls {name}, which {WRITE_FUNCTIONS[name]}"
         if self._allowed(schema, lowered):

@@ -83,6 +83,7 @@ class Classifier:
         allowed_functions: Iterable[str] = (),
         target_functions: Iterable[str] = (),
         target_views: Mapping[str, Finding] | None = None,
+        target_calls: Mapping[str, Finding] | None = None,
         cache_size: int = 10_000,
     ) -> None:
         """``denied_functions``: names (matched unqualified, any case: ``pg_catalog.PG_SLEEP``
@@ -94,12 +95,17 @@ class Classifier:
         them), so that ``c.f`` (attribute notation for ``f(c)``) and an unqualified call that
         one of them could answer are not taken for reads. ``target_views``: the target's
         views whose definitions are not reads, as ``view`` and ``schema.view`` (lower case)
-        → the finding a read of one calls for (:mod:`guard.resources` builds it)."""
+        → the finding a read of one calls for (:mod:`guard.resources` builds it); tables
+        whose row-level security policies run such code are there too.
+        ``target_calls``: built-in functions (unqualified, lower case) that run code of
+        the target's own there, such as a record conversion that checks a domain → the
+        finding a call of one calls for (:mod:`guard.catalog_code`)."""
         self._rules = CallRules(
             denied=denied_functions,
             allowed=allowed_functions,
             target=target_functions,
             relations=target_views,
+            calls=target_calls,
         )
         self._cache_size = cache_size
         self._by_text: dict[str, tuple[StatementVerdict, ...]] = {}

@@ -9,9 +9,12 @@ A resource's classifier allows the built-in allow-list plus the resource's
 * its views, each definition classified with those names (and the views already found
   unsafe, until nothing changes): reading a view runs its definition, so a view whose
   definition is not a read (``CREATE VIEW v AS SELECT wipe()``) makes every statement that
-  reads it what its definition is, with the reason naming the view.
+  reads it what its definition is, with the reason naming the view;
+* its row-level security policies and domain CHECKs (:mod:`guard.catalog_code`): a table
+  whose policy runs code that is not a read, and a record conversion where a domain's
+  CHECK does, are ``opaque``.
 
-Both are read at start and again every ``refresh`` seconds; a change replaces the
+All are read at start and again every ``refresh`` seconds; a change replaces the
 classifier (and its caches). A session keeps what it had already let through by then.
 
 A resource with ``functions.allow`` also has a *strict* classifier (:meth:`strict`), the
@@ -35,8 +38,13 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
 from guard.builtins import TARGET_FUNCTIONS_QUERY
+from guard.catalog_code import (
+    TARGET_DOMAIN_CHECKS_QUERY,
+    TARGET_POLICIES_QUERY,
+    TargetCode,
+    unsafe_code,
+)
 from guard.classify import Classifier
-from guard.verdict import Finding
 
 log = logging.getLogger("jitgate.guard")
 
@@ -57,8 +65,6 @@ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
 """
 """The target's own functions: schema, name, volatility and SECURITY DEFINER."""
 
-_ROUNDS = 8  # views over views: passes until no more views are found unsafe
-
 
 class ResourceClassifiers:
     """The classifier of each resource by name; :meth:`of` answers for any name (an
@@ -66,7 +72,7 @@ class ResourceClassifiers:
 
     def __init__(self, allowed: Mapping[str, Iterable[str]]) -> None:
         self._allowed = {name: tuple(functions) for name, functions in allowed.items()}
-        self._known: dict[str, tuple[frozenset[str], dict[str, Finding], dict[str, Finding]]] = {}
+        self._known: dict[str, tuple[frozenset[str], TargetCode, TargetCode]] = {}
         self._doubts: dict[str, tuple[str, ...]] = {}
         self._by_name = {name: Classifier(allowed_functions=f) for name, f in self._allowed.items()}
         self._default = Classifier()
@@ -98,6 +104,14 @@ class ResourceClassifiers:
             views = [
                 (str(s), str(n), str(d)) for s, n, d in await fetch(resource, TARGET_VIEWS_QUERY)
             ]
+            policies = [
+                (str(s), str(t), str(p), _text(using), _text(check))
+                for s, t, p, using, check in await fetch(resource, TARGET_POLICIES_QUERY)
+            ]
+            domains = [
+                (str(s), str(d), str(c), str(e))
+                for s, d, c, e in await fetch(resource, TARGET_DOMAIN_CHECKS_QUERY)
+            ]
             defined = await fetch(resource, ALLOWED_FUNCTIONS_QUERY) if allowed else []
         except Exception as exc:  # any failure: keep what was known, and say so
             log.warning(
@@ -107,21 +121,27 @@ class ResourceClassifiers:
             )
             return
         self._doubt(resource, allowed_function_doubts(allowed, defined))
-        unsafe = unsafe_views(views, lambda found: Classifier(
-            allowed_functions=allowed, target_functions=functions, target_views=found,
-            cache_size=0,
-        ))  # fmt: skip
-        strict = unsafe_views(views, lambda found: Classifier(
-            target_functions=functions, target_views=found, cache_size=0,
-        )) if allowed else {}  # fmt: skip
-        if self._known.get(resource) == (functions, unsafe, strict):
+
+        def judged_with(allowed: tuple[str, ...]) -> TargetCode:
+            return unsafe_code(views, policies, domains, lambda relations, calls: Classifier(
+                allowed_functions=allowed, target_functions=functions, target_views=relations,
+                target_calls=calls, cache_size=0,
+            ))  # fmt: skip
+
+        code = judged_with(allowed)
+        strict = judged_with(()) if allowed else TargetCode()
+        if self._known.get(resource) == (functions, code, strict):
             return
-        self._known[resource] = (functions, unsafe, strict)
+        self._known[resource] = (functions, code, strict)
         self._by_name[resource] = Classifier(
-            allowed_functions=allowed, target_functions=functions, target_views=unsafe
-        )
+            allowed_functions=allowed, target_functions=functions,
+            target_views=code.relations, target_calls=code.calls,
+        )  # fmt: skip
         if allowed:
-            self._strict[resource] = Classifier(target_functions=functions, target_views=strict)
+            self._strict[resource] = Classifier(
+                target_functions=functions, target_views=strict.relations,
+                target_calls=strict.calls,
+            )  # fmt: skip
 
     def _doubt(self, resource: str, doubts: tuple[str, ...]) -> None:
         if self._doubts.get(resource, ()) == doubts:
@@ -159,31 +179,10 @@ def allowed_function_doubts(
     return tuple(doubts)
 
 
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
 def _char(value: object) -> str:
     """A ``"char"`` column's value: drivers give it as bytes or as text."""
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def unsafe_views(
-    views: Sequence[tuple[str, str, str]], classifier: Callable[[dict[str, Finding]], Classifier]
-) -> dict[str, Finding]:
-    """The views (``(schema, name, definition)``) whose definitions are not reads, each as
-    ``name`` and ``schema.name`` → the finding a read of it calls for; a view over an
-    unsafe view is unsafe too."""
-    found: dict[str, Finding] = {}
-    for _ in range(_ROUNDS):
-        judge = classifier(found)
-        before = len(found)
-        for schema, name, definition in views:
-            if f"{schema}.{name}".lower() in found:
-                continue
-            verdict = Classifier.strictest(judge.classify(definition))
-            if verdict.statement_class == "read":
-                continue
-            why = "; ".join(verdict.reasons) or verdict.statement_class
-            finding: Finding = (verdict.statement_class, f"reads view {schema}.{name}: {why}")
-            found[f"{schema}.{name}".lower()] = finding
-            found.setdefault(name.lower(), finding)
-        if len(found) == before:
-            break
-    return found

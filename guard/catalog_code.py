@@ -1,0 +1,126 @@
+"""Code of the target's own that a read runs without naming it, found in the catalog.
+
+* **Views**: reading one runs its definition (``pg_get_viewdef``).
+* **Row-level security policies**: reading a table with row-level security runs the
+  ``USING`` (and, for writes, ``WITH CHECK``) expressions of its policies. A table with a
+  policy whose expression is not a read (it calls a function that is not a side-effect-free
+  built-in, nor on ``functions.allow``) makes every statement that reads it ``opaque``,
+  with the reason naming the policy.
+* **Domain CHECKs**: converting a value to a record type runs the CHECK of every domain
+  among its columns, with no type name in the statement
+  (``jsonb_populate_record(t, '{…}') FROM t``). When some domain's CHECK is not a read,
+  every call of a record conversion (:data:`RECORD_CONVERSIONS`) is ``opaque``, with the
+  reason naming the domain; which row type a call converts to is not known before it runs,
+  so one such domain anywhere in the target is enough.
+
+Each expression is judged by the resource's own classifier as ``SELECT <expression>``; a
+policy that reads a view or another table with such a policy is judged with what was
+found so far, until nothing more is found (views over tables over views). A cast to a
+domain or to a table's row type (``row(…)::t``) is ``opaque`` already: it names a type
+that is not built in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from guard.classify import Classifier
+from guard.verdict import Finding
+
+TARGET_POLICIES_QUERY = """
+SELECT n.nspname, c.relname, p.polname, pg_get_expr(p.polqual, p.polrelid),
+       pg_get_expr(p.polwithcheck, p.polrelid)
+FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relrowsecurity
+"""
+"""Every policy of a table with row-level security on, and its expressions."""
+
+TARGET_DOMAIN_CHECKS_QUERY = """
+SELECT n.nspname, t.typname, c.conname, pg_get_expr(c.conbin, 0)
+FROM pg_constraint c JOIN pg_type t ON t.oid = c.contypid
+JOIN pg_namespace n ON n.oid = t.typnamespace
+WHERE c.contype = 'c' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+"""
+"""The CHECK constraints of the target's own domains (``VALUE`` is the value checked)."""
+
+RECORD_CONVERSIONS = (
+    "json_populate_record",
+    "json_populate_recordset",
+    "jsonb_populate_record",
+    "jsonb_populate_recordset",
+    "jsonb_populate_record_valid",
+)
+"""Built-ins that convert a value to a record type of the caller's choosing."""
+
+View = tuple[str, str, str]
+"""Schema, name, definition."""
+Policy = tuple[str, str, str, str | None, str | None]
+"""Schema, table, policy name, USING expression, WITH CHECK expression."""
+Domain = tuple[str, str, str, str]
+"""Schema, domain, constraint name, CHECK expression."""
+
+_ROUNDS = 8  # views and policies over each other: passes until nothing more is found
+
+
+@dataclass(frozen=True, slots=True)
+class TargetCode:
+    """What the classifier must know: ``relations`` (views and tables whose reading runs
+    code that is not a read, as ``name`` and ``schema.name`` in lower case) and ``calls``
+    (built-ins that run such code, by name) — each with the finding it calls for."""
+
+    relations: dict[str, Finding] = field(default_factory=dict)
+    calls: dict[str, Finding] = field(default_factory=dict)
+
+
+def unsafe_code(
+    views: Sequence[View],
+    policies: Sequence[Policy],
+    domains: Sequence[Domain],
+    classifier: Callable[[Mapping[str, Finding], Mapping[str, Finding]], Classifier],
+) -> TargetCode:
+    """The target's views, policies and domain CHECKs that are not reads, judged by
+    ``classifier(relations, calls)`` built with what was found so far."""
+    relations: dict[str, Finding] = {}
+    calls: dict[str, Finding] = {}
+    for _ in range(_ROUNDS):
+        judge = classifier(relations, calls)
+        before = (len(relations), len(calls))
+        for schema, name, definition in views:
+            why = _not_read(judge, definition)
+            if why is not None:
+                _found(relations, schema, name, (why[0], f"reads view {schema}.{name}: {why[1]}"))
+        for schema, table, policy, using, check in policies:
+            for expression in (using, check):
+                why = None if expression is None else _not_read(judge, f"SELECT {expression}")
+                if why is not None:
+                    reason = f"reads table {schema}.{table}, whose row-level security policy"
+                    _found(relations, schema, table, ("opaque", f"{reason} {policy} {why[1]}"))
+        for schema, domain, _constraint, expression in domains:
+            why = _not_read(judge, f"SELECT {expression}")
+            if why is None:
+                continue
+            for conversion in RECORD_CONVERSIONS:
+                calls.setdefault(conversion, ("opaque", (
+                    f"calls {conversion}, which may convert a value to domain"
+                    f" {schema}.{domain}, whose CHECK {why[1]}"
+                )))  # fmt: skip
+        if (len(relations), len(calls)) == before:
+            break
+    return TargetCode(relations, calls)
+
+
+def _not_read(judge: Classifier, sql: str) -> Finding | None:
+    """What ``sql`` is when it is not a read: its class and its reasons in words."""
+    verdict = Classifier.strictest(judge.classify(sql))
+    if verdict.statement_class == "read":
+        return None
+    return verdict.statement_class, "; ".join(verdict.reasons) or verdict.statement_class
+
+
+def _found(relations: dict[str, Finding], schema: str, name: str, finding: Finding) -> None:
+    qualified = f"{schema}.{name}".lower()
+    if qualified not in relations:
+        relations[qualified] = finding
+        relations.setdefault(name.lower(), finding)
