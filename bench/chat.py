@@ -219,31 +219,31 @@ async def _click_slack(http: aiohttp.ClientSession, base: str, slack: FakeSlack,
 
 def _replied_in_teams(teams: FakeTeams, posted: ChatRound) -> Callable[[], None]:
     conversation, card = posted.cards["teams"]
-    seen = len(teams.calls_to("reply", conversation))
-
-    def wait() -> None:
-        count = seen + 1
-        while True:
-            replies = teams.wait_for("reply", count, _TIMEOUT, conversation)
-            if any(reply.activity_id == card for reply in replies[seen:]):
-                return
-            count = len(replies) + 1
-
-    return wait
+    return _first_new(lambda n: teams.wait_for("reply", n, _TIMEOUT, conversation),
+                      len(teams.calls_to("reply", conversation)),
+                      lambda reply: reply.activity_id == card)  # fmt: skip
 
 
 def _replied_in_slack(slack: FakeSlack, posted: ChatRound) -> Callable[[], None]:
     channel, ts = posted.cards["slack"]
-    seen = len(slack.calls_to("chat.postMessage"))
+    return _first_new(lambda n: slack.wait_for("chat.postMessage", n, _TIMEOUT),
+                      len(slack.calls_to("chat.postMessage")),
+                      lambda post: post.status == 200 and post.args.get("channel") == channel
+                      and post.args.get("thread_ts") == ts)  # fmt: skip
+
+
+def _first_new(calls: Callable[[int], list[Any]], seen: int,
+               wanted: Callable[[Any], bool]) -> Callable[[], None]:  # fmt: skip
+    """A wait, to run in a thread, until a call after the first ``seen`` is ``wanted``:
+    ``calls(n)`` returns once the fake recorded ``n`` calls."""
 
     def wait() -> None:
         count = seen + 1
         while True:
-            posts = slack.wait_for("chat.postMessage", count, _TIMEOUT)
-            if any(p.args.get("channel") == channel and p.args.get("thread_ts") == ts
-                   and p.status == 200 for p in posts[seen:]):  # fmt: skip
+            recorded = calls(count)
+            if any(wanted(call) for call in recorded[seen:]):
                 return
-            count = len(posts) + 1
+            count = len(recorded) + 1
 
     return wait
 

@@ -202,16 +202,11 @@ def result_message(request: RequestView, session_url: str | None) -> dict[str, A
         body.append(rich(run(inert(grid, PREVIEW_LIMIT + 100), fontType="Monospace")))
     for note in notes:
         body.append(rich(run(inert(note, 500), isSubtle=True)))
-    actions = (
-        [{"type": "Action.OpenUrl", "title": "Session replay", "url": session_url}]
-        if (session_url)
-        else []
-    )
+    actions = [{"type": "Action.OpenUrl", "title": "Session replay", "url": session_url}]
     if session_url:
         body.append(rich(run(f"Session replay: {session_url}", isSubtle=True)))
-    return message(
-        _adaptive(body, actions), f"Request #{request.id}: {inert(outcome.summary(), 200)}"
-    )
+    summary_line = f"Request #{request.id}: {inert(outcome.summary(), 200)}"
+    return message(_adaptive(body, actions if session_url else []), summary_line)
 
 
 def requester_message(request: RequestView) -> dict[str, Any]:

@@ -60,7 +60,7 @@ class FakeTeams:
         self._recorded = threading.Condition()
         self.tokens_issued = 0
         self._tokens: set[str] = set()
-        self._failures: dict[str, deque[tuple[int, int]]] = defaultdict(deque)
+        self._failures: dict[str, deque[tuple[int, int, str | None]]] = defaultdict(deque)
         self._ids = itertools.count(1772443290000)
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -135,8 +135,19 @@ class FakeTeams:
         activity.update(changes)
         return activity
 
-    def fail(self, kind: str, *, times: int, status: int, retry_after: int = 0) -> None:
-        self._failures[kind].extend([(status, retry_after)] * times)
+    def fail(self, kind: str, *, times: int, status: int, retry_after: int = 0,
+             conversation: str | None = None) -> None:  # fmt: skip
+        """Answer the next ``times`` calls of ``kind`` (to ``conversation`` only, when
+        given) with ``status``."""
+        self._failures[kind].extend([(status, retry_after, conversation)] * times)
+
+    def _failure(self, kind: str, conversation: str) -> tuple[int, int] | None:
+        queue = self._failures[kind]
+        for failure in queue:
+            if failure[2] is None or failure[2] == conversation:
+                queue.remove(failure)
+                return failure[0], failure[1]
+        return None
 
     def calls_to(self, kind: str, conversation: str | None = None) -> list[Call]:
         return [c for c in list(self.calls) if c.kind == kind and c.status < 300
@@ -191,8 +202,9 @@ class FakeTeams:
         kind = "update" if request.method == "PUT" else "reply" if activity_id else "send"
         body = await request.json() if request.can_read_body else {}
         status = 200 if self._authorized(request) else 401
-        if status == 200 and self._failures[kind]:
-            status, retry_after = self._failures[kind].popleft()
+        failure = self._failure(kind, conversation) if status == 200 else None
+        if failure is not None:
+            status, retry_after = failure
             self._record(Call(kind, conversation, activity_id, body, status))
             headers = {"Retry-After": str(retry_after)} if status == 429 else {}
             return web.json_response({"error": {"code": "Throttled"}}, status=status,
@@ -207,8 +219,9 @@ class FakeTeams:
         members = body.get("members") or [{}]
         chat = f"a:1Personal{str(members[0].get('id', '')).removeprefix('29:')}"
         status = 200 if self._authorized(request) else 401
-        if status == 200 and self._failures["open"]:
-            status, _ = self._failures["open"].popleft()
+        failure = self._failure("open", "") if status == 200 else None
+        if failure is not None:
+            status = failure[0]
         self._record(Call("open", "", chat, body, status))
         if status != 200:
             return web.json_response({"error": {"code": "Forbidden"}}, status=status)
@@ -217,8 +230,9 @@ class FakeTeams:
     async def _roster(self, request: web.Request) -> web.Response:
         conversation = request.match_info["conversation"]
         status = 200 if self._authorized(request) else 401
-        if status == 200 and self._failures["roster"]:
-            status, _ = self._failures["roster"].popleft()
+        failure = self._failure("roster", conversation) if status == 200 else None
+        if failure is not None:
+            status = failure[0]
         self._record(Call("roster", conversation, None, dict(request.query), status))
         if status != 200:
             return web.json_response({"error": {"code": "Failed"}}, status=status)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -17,9 +18,9 @@ from joserfc.jwk import RSAKey
 from approvals.model import State
 from jitgate.config import parse_config
 from jitgate.errors import ConfigError
-from tests.fake_teams import FakeTeams
+from tests.fake_teams import Call, FakeTeams
 from tests.harness import GatewayThread, gateway_config
-from tests.slack_gateway import wait_until
+from tests.slack_gateway import settle, wait_until
 from tests.teams_gateway import (
     ALICE,
     ALICE_CHAT,
@@ -96,13 +97,18 @@ def held(gw: GatewayThread, pg_bin: Callable[[str], str],
 
 def ask(gw: GatewayThread, teams: FakeTeams, text: str, user: tuple[str, str] = ALICE) -> str:
     """A message to the bot in alice's personal chat; the text of the bot's answer."""
-    sent = len(teams.calls_to("send", ALICE_CHAT)) + len(teams.calls_to("reply", ALICE_CHAT))
-    activity = teams.activity("message_channel", text=text, id=f"m-{sent}-{text[:20]}")
+    settle(gw)  # her messages about earlier requests are out, not taken for the answer
+
+    def told() -> list[Call]:
+        return [c for c in list(teams.calls) if c.conversation == ALICE_CHAT
+                and c.kind in ("send", "reply") and c.status < 300]  # fmt: skip
+
+    sent = len(told())
+    activity = teams.activity("message_channel", text=text, id=f"m-{uuid.uuid4()}")
     activity["from"] = sender(user)
     activity["conversation"] = {"conversationType": "personal", "id": ALICE_CHAT}
     assert post(gw, activity, teams.channel_token())[0] == 200
-    replies = wait_until(lambda: [c for c in teams.calls if c.conversation == ALICE_CHAT
-                                  and c.kind in ("send", "reply")][sent:] or None)  # fmt: skip
+    replies = wait_until(lambda: told()[sent:], what="the bot's answer")
     return str(replies[0].activity["text"])
 
 
@@ -293,8 +299,8 @@ def test_messages_answer_like_jit(gw: GatewayThread, teams: FakeTeams) -> None:
 def test_connector_429_and_5xx_still_post_the_card_once(
     gw: GatewayThread, teams: FakeTeams
 ) -> None:
-    teams.fail("send", times=1, status=429, retry_after=1)
-    teams.fail("send", times=1, status=502)
+    teams.fail("send", times=1, status=429, retry_after=1, conversation=APPROVALS)
+    teams.fail("send", times=1, status=502, conversation=APPROVALS)
     request_id = asked(gw, teams, "DELETE FROM items WHERE id = 950")
     card_id = card_of(gw, request_id)
     posted = [c for c in teams.calls_to("send", APPROVALS)
