@@ -55,7 +55,7 @@ IBAN_LENGTHS = {"GB": 22, "DE": 22, "FR": 27, "ES": 24, "IT": 27, "BR": 29, "NL"
 
 
 def iban_ok(iban: str) -> bool:
-    compact = iban.replace(" ", "").upper()
+    compact = re.sub("[ -]", "", iban).upper()
     if not re.fullmatch(r"[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30}", compact):
         return False
     if IBAN_LENGTHS.get(compact[:2]) != len(compact):

@@ -2,7 +2,8 @@
 
 Faker's order ids, UUIDs, ISBNs, EAN-13 and EAN-8 barcodes, dates, epoch times, versions,
 hashes, prices, signed amounts, file names (``logo@2x.png``), hostnames and URLs, card expiry
-dates and security codes, user agents and 16-digit numbers that fail Luhn; each class with the
+dates and security codes, user agents, 16-digit numbers that fail Luhn and licence keys
+opening as an IBAN does (``ab12-cd3e-…``); each class with the
 names a column or key holding it would have, some of them the misleading ones of real schemas
 (a version in ``phone_os_version``, a timestamp in ``phone_verified_at``).
 """
@@ -44,6 +45,18 @@ def _file_name(faker: Faker, rng: random.Random) -> str:
     return f"{faker.word()}@{rng.choice('23')}x.{rng.choice(('png', 'jpg', 'webp'))}"
 
 
+def _code_in_fours(faker: Faker, rng: random.Random) -> str:
+    """A licence key or voucher code: two letters and two digits, as an IBAN opens, then
+    groups of four letters and digits; mostly in lower case."""
+    sep = rng.choice(("-", " ", ""))
+    groups = (
+        faker.bothify(rng.choice(("####", "????", "?#?#", "##??")))
+        for _ in range(rng.randint(2, 7))
+    )
+    code = sep.join((faker.bothify("??##"), *groups))
+    return code.lower() if rng.random() < 0.7 else code
+
+
 # class: (make, natural column names)
 NEGATIVES: dict[str, tuple[Callable[[Faker, random.Random], str], tuple[str, ...]]] = {
     "order id": (lambda f, r: f.bothify(r.choice(("ORD-########", "#########", "??-######-##"))),
@@ -69,4 +82,5 @@ NEGATIVES: dict[str, tuple[Callable[[Faker, random.Random], str], tuple[str, ...
                                                f.credit_card_security_code))(), ("exp", "cvv")),
     "user agent": (lambda f, r: f.user_agent(), ("user_agent",)),
     "16 digits, not Luhn": (_sixteen_digits_failing_luhn, ("account_ref", "batch")),
+    "code in fours": (_code_in_fours, ("licence_key", "voucher_code", "serial")),
 }  # fmt: skip

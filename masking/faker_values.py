@@ -5,7 +5,8 @@ Each positive generator returns a :class:`Positive` or ``None`` when :mod:`maski
 refuses what Faker gave (counted as rejected, never as a positive). Formats are tags: a card's
 issuer and layout (compact, spaced, dashed, dotted, double-spaced, with an expiry date, as
 magnetic-stripe track 1 or 2, glued to a word), a phone's locale and form (Faker's own, or
-its number rewritten with ``+``, ``00`` or ``011`` and spaces, dots or dashes), an e-mail's
+its number rewritten with ``+``, ``00`` or ``011`` and spaces, dots or dashes), an IBAN's
+country, separator (none, spaces, dashes) and case (capitals, lower, mixed), an e-mail's
 kind (plain, plus-addressed, internationalised domain or local part, punycode,
 percent-encoded).
 """
@@ -117,13 +118,29 @@ def itin(fakers: Fakers, rng: random.Random) -> Positive | None:
     return Positive(e.US_ITIN, value, (layout,), value, cued=layout == "digits")
 
 
+_IBAN_SEPARATORS = {"compact": "", "spaced": " ", "dashed": "-"}
+
+
+_CASES = (str.upper, str.lower, str.title)
+
+
 def iban(fakers: Fakers, rng: random.Random) -> Positive | None:
+    """Faker's IBAN compact or in fours by spaces or dashes, in capitals, in lower case, or
+    mixed as forms get them typed: compact, the country code in capitals, lower case or a
+    capital first and the rest in capitals or lower case (``Gb82west…``); grouped, each group
+    of four in a case of its own (``Gb82 WEST 1234 …``). Checked by
+    :mod:`masking.faker_checks`."""
     number = _faker(fakers, rng).iban()
-    if not check.iban_ok(number):
+    layout, case = rng.choice(tuple(_IBAN_SEPARATORS)), rng.choice(("upper", "lower", "mixed"))
+    if case == "mixed" and layout == "compact":
+        value = rng.choice(_CASES)(number[:2]) + number[2:4] + rng.choice(_CASES[:2])(number[4:])
+    else:
+        groups = re.findall(".{1,4}", number)
+        cases = (str.upper if case == "upper" else str.lower,) if case != "mixed" else _CASES
+        value = _IBAN_SEPARATORS[layout].join(rng.choice(cases)(group) for group in groups)
+    if not check.iban_ok(value):
         return None
-    layout = rng.choice(("compact", "grouped"))
-    value = number if layout == "compact" else " ".join(re.findall(".{1,4}", number))
-    return Positive(e.IBAN, value, (f"IBAN {number[:2]}", layout), value)
+    return Positive(e.IBAN, value, (f"IBAN {number[:2]}", layout, case), value)
 
 
 _EXTENSION = re.compile(r"\s*(?:x|ext\.?\s*)\d+$")

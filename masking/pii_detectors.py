@@ -14,6 +14,21 @@ from masking import national_ids as ids
 from masking import validators as v
 from masking.detector import Detector, cued, json_key, opening, plain
 
+# An IBAN in capitals; in any case, a country code of the registry (case-folded by RE2) and
+# two digits, then, compact, eleven letters and digits of one case; for a country of hex
+# letters, the digits its BBAN opens with (:data:`masking.validators.HEX_LETTER_BBAN_DIGITS`),
+# at most twelve. So lower-case hex digests, UUIDs and random tokens seldom send a row to the
+# detectors.
+_HEX_COUNTRIES = v.HEX_LETTER_BBAN_DIGITS
+_IBAN_TRIGGER = "|".join(
+    [
+        "[A-Z]{2}[0-9]{2}(?:[A-Z0-9]{11}|[ -][A-Z0-9]{4}[ -][A-Z0-9]{4})",
+        "(?i:" + "|".join(sorted(set(v.IBAN_LENGTHS) - set(_HEX_COUNTRIES))) + ")[0-9]{2}"
+        "(?:[a-z0-9]{11}|[A-Z0-9]{11}|[ -][A-Za-z0-9]{4}[ -][A-Za-z0-9]{4})",
+        "(?i:" + "|".join(sorted(_HEX_COUNTRIES)) + ")[0-9]{2}[ -][0-9]{4}[ -][0-9]{4}",
+        *(f"(?i:{c})[0-9]{{{2 + min(n, 12)}}}" for c, n in sorted(_HEX_COUNTRIES.items())),
+    ]
+)
 # An isolated run of digits: no digit, "_", decimal point or "+" (a phone number) glued to
 # its start, no further digit group before it after a single separator, and letters glued to
 # it (``PAN4111…``, track data ``%B4111…``) only where they start a word, not inside a hex
@@ -76,10 +91,11 @@ PII_DETECTORS: tuple[Detector, ...] = (
     ),
     plain(
         e.IBAN,
-        opening("[A-Z]", "[A-Za-z0-9]") + r"[A-Z]\d\d"
-        r"(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,4})?)"
-        r"(?![A-Za-z0-9])",
-        "[A-Z]{2}[0-9]{2}(?:[A-Z0-9]{11}| [A-Z0-9]{4} [A-Z0-9]{4})",
+        # in any case, compact or in fours by spaces or dashes (the same all along)
+        opening("[A-Za-z]", "[A-Za-z0-9]") + r"[A-Za-z]\d\d"
+        r"(?:[A-Za-z0-9]{11,30}|([ -])[A-Za-z0-9]{4}(?:\1[A-Za-z0-9]{4}){1,6}"
+        r"(?:\1[A-Za-z0-9]{1,4})?)(?![A-Za-z0-9])",
+        _IBAN_TRIGGER,
         extent=v.iban_extent,
     ),
     plain(

@@ -59,9 +59,18 @@ def email(rng: random.Random) -> str:
 
 
 def iban(rng: random.Random) -> str:
-    """An IBAN of any registry country, compact (electronic form) or in fours (print form)."""
+    """An IBAN of any registry country, compact (electronic form) or in fours by spaces or
+    dashes (print form), in capitals or, as typed into forms, in lower or mixed case."""
     value = specs.iban(rng)
-    return rng.choice((value, grouped(value)))
+    case = rng.random()
+    if case < 0.3:
+        # the country code and the rest each in a case of their own
+        head, tail = (
+            rng.choice((str.lower, str.upper, str.title)),
+            rng.choice((str.lower, str.upper)),
+        )
+        value = head(value[:2]) + value[2:4] + tail(value[4:])
+    return rng.choice((value, grouped(value), grouped(value, sep="-")))
 
 
 # ITU national numbering plans: the digits after each calling code.

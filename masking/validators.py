@@ -57,25 +57,44 @@ _LETTER_VALUES = str.maketrans(
 )
 
 
+# The countries whose code is two hex letters, where a lower-case digest or UUID may hold it,
+# and how many digits open their BBANs (SWIFT IBAN registry: all of it but Andorra's last
+# twelve characters). An IBAN of theirs not all in capitals is read only with those digits,
+# so that its trigger can ask for them and pass hex digests by.
+HEX_LETTER_BBAN_DIGITS = {"AD": 8, "AE": 19, "BA": 16, "BE": 12, "DE": 18, "EE": 16}
+
+
 def valid_iban(candidate: str) -> bool:
-    """Country length from :data:`IBAN_LENGTHS` and the ISO 7064 mod-97 check."""
-    compact = candidate.replace(" ", "")
-    if IBAN_LENGTHS.get(compact[:2]) != len(compact) or not compact.isalnum():
+    """Country length from :data:`IBAN_LENGTHS` and the ISO 7064 mod-97 check, in any case,
+    compact or grouped by spaces or dashes. Not all in capitals, an IBAN of a country of
+    :data:`HEX_LETTER_BBAN_DIGITS` needs those digits, and a compact one's BBAN letters
+    share one case (``gb82west…``, ``Gb82WEST…``: a random token mixes them)."""
+    compact = candidate.replace(" ", "").replace("-", "")
+    country = compact[:2].upper()
+    if IBAN_LENGTHS.get(country) != len(compact) or not (compact.isalnum() and compact.isascii()):
         return False
+    if compact != compact.upper():
+        digits = HEX_LETTER_BBAN_DIGITS.get(country)
+        if digits is not None and not compact[4 : 4 + digits].isdigit():
+            return False
+        bban = compact[4:]
+        if len(compact) == len(candidate) and bban.lower() != bban and bban.upper() != bban:
+            return False
     rearranged = compact[4:] + compact[:4]
     return int(rearranged.translate(_LETTER_VALUES)) % 97 == 1
 
 
 def iban_extent(candidate: str) -> int:
     """Length of the valid IBAN at the start of ``candidate`` (compact, or grouped in fours
-    by single spaces as the IBAN regex takes it in), or 0; a grouped IBAN may be followed by
-    a word that the loose regex took in."""
-    want = IBAN_LENGTHS.get(candidate[:2])
+    by single spaces or dashes as the IBAN regex takes it in), or 0; a grouped IBAN may be
+    followed by a word that the loose regex took in."""
+    want = IBAN_LENGTHS.get(candidate[:2].upper())
     if want is None:
         return 0
-    # The want-th letter or digit ends there; grouped, a space precedes every fourth.
-    end = want + (want - 1) // 4 if candidate[4:5] == " " else want
-    if end > len(candidate) or candidate[end : end + 1] not in ("", " "):
+    # The want-th letter or digit ends there; grouped, a separator precedes every fourth.
+    sep = candidate[4:5]
+    end = want + (want - 1) // 4 if sep in (" ", "-") else want
+    if end > len(candidate) or candidate[end : end + 1] not in ("", sep):
         return 0
     return end if valid_iban(candidate[:end]) else 0
 

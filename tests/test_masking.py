@@ -27,7 +27,7 @@ from masking.config import policy_from_mapping
 from masking.entities import ALL_ENTITIES
 from masking.negatives import NEGATIVES
 from masking.samples import POSITIVES as POSITIVE_MAKERS
-from masking.validators import IBAN_LENGTHS
+from masking.validators import HEX_LETTER_BBAN_DIGITS, IBAN_LENGTHS
 
 RNG = random.Random(4)
 ALNUM = string.ascii_letters + string.digits
@@ -274,6 +274,60 @@ def test_generated_ibans_for_every_listed_country() -> None:
             assert mask_text(f"IBAN: {carried}.").value == "IBAN: [IBAN].", carried
             broken = carried[:-1] + str((int(carried[-1]) + 1) % 10)
             assert mask_text(broken).value is broken
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "de89 3704 0044 0532 0130 00",
+        "de89370400440532013000",
+        "gb82-west-1234-5698-7654-32",
+        "GB82-WEST-1234-5698-7654-32",
+        "Gb82 West 1234 5698 7654 32",
+        "Gb82west12345698765432",
+        "fr14-2004-1010-0505-0001-3m02-606",
+        "be68539007547034",
+        "nl91abna0417164300",
+    ],
+)
+def test_iban_in_any_case_and_separator(value: str) -> None:
+    for text in (value, f"refund to {value}, thanks"):
+        result = mask_text(text)
+        assert result.entities == ("IBAN",), text
+        assert value not in result.value and "[IBAN]" in result.value
+    broken = value[:-1] + str((int(value[-1]) + 1) % 10)
+    assert mask_text(broken).value is broken
+
+
+def test_every_country_of_hex_letters_is_held_to_its_digits() -> None:
+    hex_letters = {c for c in IBAN_LENGTHS if set(c) <= set("ABCDEF")}
+    assert set(HEX_LETTER_BBAN_DIGITS) == hex_letters
+
+
+def test_lower_case_ibans_for_every_listed_country() -> None:
+    rng = random.Random(17)
+    for country, length in IBAN_LENGTHS.items():
+        value = iban(country, "".join(rng.choice(string.digits) for _ in range(length - 4)))
+        for carried in (value.lower(), grouped(value.lower()), grouped(value, sep="-").lower()):
+            assert mask_text(f"iban: {carried}.").value == "iban: [IBAN].", carried
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        # hex digests and UUIDs holding a country code and two digits, IBAN-long or grouped
+        "de12ab34cd56ef7890ab12",
+        "ad129e2b41d4a716446655",
+        "550e8400-de12-41d4-a716-446655440000",
+        "9f3c0a1b-be68-5390-0754-7034ab12cd34",
+        "be68 5390 0754 7035",  # the check digits of another account
+        "nl91-abna-0417-1643",  # too short for the Netherlands
+        # random tokens mixing cases, with a valid check by chance
+        "Gb82WeSt12345698765432",
+    ],
+)
+def test_lower_case_look_alikes_are_no_iban(value: str) -> None:
+    assert mask_text(value).entities == (), value
 
 
 def test_clean_text_is_the_same_object() -> None:
