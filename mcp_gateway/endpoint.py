@@ -38,9 +38,9 @@ from jitgate.errors import RpcError
 from jitgate.gateway import Gateway
 from mcp_gateway import jsonrpc, texts
 from mcp_gateway.envelope import (
-    MISSING_CAPABILITY,
     MODERN_VERSIONS,
     SERVER_INFO_KEY,
+    STATELESS,
     Envelope,
     envelope_of,
     http_status,
@@ -68,8 +68,6 @@ from mcp_gateway.tools import Toolbox
 
 # Newest first: an initialize asking for a revision not listed here is offered the first.
 PROTOCOL_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26")
-# What mcp_calls records as the session of a 2026-07-28 call, which has none.
-STATELESS = "stateless"
 _SERVER_INFO = {"name": "jitgate", "version": __version__}
 
 
@@ -209,13 +207,8 @@ class McpEndpoint(McpRoute):
                 assert result.request_id is not None
                 return await self.tasks.created(who, result.request_id)
             return {**result.as_json(), "resultType": "complete"}
-        if method.startswith("tasks/") and not envelope.declares(TASKS_EXTENSION):
-            required: dict[str, Any] = {
-                "requiredCapabilities": {"extensions": {TASKS_EXTENSION: {}}}
-            }
-            raise RpcError(
-                MISSING_CAPABILITY, "Missing required client capability", message.id, required
-            )
+        if method.startswith("tasks/"):
+            envelope.require(TASKS_EXTENSION, message.id)
         if method == "tasks/get":
             return await self.tasks.get(who, message.params)
         if method == "tasks/cancel":

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from jitgate import __version__
 from jitgate.errors import RpcError
 from mcp_gateway.jsonrpc import (
     INVALID_PARAMS,
@@ -27,9 +28,12 @@ from mcp_gateway.jsonrpc import (
     METHOD_NOT_FOUND,
     PARSE_ERROR,
     Request,
+    RequestId,
 )
 
 MODERN_VERSIONS = ("2026-07-28",)
+# What mcp_calls records as the session of a 2026-07-28 call, which has none.
+STATELESS = "stateless"
 VERSION_KEY = "io.modelcontextprotocol/protocolVersion"
 CAPABILITIES_KEY = "io.modelcontextprotocol/clientCapabilities"
 CLIENT_INFO_KEY = "io.modelcontextprotocol/clientInfo"
@@ -64,6 +68,14 @@ class Envelope:
         """Whether the client supports ``extension`` on this request."""
         extensions = self.capabilities.get("extensions")
         return isinstance(extensions, Mapping) and isinstance(extensions.get(extension), Mapping)
+
+    def require(self, extension: str, request_id: RequestId) -> None:
+        """Raise -32021 unless the client declares ``extension`` on this request."""
+        if not self.declares(extension):
+            required: dict[str, Any] = {"requiredCapabilities": {"extensions": {extension: {}}}}
+            raise RpcError(
+                MISSING_CAPABILITY, "Missing required client capability", request_id, required
+            )
 
 
 def is_modern(version_header: str | None) -> bool:
@@ -106,9 +118,39 @@ def envelope_of(message: Request, headers: Mapping[str, str]) -> Envelope:
     )
 
 
+def own_params(version: str | None) -> dict[str, Any]:
+    """The params of a request the gateway makes in its own name in protocol ``version``:
+    for 2026-07-28 its envelope (no capabilities), else none."""
+    if version not in MODERN_VERSIONS:
+        return {}
+    client = {"name": "jitgate", "version": __version__}
+    return {"_meta": {VERSION_KEY: version, CAPABILITIES_KEY: {}, CLIENT_INFO_KEY: client}}
+
+
+def routing_headers(message: Mapping[str, Any]) -> dict[str, str]:
+    """The headers a 2026-07-28 request repeats its method and name in, for sending it on."""
+    method = message.get("method")
+    if not isinstance(method, str):
+        return {}
+    headers = {"Mcp-Method": method}
+    params = message.get("params")
+    named = _NAMED.get(method)
+    value = params.get(named) if named and isinstance(params, Mapping) else None
+    if isinstance(value, str):
+        headers["Mcp-Name"] = _header_text(value)
+    return headers
+
+
 def http_status(code: int) -> int:
     """The HTTP status a 2026-07-28 error answer with JSON-RPC ``code`` is sent with."""
     return _STATUS.get(code, 200)
+
+
+def _header_text(value: str) -> str:
+    plain = value.isascii() and value.isprintable() and value == value.strip()
+    if plain and not _BASE64_HEADER.fullmatch(value):
+        return value
+    return f"=?base64?{base64.b64encode(value.encode()).decode()}?="
 
 
 def _header_value(raw: str | None) -> str | None:

@@ -40,6 +40,7 @@ from masking import MaskingPolicy
 from mcp_gateway import jsonrpc, proxy_texts
 from mcp_gateway.bound_calls import BoundCalls, ToolCall
 from mcp_gateway.downstream import Downstream, NotificationHandler
+from mcp_gateway.envelope import own_params
 from mcp_gateway.jsonrpc import INVALID_PARAMS, Request
 from mcp_gateway.masked_results import masked_answer, masked_text
 from mcp_gateway.pins import ToolPins
@@ -146,6 +147,41 @@ class Governor:
         self.gateway.approvals.spawn(self._ended(call_id, decided))
         answer = decided.answer
         return answer if isinstance(answer, bytes) else _encoded(answer)
+
+    async def run_approved(
+        self, session: ProxySession, request_id: int, meta: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """Make the approved call of request ``request_id`` once, for the task it is (the
+        agent does not call again): claimed APPROVED → EXECUTING by compare-and-set,
+        recorded, forwarded with ``meta`` as its ``_meta``, settled. The masked JSON-RPC
+        answer, or None when it was not claimed (another poll did; an approval older than
+        ``approval_ttl`` is cancelled)."""
+        server = self.gateway.config.mcp_servers[session.resource]
+        row = await self.bound.get(request_id)
+        if row is None or row.state != State.APPROVED:
+            return None
+        claimed = await self.bound.claim(row, server)
+        if claimed is None:
+            again = await self.bound.get(request_id)
+            if again is not None and again.state == State.APPROVED:
+                await self.bound.lapse(again, server)
+            return None
+        made = json.loads(row.sql)
+        call = ToolCall(server, session.principal, made["tool"], made["arguments"])
+        params = {"name": call.tool, "arguments": call.arguments, "_meta": meta}
+        message = Request(f"jitgate-request-{request_id}", "tools/call", params)
+        body = _encoded({"jsonrpc": "2.0", "id": message.id, "method": message.method,
+                         "params": params})  # fmt: skip
+        call_id = await self.store.call_started(session, call.tool, call.arguments)
+        try:
+            decided = await self._forward(session, call, message, body, None, "approved",
+                                          request_id)  # fmt: skip
+        except McpServerError as exc:
+            decided = Decided(jsonrpc.error(message.id, SERVER_FAILED, str(exc)), "approved",
+                              "server_failed", str(exc), request_id)  # fmt: skip
+        self.gateway.approvals.spawn(self._ended(call_id, decided))
+        answer = decided.answer
+        return json.loads(answer) if isinstance(answer, bytes) else answer
 
     async def _ended(self, call_id: int, decided: Decided) -> None:
         with contextlib.suppress(StoreUnavailable):
@@ -281,8 +317,9 @@ class Governor:
 
     async def _learn_tools(self, session: ProxySession) -> None:
         """Ask the server for its tools, as this process has not heard them yet."""
-        body = json.dumps({"jsonrpc": "2.0", "id": "jitgate-tools", "method": "tools/list"})
-        answer = await self.forward(session, body.encode(), "jitgate-tools")
+        listing = {"jsonrpc": "2.0", "id": "jitgate-tools", "method": "tools/list",
+                   "params": own_params(session.protocol_version)}  # fmt: skip
+        answer = await self.forward(session, _encoded(listing), "jitgate-tools")
         result = json.loads(answer or b"{}").get("result", {})
         if isinstance(result.get("tools"), list):
             tools = [t for t in result["tools"] if isinstance(t, dict)]

@@ -1,5 +1,6 @@
 """A governed MCP server reached over streamable HTTP (a resource's ``url``), with the
-gateway's own aiohttp client.
+gateway's own aiohttp client. A request of protocol 2026-07-28 is sent with the routing
+headers that protocol requires (``Mcp-Method``, ``Mcp-Name``).
 
 The server may answer with one JSON body or with an event stream
 (:mod:`mcp_gateway.sse`). On a stream it may first send requests of its own (sampling,
@@ -37,6 +38,7 @@ from mcp_gateway.downstream import (
     response_to,
 )
 from mcp_gateway.downstream_tokens import DownstreamTokens
+from mcp_gateway.envelope import is_modern, routing_headers
 from mcp_gateway.jsonrpc import RequestId
 from mcp_gateway.settings import McpServer
 from mcp_gateway.sse import EventStream
@@ -67,6 +69,8 @@ class HttpDownstream:
         on_notification: NotificationHandler | None = None,
     ) -> Answer:
         headers = await self._caller_headers(session_id, protocol_version, caller)
+        if is_modern(protocol_version):
+            headers.update(routing_headers(json_object(body, "the client")))
         name, timeout = self.server.name, self.server.timeout
         try:
             async with asyncio.timeout(timeout):

@@ -36,9 +36,11 @@ from jitgate.errors import McpServerError, StoreUnavailable
 from jitgate.gateway import Gateway
 from mcp_gateway import jsonrpc
 from mcp_gateway.downstream import Downstream
+from mcp_gateway.envelope import is_modern
 from mcp_gateway.governor import SERVER_FAILED, Governor
 from mcp_gateway.http_edge import (
     SESSION_HEADER,
+    VERSION_HEADER,
     McpRoute,
     as_agent,
     caller_of,
@@ -59,6 +61,7 @@ from mcp_gateway.jsonrpc import (
 from mcp_gateway.links import open_downstream
 from mcp_gateway.masked_results import masked_answer
 from mcp_gateway.pins_api import PinsApi
+from mcp_gateway.proxy_modern import ModernProxy
 from mcp_gateway.proxy_store import ProxySession, ProxyStore, StoredSession
 from mcp_gateway.settings import McpServer
 from mcp_gateway.stream import AgentStream
@@ -72,6 +75,7 @@ class McpRelay(McpRoute):
         self.store = ProxyStore(gateway.pool)
         self.links: dict[str, Downstream] = {}
         self.governor = Governor(gateway, self.store, self.links)
+        self.modern = ModernProxy(gateway, self.governor)
         self._http: aiohttp.ClientSession | None = None
 
     def routes(self) -> list[web.RouteDef]:
@@ -121,6 +125,8 @@ class McpRelay(McpRoute):
         if isinstance(read, web.Response):
             return read
         body, message = read
+        if is_modern(request.headers.get(VERSION_HEADER)):
+            return await self.modern.serve(request, server, caller, message, self._dispatch)
         request_id = id_of(message)
         if isinstance(message, Request) and message.method == "initialize":
             return await self._initialize(server, caller, message)

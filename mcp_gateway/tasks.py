@@ -44,7 +44,6 @@ from mcp_gateway.tools import executed
 TASKS_EXTENSION = "io.modelcontextprotocol/tasks"
 POLL_INTERVAL_MS = 2000
 _PREFIX = "request-"
-_SOURCE = "mcp"
 
 
 def task_id(request_id: int) -> str:
@@ -52,18 +51,24 @@ def task_id(request_id: int) -> str:
 
 
 class RequestTasks:
-    def __init__(self, gateway: Gateway) -> None:
+    """The tasks of the requests ``source`` opens (``run_sql``'s; the governing proxy's
+    are :class:`mcp_gateway.proxy_tasks.ProxyTasks`), on ``resource`` if given."""
+
+    source = "mcp"
+
+    def __init__(self, gateway: Gateway, resource: str | None = None) -> None:
         self.gateway = gateway
         self.config = gateway.config
+        self.resource = resource
 
     async def created(self, who: Principal, request_id: int) -> dict[str, Any]:
         """The ``CreateTaskResult`` for the request a held call opened."""
         view = await self._mine(who, task_id(request_id))
-        return {"resultType": "task", **self._task(view)}
+        return {"resultType": "task", **self.task(view)}
 
     async def get(self, who: Principal, params: dict[str, Any]) -> dict[str, Any]:
         view = await self._mine(who, params.get("taskId"))
-        return {"resultType": "complete", **self._task(view)}
+        return {"resultType": "complete", **self.task(view)}
 
     async def cancel(self, who: Principal, params: dict[str, Any]) -> dict[str, Any]:
         """Cancels the request unless it ran or is running (the extension lets a server
@@ -84,14 +89,16 @@ class RequestTasks:
             view = await self.gateway.approvals.store.view(request_id)
         if (
             view is None
-            or view.source != _SOURCE
+            or view.source != self.source
+            or self.resource not in (None, view.resource)
             or view.requester != who.email
             or view.agent != who.actor
         ):
             raise RpcError(INVALID_PARAMS, "Failed to retrieve task: Task not found")
         return view
 
-    def _task(self, view: RequestView) -> dict[str, Any]:
+    def task(self, view: RequestView) -> dict[str, Any]:
+        """The task as ``tasks/get`` shows it, from its request's state."""
         view = shown(self.config, view)
         task: dict[str, Any] = {
             "taskId": task_id(view.id),
@@ -109,13 +116,14 @@ class RequestTasks:
             return {**task, "status": "working", "statusMessage": texts.task_running(view)}
         if view.state == State.CANCELLED:
             return {**task, "status": "cancelled", "statusMessage": texts.status(view)}
-        if view.outcome is not None:
-            result = executed(view.outcome)
-        else:
-            result = refusal(str(view.state), texts.status(view))
-        message = texts.status(view)
-        return {**task, "status": "completed", "statusMessage": message,
-                "result": {**result.as_json(), "resultType": "complete"}}  # fmt: skip
+        return {**task, "status": "completed", "statusMessage": texts.status(view),
+                "result": {**self.result(view), "resultType": "complete"}}  # fmt: skip
+
+    def result(self, view: RequestView) -> dict[str, Any]:
+        """The ``CallToolResult`` of a request that ended (masked already)."""
+        if view.outcome is None:
+            return refusal(str(view.state), texts.status(view)).as_json()
+        return executed(view.outcome).as_json()
 
 
 def _request_id(value: object) -> int | None:

@@ -1,0 +1,166 @@
+"""The governing proxy spoken to in MCP protocol 2026-07-28 by the official SDK client: the
+governed server's ``server/discover`` offered with the tasks extension, calls governed as
+in a session, and a held call as a task that the gateway makes once the request is
+approved. The downstream server's call counter and the store are the witnesses."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+
+import httpx2
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.server.mcpserver import MCPServer
+from mcp_types import Implementation, Result
+
+from tests.harness import GatewayThread
+from tests.mcp_servers import CARD, EMAIL, BrokenServer, ServerThread
+from tests.mcp_servers import tickets_server as make_tickets_server
+from tests.test_mcp_native import (
+    CancelTask,
+    DetailedTask,
+    TaskHandle,
+    TaskParams,
+    TasksExtension,
+    get_task,
+)
+from tests.test_mcp_proxy import last_call, proxy_config, text
+from tests.test_mcp_server import gw_call, gw_fetchrow
+
+ALICE, BOB = "alice@example.com", "bob@example.com"
+AGENT = "claude-code"
+
+
+@pytest.fixture(scope="module")
+def tickets() -> Iterator[tuple[MCPServer, Counter[str], ServerThread]]:
+    server, calls = make_tickets_server()
+    thread = ServerThread(server.streamable_http_app())
+    yield server, calls, thread
+    thread.stop()
+
+
+@pytest.fixture(scope="module")
+def broken() -> Iterator[BrokenServer]:
+    server = BrokenServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def gw(
+    make_database: Callable[[str], str],
+    tickets: tuple[MCPServer, Counter[str], ServerThread],
+    broken: BrokenServer,
+) -> Iterator[GatewayThread]:
+    config = proxy_config(make_database("jg_mcp_proxy_native_store"), tickets[2].url(), broken)
+    gateway = GatewayThread(config)
+    yield gateway
+    gateway.stop()
+
+
+@pytest.fixture(scope="module")
+def tokens(gw: GatewayThread) -> dict[str, str]:
+    return {user: gw.token(user) for user in (ALICE, BOB)}
+
+
+@asynccontextmanager
+async def connected(
+    gw: GatewayThread,
+    token: str,
+    resource: str = "tickets",
+    mode: str = "auto",
+    tasks: TasksExtension | None = None,
+) -> AsyncIterator[Client]:
+    url = f"http://127.0.0.1:{gw.http_port}/mcp/{resource}"
+    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30) as h:
+        transport = streamable_http_client(url, http_client=h)
+        async with Client(
+            transport, client_info=Implementation(name=AGENT, version="1"), mode=mode,
+            extensions=[tasks] if tasks is not None else None,
+        ) as client:  # fmt: skip
+            yield client
+
+
+async def test_a_modern_client_is_governed_without_a_session(
+    gw: GatewayThread, tokens: dict[str, str], tickets: tuple[MCPServer, Counter[str], ServerThread]
+) -> None:
+    async with connected(gw, tokens[ALICE]) as client:
+        assert client.protocol_version == "2026-07-28"
+        assert client.session.initialize_result is None
+        # Called before any listing: the gateway learns the tools itself, in 2026-07-28.
+        found = await client.call_tool("lookup_customer", {"id": 1})
+        names = {tool.name for tool in (await client.list_tools()).tools}
+        assert "lookup_customer" in names and "delete_project" not in names
+    shown = found.model_dump_json(by_alias=True)
+    assert EMAIL not in shown and CARD not in shown and "Dana" in shown
+    record = last_call(gw, "lookup_customer")
+    assert (record["principal"], record["agent"], record["mcp_session"]) == (
+        ALICE, AGENT, "stateless",
+    )  # fmt: skip
+    assert (record["decision"], record["outcome"]) == ("allow", "forwarded")
+
+
+async def test_a_held_call_is_a_task_made_once_when_approved(
+    gw: GatewayThread, tokens: dict[str, str], tickets: tuple[MCPServer, Counter[str], ServerThread]
+) -> None:
+    calls = tickets[1]
+    before = calls["close_ticket"]
+    tasks = TasksExtension()
+    arguments = {"id": 41, "reason": f"asked by {EMAIL}"}
+    async with connected(gw, tokens[ALICE], tasks=tasks) as client:
+        call = asyncio.create_task(client.call_tool("close_ticket", arguments))
+        await asyncio.wait_for(tasks.polled.wait(), 10)
+        (handle,) = tasks.handles
+        assert handle.status == "working" and "/requests/" in (handle.status_message or "")
+        assert calls["close_ticket"] == before and not call.done()
+        request_id = int(handle.task_id.removeprefix("request-"))
+        await gw_call(gw, gw.gateway.approvals.decide(request_id, BOB, "approve", via="cli"))
+        result = await asyncio.wait_for(call, 20)
+        again = await client.session.send_request(get_task(handle.task_id), DetailedTask)
+    assert not result.is_error and text(result) == "ticket 41 closed"
+    assert calls["close_ticket"] == before + 1
+    assert again.status == "completed" and again.result is not None
+    assert again.result["content"][0]["text"] == "ticket 41 closed"
+    assert calls["close_ticket"] == before + 1
+    row = await gw_fetchrow(gw, "SELECT state, agent FROM requests WHERE id = $1", request_id)
+    assert (row["state"], row["agent"]) == ("executed", AGENT)
+    record = last_call(gw, "close_ticket")
+    assert (record["decision"], record["request_id"]) == ("approved", request_id)
+    assert EMAIL not in record["arguments"]
+
+
+async def test_without_the_tasks_extension_a_held_call_answers_pending_approval(
+    gw: GatewayThread, tokens: dict[str, str], tickets: tuple[MCPServer, Counter[str], ServerThread]
+) -> None:
+    before = tickets[1]["close_ticket"]
+    async with connected(gw, tokens[ALICE], mode="2026-07-28") as client:
+        held = await client.call_tool("close_ticket", {"id": 42, "reason": "done"})
+    assert held.is_error and text(held).startswith("pending_approval")
+    assert tickets[1]["close_ticket"] == before
+
+
+async def test_a_task_is_cancelled_and_hidden_from_others(
+    gw: GatewayThread, tokens: dict[str, str], tickets: tuple[MCPServer, Counter[str], ServerThread]
+) -> None:
+    before = tickets[1]["close_ticket"]
+    async with connected(gw, tokens[ALICE], tasks=TasksExtension()) as client:
+        handle = await client.session.call_tool(
+            "close_ticket", {"id": 43, "reason": "cancel me"}, allow_claimed=True
+        )
+        assert isinstance(handle, TaskHandle)
+        cancel = CancelTask(params=TaskParams(task_id=handle.task_id))
+        await client.session.send_request(cancel, Result)
+        task = await client.session.send_request(get_task(handle.task_id), DetailedTask)
+    assert task.status == "cancelled" and tickets[1]["close_ticket"] == before
+
+
+async def test_a_server_that_does_not_speak_2026_07_28_is_reached_through_initialize(
+    gw: GatewayThread, tokens: dict[str, str]
+) -> None:
+    async with connected(gw, tokens[ALICE], resource="wrong-id") as client:
+        assert client.session.initialize_result is not None
+        assert client.protocol_version == "2025-11-25"
