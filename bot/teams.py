@@ -176,7 +176,7 @@ class TeamsAdapter:
         if person is not None and person.email is not None:
             object_id = (activity.get("from") or {}).get("aadObjectId")
             await self.users.seen([(person.user_id, object_id, person.email)])
-        if kind == "conversationUpdate" and _bot_added(activity):
+        if kind == "conversationUpdate" and activity.get("membersAdded"):
             self._approvals.spawn(self._learn_roster(activity))
         if kind == "message" and person is not None:
             key = f"teams:{(activity.get('conversation') or {}).get('id')}:{activity.get('id')}"
@@ -190,7 +190,8 @@ class TeamsAdapter:
         return web.Response(status=200)
 
     async def _learn_roster(self, activity: dict[str, Any]) -> None:
-        """Record the MRIs of the members of a team or chat the app was just added to."""
+        """Record the MRIs of the members of a team or chat when the app or someone new
+        was added to it."""
         team = ((activity.get("channelData") or {}).get("team") or {}).get("id")
         conversation = str(team or activity["conversation"]["id"]).split(";messageid=")[0]
         try:
@@ -269,17 +270,6 @@ class TeamsAdapter:
 
 def _message(text: str, status: int = 200) -> dict[str, Any]:
     return {"statusCode": status, "type": MESSAGE, "value": text}
-
-
-def _bot_added(activity: dict[str, Any]) -> bool:
-    """A ``conversationUpdate`` saying the app itself was added to the conversation."""
-    bot = (activity.get("recipient") or {}).get("id")
-    added = activity.get("membersAdded")
-    return (
-        bot is not None
-        and isinstance(added, list)
-        and any(isinstance(member, dict) and member.get("id") == bot for member in added)
-    )
 
 
 def _is_activity(activity: object) -> bool:

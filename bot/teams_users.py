@@ -5,7 +5,7 @@ refresh"): the ``from.id`` Teams gives a user in the bot's activities (``29:...`
 the roster calls answer too; an Entra object id matches nobody. :class:`TeamsUsers` keeps
 MRI → e-mail (the mapping rules of :class:`bot.teams_conversations.TeamsPeople`) for every
 person an authenticated activity came from and every member of the roster of a team or
-chat the app is added to.
+chat, read when the app or someone new is added to it.
 
 :meth:`TeamsUsers.refresh_ids` lists who may decide the request now (the same rule as the
 buttons, :func:`notify.access.verbs_for`), most recently seen first, at most

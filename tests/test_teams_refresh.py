@@ -35,6 +35,7 @@ from tests.teams_gateway import (
 from tests.test_teams import asked
 
 CAROL = ("29:1CarolMRI", "ca201000-0000-4000-8000-0000000000ca")
+DANA = ("29:1DanaMRI", "da4a0000-0000-4000-8000-0000000000da")
 DBAS = [(f"29:1Dba{i}MRI", f"d0000000-0000-4000-8000-{i:012d}") for i in range(70)]
 
 
@@ -56,7 +57,7 @@ def gw(make_database: Callable[[str], str], teams: FakeTeams) -> Iterator[Gatewa
         conn.execute("INSERT INTO items SELECT g, 'x@example.org', 'n', 0"
                      " FROM generate_series(1, 10) g")  # fmt: skip
     groups = {"engineers": ["alice@example.com"], "outsiders": ["eve@example.com"],
-              "dba": ["bob@example.com", "carol@example.com",
+              "dba": ["bob@example.com", "carol@example.com", "dana@example.com",
                       *(f"dba{i}@example.com" for i in range(len(DBAS)))]}  # fmt: skip
     gateway = GatewayThread(
         teams_config(make_database("jg_teams_refresh_store"), target, teams, groups=groups)
@@ -128,3 +129,20 @@ def test_a_roster_that_cannot_be_read_changes_nothing_else(
     wait_until(lambda: [c for c in teams.calls if c.kind == "roster" and c.status == 503])
     card = card_for(teams, asked(gw, teams, "UPDATE items SET n = n + 1 WHERE id = 4"))
     assert verbs(card) == ["approve", "reject"] and len(card["refresh"]["userIds"]) == 60
+
+
+def test_someone_who_joins_the_team_is_known_from_then_on(
+    gw: GatewayThread, teams: FakeTeams
+) -> None:
+    teams.members[DANA[0]] = member(DANA, "dana@example.com")
+    joined = teams.activity(
+        "conversation_update", membersAdded=[{"id": DANA[0], "aadObjectId": DANA[1]}]
+    )
+    joined["conversation"] = {**joined["conversation"], "id": APPROVALS}
+    assert post(gw, joined, teams.channel_token())[0] == 200
+    sql = "SELECT email FROM teams_users WHERE mri = $1"
+    assert wait_until(lambda: gw.call(gw.gateway.pool.fetchval(sql, DANA[0]))) == (
+        "dana@example.com"
+    )
+    card = card_for(teams, asked(gw, teams, "UPDATE items SET n = n + 1 WHERE id = 5"))
+    assert DANA[0] in card["refresh"]["userIds"]
