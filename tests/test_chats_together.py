@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -25,8 +26,21 @@ from tests.slack_gateway import (
     text_of,
     wait_until,
 )  # fmt: skip
-from tests.slack_requests import slash_command
-from tests.teams_gateway import APP_ID, APPROVALS, BOB, MEMBERS, PASSWORD, TENANT, click, install
+from tests.slack_requests import block_action, slash_command
+from tests.teams_gateway import (
+    APP_ID,
+    APPROVALS,
+    BOB,
+    MEMBERS,
+    PASSWORD,
+    TENANT,
+    card_json,
+    click,
+    install,
+    runs,
+    text_blocks,
+    verbs,
+)
 from tests.teams_gateway import card_of as teams_card_of
 
 
@@ -81,3 +95,31 @@ def test_a_decision_in_teams_updates_the_slack_card(
     teams_result = [r for r in teams.wait_for("reply", conversation=APPROVALS)
                     if r.activity_id == teams_card]  # fmt: skip
     assert len(teams_result) == 1 and "UPDATE 1" in json.dumps(teams_result[0].activity)
+
+
+def test_a_decision_in_slack_updates_the_teams_card(
+    gw: GatewayThread, chats: tuple[FakeSlack, FakeTeams]
+) -> None:
+    slack, teams = chats
+    sent = send(gw, slash_command(SECRET, "run prod UPDATE items SET note = 'y' WHERE id = 2",
+                                  response_url=slack.response_url("slack-first")))  # fmt: skip
+    assert sent == 200
+    request_id = int(reply(slack, "slack-first").split("request #")[1].split()[0])
+    channel, ts = card_of(gw, request_id)
+    teams_card = teams_card_of(gw, request_id)
+
+    assert send(gw, block_action(SECRET, "approve", request_id, channel_id=channel,
+                                 message_ts=ts)) == 200  # fmt: skip
+
+    def teams_card_now() -> dict[str, Any] | None:
+        updates = [c for c in teams.calls_to("update", APPROVALS) if c.activity_id == teams_card]
+        last = card_json(updates[-1].activity) if updates else None
+        return last if last is not None and "executed" in " ".join(text_blocks(last)) else None
+
+    decided = wait_until(teams_card_now, what="the Teams card to show the execution")
+    assert verbs(decided) == [] and "bob@example.com" in runs(decided)
+    teams_result = wait_until(lambda: [r for r in teams.calls_to("reply", APPROVALS)
+                                       if r.activity_id == teams_card])  # fmt: skip
+    assert len(teams_result) == 1 and "UPDATE 1" in json.dumps(teams_result[0].activity)
+    (slack_result,) = wait_until(lambda: posts(slack, SLACK_APPROVALS, thread_ts=ts))
+    assert "UPDATE 1" in text_of(slack_result.args)
