@@ -426,3 +426,48 @@ def test_an_approved_bound_write_from_a_reader_session_runs_on_a_writer(
     assert target("SELECT name FROM items WHERE id = 6") == "bound"
     done = final_view(gw, request_id)
     assert (done.outcome.command_tag, done.outcome.rows) == ("UPDATE 1", 1)
+
+
+def test_roles_apply_takes_large_objects_from_the_reader_and_doctor_sees_it(
+    make_database: Callable[[str], str], pg_dsn: str, tmp_path: Path
+) -> None:
+    """Before ``jitgate roles --apply`` the reader (a plain login role) may create large
+    objects: doctor warns and names the resource. After it, only the writer may."""
+    reader, writer = "jg_reader_lo", "jg_writer_lo"
+    dsn = make_database("jg_roles_apply")
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        for role in (reader, writer):
+            conn.execute(f"DROP ROLE IF EXISTS {role}")
+            conn.execute(f"CREATE ROLE {role} LOGIN")
+        conn.execute(f"ALTER DATABASE jg_roles_apply OWNER TO {writer}")
+    path = tmp_path / "jitgate.yaml"
+    path.write_text(yaml.safe_dump({
+        "database_url": "postgresql://unused@127.0.0.1:1/x",
+        "groups": {"engineers": [ALICE]},
+        "resources": {"shop": {
+            "type": "postgres", "url": as_role(dsn, reader), "write_url": as_role(dsn, writer),
+            "access": {"engineers": {"read": "allow"}},
+        }},
+    }))  # fmt: skip
+
+    def jitgate(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "jitgate", *args, "--config", str(path)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+
+    before = jitgate("doctor")
+    assert "shop: warning: the reader credential can create large objects (lo_create(oid)," in (
+        before.stdout
+    ), before.stdout
+    applied = jitgate("roles", "--resource", "shop", "--apply", dsn)
+    assert applied.returncode == 0, applied.stderr
+    assert "this changes who may create large objects in jg_roles_apply to" in applied.stdout
+    after = jitgate("doctor")
+    assert (after.returncode, after.stdout) == (0, "shop: the reader credential cannot write\n")
+    denied = pytest.raises(psycopg.errors.InsufficientPrivilege)
+    with psycopg.connect(as_role(dsn, reader), autocommit=True) as conn, denied:
+        conn.execute("SELECT lo_create(0)")
+    with psycopg.connect(as_role(dsn, writer), autocommit=True) as conn:
+        assert conn.execute("SELECT lo_unlink(lo_create(0))").fetchone() == (1,)
+    assert scalar(dsn, LARGE_OBJECTS) == 0
