@@ -3,8 +3,9 @@ aiohttp application, over the chat-neutral core (:mod:`notify`).
 
 Incoming. Every request is authenticated as the Bot Framework does
 (:mod:`bot.teams_auth`); anything not signed by the channel gets 401 and runs nothing, a
-body that is not an activity gets 400, a store that cannot answer 503; never a 500. Each
-activity refreshes its conversation's reference (:mod:`bot.teams_conversations`).
+body that is not an activity gets 400, a store (or a connector asked who the sender is)
+that cannot answer 503; never a 500. Each activity refreshes its conversation's reference
+(:mod:`bot.teams_conversations`) and who sent it (:mod:`bot.teams_users`).
 
 - A message to the bot (``run RESOURCE SQL [-- reason]``, ``status ID``, ``pending``,
   ``help``, with or without an @mention of the bot) is acknowledged at once and answered
@@ -160,10 +161,11 @@ class TeamsAdapter:
         assert isinstance(activity, dict)
         try:
             return await self._dispatch(activity)
-        except StoreUnavailable as down:
-            log.error("teams activity refused: the store is unreachable",
-                      extra={"error": str(down)})  # fmt: skip
-            return web.Response(status=503, text="the gateway's store is unreachable")
+        except (StoreUnavailable, *STORE_ERRORS, *_EXPECTED) as down:
+            # The store, or the connector asked who the sender is, did not answer.
+            log.error("teams activity refused: a service it needs did not answer",
+                      extra={"error": f"{type(down).__name__}: {down}"})  # fmt: skip
+            return web.Response(status=503, text="the gateway cannot act on this now")
 
     async def _dispatch(self, activity: dict[str, Any]) -> web.Response:
         kind = activity.get("type")

@@ -248,7 +248,11 @@ class FakeTeams:
         if not self._authorized(request):
             return web.json_response({"error": {"code": "Unauthorized"}}, status=401)
         user = request.match_info["user"]
-        self._record(Call("member", request.match_info["conversation"], user, {}, 200))
+        failure = self._failure("member", request.match_info["conversation"])
+        status = 200 if failure is None else failure[0]
+        self._record(Call("member", request.match_info["conversation"], user, {}, status))
+        if failure is not None:
+            return web.json_response({"error": {"code": "ServiceError"}}, status=status)
         if user not in self.members:
             return web.json_response({"error": {"code": "MemberNotFoundInConversation"}},
                                      status=404)  # fmt: skip

@@ -191,6 +191,19 @@ def test_requests_not_signed_by_the_channel_are_401(
     assert len(teams.calls) == before
 
 
+def test_a_connector_that_cannot_say_who_wrote_is_503_and_nothing_runs(
+    gw: GatewayThread, teams: FakeTeams
+) -> None:
+    teams.fail("member", times=1, status=502)
+    stranger = ("29:1StrangerMRI", "5a500000-0000-4000-8000-0000000000aa")
+    activity = teams.activity("message_channel", text="pending", id="m-stranger")
+    activity["from"] = sender(stranger)
+    before = len(teams.calls_to("send")) + len(teams.calls_to("reply"))
+    assert post(gw, activity, teams.channel_token()) == (503, "the gateway cannot act on this now")
+    assert [c.status for c in teams.calls if c.kind == "member"][-1] == 502
+    assert len(teams.calls_to("send")) + len(teams.calls_to("reply")) == before
+
+
 def test_a_signed_body_that_is_not_an_activity_is_400(gw: GatewayThread, teams: FakeTeams) -> None:
     tenant = {"tenant": {"id": TENANT}}
     body = {"type": "message", "channelId": "msteams", "serviceUrl": teams.service_url,
