@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import re
 import subprocess
 import sys
@@ -22,7 +23,7 @@ import pytest
 import yaml
 
 from jitgate.config import Config, Resource, parse_upstream_url
-from jitgate.doctor import check_reader
+from jitgate.doctor import check_at_start, check_reader
 from jitgate.errors import ConfigError
 from jitgate.gateway import Gateway
 from jitgate.roles import reader_role_sql, writer_schemas
@@ -116,7 +117,7 @@ LARGE_OBJECTS = "SELECT count(*) FROM pg_largeobject_metadata"
 
 
 def test_a_reader_cannot_create_large_objects_though_its_transactions_are_read_only(
-    target: Callable[[str], object], target_dsn: str
+    config: Config, target: Callable[[str], object], target_dsn: str
 ) -> None:
     """PostgreSQL lets a read-only transaction create a large object; after ``jitgate
     roles`` only the writer may."""
@@ -160,14 +161,19 @@ def test_large_object_calls_from_a_reader_session_never_reach_the_target(
 
 
 def test_the_check_warns_of_a_reader_that_can_create_large_objects(
-    config: Config, target_dsn: str
+    config: Config, target_dsn: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """A warning, at start too, not a refusal: the gateway starts."""
     with psycopg.connect(target_dsn, autocommit=True) as conn:
         conn.execute("GRANT EXECUTE ON FUNCTION lo_create(oid) TO PUBLIC")
         try:
             check = asyncio.run(check_reader(config.resources["prod"]))
+            with caplog.at_level(logging.WARNING, logger="jitgate.doctor"):
+                asyncio.run(check_at_start(config))
         finally:
             conn.execute("REVOKE EXECUTE ON FUNCTION lo_create(oid) FROM PUBLIC")
+    logged = [r.getMessage() for r in caplog.records if r.name == "jitgate.doctor"]
+    assert [line for line in logged if line.startswith("prod:")] == list(check.warnings)
     assert (check.status, check.problems, check.large_objects) == ("ok", (), ("lo_create(oid)",))
     assert check.warnings == (
         "prod: warning: the reader credential can create large objects (lo_create(oid)), even"
