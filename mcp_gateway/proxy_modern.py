@@ -13,12 +13,15 @@ What the server is told of the client's capabilities is narrowed as ``initialize
 narrowed: no sampling or elicitation policy refuses, and never the tasks extension, whose
 tasks the gateway keeps itself. A call policy holds answers, for a request that declares
 the tasks extension, a task (:mod:`mcp_gateway.proxy_tasks`), else ``pending_approval``
-as in a session. A server's ``InputRequiredResult`` that asks for what policy refuses
-(sampling, elicitation, roots) reaches the agent as a JSON-RPC error naming the refusal.
+as in a session. A server's ``InputRequiredResult`` reaches the agent masked, and what
+the agent answers with (``inputResponses`` of its retry) is recorded masked in
+``mcp_calls`` as ``inputResponses``; one that asks for what policy refuses (sampling,
+elicitation, roots) reaches the agent as a JSON-RPC error naming the refusal.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -27,7 +30,7 @@ from aiohttp import web
 
 from approvals.model import Alert
 from identity import Principal
-from jitgate.errors import McpServerError, RpcError
+from jitgate.errors import McpServerError, RpcError, StoreUnavailable
 from jitgate.gateway import Gateway
 from mcp_gateway import jsonrpc, proxy_texts
 from mcp_gateway.envelope import (
@@ -98,6 +101,9 @@ class ModernProxy:
         body = _encoded(message)
         if message.method == "server/discover":
             return await self._discover(session, message, body)
+        answered = message.params.get("inputResponses")
+        if isinstance(answered, dict) and answered:
+            await self._record_answers(session, answered)
         try:
             sent = await dispatch(session, message, body, stream)
         except McpServerError as exc:
@@ -151,6 +157,15 @@ class ModernProxy:
         if message.method == "tasks/update":
             return await tasks.update(session.principal, message.params)
         raise RpcError(METHOD_NOT_FOUND, f"Method not found: {message.method}", message.id)
+
+    async def _record_answers(self, session: ProxySession, answered: dict[str, Any]) -> None:
+        """What the agent answers the server's input requests with, recorded masked
+        before it is sent on."""
+        call_id = await self.governor.store.call_started(session, "inputResponses", answered)
+        with contextlib.suppress(StoreUnavailable):
+            await self.governor.store.call_ended(
+                call_id, "allow", "answered", f"{len(answered)} answers sent on", None
+            )
 
     def _refused_inputs(self, session: ProxySession, result: dict[str, Any]) -> str | None:
         """Why the agent may not be asked what an ``InputRequiredResult`` asks, if so."""

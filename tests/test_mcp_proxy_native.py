@@ -6,17 +6,22 @@ approved. The downstream server's call counter and the store are the witnesses."
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx2
 import pytest
+from aiohttp import web
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.server.mcpserver import MCPServer
+from mcp.shared.exceptions import MCPError
 from mcp_types import Implementation, Result
 
+from jitgate.config import parse_config
 from tests.harness import GatewayThread
 from tests.mcp_servers import CARD, EMAIL, BrokenServer, ServerThread
 from tests.mcp_servers import tickets_server as make_tickets_server
@@ -164,3 +169,81 @@ async def test_a_server_that_does_not_speak_2026_07_28_is_reached_through_initia
     async with connected(gw, tokens[ALICE], resource="wrong-id") as client:
         assert client.session.initialize_result is not None
         assert client.protocol_version == "2025-11-25"
+
+
+class AskingServer:
+    """A 2026-07-28 server that answers every call with an ``InputRequiredResult`` asking
+    the client's model, whatever the client declared."""
+
+    def __init__(self) -> None:
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.ready, self.loop = threading.Event(), asyncio.new_event_loop()
+        self.thread.start()
+        assert self.ready.wait(10)
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        app = web.Application()
+        app.router.add_post("/mcp", self._answer)
+        self.runner = web.AppRunner(app)
+        self.loop.run_until_complete(self.runner.setup())
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        self.loop.run_until_complete(site.start())
+        self.port = self.runner.addresses[0][1]
+        self.ready.set()
+        self.loop.run_forever()
+
+    async def _answer(self, request: web.Request) -> web.Response:
+        message = await request.json()
+        results = {
+            "server/discover": {"supportedVersions": ["2026-07-28"], "capabilities": {"tools": {}},
+                                "resultType": "complete", "ttlMs": 0, "cacheScope": "public"},
+            "tools/list": {"tools": [{"name": "ask", "inputSchema": {"type": "object"}}],
+                           "resultType": "complete", "ttlMs": 0, "cacheScope": "public"},
+            "tools/call": {"resultType": "input_required", "requestState": "s", "inputRequests": {
+                "q": {"method": "sampling/createMessage",
+                      "params": {"messages": [], "maxTokens": 5}}}},
+        }  # fmt: skip
+        return web.json_response(
+            {"jsonrpc": "2.0", "id": message["id"], "result": results[message["method"]]}
+        )
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+async def test_an_input_request_policy_refuses_never_reaches_the_agent(
+    make_database: Callable[[str], str],
+) -> None:
+    asking = AskingServer()
+    raw = {
+        "database_url": make_database("jg_mcp_asking_store"),
+        "http": {"listen": "127.0.0.1:0"},
+        "postgres": {"listen": "127.0.0.1:0"},
+        "groups": {"engineers": [ALICE]},
+        "resources": {"asking": {"type": "mcp", "url": f"http://127.0.0.1:{asking.port}/mcp",
+                                 "access": {"engineers": {"*": "allow"}}}},
+    }  # fmt: skip
+    gateway = GatewayThread(parse_config(raw, {}))
+    sampled: list[Any] = []
+
+    async def sample(_context: Any, params: Any) -> Any:
+        sampled.append(params)
+        raise AssertionError("the agent was asked")
+
+    try:
+        url = f"http://127.0.0.1:{gateway.http_port}/mcp/asking"
+        headers = {"Authorization": f"Bearer {gateway.token(ALICE)}"}
+        async with httpx2.AsyncClient(headers=headers, timeout=30) as http:
+            transport = streamable_http_client(url, http_client=http)
+            async with Client(transport, mode="2026-07-28", sampling_callback=sample) as client:
+                with pytest.raises(MCPError) as refused:
+                    await client.call_tool("ask", {})
+    finally:
+        gateway.stop()
+        asking.stop()
+    assert refused.value.code == -32003 and "refused by jitgate's policy" in str(refused.value)
+    assert sampled == []

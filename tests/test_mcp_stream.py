@@ -12,7 +12,7 @@ import time
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
 import aiohttp
 import httpx2
@@ -20,8 +20,9 @@ import pytest
 from mcp import Client
 from mcp.client.session import ClientRequestContext
 from mcp.client.streamable_http import streamable_http_client
-from mcp.server.mcpserver import Context, MCPServer
-from mcp.shared.exceptions import MCPDeprecationWarning
+from mcp.server.mcpserver import Context, MCPServer, Resolve
+from mcp.server.mcpserver.resolve import Elicit
+from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp_types import (
     CallToolResult,
     CreateMessageRequestParams,
@@ -47,6 +48,11 @@ EMAIL, CARD = "dana.scully@example.org", "4111 1111 1111 1111"
 class Confirmation(BaseModel):
     close: bool
     note: str
+
+
+def ask(ticket: int) -> Elicit[Confirmation]:
+    """Whether to close ``ticket``, asked of the agent's user (in either protocol)."""
+    return Elicit(f"Close #{ticket} of {EMAIL}?", Confirmation)
 
 
 def helpdesk_server() -> tuple[MCPServer, list[str]]:
@@ -90,6 +96,11 @@ def helpdesk_server() -> tuple[MCPServer, list[str]]:
             return f"elicitation refused: {exc}"
         heard.append(answer.model_dump_json())
         return f"{answer.action}: {getattr(answer, 'data', None)}"
+
+    @server.tool(description="Ask the user before closing, in either protocol.")
+    def close_asking(ticket: int, confirmation: Annotated[Confirmation, Resolve(ask)]) -> str:
+        heard.append(confirmation.model_dump_json())
+        return f"closed #{ticket}: {confirmation.note}"
 
     return server, heard
 
@@ -163,13 +174,13 @@ class Agent:
 
 @asynccontextmanager
 async def connected(
-    gw: GatewayThread, token: str, agent: Agent, resource: str = "helpdesk"
+    gw: GatewayThread, token: str, agent: Agent, resource: str = "helpdesk", mode: str = "legacy"
 ) -> AsyncIterator[Client]:
     headers = {"Authorization": f"Bearer {token}"}
     async with httpx2.AsyncClient(headers=headers, timeout=30) as http:
         transport = streamable_http_client(mcp_url(gw, resource), http_client=http)
         async with Client(
-            transport, client_info=Implementation(name=AGENT, version="1"), mode="legacy",
+            transport, client_info=Implementation(name=AGENT, version="1"), mode=mode,
             logging_callback=agent.on_log, sampling_callback=agent.sample,
             elicitation_callback=agent.elicit,
         ) as client:  # fmt: skip
@@ -288,3 +299,26 @@ async def test_denied_server_requests_are_refused_recorded_and_never_reach_the_a
     for method in ("sampling/createMessage", "elicitation/create"):
         row = recorded(gw, method)
         assert (row["resource"], row["decision"], row["outcome"]) == ("locked", "deny", "refused")
+
+
+async def test_in_2026_07_28_an_allowed_elicitation_is_relayed_masked_and_recorded(
+    gw: GatewayThread, token: str, helpdesk: tuple[list[str], ServerThread]
+) -> None:
+    agent = Agent(user_note=f"tell {EMAIL}")
+    async with connected(gw, token, agent, mode="2026-07-28") as client:
+        result = await client.call_tool("close_asking", {"ticket": 3})
+    (asked,) = agent.elicited
+    assert asked.message.startswith("Close #3 of ") and EMAIL not in asked.message
+    assert json.loads(helpdesk[0][-1]) == {"close": True, "note": f"tell {EMAIL}"}
+    assert text(result).startswith("closed #3: tell ") and EMAIL not in everything(result)
+    row = recorded(gw, "inputResponses")
+    assert (row["resource"], row["decision"], row["outcome"]) == ("helpdesk", "allow", "answered")
+    assert "accept" in row["arguments"] and EMAIL not in row["arguments"]
+    # Where policy refuses elicitation the server is not told the client could answer.
+    heard = len(helpdesk[0])
+    locked_agent = Agent(user_note="never asked")
+    async with connected(gw, token, locked_agent, resource="locked", mode="2026-07-28") as c:
+        with pytest.raises(MCPError) as refused:
+            await c.call_tool("close_asking", {"ticket": 4})
+    assert "elicitation" in str(refused.value), refused.value
+    assert locked_agent.elicited == [] and len(helpdesk[0]) == heard
