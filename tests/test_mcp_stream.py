@@ -181,7 +181,7 @@ async def connected(
         transport = streamable_http_client(mcp_url(gw, resource), http_client=http)
         async with Client(
             transport, client_info=Implementation(name=AGENT, version="1"), mode=mode,
-            logging_callback=agent.on_log, sampling_callback=agent.sample,
+            logging_callback=agent.on_log, log_level="info", sampling_callback=agent.sample,
             elicitation_callback=agent.elicit,
         ) as client:  # fmt: skip
             yield client
@@ -214,11 +214,12 @@ def recorded(gw: GatewayThread, tool: str) -> Any:
         time.sleep(0.05)
 
 
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
 async def test_progress_and_log_notifications_reach_the_agent_masked_before_the_answer(
-    gw: GatewayThread, token: str
+    gw: GatewayThread, token: str, mode: str
 ) -> None:
     agent = Agent()
-    async with connected(gw, token, agent) as client:
+    async with connected(gw, token, agent, mode=mode) as client:
         result = await client.call_tool("work", {"steps": 3}, progress_callback=agent.on_progress)
     assert [p[:2] for p in agent.progress] == [(1, 3), (2, 3), (3, 3)]
     assert all(p[2] and p[2].startswith(f"step {i}: mailing ") for i, p in enumerate(
