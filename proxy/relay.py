@@ -269,6 +269,9 @@ class ClientSession(asyncio.Protocol):
         # Nothing more is forwarded until the target has answered everything sent: the
         # last of it may change how the target reads what would follow.
         self._barrier = False
+        # Such a statement is a COPY FROM STDIN (QUERY or EXECUTE; 0: none): the barrier
+        # lets the client's rows through and closes again at their end.
+        self._relex_copy = 0
         # In a masking session, the format of the COPY … TO STDOUT being answered.
         self._copy_out: str | None = None
         self._admit_known = server.chain.admit_known
@@ -938,7 +941,12 @@ class ClientSession(asyncio.Protocol):
             elif type_code == COPY_DATA_IN:
                 self._copying_in = True
             elif type_code in COPY_MESSAGES:  # CopyDone, CopyFail: a COPY FROM STDIN ends
-                pass
+                if self._relex_copy == QUERY:
+                    self._relex_copy = 0
+                    self._hold_back(upstream, pieces, buf[cursor:end], buf[end:], forwarded)
+                    return
+                if self._relex_copy:  # an Execute's: the target answers at the next Sync
+                    self._relex_copy, self._relex_sync = 0, True
             elif type_code == TERMINATE:
                 self._end_reason = "client terminated"
             elif type_code == FUNCTION_CALL:
@@ -1504,6 +1512,8 @@ class ClientSession(asyncio.Protocol):
                 if len(kept) != len(pending):
                     pending.clear()
                     pending.extend(kept)
+                if self._barrier:
+                    self._relex_copy = pending[0].kind
             elif type_code == PARAMETER_STATUS:
                 name, _, value = buf[start : end - 1].partition(b"\0")
                 setting = name.decode("utf-8", "replace")
@@ -1527,8 +1537,8 @@ class ClientSession(asyncio.Protocol):
         # Bookkeeping after the write: the client has its result while events are filed.
         for entry in done:
             self._finish(entry)
-        if self._barrier and not pending:
-            self._barrier = False  # answered, and no ParameterStatus ended the session
+        if self._barrier and (not pending or self._relex_copy):
+            self._barrier = False  # answered (or copying in), and no ParameterStatus ended it
             self.resume()
         if self._draining and not pending and not self._holding:
             self.drain()

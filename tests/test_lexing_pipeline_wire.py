@@ -34,6 +34,7 @@ def target_dsn(make_database: Callable[[str], str]) -> str:
         conn.execute(RELAX.format(name="relax").encode())
         conn.execute(RELAX.format(name="relax_too").encode())
         conn.execute("CREATE FUNCTION harmless() RETURNS int LANGUAGE sql AS 'SELECT 1'")
+        conn.execute("CREATE FUNCTION keep(int) RETURNS boolean LANGUAGE sql AS 'SELECT true'")
         conn.execute("CREATE VIEW relaxing AS SELECT relax_too() AS r")
     return dsn
 
@@ -147,3 +148,54 @@ def test_an_allowed_function_that_changes_nothing_lets_the_pipeline_go_on(
     finally:
         client.close()
     assert items() == 10
+
+
+def test_a_copy_from_stdin_behind_the_barrier_gets_its_data(
+    gw: GatewayThread, token: str, items: Callable[[], int]
+) -> None:
+    """An opaque COPY FROM STDIN (its WHERE calls a function of the target's) waits for
+    the client's rows: the barrier lets them through and closes again at CopyDone, or, in
+    the extended protocol, at the Sync after it."""
+    copy = "COPY items FROM STDIN WHERE keep(id)"
+    client = RawClient(gw.port)
+    try:
+        client.login(ALICE, token, "copy")
+        client.send(m.Query(copy).encode())
+        client.until(m.CopyInResponse)
+        client.send(
+            m.CopyData(b"11\n").encode()
+            + m.CopyDone().encode()
+            + m.Query("SELECT count(*) FROM items").encode()
+        )
+        done = client.until(m.ReadyForQuery)
+        assert [x.tag for x in done if isinstance(x, m.CommandComplete)] == ["COPY 1"]
+        counted = client.until(m.ReadyForQuery)
+        assert [r.values for r in counted if isinstance(r, m.DataRow)] == [(b"11",)]
+        extended = (
+            m.Parse("", copy, ()).encode()
+            + m.Bind("", "", (), (), ()).encode()
+            + m.Execute("", 0).encode()
+            + m.Sync().encode()
+        )
+        for row, then, count in (
+            (b"12\n", b"", b"12"),
+            (b"13\n", m.Parse("", "SELECT 5", ()).encode(), b"12"),
+        ):
+            client.send(extended)
+            client.until(m.CopyInResponse)
+            client.send(
+                m.CopyData(row).encode()
+                + m.CopyDone().encode()
+                + then
+                + m.Sync().encode()
+                + m.Query("SELECT count(*) FROM items").encode()
+            )
+            done = client.until(m.ReadyForQuery)
+            assert [x.tag for x in done if isinstance(x, m.CommandComplete)] == ["COPY 1"]
+            errors = [e.code for e in done if isinstance(e, m.ErrorResponse)]
+            # a Parse before the Sync is refused, and the batch rolled back as by any error
+            assert errors == (["0A000"] if then else [])
+            counted = client.until(m.ReadyForQuery)
+            assert [r.values for r in counted if isinstance(r, m.DataRow)] == [(count,)]
+    finally:
+        client.close()
