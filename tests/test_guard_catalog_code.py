@@ -3,10 +3,21 @@ from rows shaped as the target answers the catalog queries (no database needed).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 
-from guard.catalog_code import RECORD_CONVERSIONS, Domain, Policy, View, unsafe_code
+from guard.builtins import TARGET_FUNCTIONS_QUERY
+from guard.catalog_code import (
+    RECORD_CONVERSIONS,
+    TARGET_DOMAIN_CHECKS_QUERY,
+    TARGET_POLICIES_QUERY,
+    Domain,
+    Policy,
+    View,
+    unsafe_code,
+)
 from guard.classify import Classifier
+from guard.resources import ALLOWED_FUNCTIONS_QUERY, TARGET_VIEWS_QUERY, ResourceClassifiers
 from guard.verdict import Finding
 
 FUNCTIONS = frozenset({"audit_read", "audit_check", "tenant_of"})
@@ -83,3 +94,26 @@ def test_domains_of_built_ins_leave_record_conversions_reads() -> None:
     domains: list[Domain] = [("public", "email", "email_check", "(VALUE ~ '@'::text)")]
     classifier = judged([], [], domains)
     assert verdict(classifier, "SELECT jsonb_populate_record(n, '{}') FROM notes n") == ("read", ())
+
+
+def test_the_strict_classifier_sees_a_policy_that_reaches_an_allowed_function() -> None:
+    """A read of a table whose policy calls a function on ``functions.allow`` is a read,
+    and one that code the gateway cannot see runs: the strict classifier says so."""
+    answers = {
+        TARGET_FUNCTIONS_QUERY: [("audit_read",)],
+        TARGET_VIEWS_QUERY: [],
+        TARGET_POLICIES_QUERY: [AUDITED],
+        TARGET_DOMAIN_CHECKS_QUERY: [],
+        ALLOWED_FUNCTIONS_QUERY: [("public", "audit_read", "s", False)],
+    }
+
+    async def fetch(_resource: str, query: str) -> list[tuple[object, ...]]:
+        return [tuple(row) for row in answers[query]]
+
+    classifiers = ResourceClassifiers({"shop": ["audit_read"]})
+    asyncio.run(classifiers.load(fetch))
+    assert verdict(classifiers.of("shop"), "SELECT * FROM accounts") == ("read", ())
+    strict = classifiers.strict("shop")
+    assert strict is not None
+    assert verdict(strict, "SELECT * FROM accounts")[0] == "opaque"
+    assert classifiers.strict("elsewhere") is None
