@@ -61,6 +61,10 @@ def no_stream(server: str, method: str) -> str:
     )
 
 
+def no_answer(server: str, method: str) -> str:
+    return f"the agent did not answer {server}'s {method} before the call ended"
+
+
 def card_text(server: str, tool: str, arguments: dict[str, Any]) -> str:
     """The call as an approval card shows it (masked by the caller)."""
     shown = json.dumps(arguments, indent=2, sort_keys=True, ensure_ascii=False)

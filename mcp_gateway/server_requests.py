@@ -10,7 +10,9 @@ Each is decided by the resource's ``server_requests`` (default deny):
   POST of its response to the same session, which :meth:`ServerRequests.settle` hands
   back, and the server gets that answer under its own id. The answer is recorded masked
   (decision ``allow``, outcome ``answered``, ``declined`` or ``error``). An agent whose
-  client takes no event stream cannot be asked: the server is refused, and told why.
+  client takes no event stream cannot be asked: the server is refused, and told why
+  (``no_stream``); one that does not answer before the call ends is recorded
+  ``unanswered``.
 
 ``ping`` is answered by the gateway; anything else (``roots/list``) is refused. A relayed
 request waits in the gateway process that holds the stream; the agent's answer must
@@ -64,7 +66,7 @@ class ServerRequests:
                 self.gateway.approvals.emit(
                     Alert("guardrail", text, session.principal.email, server.name)
                 )
-                return await self._refused(call_id, message, "deny", text)
+                return await self._refused(call_id, message, "deny", "refused", text)
             relayed = f"jitgate-{secrets.token_urlsafe(16)}"
             request = {"jsonrpc": "2.0", "id": relayed, "method": method, "params": arguments}
             shown, _ = masked_answer(json.dumps(request, ensure_ascii=False).encode(), masking)
@@ -73,8 +75,13 @@ class ServerRequests:
             try:
                 if stream is None or not await stream.send(shown):
                     text = proxy_texts.no_stream(server.name, method)
-                    return await self._refused(call_id, message, "allow", text)
+                    return await self._refused(call_id, message, "allow", "no_stream", text)
                 reply = await waiting
+            except asyncio.CancelledError:  # the call ended first (the server's timeout)
+                text = proxy_texts.no_answer(server.name, method)
+                ended = self._refused(call_id, message, "allow", "unanswered", text)
+                self.gateway.approvals.spawn(ended)
+                raise
             finally:
                 self._waiting.pop(relayed, None)
             return await self._answered(call_id, message, reply)
@@ -95,10 +102,10 @@ class ServerRequests:
         return True
 
     async def _refused(
-        self, call_id: int, message: dict[str, Any], decision: str, text: str
+        self, call_id: int, message: dict[str, Any], decision: str, outcome: str, text: str
     ) -> dict[str, Any]:
         with contextlib.suppress(StoreUnavailable):
-            await self.store.call_ended(call_id, decision, "refused", text, None)
+            await self.store.call_ended(call_id, decision, outcome, text, None)
         return {"jsonrpc": "2.0", "id": message["id"], "error": {"code": _REFUSED, "message": text}}
 
     async def _answered(

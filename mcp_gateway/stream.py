@@ -14,6 +14,7 @@ no ``id``: a stream that breaks is not resumed, and the call's outcome stays on 
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -28,29 +29,28 @@ class AgentStream:
         self.headers = headers or {}
         self.accepts = EVENT_STREAM in request.headers.get("Accept", "")
         self._response: web.StreamResponse | None = None
+        self._gone = False
 
     @property
     def streaming(self) -> bool:
         return self._response is not None
 
     async def send(self, message: bytes | dict[str, Any]) -> bool:
-        """Send ``message`` before the answer; False when the agent takes no stream (the
-        message is then not sent)."""
-        if not self.accepts:
+        """Send ``message`` before the answer; False when the agent takes no stream or
+        has gone (the message is then not sent: the call goes on and is recorded)."""
+        if not self.accepts or self._gone:
             return False
-        if self._response is None:
-            response = web.StreamResponse(
-                status=200,
-                headers={
-                    **self.headers,
-                    "Content-Type": EVENT_STREAM,
-                    "Cache-Control": "no-cache, no-transform",
-                    "X-Accel-Buffering": "no",
-                },
-            )
-            await response.prepare(self.request)
-            self._response = response
-        await self._response.write(event(message))
+        try:
+            if self._response is None:
+                self._response = web.StreamResponse(status=200, headers={
+                    **self.headers, "Content-Type": EVENT_STREAM,
+                    "Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no",
+                })  # fmt: skip
+                await self._response.prepare(self.request)
+            await self._response.write(event(message))
+        except ConnectionError:
+            self._gone = True
+            return False
         return True
 
     async def answer(
@@ -59,9 +59,10 @@ class AgentStream:
         """The request's answer: the last event of the stream if one was started, else a
         JSON response (202 without a body: ``body`` None)."""
         if self._response is not None:
-            if body is not None:
-                await self._response.write(event(body))
-            await self._response.write_eof()
+            if not self._gone and body is not None:
+                with contextlib.suppress(ConnectionError):
+                    await self._response.write(event(body))
+                    await self._response.write_eof()
             return self._response
         if body is None:
             return web.Response(status=202, headers=self.headers)

@@ -323,3 +323,31 @@ async def test_in_2026_07_28_an_allowed_elicitation_is_relayed_masked_and_record
             await c.call_tool("close_asking", {"ticket": 4})
     assert "elicitation" in str(refused.value), refused.value
     assert locked_agent.elicited == [] and len(helpdesk[0]) == heard
+
+
+async def test_an_agent_that_leaves_mid_stream_does_not_stop_the_call_or_its_record(
+    gw: GatewayThread, token: str
+) -> None:
+    headers = {"Authorization": f"Bearer {token}",
+               "Accept": "application/json, text/event-stream"}  # fmt: skip
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": AGENT, "version": "1"}}}  # fmt: skip
+    call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+        "name": "work", "arguments": {"steps": 25}, "_meta": {"progressToken": "p"}}}  # fmt: skip
+    async with aiohttp.ClientSession(headers=headers) as http:
+        async with http.post(mcp_url(gw, "helpdesk"), json=init) as response:
+            session = response.headers["MCP-Session-Id"]
+            await response.read()
+        response = await http.post(
+            mcp_url(gw, "helpdesk"), json=call, headers={"MCP-Session-Id": session}
+        )
+        assert response.content_type == "text/event-stream"
+        first = await response.content.readuntil(b"\n\n")
+        assert b"notifications/progress" in first and EMAIL.encode() not in first
+        response.close()
+    deadline = time.monotonic() + 10
+    while (row := recorded(gw, "work"))["mcp_session"] != session:
+        assert time.monotonic() < deadline, "the call left no record"
+        await asyncio.sleep(0.1)
+    assert (row["decision"], row["outcome"]) == ("allow", "forwarded")
