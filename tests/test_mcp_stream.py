@@ -24,7 +24,6 @@ from mcp.server.mcpserver import Context, MCPServer, Resolve
 from mcp.server.mcpserver.resolve import Elicit
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp_types import (
-    CallToolResult,
     CreateMessageRequestParams,
     CreateMessageResult,
     ElicitRequestParams,
@@ -39,6 +38,7 @@ from pydantic import BaseModel
 from jitgate.config import parse_config
 from tests.harness import GatewayThread
 from tests.mcp_servers import ServerThread
+from tests.test_mcp_proxy import everything, last_call, text
 
 ALICE = "alice@example.com"
 AGENT = "claude-code"
@@ -191,29 +191,6 @@ def mcp_url(gw: GatewayThread, resource: str) -> str:
     return f"http://127.0.0.1:{gw.http_port}/mcp/{resource}"
 
 
-def everything(result: CallToolResult) -> str:
-    return json.dumps(result.model_dump(mode="json", by_alias=True), ensure_ascii=False)
-
-
-def text(result: CallToolResult) -> str:
-    return "\n".join(getattr(block, "text", "") for block in result.content)
-
-
-def recorded(gw: GatewayThread, tool: str) -> Any:
-    """The newest completed record of ``tool`` (a tool, or a request the server sent)."""
-    deadline = time.monotonic() + 5
-    while True:
-        row = gw.call(
-            gw.gateway.pool.fetchrow(
-                "SELECT * FROM mcp_calls WHERE tool = $1 ORDER BY id DESC LIMIT 1", tool
-            )
-        )
-        if row is not None and row["ended_at"] is not None:
-            return row
-        assert time.monotonic() < deadline, f"no completed record of {tool}"
-        time.sleep(0.05)
-
-
 @pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
 async def test_progress_and_log_notifications_reach_the_agent_masked_before_the_answer(
     gw: GatewayThread, token: str, mode: str
@@ -264,7 +241,7 @@ async def test_sampling_is_relayed_when_allowed_and_the_answer_recorded_masked(
     # The server heard the agent's own words; what leaves towards the agent is masked.
     assert helpdesk[0][-1] == f"Dear customer, card {CARD} is blocked."
     assert text(result).startswith("model said: Dear customer") and CARD not in everything(result)
-    row = recorded(gw, "sampling/createMessage")
+    row = last_call(gw, "sampling/createMessage")
     assert (row["resource"], row["principal"], row["agent"]) == ("helpdesk", ALICE, AGENT)
     assert (row["decision"], row["outcome"]) == ("allow", "answered")
     assert "Dear customer" in row["detail"] and CARD not in row["detail"]
@@ -282,7 +259,7 @@ async def test_elicitation_is_relayed_when_allowed(
     heard = {"action": "accept", "data": {"close": True, "note": f"tell {EMAIL}"}}
     assert json.loads(helpdesk[0][-1]) == heard
     assert text(result).startswith("accept: close=True") and EMAIL not in everything(result)
-    row = recorded(gw, "elicitation/create")
+    row = last_call(gw, "elicitation/create")
     assert (row["decision"], row["outcome"]) == ("allow", "answered")
     assert '"close": true' in row["detail"] and EMAIL not in row["detail"]
 
@@ -298,7 +275,7 @@ async def test_denied_server_requests_are_refused_recorded_and_never_reach_the_a
     assert text(drafted).startswith("sampling refused")
     assert text(closed).startswith("elicitation refused")
     for method in ("sampling/createMessage", "elicitation/create"):
-        row = recorded(gw, method)
+        row = last_call(gw, method)
         assert (row["resource"], row["decision"], row["outcome"]) == ("locked", "deny", "refused")
 
 
@@ -312,7 +289,7 @@ async def test_in_2026_07_28_an_allowed_elicitation_is_relayed_masked_and_record
     assert asked.message.startswith("Close #3 of ") and EMAIL not in asked.message
     assert json.loads(helpdesk[0][-1]) == {"close": True, "note": f"tell {EMAIL}"}
     assert text(result).startswith("closed #3: tell ") and EMAIL not in everything(result)
-    row = recorded(gw, "inputResponses")
+    row = last_call(gw, "inputResponses")
     assert (row["resource"], row["decision"], row["outcome"]) == ("helpdesk", "allow", "answered")
     assert "accept" in row["arguments"] and EMAIL not in row["arguments"]
     # Where policy refuses elicitation the server is not told the client could answer.
@@ -347,7 +324,7 @@ async def test_an_agent_that_leaves_mid_stream_does_not_stop_the_call_or_its_rec
         assert b"notifications/progress" in first and EMAIL.encode() not in first
         response.close()
     deadline = time.monotonic() + 10
-    while (row := recorded(gw, "work"))["mcp_session"] != session:
+    while (row := last_call(gw, "work"))["mcp_session"] != session:
         assert time.monotonic() < deadline, "the call left no record"
         await asyncio.sleep(0.1)
     assert (row["decision"], row["outcome"]) == ("allow", "forwarded")
