@@ -230,3 +230,32 @@ def test_masking_and_approval_settings_name_the_bad_key(
     with pytest.raises(ConfigError) as error:
         load_config(write(tmp_path, VALID.replace(*change)), ENV)
     assert error.value.key == key
+
+
+def test_session_limits_load_as_milliseconds(tmp_path: Path) -> None:
+    limits = "    session_limits: {statement_timeout: 30s, lock_timeout: 500ms}\n"
+    config = load_config(write(tmp_path, VALID.replace("    masking: default\n", limits)), ENV)
+    assert config.resources["prod"].session_limits == {
+        "statement_timeout": 30000,
+        "lock_timeout": 500,
+    }
+    plain = load_config(write(tmp_path, VALID), ENV)
+    assert plain.resources["prod"].session_limits == {}
+
+
+@pytest.mark.parametrize(
+    ("limits", "key", "problem"),
+    [
+        ("{work_mem: 30s}", "resources.prod.session_limits.work_mem", "unknown key"),
+        ("{statement_timeout: soon}", "resources.prod.session_limits.statement_timeout",
+         "is not a duration"),
+        ("{lock_timeout: 0s}", "resources.prod.session_limits.lock_timeout", "must be positive"),
+    ],
+)  # fmt: skip
+def test_session_limits_mistakes_name_their_key(
+    tmp_path: Path, limits: str, key: str, problem: str
+) -> None:
+    text = VALID.replace("    masking: default\n", f"    session_limits: {limits}\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(write(tmp_path, text), ENV)
+    assert error.value.key == key and problem in str(error.value)
