@@ -7,10 +7,12 @@ sharing the store knows what any of them learned; nothing is configured, and the
 still needs no schema. A column whose name cues a detector of the resource's masking
 policy (``ssn``) is sensitive before any result shows it. :meth:`transforms_in` is the one
 place that says which outputs of a statement transform such a column
-(:mod:`guard.transforms`): the proxy (``proxy.hooks.HoldTransforms``) and the requests of
-the REST API, chat and agents (``Approvals.ask``) hold them for review. A name learned
-here for the first time calls the listeners with the resource (the proxy forgets what its
-sessions admitted there: a statement let through before may now be a transform).
+(:mod:`guard.transforms`), reading through the target's views and SQL functions when
+:attr:`SensitiveColumns.definitions` has them (:mod:`guard.view_transforms`): the proxy
+(``proxy.hooks.HoldTransforms``) and the requests of the REST API, chat and agents
+(``Approvals.ask``) hold them for review. A name learned here for the first time calls the
+listeners with the resource (the proxy forgets what its sessions admitted there: a
+statement let through before may now be a transform).
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from collections.abc import Callable, Iterable
 
 import asyncpg
 
-from guard.transforms import transforms
+from guard.transforms import TransformingCode, transforms
+from guard.view_transforms import DefinedCode, TargetDefinitions, transforming_code
 from masking.detect import scanner_for
 from masking.policy import MaskingPolicy
 
@@ -37,7 +40,10 @@ class SensitiveColumns:
         self._names: dict[str, frozenset[str]] = {}
         self._unsaved: set[tuple[str, str]] = set()
         self._listeners: list[Callable[[str], None]] = []
-        self._seen: dict[tuple[str, str, frozenset[str]], list[str]] = {}
+        self._seen: dict[tuple[str, str, frozenset[str], DefinedCode], list[str]] = {}
+        self._code: dict[tuple[str, frozenset[str], DefinedCode], TransformingCode] = {}
+        self.definitions: TargetDefinitions | None = None
+        """The targets' views and SQL functions, read through when set."""
 
     def of(self, resource: str) -> frozenset[str]:
         """The column names (lower case) masked on ``resource`` so far."""
@@ -47,15 +53,24 @@ class SensitiveColumns:
         """The outputs of ``sql`` that transform a sensitive column of ``resource`` under
         ``policy``, each described (remembered per text and what is known)."""
         learned = self.of(resource)
-        key = (sql, resource, learned)
+        defined = self.definitions.of(resource) if self.definitions else DefinedCode()
+        key = (sql, resource, learned, defined)
         found = self._seen.get(key)
         if found is None:
             if len(self._seen) >= _SEEN:
                 self._seen.clear()
             cued = scanner_for(policy.entities).cued_by
-            found = self._seen[key] = transforms(
-                sql, lambda name: name in learned or bool(cued(name))
-            )
+
+            def sensitive(name: str) -> bool:
+                return name in learned or bool(cued(name))
+
+            code = self._code.get((resource, learned, defined))
+            if code is None:
+                # one per resource: what the last names and catalog make of its definitions
+                self._code = {k: v for k, v in self._code.items() if k[0] != resource}
+                code = transforming_code(defined, sensitive)
+                self._code[(resource, learned, defined)] = code
+            found = self._seen[key] = transforms(sql, sensitive, code)
         return found
 
     def on_learned(self, listener: Callable[[str], None]) -> None:

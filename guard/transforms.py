@@ -16,190 +16,178 @@ constants without letters or digits (``email || ';' || ssn``: glued to ``'0'``, 
 would no longer look like one). Anything else applied to a masked column is a
 transform. A column reached under an alias (``SELECT s FROM (SELECT ssn AS s …)``) is
 followed, and so is a whole row (``t::text``, ``t.*`` inside an expression), which carries
-every column. What the text cannot show (a view's definition, a function's body) is not
-seen here.
+every column. What the text cannot show is given as :class:`TransformingCode`
+(:mod:`guard.view_transforms` reads it from the target's views and SQL functions): a view's
+column that is a transform is one wherever it is read (``SELECT r FROM v``, ``SELECT *``,
+under an alias; not inside ``count``), a view's column that hands a sensitive value on
+is sensitive itself, and a call of a function whose body transforms one is a transform.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import pgparse  # type: ignore[import-not-found]
 
-from guard.tree import Node, node_type, strings, walk_dicts
+from guard.outputs import COUNTING, Masked, describe, keeps, outputs, refers, row_names
+from guard.tree import Node, relation_name, strings, walk_dicts
 
-# Functions whose result is one of their arguments, or all of them side by side: the
-# masked value is still there, whole, for masking to find.
-_KEEPING = frozenset(
-    {
-        "coalesce", "nullif", "greatest", "least", "min", "max", "any_value", "array_agg",
-        "string_agg", "json_agg", "jsonb_agg", "to_json", "to_jsonb", "row_to_json",
-        "json_build_array", "jsonb_build_array", "json_build_object", "jsonb_build_object",
-        "json_object_agg", "jsonb_object_agg", "array", "row", "mode", "first_value",
-        "last_value", "lag", "lead", "nth_value",
-        # the same characters, in another case or without the blanks around them
-        "lower", "upper", "btrim", "trim", "ltrim", "rtrim",
-    }
-)  # fmt: skip
-# Functions whose result says nothing of the values: counts.
-_COUNTING = frozenset({"count"})
-_TEXT_TYPES = frozenset(
-    {"text", "varchar", "bpchar", "char", "character", "citext", "name", "json", "jsonb"}
-)
 _ROUNDS = 5  # aliases of aliases
 
 
-Masked = Callable[[str], bool]
-"""Whether a column name (lower case) holds sensitive values."""
+@dataclass(frozen=True, slots=True)
+class TransformingCode:
+    """What the target defines around its sensitive columns, by ``name`` and
+    ``schema.name`` in lower case: the columns of each view that are transforms, with their
+    reason; the columns of each view that hand a sensitive value on unchanged; and the
+    functions whose body is a transform, with their reason."""
+
+    columns: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    kept: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    functions: Mapping[str, str] = field(default_factory=dict)
 
 
-def transforms(sql: str, sensitive: Masked) -> list[str]:
+NO_CODE = TransformingCode()
+
+
+def transforms(sql: str, sensitive: Masked, code: TransformingCode = NO_CODE) -> list[str]:
     """The output expressions of ``sql`` that transform a column ``sensitive`` says holds
-    sensitive values, each as a short description; ``[]`` when there is none or ``sql``
-    does not parse (the classifier has judged that already)."""
+    sensitive values, or read a transform ``code`` defines, each as a short description;
+    ``[]`` when there is none or ``sql`` does not parse (the classifier has judged that
+    already)."""
     try:
         tree: list[dict[str, Any]] = pgparse.parse(sql)
     except Exception:  # pgparse raises its own error type for text it cannot parse
         return []
-    rows = _row_names(tree)
-    outputs = list(_outputs(tree))
-    aliases: set[str] = set()
-
-    def masked(name: str) -> bool:
-        return name in aliases or sensitive(name)
-
-    for _ in range(_ROUNDS):
-        grown = {
-            alias
-            for alias, value in outputs
-            if alias and not masked(alias) and _refers(value, masked, rows)
-        }
-        if not grown:
-            break
-        aliases |= grown
-    found = []
-    for _, value in outputs:
-        if _refers(value, masked, rows) and not _keeps(value, masked, rows):
-            found.append(_describe(value, masked, rows))
-    return found
+    return Reading(tree, sensitive, code).reasons()
 
 
-def _outputs(tree: object) -> Iterator[tuple[str | None, Node]]:
-    """(alias, expression) of every SELECT target and RETURNING entry in ``tree`` (an
-    UPDATE's SET list is a ``targetList`` too: it writes, and is not an output)."""
-    set_lists = {
-        id(d["UpdateStmt"].get("targetList"))
-        for d in walk_dicts(tree)
-        if type(d.get("UpdateStmt")) is dict
-    }
-    for body in walk_dicts(tree):
-        for field in ("targetList", "returningList"):
-            targets = body.get(field)
-            if type(targets) is not list or id(targets) in set_lists:
-                continue
-            for target in targets:
-                res = target.get("ResTarget") if type(target) is dict else None
-                if res is None or "val" not in res:
+class Reading:
+    """One parse tree read against the sensitive column names and the target's code.
+    ``qualify`` names columns in reasons by their relation (``customers.ssn``, also for
+    ``c.ssn`` under alias ``c`` and for ``ssn`` alone among one relation), as a view's or
+    function's reason should."""
+
+    def __init__(
+        self, tree: object, sensitive: Masked, code: TransformingCode, qualify: bool = False
+    ) -> None:
+        self.tree = tree
+        self.rows = row_names(tree)
+        relations = _relations(tree)
+        views = [name for name in relations if name in code.columns or name in code.kept]
+        kept = frozenset().union(*(code.kept.get(v, frozenset()) for v in views))
+        # Names whose values are a transform already, with the first reason for each; a
+        # whole row or a star brings every one of them.
+        self.carried: dict[str, str] = {}
+        for view in views:
+            for column, reason in code.columns.get(view, {}).items():
+                self.carried.setdefault(column, reason)
+        self._star = tuple(dict.fromkeys(self.carried.values()))
+        self._calls = code.functions
+        self._names = _qualifiers(tree) if qualify else {}
+        self.outputs = list(outputs(tree))
+        aliases: set[str] = set()
+
+        def masked(name: str) -> bool:
+            return name in aliases or name in kept or sensitive(name)
+
+        self.masked: Masked = masked
+        for _ in range(_ROUNDS):
+            grown = False
+            for alias, value in self.outputs:
+                if not alias:
                     continue
-                value = res["val"]
-                yield (res.get("name") or _own_name(value)), value
+                if not masked(alias) and refers(value, masked, self.rows):
+                    aliases.add(alias)
+                    grown = True
+                if alias not in self.carried:
+                    because = self.reason(value)
+                    if because is not None:
+                        self.carried[alias] = because
+                        grown = True
+            if not grown:
+                break
+
+    def reason(self, value: Node) -> str | None:
+        """Why output ``value`` is a transform, or None."""
+        carried = next(_carried(value, self.carried, self._star, self.rows), None)
+        if carried is not None:
+            return carried
+        if refers(value, self.masked, self.rows) and not keeps(value, self.masked, self.rows):
+            return describe(value, self.masked, self.rows, self._names)
+        return None
+
+    def keeps(self, value: Node) -> bool:
+        """Whether output ``value`` hands a sensitive value on unchanged."""
+        return refers(value, self.masked, self.rows) and keeps(value, self.masked, self.rows)
+
+    def reasons(self) -> list[str]:
+        """Why each transforming output, or call of a transforming function, is one."""
+        found = [r for _, value in self.outputs if (r := self.reason(value)) is not None]
+        for body in walk_dicts(self.tree):
+            call = body.get("FuncCall")
+            if type(call) is dict:
+                name = ".".join(strings(call.get("funcname"))).lower()
+                reason = self._calls.get(name) or self._calls.get(name.rpartition(".")[2])
+                if reason is not None:
+                    found.append(reason)
+        return list(dict.fromkeys(found))
 
 
-def _own_name(value: Node) -> str | None:
-    if node_type(value) == "ColumnRef":
-        fields = strings(value["ColumnRef"].get("fields"))
-        return fields[-1].lower() if fields else None
-    return None
-
-
-def _row_names(tree: object) -> frozenset[str]:
-    """The relation names and aliases in ``tree``: a column reference to one of them is
-    the whole row."""
-    names = set()
+def _relations(tree: object) -> list[str]:
+    """The relations ``tree`` reads, as ``name`` and ``schema.name`` in lower case."""
+    names: list[str] = []
     for body in walk_dicts(tree):
         rangevar = body.get("RangeVar")
         if type(rangevar) is dict:
-            names.add(str(rangevar.get("relname", "")).lower())
+            qualified = relation_name(rangevar).lower()
+            names += [qualified, qualified.rpartition(".")[2]]
+    return list(dict.fromkeys(names))
+
+
+def _qualifiers(tree: object) -> dict[str, str]:
+    """What a column's qualifier stands for in reasons: each alias its relation, and no
+    qualifier (``""``) the relation there is when there is one."""
+    names: dict[str, str] = {}
+    relations = set()
+    for body in walk_dicts(tree):
+        rangevar = body.get("RangeVar")
+        if type(rangevar) is dict:
+            relations.add(str(rangevar.get("relname", "")).lower())
             alias = rangevar.get("alias")
             if type(alias) is dict and alias.get("aliasname"):
-                names.add(str(alias["aliasname"]).lower())
-    return frozenset(names)
+                names[str(alias["aliasname"]).lower()] = str(rangevar.get("relname")).lower()
+    names[""] = relations.pop() if len(relations) == 1 else ""
+    return names
 
 
-def _columns(value: object) -> Iterator[tuple[list[str], bool]]:
-    """The column references in ``value``: their names, and whether it is a whole row."""
-    for body in walk_dicts(value):
-        ref = body.get("ColumnRef")
-        if type(ref) is not dict:
+def _carried(value: object, carried: Mapping[str, str], star: tuple[str, ...],
+             rows: frozenset[str]) -> Iterator[str]:  # fmt: skip
+    """The reasons of the transforms ``value`` reads, not counting those only counted."""
+    if not carried:
+        return
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if type(item) is list:
+            stack.extend(item)
             continue
-        fields = ref.get("fields") or []
-        star = any(type(f) is dict and "A_Star" in f for f in fields)
-        yield [name.lower() for name in strings(fields)], star
-
-
-def _is_masked(names: list[str], star: bool, masked: Masked, rows: frozenset[str]) -> bool:
-    if star:
-        return True
-    if not names:
-        return False
-    last = names[-1]
-    return masked(last) or (len(names) == 1 and last in rows)
-
-
-def _refers(value: Node, masked: Masked, rows: frozenset[str]) -> bool:
-    return any(_is_masked(n, star, masked, rows) for n, star in _columns(value))
-
-
-def _keeps(value: object, masked: Masked, rows: frozenset[str]) -> bool:
-    """Whether ``value`` hands on the masked values it reads unchanged."""
-    kind = node_type(value)
-    if kind is None:
-        return True
-    assert type(value) is dict
-    body = value[kind]
-    if kind in ("ColumnRef", "A_Const", "SubLink", "ParamRef"):
-        return True  # a subquery's own outputs are judged on their own
-    if kind == "TypeCast":
-        type_names = strings(body.get("typeName", {}).get("names"))
-        text = bool(type_names) and type_names[-1].lower() in _TEXT_TYPES
-        return text and _keeps(body.get("arg"), masked, rows)
-    if kind == "FuncCall":
-        name = (strings(body.get("funcname")) or [""])[-1].lower()
-        if name in _COUNTING:
-            return True
-        return name in _KEEPING and all(_keeps(a, masked, rows) for a in body.get("args", []))
-    if kind in ("CoalesceExpr", "MinMaxExpr", "RowExpr", "A_ArrayExpr"):
-        items = body.get("args") or body.get("elements") or []
-        return all(_keeps(a, masked, rows) for a in items)
-    if kind == "A_Expr" and strings(body.get("name")) == ["||"]:
-        return all(_glue_safe(body.get(side), masked, rows) for side in ("lexpr", "rexpr"))
-    if kind == "CaseExpr":
-        results = [w["CaseWhen"].get("result") for w in body.get("args", []) if "CaseWhen" in w]
-        return all(_keeps(r, masked, rows) for r in [*results, body.get("defresult")])
-    return not _refers(value, masked, rows)
-
-
-def _glue_safe(part: object, masked: Masked, rows: frozenset[str]) -> bool:
-    """Whether ``part`` of a concatenation leaves the masked values beside it findable."""
-    if node_type(part) == "A_Const":
-        assert type(part) is dict
-        text = str(part["A_Const"].get("sval", {}).get("sval", "x"))
-        return not any(c.isalnum() for c in text)
-    return type(part) is dict and _refers(part, masked, rows) and _keeps(part, masked, rows)
-
-
-def _describe(value: Node, masked: Masked, rows: frozenset[str]) -> str:
-    kind = node_type(value) or "expression"
-    body = value.get(kind, {}) if kind else {}
-    what = kind
-    if kind == "FuncCall":
-        what = (strings(body.get("funcname")) or ["function"])[-1] + "()"
-    elif kind == "TypeCast":
-        what = "cast to " + ((strings(body.get("typeName", {}).get("names")) or ["?"])[-1])
-    elif kind == "A_Expr":
-        what = "operator " + (strings(body.get("name")) or ["?"])[-1]
-    columns = sorted(
-        {".".join(n) or "*" for n, star in _columns(value) if _is_masked(n, star, masked, rows)}
-    )
-    return f"{what} over masked column {', '.join(columns)}"
+        if type(item) is not dict:
+            continue
+        call = item.get("FuncCall")
+        if type(call) is dict and (strings(call.get("funcname")) or [""])[-1].lower() in COUNTING:
+            continue
+        ref = item.get("ColumnRef")
+        if type(ref) is dict:
+            fields = ref.get("fields") or []
+            names = [name.lower() for name in strings(fields)]
+            if any(type(f) is dict and "A_Star" in f for f in fields):
+                yield from star
+            elif names and names[-1] in carried:
+                yield carried[names[-1]]
+            elif len(names) == 1 and names[0] in rows:
+                yield from star
+            continue
+        stack.extend(v for v in item.values() if type(v) is dict or type(v) is list)

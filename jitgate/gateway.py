@@ -29,6 +29,7 @@ from bot.slack import SlackAdapter
 from bot.teams import TeamsAdapter
 from guard.classify import Classifier
 from guard.sensitive import SensitiveColumns
+from guard.view_transforms import TargetDefinitions
 from identity import Directory
 from identity.idp_groups import IdpGroups
 from identity.oidc import OidcClient
@@ -61,6 +62,9 @@ class Gateway:
             max_lag=config.audit_max_lag,
         )
         self.masked_columns = SensitiveColumns(pool)
+        # the targets' views and SQL functions, read through for transforms of their columns
+        self.definitions = TargetDefinitions(tuple(config.resources))
+        self.masked_columns.definitions = self.definitions
         # With oidc: the groups the IdP named at sign-in count beside the static ones.
         self.idp_groups = IdpGroups(pool) if config.oidc is not None else None
         self.directory = Directory(config, pool, [self.idp_groups] if self.idp_groups else [])
@@ -105,6 +109,8 @@ class Gateway:
         self.proxy.masked_columns = self.masked_columns
         self.approvals.sensitive = self.masked_columns
         self.masked_columns.on_learned(self.proxy.forget_admitted)
+        self.definitions.on_change(self.proxy.forget_admitted)
+        self._definitions_task: asyncio.Task[None] | None = None
         self._masked_task: asyncio.Task[None] | None = None
 
     def masking_for(self, resource: Resource) -> MaskingPolicy | None:
@@ -139,6 +145,10 @@ class Gateway:
         await classifiers.load(self.target_rows)
         self._catalog_task = asyncio.create_task(
             classifiers.refresh(self.target_rows, CATALOG_REFRESH), name="catalog-refresh"
+        )
+        await self.definitions.load(self.target_rows)
+        self._definitions_task = asyncio.create_task(
+            self.definitions.refresh(self.target_rows, CATALOG_REFRESH), name="definitions"
         )
 
         await self._open_spool()
@@ -184,6 +194,8 @@ class Gateway:
     async def stop(self, drain_timeout: float = 10.0) -> None:
         if self._catalog_task is not None:
             self._catalog_task.cancel()
+        if self._definitions_task is not None:
+            self._definitions_task.cancel()
         if self._masked_task is not None:
             self._masked_task.cancel()
         if self._idp_groups_task is not None:
