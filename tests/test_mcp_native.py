@@ -144,6 +144,17 @@ def n_of(dsn: str, row: int) -> int:
         return int(found[0])
 
 
+async def approve(gw: GatewayThread, token: str, request_id: int) -> None:
+    """An approver's decision through the REST API, as the web inbox and the CLI send it."""
+    url = f"http://127.0.0.1:{gw.http_port}/api/requests/{request_id}/decisions"
+    headers = {"Authorization": f"Bearer {token}"}
+    async with (
+        aiohttp.ClientSession(headers=headers) as http,
+        http.post(url, json={"verdict": "approve"}) as response,
+    ):
+        assert response.status == 200, await response.text()
+
+
 async def wait_for_request(gw: GatewayThread, sql: str) -> int:
     deadline = time.monotonic() + 10
     while True:
@@ -186,7 +197,7 @@ async def test_a_held_write_is_a_task_that_completes_with_the_result_once_approv
         assert f"/requests/{request_id}" in (handle.status_message or "")
         assert tasks.polls[-1].status == "working" and not call.done()
         assert n_of(target_dsn, 1) == 0
-        await gw_call(gw, gw.gateway.approvals.decide(request_id, BOB, "approve", via="cli"))
+        await approve(gw, tokens[BOB], request_id)
         result = await asyncio.wait_for(call, 20)
         # The result stays on the task: a later poll reads it again, nothing runs again.
         again = await client.session.send_request(get_task(handle.task_id), DetailedTask)

@@ -31,10 +31,11 @@ from tests.test_mcp_native import (
     TaskHandle,
     TaskParams,
     TasksExtension,
+    approve,
     get_task,
 )
 from tests.test_mcp_proxy import last_call, proxy_config, text
-from tests.test_mcp_server import gw_call, gw_fetchrow
+from tests.test_mcp_server import gw_fetchrow
 
 ALICE, BOB = "alice@example.com", "bob@example.com"
 AGENT = "claude-code"
@@ -123,7 +124,7 @@ async def test_a_held_call_is_a_task_made_once_when_approved(
         assert handle.status == "working" and "/requests/" in (handle.status_message or "")
         assert calls["close_ticket"] == before and not call.done()
         request_id = int(handle.task_id.removeprefix("request-"))
-        await gw_call(gw, gw.gateway.approvals.decide(request_id, BOB, "approve", via="cli"))
+        await approve(gw, tokens[BOB], request_id)
         result = await asyncio.wait_for(call, 20)
         again = await client.session.send_request(get_task(handle.task_id), DetailedTask)
     assert not result.is_error and text(result) == "ticket 41 closed"
