@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import aiohttp
 import httpx2
 import pytest
 from aiohttp import web
@@ -248,3 +249,38 @@ async def test_an_input_request_policy_refuses_never_reaches_the_agent(
         asking.stop()
     assert refused.value.code == -32003 and "refused by jitgate's policy" in str(refused.value)
     assert sampled == []
+
+
+async def test_malformed_2026_07_28_requests_get_json_rpc_errors_never_500(
+    gw: GatewayThread, tokens: dict[str, str]
+) -> None:
+    def meta(extensions: dict[str, Any] | None = None) -> dict[str, Any]:
+        capabilities = {"extensions": extensions} if extensions is not None else {}
+        return {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": capabilities}  # fmt: skip
+
+    tasks = {"io.modelcontextprotocol/tasks": {}}
+    get = {"jsonrpc": "2.0", "id": 1, "method": "tasks/get"}
+    cases = [
+        ({**get, "params": {"taskId": "request-1", "_meta": meta()}}, "request-1", 400, -32021),
+        ({**get, "params": {"taskId": "request-999999", "_meta": meta(tasks)}}, "request-999999",
+         400, -32602),
+        ({**get, "params": {"taskId": ["x"], "_meta": meta(tasks)}}, None, 400, -32020),
+        ({**get, "params": {"taskId": "request-1", "_meta": meta(tasks)}}, "request-2", 400,
+         -32020),
+        ({**get, "params": {"taskId": "request-1"}}, "request-1", 400, -32602),
+        ({**get, "method": "tools/call", "params": {"name": "echo", "arguments": [1],
+                                                     "_meta": meta()}}, "echo", 400, -32602),
+    ]  # fmt: skip
+    url = f"http://127.0.0.1:{gw.http_port}/mcp/tickets"
+    async with aiohttp.ClientSession() as http:
+        for body, name, status, code in cases:
+            headers = {
+                "Authorization": f"Bearer {tokens[ALICE]}",
+                "MCP-Protocol-Version": "2026-07-28",
+                "Mcp-Method": body["method"],
+                **({"Mcp-Name": name} if name else {}),
+            }
+            async with http.post(url, json=body, headers=headers) as response:
+                answer = await response.json()
+            assert (response.status, answer["error"]["code"]) == (status, code), (body, answer)
