@@ -12,13 +12,15 @@ connection with them as startup parameters (:func:`startup_values`), which outra
   shape of ``= 0``), ``set_config`` of it or of a setting named at run time (any position:
   a select list, FROM, WHERE, a CTE, a function's default), ``UPDATE pg_settings``, and any
   mention of it inside another statement — ``ALTER ROLE/DATABASE/SYSTEM … SET or RESET``,
-  a function's own ``SET`` clause (which holds while the function runs).
+  a function's own ``SET`` clause (which holds while the function runs);
+* a DO block or a function body (strings the parser does not read) that names one.
 
 The target does not report these settings (they are not ``GUC_REPORT``), so the refusal is
 static. ``RESET``, ``SET … TO DEFAULT`` (also ``SET LOCAL``), ``RESET ALL`` and ``DISCARD
 ALL`` pass: they return a setting to its session's startup value, which is the limit.
 Code the policy lets run without the gateway seeing into it — a function on
-``functions.allow``, an ``opaque`` statement policy allows — can still call ``set_config``.
+``functions.allow``, a function made earlier, a DO block that spells the name some other
+way — can still call ``set_config``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ import pgparse  # type: ignore[import-not-found]
 # Every way to set a setting says SET (SET, RESET, set_config, pg_settings, ALTER … SET)
 # unless a name is spelled with Unicode escapes (U&"…"), which the parser resolves.
 _MENTIONS = re.compile(r"set|u&", re.IGNORECASE)
+# Statements whose code is a string the parser does not read (a DO block, a function's
+# body): one that names a limited setting anywhere is refused.
+_CODE = frozenset(("DoStmt", "CreateFunctionStmt"))
 # Forms that return to the session's startup value, allowed as statements of their own.
 _BACK_TO_START = frozenset(("VAR_RESET", "VAR_SET_DEFAULT", "VAR_RESET_ALL"))
 
@@ -66,6 +71,10 @@ def lifted_setting(sql: str, limits: Mapping[str, int]) -> str | None:
         top = statement.get("VariableSetStmt")
         if isinstance(top, dict) and top.get("kind") in _BACK_TO_START:
             continue
+        if _CODE.intersection(statement):
+            named = next((name for name in limits if name in sql.lower()), None)
+            if named is not None:
+                return f"runs code that names {named}"
         for node in _dicts(statement):
             found = (
                 _set(node.get("VariableSetStmt"), limits)

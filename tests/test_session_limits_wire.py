@@ -92,6 +92,10 @@ def test_the_limits_are_in_effect_on_the_target(gw: GatewayThread, token: str) -
         "ALTER SYSTEM SET statement_timeout = 0",
         "CREATE FUNCTION lift() RETURNS int LANGUAGE sql SET statement_timeout = 0 AS 'SELECT 1'",
         "PREPARE lift AS SELECT set_config('statement_timeout', '0', false)",
+        "DO $$BEGIN PERFORM set_config('statement_timeout', '0', false); END$$",
+        "DO $$BEGIN EXECUTE 'SET STATEMENT_TIMEOUT = 0'; END$$",
+        "CREATE FUNCTION lift() RETURNS void LANGUAGE plpgsql"
+        " AS $$BEGIN EXECUTE 'RESET lock_timeout'; END$$",
     ],
 )
 def test_a_statement_that_could_lift_a_limit_is_refused_whatever_the_policy(
