@@ -41,6 +41,7 @@ from masking.carriers import CARRIERS, IN_FLIGHT, INFORMATIVE, MISLEADING, NEUTR
 from masking.entities import ALL_ENTITIES, CREDIT_CARD, US_SSN
 from masking.negatives import NATURAL_COLUMNS, NEGATIVES
 from masking.policy import MaskingPolicy
+from masking.short_cards import print_short_cards
 from masking.strategies import KEEP_LAST
 
 RECALL_GOAL = 0.995
@@ -288,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         fc.print_formats(faker_found)
         fc.print_formats(faker_opt_in)
         fc.print_negatives(faker_touched)
+        print_short_cards(seed, n_faker * 5)
         measured = _faker_verdicts(faker_found, faker_touched)
         entity_table.print_table(
             {t.name: t.share() for t in found + opt_in},

@@ -135,3 +135,4 @@ def test_cli_prints_the_tables_and_the_verdicts(capsys: pytest.CaptureFixture[st
     assert "PASS  recall >= 99.5% on every default entity in every carrier" in out
     assert "PASS  hard negatives touched <= 0.5% in every class" in out
     assert "PASS  leak beyond the designed reveal = 0" in out
+    assert "GS1-valid is a barcode (chosen)" in out

@@ -17,6 +17,7 @@ from masking import faker_corpus as fc
 from masking import faker_values as fv
 from masking.entities import CREDIT_CARD, EMAIL, IBAN, PHONE, US_SSN
 from masking.policy import MaskingPolicy
+from masking.short_cards import READINGS, print_short_cards
 
 N = 30
 # The floor of the measured corpus: every default entity found in at least 99.5 % of its
@@ -186,3 +187,21 @@ def test_evaluation_reports_both_corpora(capsys: pytest.CaptureFixture[str]) -> 
     side = out.split("Recall side by side")[1].split("Faker corpus: recall by format")[0]
     for entity in (CREDIT_CARD, US_SSN, IBAN, PHONE, EMAIL):
         assert entity in side
+
+
+def test_short_cards_are_measured_against_barcodes_and_epochs(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The measurement behind reading a GS1-valid 12-13-digit number as a barcode: it
+    masks no barcode, where reading every Luhn-valid one as a card masks about one German
+    EAN-13 in ten."""
+    print_short_cards(3, 2000)
+    lines = capsys.readouterr().out.splitlines()
+    heads = lines[2].split()
+    rows = {
+        line[:34].strip(): [float(x.rstrip("%")) for x in line[34:].split()] for line in lines[3:]
+    }
+    assert set(rows) == set(READINGS) and heads[0] == "Faker"
+    chosen, blind = rows["GS1-valid is a barcode (chosen)"], rows["Luhn and issuer only"]
+    assert chosen[2:6] == [0.0] * 4  # EAN-13 (Faker, Germany, Japan), UPC-A
+    assert blind[3] > 5 and blind[0] == 100.0 and 80 < chosen[0] < 100
