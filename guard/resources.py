@@ -76,14 +76,32 @@ class ResourceClassifiers:
         self._doubts: dict[str, tuple[str, ...]] = {}
         self._by_name = {name: Classifier(allowed_functions=f) for name, f in self._allowed.items()}
         self._default = Classifier()
-        self._strict = {name: Classifier() for name, f in self._allowed.items() if f}
+        # Without functions.allow, and whether the target's own code reaches one of them.
+        self._strict = {name: (Classifier(), False) for name, f in self._allowed.items() if f}
+        self._allowed_names = {
+            name: tuple({entry.rsplit(".", 1)[-1].lower() for entry in f})
+            for name, f in self._allowed.items()
+        }
 
     def of(self, resource: str) -> Classifier:
         return self._by_name.get(resource, self._default)
 
-    def strict(self, resource: str) -> Classifier | None:
-        """The resource's classifier without its ``functions.allow`` (None: it has none)."""
-        return self._strict.get(resource)
+    def strict(self, resource: str, sql: str, names: Iterable[str] = ()) -> Classifier | None:
+        """The resource's classifier without its ``functions.allow`` when ``sql`` may reach
+        one of those functions: it names one (or spells a name with ``U&``), or one of
+        ``names`` (prepared statements that do), or a view, policy or domain of the target
+        does. None otherwise (the two would agree; a long statement is not classified
+        twice), and for a resource without ``functions.allow``."""
+        found = self._strict.get(resource)
+        if found is None:
+            return None
+        classifier, always = found
+        text = sql.lower()
+        if always or "u&" in text:
+            return classifier
+        if any(n in text for n in self._allowed_names[resource]):
+            return classifier
+        return classifier if any(n.lower() in text for n in names) else None
 
     async def load(self, fetch: FetchRows) -> None:
         """Read every resource's catalog once (concurrently)."""
@@ -138,10 +156,10 @@ class ResourceClassifiers:
             target_views=code.relations, target_calls=code.calls,
         )  # fmt: skip
         if allowed:
-            self._strict[resource] = Classifier(
+            self._strict[resource] = (Classifier(
                 target_functions=functions, target_views=strict.relations,
                 target_calls=strict.calls,
-            )  # fmt: skip
+            ), strict != code)  # fmt: skip
 
     def _doubt(self, resource: str, doubts: tuple[str, ...]) -> None:
         if self._doubts.get(resource, ()) == doubts:

@@ -208,7 +208,7 @@ class WatchRelexing:
         if statement.protocol == "execute":
             return None
         context, event = statement.context, statement.event
-        strict = self._classifiers.strict(context.resource.name)
+        strict = self._classifiers.strict(context.resource.name, statement.sql, context.relexing)
         strict_class = None
         if strict is not None and event.statement_class != "opaque":
             opaque: StatementClass = "opaque"  # EXECUTE of a name that may: the same

@@ -113,7 +113,18 @@ def test_the_strict_classifier_sees_a_policy_that_reaches_an_allowed_function() 
     classifiers = ResourceClassifiers({"shop": ["audit_read"]})
     asyncio.run(classifiers.load(fetch))
     assert verdict(classifiers.of("shop"), "SELECT * FROM accounts") == ("read", ())
-    strict = classifiers.strict("shop")
+    strict = classifiers.strict("shop", "SELECT * FROM accounts")
     assert strict is not None
     assert verdict(strict, "SELECT * FROM accounts")[0] == "opaque"
-    assert classifiers.strict("elsewhere") is None
+    assert classifiers.strict("elsewhere", "SELECT * FROM accounts") is None
+
+
+def test_the_strict_classifier_is_asked_only_where_an_allowed_function_may_be_reached() -> None:
+    classifiers = ResourceClassifiers({"shop": ["reporting.Monthly_Totals"]})
+    assert classifiers.strict("shop", "SELECT * FROM orders") is None
+    for sql in (
+        "SELECT monthly_totals()",
+        'SELECT o."MONTHLY_TOTALS" FROM orders o',
+        'SELECT U&"monthly\\005ftotals"()',
+    ):
+        assert classifiers.strict("shop", sql) is not None, sql

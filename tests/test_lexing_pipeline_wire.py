@@ -95,6 +95,25 @@ def test_text_pipelined_behind_a_change_never_reaches_the_target(
     assert items() == 10
 
 
+@pytest.mark.parametrize(
+    "prepare", ["PREPARE relaxed AS SELECT relax()", "PREPARE relaxed AS TABLE relaxing"]
+)
+def test_an_execute_of_a_prepared_change_holds_the_pipeline_too(
+    gw: GatewayThread, token: str, items: Callable[[], int], prepare: str
+) -> None:
+    client = RawClient(gw.port)
+    try:
+        client.login(ALICE, token, "pipeline")
+        client.send(m.Query(prepare).encode())
+        client.until(m.ReadyForQuery)
+        client.send(m.Query("EXECUTE relaxed").encode() + m.Query(ATTACK).encode())
+        ended = client.until_eof()
+    finally:
+        client.close()
+    assert [e.code for e in ended if isinstance(e, m.ErrorResponse)] == ["0A000"]
+    assert items() == 10
+
+
 def test_psycopg_pipeline_cannot_parse_behind_a_change(
     gw: GatewayThread, token: str, target_dsn: str, items: Callable[[], int]
 ) -> None:
