@@ -114,6 +114,9 @@ class ModernProxy:
             tasks = ProxyTasks(self.gateway, self.governor, session.resource)
             return jsonrpc.result(message.id, await tasks.created(session.principal, held))
         result = answer.get("result")
+        if isinstance(result, dict) and message.method == "tools/list":
+            # The list is the caller's (policy, pins), and either may change at any time.
+            result.update(cacheScope="private", ttlMs=0)
         if isinstance(result, dict):
             result.setdefault("resultType", "complete")
             refused = self._refused_inputs(session, result)

@@ -201,7 +201,7 @@ class AskingServer:
             "server/discover": {"supportedVersions": ["2026-07-28"], "capabilities": {"tools": {}},
                                 "resultType": "complete", "ttlMs": 0, "cacheScope": "public"},
             "tools/list": {"tools": [{"name": "ask", "inputSchema": {"type": "object"}}],
-                           "resultType": "complete", "ttlMs": 0, "cacheScope": "public"},
+                           "resultType": "complete", "ttlMs": 60000, "cacheScope": "public"},
             "tools/call": {"resultType": "input_required", "requestState": "s", "inputRequests": {
                 "q": {"method": "sampling/createMessage",
                       "params": {"messages": [], "maxTokens": 5}}}},
@@ -217,7 +217,7 @@ class AskingServer:
         self.loop.close()
 
 
-async def test_an_input_request_policy_refuses_never_reaches_the_agent(
+async def test_an_input_request_policy_refuses_never_reaches_the_agent_nor_a_shared_cache(
     make_database: Callable[[str], str],
 ) -> None:
     asking = AskingServer()
@@ -244,11 +244,18 @@ async def test_an_input_request_policy_refuses_never_reaches_the_agent(
             async with Client(transport, mode="2026-07-28", sampling_callback=sample) as client:
                 with pytest.raises(MCPError) as refused:
                     await client.call_tool("ask", {})
+            # The server calls its list public; through the gateway it is the caller's.
+            listing = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {}}}}  # fmt: skip
+            modern = {"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/list"}
+            listed = (await http.post(url, json=listing, headers=modern)).json()["result"]
     finally:
         gateway.stop()
         asking.stop()
     assert refused.value.code == -32003 and "refused by jitgate's policy" in str(refused.value)
     assert sampled == []
+    assert (listed["cacheScope"], listed["ttlMs"]) == ("private", 0)
 
 
 async def test_malformed_2026_07_28_requests_get_json_rpc_errors_never_500(
