@@ -1,6 +1,12 @@
 """Microsoft Teams: the Bot Framework endpoint ``POST /api/messages`` on the gateway's own
 aiohttp application, over the chat-neutral core (:mod:`notify`).
 
+Hosting. Authentication, parsing and every connector call go through one small interface,
+:class:`~bot.teams_hosting.TeamsHosting`, implemented on the Microsoft 365 Agents SDK for
+Python (:mod:`bot.teams_agents_sdk`: the SDK's JWT validator, ``Activity`` models and
+connector client, the bot's token from Entra by MSAL); nothing else here speaks to the
+Bot Framework.
+
 Incoming. Every request is authenticated as the Bot Framework does
 (:mod:`bot.teams_auth`); anything not signed by the channel gets 401 and runs nothing, a
 body that is not an activity gets 400, a store (or a connector asked who the sender is)
@@ -23,10 +29,6 @@ that cannot answer 503; never a 500. Each activity refreshes its conversation's 
 Outgoing. Cards, their updates, threaded results, the requester's messages and alerts go
 through the outbox (:mod:`notify.outbox`, chat ``teams``) to the connector
 (:mod:`bot.teams_delivery`).
-
-Why not an SDK: the Microsoft 365 Agents SDK's token validator fetches signing keys with a
-blocking HTTP client inside the event loop and botbuilder is archived; the validation is
-small and done here with joserfc, exactly as the Bot Framework specifies it.
 """
 
 from __future__ import annotations
@@ -47,10 +49,10 @@ from approvals.service import Approvals
 from approvals.store import STORE_ERRORS
 from bot import messages as m
 from bot import teams_cards as cards
-from bot.teams_auth import ChannelKeys, Unauthenticated, authenticate, tenant_of
-from bot.teams_connector import Connector, ConnectorError
+from bot.teams_auth import tenant_of
 from bot.teams_conversations import TeamsConversations, TeamsPeople, TeamsPerson
 from bot.teams_delivery import TeamsDelivery
+from bot.teams_hosting import ConnectorError, TeamsHosting, Unauthenticated, hosting_for
 from bot.teams_invokes import TeamsInvokes
 from bot.teams_personal import PersonalChats
 from bot.teams_users import TeamsUsers
@@ -105,9 +107,7 @@ class TeamsAdapter:
         self._settings: TeamsSettings = config.teams
         self._config = config
         self._approvals = approvals
-        self._session = aiohttp.ClientSession()
-        self._keys = ChannelKeys(self._settings, self._session)
-        self.connector = Connector(self._settings, self._session)
+        self.connector: TeamsHosting = hosting_for(self._settings)
         self.conversations = TeamsConversations(approvals.pool)
         self._people = TeamsPeople(self._settings, approvals.directory, self.connector)
         self.users = TeamsUsers(approvals.pool)
@@ -131,7 +131,7 @@ class TeamsAdapter:
 
     async def stop(self) -> None:
         await self.outbox.stop()
-        await self._session.close()
+        await self.connector.close()
 
     async def _view(self, request_id: int) -> RequestView | None:
         view = await self._approvals.store.view(request_id)
@@ -143,22 +143,20 @@ class TeamsAdapter:
 
     async def handle(self, request: web.Request) -> web.Response:
         """``POST /api/messages``."""
-        body = await request.read()
         try:
-            activity = json.loads(body)
+            body: object = json.loads(await request.read())
         except (ValueError, UnicodeDecodeError):
-            activity = None
+            body = None
         try:
-            await authenticate(request.headers.get("Authorization"),
-                               activity if isinstance(activity, dict) else {},
-                               self._settings, self._keys)  # fmt: skip
+            await self.connector.authenticate(request.headers.get("Authorization"),
+                                              body if isinstance(body, dict) else {})  # fmt: skip
         except Unauthenticated as refused:
             log.warning("teams request refused", extra={"remote": request.remote,
                         "reason": str(refused)})  # fmt: skip
             return web.Response(status=401, text="unauthorized")
-        if not _is_activity(activity):
+        activity = self.connector.parse(body)
+        if activity is None:
             return web.Response(status=400, text="the body is not a Bot Framework activity")
-        assert isinstance(activity, dict)
         try:
             return await self._dispatch(activity)
         except (StoreUnavailable, *STORE_ERRORS, *_EXPECTED) as down:
@@ -272,14 +270,3 @@ class TeamsAdapter:
 
 def _message(text: str, status: int = 200) -> dict[str, Any]:
     return {"statusCode": status, "type": MESSAGE, "value": text}
-
-
-def _is_activity(activity: object) -> bool:
-    return (
-        isinstance(activity, dict)
-        and isinstance(activity.get("type"), str)
-        and isinstance(activity.get("serviceUrl"), str)
-        and isinstance(activity.get("conversation"), dict)
-        and isinstance(activity["conversation"].get("id"), str)
-        and isinstance(activity.get("from") or {}, dict)
-    )

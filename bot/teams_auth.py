@@ -1,14 +1,15 @@
 """Who may POST to ``/api/messages``: the Bot Framework channel, proved the way the Bot
-Framework proves it.
+Framework proves it; the parts both SDKs' validators leave to the bot.
 
 Every request carries ``Authorization: Bearer JWT``. The token must be an RS256 JWS
 signed by a key from the JWKS that ``teams.openid_metadata`` announces (Microsoft's by
 default), whose ``endorsements`` (when the key lists any) include the activity's
-``channelId``; ``iss`` must be the metadata's issuer, ``aud`` the bot's app id, ``exp`` and
-``nbf`` within five minutes of now, and the ``serviceUrl`` claim the activity's own
+``channelId`` (:meth:`ChannelKeys.signing_key`, handed to the SDK's validator, which
+checks the signature, ``aud`` the bot's app id, ``exp`` and ``nbf`` within five minutes of
+now); ``iss`` must be the metadata's issuer and the ``serviceUrl`` claim the activity's own
 ``serviceUrl``: a token minted for one connector cannot send replies to another. With
-``teams.tenant_id``, the activity must come from that tenant. Any failure is
-:class:`Unauthenticated`, which the endpoint answers with 401.
+``teams.tenant_id``, the activity must come from that tenant (:func:`check_claims`). Any
+failure is :class:`Unauthenticated`, which the endpoint answers with 401.
 
 Keys are fetched with aiohttp (never blocking the loop), cached for a day, and fetched
 again, at most once a minute, when a token names a key id not seen yet (Microsoft rolls
@@ -23,21 +24,12 @@ import time
 from typing import Any
 
 import aiohttp
-from joserfc import jwt
-from joserfc.errors import JoseError
-from joserfc.jwk import KeySet
 
-from identity.id_tokens import token_header
+from bot.teams_hosting import TIMEOUT, Unauthenticated
 from jitgate.config import TeamsSettings
-from jitgate.errors import SignInRefused
 
-CLOCK_SKEW = 300
 KEYS_TTL = 24 * 3600.0
 REFETCH_AFTER = 60.0
-
-
-class Unauthenticated(Exception):
-    """The request was not proved to come from the Bot Framework; the message says why."""
 
 
 class ChannelKeys:
@@ -61,6 +53,20 @@ class ChannelKeys:
             assert self._issuer is not None
             return self._issuer, self._keys
 
+    async def signing_key(self, kid: object, channel: str) -> tuple[str, dict[str, Any]]:
+        """The issuer and the public JWK named ``kid``, when it is endorsed for
+        ``channel`` (or lists no endorsements); otherwise :class:`Unauthenticated`."""
+        if not isinstance(kid, str):
+            raise Unauthenticated("the token names no signing key")
+        issuer, keys = await self.get(kid)
+        named = [key for key in keys if key.get("kid") == kid]
+        if not named:
+            raise Unauthenticated("the token's key is not one of the channel's")
+        endorsed = [k for k in named if not k.get("endorsements") or channel in k["endorsements"]]
+        if not endorsed:
+            raise Unauthenticated(f"the signing key is not endorsed for channel {channel!r}")
+        return issuer, endorsed[0]
+
     async def _fetch(self) -> None:
         try:
             metadata = await self._json(self._settings.openid_metadata)
@@ -79,7 +85,7 @@ class ChannelKeys:
         self._fetched_at = time.monotonic()
 
     async def _json(self, url: str) -> dict[str, Any]:
-        async with self._session.get(url, timeout=aiohttp.ClientTimeout(total=10)) as answer:
+        async with self._session.get(url, timeout=TIMEOUT) as answer:
             answer.raise_for_status()
             data = await answer.json(content_type=None)
         if not isinstance(data, dict):
@@ -87,46 +93,29 @@ class ChannelKeys:
         return data
 
 
-async def authenticate(
-    authorization: str | None, activity: dict[str, Any], settings: TeamsSettings, keys: ChannelKeys
-) -> dict[str, Any]:
-    """The verified claims of the request's token, or :class:`Unauthenticated`."""
+def bearer_token(authorization: str | None) -> str:
+    """The token of an ``Authorization: Bearer`` header, or :class:`Unauthenticated`."""
     scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise Unauthenticated("no bearer token")
-    try:
-        header = token_header(token)
-    except SignInRefused as exc:
-        raise Unauthenticated(str(exc)) from exc
-    if header.get("alg") != "RS256":
-        raise Unauthenticated("the token is not signed with RS256")
-    kid = header.get("kid") if isinstance(header.get("kid"), str) else None
-    issuer, jwks = await keys.get(kid)
-    channel = str(activity.get("channelId") or "")
-    usable = [key for key in jwks if kid is None or key.get("kid") == kid]
-    if not usable:
-        raise Unauthenticated("the token's key is not one of the channel's")
-    endorsed = [
-        key for key in usable if not key.get("endorsements") or channel in key["endorsements"]
-    ]
-    if not endorsed:
-        raise Unauthenticated(f"the signing key is not endorsed for channel {channel!r}")
-    try:
-        claims = jwt.decode(token, KeySet.import_key_set({"keys": endorsed}), algorithms=["RS256"])
-        jwt.JWTClaimsRegistry(
-            leeway=CLOCK_SKEW,
-            iss={"essential": True, "value": issuer},
-            aud={"essential": True, "value": settings.app_id},
-            exp={"essential": True},
-        ).validate(claims.claims)
-    except (JoseError, ValueError) as exc:
-        raise Unauthenticated(f"the token does not verify: {type(exc).__name__}") from exc
-    service_url = claims.claims.get("serviceUrl") or claims.claims.get("serviceurl")
+    return token
+
+
+def check_claims(claims: dict[str, Any], issuer: str, activity: dict[str, Any],
+                 settings: TeamsSettings) -> dict[str, Any]:  # fmt: skip
+    """``claims``, verified by an SDK's validator (signature, audience, lifetime), checked
+    for what the Bot Framework requires beyond: the metadata's issuer exactly, an expiry,
+    the activity's ``serviceUrl``, and ``teams.tenant_id``'s tenant."""
+    if claims.get("iss") != issuer:
+        raise Unauthenticated("the token's issuer is not the channel's")
+    if not isinstance(claims.get("exp"), int | float):
+        raise Unauthenticated("the token has no expiry")
+    service_url = claims.get("serviceUrl") or claims.get("serviceurl")
     if service_url != activity.get("serviceUrl"):
         raise Unauthenticated("the token's serviceUrl is not the activity's")
     if settings.tenant_id and tenant_of(activity) != settings.tenant_id:
         raise Unauthenticated("the activity comes from another tenant")
-    return dict(claims.claims)
+    return claims
 
 
 def tenant_of(activity: dict[str, Any]) -> str | None:

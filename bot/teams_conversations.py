@@ -23,7 +23,7 @@ from typing import Any
 
 import asyncpg
 
-from bot.teams_connector import Connector, ConnectorError
+from bot.teams_hosting import ConnectorError, TeamsHosting
 from identity import Directory
 from jitgate.config import TeamsSettings
 
@@ -103,7 +103,8 @@ class TeamsConversations:
 
 
 class TeamsPeople:
-    def __init__(self, settings: TeamsSettings, directory: Directory, connector: Connector) -> None:
+    def __init__(self, settings: TeamsSettings, directory: Directory,
+                 connector: TeamsHosting) -> None:  # fmt: skip
         self._settings = settings
         self._directory = directory
         self._connector = connector

@@ -17,8 +17,8 @@ import aiohttp
 
 from approvals.model import Alert, RequestView
 from bot import teams_cards as cards
-from bot.teams_connector import Connector, ConnectorError
 from bot.teams_conversations import Conversation, TeamsConversations
+from bot.teams_hosting import ConnectorError, TeamsHosting
 from bot.teams_personal import PersonalChats
 from notify.cards import card_of
 from notify.outbox import Envelope, Failure, Undeliverable
@@ -30,7 +30,7 @@ class TeamsDelivery:
     """Teams' :class:`~notify.outbox.Delivery`. ``view(request_id)``: the request as Teams
     may show it now; ``refresh_for(view)``: who gets their own view of its card."""
 
-    def __init__(self, connector: Connector, conversations: TeamsConversations,
+    def __init__(self, connector: TeamsHosting, conversations: TeamsConversations,
                  personal: PersonalChats, view: Callable[[int], Awaitable[RequestView | None]],
                  refresh_for: Callable[[RequestView], Awaitable[list[str]]]) -> None:  # fmt: skip
         self._connector = connector

@@ -22,15 +22,15 @@ from typing import Any
 from bot import messages as m
 from bot import teams_cards as cards
 from bot.teams_auth import tenant_of
-from bot.teams_connector import Connector, ConnectorError
 from bot.teams_conversations import Conversation, TeamsConversations, TeamsPerson
+from bot.teams_hosting import ConnectorError, TeamsHosting
 from bot.teams_users import TeamsUsers
 
 log = logging.getLogger("jitgate.teams")
 
 
 class PersonalChats:
-    def __init__(self, connector: Connector, conversations: TeamsConversations,
+    def __init__(self, connector: TeamsHosting, conversations: TeamsConversations,
                  users: TeamsUsers) -> None:  # fmt: skip
         self._connector = connector
         self._conversations = conversations

@@ -39,6 +39,8 @@ _SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 _ENTRA_OBJECT_ID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 TEAMS_OPENID_METADATA = "https://login.botframework.com/v1/.well-known/openidconfiguration"
 TEAMS_TOKEN_ENDPOINT = "https://login.microsoftonline.com/botframework.com/oauth2/v2.0/token"
+TEAMS_HOSTINGS = ("agents_sdk",)
+_TEAMS_TOKEN_ENDPOINT = re.compile(r"^https://[^/?#]+/[^/?#]+/oauth2/v2\.0/token$")
 _CLAIM_NAME = re.compile(r"^[A-Za-z0-9_:-]+$")
 DEFAULT_SCOPES = ("openid", "email", "profile")
 
@@ -171,7 +173,9 @@ class SlackSettings:
 class TeamsSettings:
     """``teams``: the Microsoft Teams bot (see :mod:`bot.teams`). ``openid_metadata`` is where
     the Bot Framework's signing keys are announced and ``token_endpoint`` where the bot gets
-    its own tokens; both default to Microsoft's public cloud."""
+    its own tokens (an Entra authority's ``.../oauth2/v2.0/token``); both default to
+    Microsoft's public cloud. ``hosting`` names the SDK the bot is hosted on
+    (:mod:`bot.teams_hosting`)."""
 
     app_id: str
     app_password: str | None = field(repr=False)
@@ -180,6 +184,7 @@ class TeamsSettings:
     users: Mapping[str, str] = field(default_factory=dict)
     openid_metadata: str = TEAMS_OPENID_METADATA
     token_endpoint: str = TEAMS_TOKEN_ENDPOINT
+    hosting: str = "agents_sdk"
 
 
 @dataclass(frozen=True, slots=True)
@@ -597,7 +602,8 @@ def _teams_needed(config: Config) -> Config:
 def _teams(root: _Node) -> TeamsSettings | None:
     """``teams``, or None."""
     node = root.child("teams", {})
-    node.only("app_id", "app_password", "tenant_id", "users", "openid_metadata", "token_endpoint")
+    node.only("app_id", "app_password", "tenant_id", "users", "openid_metadata", "token_endpoint",
+              "hosting")  # fmt: skip
     if not node.value:
         return None
     users: dict[str, str] = {}
@@ -616,7 +622,12 @@ def _teams(root: _Node) -> TeamsSettings | None:
         users=users,
         openid_metadata=node.text("openid_metadata", TEAMS_OPENID_METADATA),
         token_endpoint=node.text("token_endpoint", TEAMS_TOKEN_ENDPOINT),
+        hosting=node.choice("hosting", TEAMS_HOSTINGS),
     )
+    if not _TEAMS_TOKEN_ENDPOINT.match(settings.token_endpoint):
+        raise ConfigError(node.key("token_endpoint"),
+                          "must be an Entra authority's token endpoint,"
+                          " https://HOST/TENANT/oauth2/v2.0/token")  # fmt: skip
     if not settings.app_password:
         raise ConfigError(node.key("app_password"), "is required (from the environment: ${VAR})")
     return settings

@@ -1,6 +1,13 @@
-"""A local fake of the Bot Framework: the channel's OpenID metadata and JWKS, the token
-endpoint bots get their own tokens from, and the connector (``/v3/conversations/...``) that
+"""A local fake of the Bot Framework: the channel's OpenID metadata and JWKS, the Entra
+authority bots get their own tokens from, and the connector (``/v3/conversations/...``) that
 records every activity a bot sends, all from one aiohttp server on a background thread.
+
+The authority (``/botframework.com/v2.0/.well-known/openid-configuration`` and
+``/botframework.com/oauth2/v2.0/token``, as Entra serves them) answers over TLS, since MSAL
+takes only https authorities, on a port of its own, with a certificate from a CA made for
+the test run, which the fake names in ``REQUESTS_CA_BUNDLE`` (MSAL's requests trust it,
+as they trust an operator's private CA). :attr:`FakeTeams.token_requests` records the
+grant each token request asked for (the client secret left out).
 
 Tokens are real RS256 JWTs from a key the fake generates and publishes (endorsed for
 ``msteams``), with the claims the Bot Framework puts in them; :meth:`FakeTeams.channel_token`
@@ -19,7 +26,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import secrets
+import ssl
+import tempfile
 import threading
 import time
 from collections import defaultdict, deque
@@ -27,25 +37,42 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import trustme
 from aiohttp import web
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
 ISSUER = "https://api.botframework.com"
+TENANT = "botframework.com"
+SCOPE = "https://api.botframework.com/.default"
 FIXTURES = Path(__file__).parent / "fixtures" / "teams"
+_CA = trustme.CA()
+_CA_FILE: str | None = None
+
+
+def _trusted_ca() -> None:
+    """The run's CA, written once and named in ``REQUESTS_CA_BUNDLE``."""
+    global _CA_FILE
+    if _CA_FILE is None:
+        handle, _CA_FILE = tempfile.mkstemp(prefix="fake-teams-ca-", suffix=".pem")
+        os.close(handle)
+        _CA.cert_pem.write_to_path(_CA_FILE)
+    os.environ["REQUESTS_CA_BUNDLE"] = _CA_FILE
 
 
 @dataclass(frozen=True)
 class Call:
     """What the bot sent: ``kind`` is ``send`` (a new activity), ``reply`` (in a thread),
     ``update``, ``member``, ``roster`` (a page of members) or ``open`` (a personal chat the
-    bot opens, its id in ``activity_id``); ``activity`` the JSON body."""
+    bot opens, its id in ``activity_id``); ``activity`` the JSON body; ``client`` the
+    caller's ``User-Agent``."""
 
     kind: str
     conversation: str
     activity_id: str | None
     activity: dict[str, Any]
     status: int
+    client: str = ""
 
 
 class FakeTeams:
@@ -59,6 +86,7 @@ class FakeTeams:
         self.calls: list[Call] = []
         self._recorded = threading.Condition()
         self.tokens_issued = 0
+        self.token_requests: list[dict[str, str]] = []
         self._tokens: set[str] = set()
         self._failures: dict[str, deque[tuple[int, int, str | None]]] = defaultdict(deque)
         self._ids = itertools.count(1772443290000)
@@ -66,10 +94,12 @@ class FakeTeams:
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True, name="fake-teams")
         self.port = 0
+        self.login_port = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def __enter__(self) -> FakeTeams:
+        _trusted_ca()
         self._thread.start()
         self._ready.wait(10)
         return self
@@ -84,7 +114,8 @@ class FakeTeams:
         app = web.Application()
         app.router.add_get("/openid", self._openid)
         app.router.add_get("/keys", self._keys)
-        app.router.add_post("/token", self._token)
+        app.router.add_get("/{tenant}/v2.0/.well-known/openid-configuration", self._authority)
+        app.router.add_post("/{tenant}/oauth2/v2.0/token", self._token)
         app.router.add_post("/v3/conversations", self._open)
         app.router.add_post("/v3/conversations/{conversation}/activities", self._activity)
         app.router.add_post("/v3/conversations/{conversation}/activities/{id}", self._activity)
@@ -95,7 +126,11 @@ class FakeTeams:
         self._loop.run_until_complete(runner.setup())
         site = web.TCPSite(runner, "127.0.0.1", 0)
         self._loop.run_until_complete(site.start())
-        self.port = runner.addresses[0][1]
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        _CA.issue_cert("127.0.0.1").configure_cert(tls)
+        login = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls)
+        self._loop.run_until_complete(login.start())
+        self.port, self.login_port = (address[1] for address in runner.addresses)
         self._ready.set()
         self._loop.run_forever()
         self._loop.run_until_complete(runner.cleanup())
@@ -105,13 +140,19 @@ class FakeTeams:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def authority(self) -> str:
+        """The Entra authority (https) the bot's tokens come from."""
+        return f"https://127.0.0.1:{self.login_port}/{TENANT}"
+
+    @property
     def service_url(self) -> str:
         return self.url + "/"
 
     def settings(self, **more: Any) -> dict[str, Any]:
         """The gateway's ``teams`` section for this fake."""
         return {"app_id": self.app_id, "app_password": self.password,
-                "openid_metadata": self.url + "/openid", "token_endpoint": self.url + "/token",
+                "openid_metadata": self.url + "/openid",
+                "token_endpoint": self.authority + "/oauth2/v2.0/token",
                 **more}  # fmt: skip
 
     # -- what tests do -----------------------------------------------------------------------
@@ -182,15 +223,46 @@ class FakeTeams:
         public = self.key.as_dict(private=False)
         return web.json_response({"keys": [{**public, "use": "sig", "endorsements": ["msteams"]}]})
 
+    async def _authority(self, request: web.Request) -> web.Response:
+        """The authority's OpenID configuration, the fields Entra's has that MSAL reads."""
+        base = f"https://127.0.0.1:{self.login_port}/{request.match_info['tenant']}"
+        return web.json_response({
+            "token_endpoint": base + "/oauth2/v2.0/token",
+            "token_endpoint_auth_methods_supported": [
+                "client_secret_post", "private_key_jwt", "client_secret_basic"],
+            "jwks_uri": base + "/discovery/v2.0/keys",
+            "response_modes_supported": ["query", "fragment", "form_post"],
+            "subject_types_supported": ["pairwise"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+            "scopes_supported": ["openid", "profile", "email", "offline_access"],
+            "issuer": f"https://login.microsoftonline.com/{TENANT}/v2.0",
+            "authorization_endpoint": base + "/oauth2/v2.0/authorize",
+            "device_authorization_endpoint": base + "/oauth2/v2.0/devicecode",
+            "end_session_endpoint": base + "/oauth2/v2.0/logout",
+            "tenant_region_scope": "WW",
+            "cloud_instance_name": "microsoftonline.com",
+            "cloud_graph_host_name": "graph.windows.net",
+            "msgraph_host": "graph.microsoft.com",
+        })  # fmt: skip
+
     async def _token(self, request: web.Request) -> web.Response:
         form = await request.post()
+        self.token_requests.append(
+            {k: str(v) for k, v in form.items() if k != "client_secret"}
+            | {"x-client-sku": request.headers.get("x-client-sku", "")}
+        )
         if form.get("client_id") != self.app_id or form.get("client_secret") != self.password:
-            return web.json_response({"error": "invalid_client"}, status=401)
+            return web.json_response({"error": "invalid_client", "error_description":
+                                      "AADSTS7000215: Invalid client secret provided."},
+                                     status=401)  # fmt: skip
+        if form.get("grant_type") != "client_credentials" or form.get("scope") != SCOPE:
+            return web.json_response({"error": "invalid_scope"}, status=400)
         token = secrets.token_urlsafe(24)
         self._tokens.add(token)
         self.tokens_issued += 1
-        return web.json_response({"token_type": "Bearer", "expires_in": 3600,
-                                  "ext_expires_in": 3600, "access_token": token})  # fmt: skip
+        return web.json_response({"token_type": "Bearer", "expires_in": 3599,
+                                  "ext_expires_in": 3599, "access_token": token})  # fmt: skip
 
     def _authorized(self, request: web.Request) -> bool:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
@@ -202,14 +274,15 @@ class FakeTeams:
         kind = "update" if request.method == "PUT" else "reply" if activity_id else "send"
         body = await request.json() if request.can_read_body else {}
         status = 200 if self._authorized(request) else 401
+        client = request.headers.get("User-Agent", "")
         failure = self._failure(kind, conversation) if status == 200 else None
         if failure is not None:
             status, retry_after = failure
-            self._record(Call(kind, conversation, activity_id, body, status))
+            self._record(Call(kind, conversation, activity_id, body, status, client))
             headers = {"Retry-After": str(retry_after)} if status == 429 else {}
             return web.json_response({"error": {"code": "Throttled"}}, status=status,
                                      headers=headers)  # fmt: skip
-        self._record(Call(kind, conversation, activity_id, body, status))
+        self._record(Call(kind, conversation, activity_id, body, status, client))
         if status != 200:
             return web.json_response({"error": {"code": "Unauthorized"}}, status=status)
         return web.json_response({"id": activity_id if kind == "update" else str(next(self._ids))})
