@@ -4,8 +4,9 @@ aiohttp application, over the chat-neutral core (:mod:`notify`).
 Hosting. Authentication, parsing and every connector call go through one small interface,
 :class:`~bot.teams_hosting.TeamsHosting`, implemented on the Microsoft 365 Agents SDK for
 Python (:mod:`bot.teams_agents_sdk`: the SDK's JWT validator, ``Activity`` models and
-connector client, the bot's token from Entra by MSAL); nothing else here speaks to the
-Bot Framework.
+connector client, the bot's token from Entra by MSAL) by default, and on botbuilder 4.17
+with ``teams.hosting: botbuilder`` (:mod:`bot.teams_botbuilder`); nothing else here speaks
+to the Bot Framework.
 
 Incoming. Every request is authenticated as the Bot Framework does
 (:mod:`bot.teams_auth`); anything not signed by the channel gets 401 and runs nothing, a

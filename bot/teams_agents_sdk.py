@@ -34,7 +34,7 @@ from microsoft_agents.hosting.core.connector.client.connector_client import (
 )
 
 from bot.teams_auth import ChannelKeys, bearer_token, check_claims
-from bot.teams_hosting import TIMEOUT, ConnectorError, Unauthenticated, is_activity
+from bot.teams_hosting import TIMEOUT, ConnectorError, Unauthenticated, is_activity, retry_after
 from bot.teams_token import BotToken
 from jitgate.config import TeamsSettings
 
@@ -169,14 +169,6 @@ async def _called(call: Awaitable[T]) -> T:
         return await call
     except aiohttp.ClientResponseError as refused:
         raise ConnectorError(refused.status, refused.message[:300],
-                             _retry_after(refused.headers)) from refused  # fmt: skip
+                             retry_after(refused.headers or {})) from refused  # fmt: skip
     except pydantic.ValidationError as exc:
         raise ConnectorError(502, f"the connector's answer is not understood: {exc}") from exc
-
-
-def _retry_after(headers: Any) -> float | None:
-    value = headers.get("Retry-After") if headers is not None else None
-    try:
-        return max(float(value), 0.0) if value is not None else None
-    except ValueError:
-        return 1.0

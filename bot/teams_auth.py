@@ -110,8 +110,7 @@ def check_claims(claims: dict[str, Any], issuer: str, activity: dict[str, Any],
         raise Unauthenticated("the token's issuer is not the channel's")
     if not isinstance(claims.get("exp"), int | float):
         raise Unauthenticated("the token has no expiry")
-    service_url = claims.get("serviceUrl") or claims.get("serviceurl")
-    if service_url != activity.get("serviceUrl"):
+    if claims.get("serviceurl") != activity.get("serviceUrl"):
         raise Unauthenticated("the token's serviceUrl is not the activity's")
     if settings.tenant_id and tenant_of(activity) != settings.tenant_id:
         raise Unauthenticated("the activity comes from another tenant")

@@ -13,6 +13,8 @@ plain JSON objects (``dict``) on this side of the interface, as they are on the 
 
 - ``agents_sdk`` (the default): the Microsoft 365 Agents SDK for Python
   (:mod:`bot.teams_agents_sdk`).
+- ``botbuilder``: botbuilder 4.17, the Bot Framework SDK Microsoft archived
+  (:mod:`bot.teams_botbuilder`), installed by ``pip install 'jitgate[botbuilder]'``.
 """
 
 from __future__ import annotations
@@ -86,6 +88,10 @@ class TeamsHosting(Protocol):
 
 def hosting_for(settings: TeamsSettings) -> TeamsHosting:
     """The implementation ``teams.hosting`` names."""
+    if settings.hosting == "botbuilder":
+        from bot.teams_botbuilder import BotbuilderHosting
+
+        return BotbuilderHosting(settings)
     from bot.teams_agents_sdk import AgentsSdkHosting
 
     return AgentsSdkHosting(settings)
@@ -101,3 +107,12 @@ def is_activity(activity: object) -> bool:
         and isinstance(activity["conversation"].get("id"), str)
         and isinstance(activity.get("from") or {}, dict)
     )
+
+
+def retry_after(headers: Any) -> float | None:
+    """The pause a refusal's ``Retry-After`` asks for (1 s when it is not a number)."""
+    value = headers.get("Retry-After")
+    try:
+        return max(float(value), 0.0) if value is not None else None
+    except ValueError:
+        return 1.0

@@ -19,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlparse
 
@@ -40,17 +42,39 @@ def authority_of(token_endpoint: str) -> str:
     return token_endpoint.removesuffix(TOKEN_PATH)
 
 
-class BotToken:
+class MsalClient:
+    """MSAL's client for the bot's app registration, made on first use (MSAL reads the
+    authority's metadata as it is made: call :meth:`get` in a worker thread)."""
+
     def __init__(self, settings: TeamsSettings) -> None:
         self._settings = settings
-        self._authority = authority_of(settings.token_endpoint)
-        self._microsoft = urlparse(self._authority).hostname in WELL_KNOWN_AUTHORITY_HOSTS
+        self.authority = authority_of(settings.token_endpoint)
+        self._microsoft = urlparse(self.authority).hostname in WELL_KNOWN_AUTHORITY_HOSTS
         if not self._microsoft:
             log.warning("teams.token_endpoint is not on a Microsoft sign-in host: MSAL's"
                         " instance discovery is off for it",
-                        extra={"authority": self._authority})  # fmt: skip
+                        extra={"authority": self.authority})  # fmt: skip
         self._http = requests.Session()
         self._app: msal.ConfidentialClientApplication | None = None
+
+    def get(self) -> msal.ConfidentialClientApplication:
+        if self._app is None:
+            self._app = msal.ConfidentialClientApplication(
+                self._settings.app_id,
+                client_credential=self._settings.app_password,
+                authority=self.authority,
+                instance_discovery=None if self._microsoft else False,
+                http_client=self._http,
+            )
+        return self._app
+
+    def close(self) -> None:
+        self._http.close()
+
+
+class BotToken:
+    def __init__(self, settings: TeamsSettings) -> None:
+        self._client = MsalClient(settings)
         self._token: tuple[str, float] | None = None
         self._lock = asyncio.Lock()
 
@@ -67,21 +91,20 @@ class BotToken:
             return self._token[0]
 
     def close(self) -> None:
-        self._http.close()
+        self._client.close()
 
     def _acquire(self) -> dict[str, Any]:
         """MSAL's answer (in a worker thread: MSAL blocks)."""
-        try:
-            if self._app is None:
-                self._app = msal.ConfidentialClientApplication(
-                    self._settings.app_id,
-                    client_credential=self._settings.app_password,
-                    authority=self._authority,
-                    instance_discovery=None if self._microsoft else False,
-                    http_client=self._http,
-                )
-            answer = self._app.acquire_token_for_client(scopes=[SCOPE])
-        except (requests.RequestException, ValueError) as exc:
-            # The authority's metadata or token endpoint did not answer (or not with JSON).
-            raise ConnectorError(503, f"the token endpoint cannot be used: {exc}") from exc
+        with unreachable_authority():
+            answer = self._client.get().acquire_token_for_client(scopes=[SCOPE])
         return answer if isinstance(answer, dict) else {}
+
+
+@contextmanager
+def unreachable_authority() -> Iterator[None]:
+    """MSAL's failures to reach the authority, as :class:`ConnectorError` 503."""
+    try:
+        yield
+    except (requests.RequestException, ValueError) as exc:
+        # The authority's metadata or token endpoint did not answer (or not with JSON).
+        raise ConnectorError(503, f"the token endpoint cannot be used: {exc}") from exc

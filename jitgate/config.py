@@ -10,6 +10,7 @@ Unknown keys are errors too: a typo in a security policy must not pass silently.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import ipaddress
 import os
 import re
@@ -39,7 +40,7 @@ _SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 _ENTRA_OBJECT_ID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 TEAMS_OPENID_METADATA = "https://login.botframework.com/v1/.well-known/openidconfiguration"
 TEAMS_TOKEN_ENDPOINT = "https://login.microsoftonline.com/botframework.com/oauth2/v2.0/token"
-TEAMS_HOSTINGS = ("agents_sdk",)
+TEAMS_HOSTINGS = ("agents_sdk", "botbuilder")
 _TEAMS_TOKEN_ENDPOINT = re.compile(r"^https://[^/?#]+/[^/?#]+/oauth2/v2\.0/token$")
 _CLAIM_NAME = re.compile(r"^[A-Za-z0-9_:-]+$")
 DEFAULT_SCOPES = ("openid", "email", "profile")
@@ -624,6 +625,9 @@ def _teams(root: _Node) -> TeamsSettings | None:
         token_endpoint=node.text("token_endpoint", TEAMS_TOKEN_ENDPOINT),
         hosting=node.choice("hosting", TEAMS_HOSTINGS),
     )
+    if settings.hosting == "botbuilder" and not _installed("botbuilder.core"):
+        raise ConfigError(node.key("hosting"), "botbuilder is not installed (the botbuilder"
+                          " extra: pip install 'jitgate[botbuilder]')")  # fmt: skip
     if not _TEAMS_TOKEN_ENDPOINT.match(settings.token_endpoint):
         raise ConfigError(node.key("token_endpoint"),
                           "must be an Entra authority's token endpoint,"
@@ -631,6 +635,13 @@ def _teams(root: _Node) -> TeamsSettings | None:
     if not settings.app_password:
         raise ConfigError(node.key("app_password"), "is required (from the environment: ${VAR})")
     return settings
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
 
 
 def _slack_users(node: _Node) -> dict[str, str]:

@@ -10,7 +10,8 @@ as they trust an operator's private CA). :attr:`FakeTeams.token_requests` record
 grant each token request asked for (the client secret left out).
 
 Tokens are real RS256 JWTs from a key the fake generates and publishes (endorsed for
-``msteams``), with the claims the Bot Framework puts in them; :meth:`FakeTeams.channel_token`
+``msteams``), with the claims the Bot Framework puts in them (``serviceurl`` in lower
+case, as the channel spells it); :meth:`FakeTeams.channel_token`
 mints one for a request into the bot, with any claim overridden, or signed by a key the
 JWKS does not hold. The connector checks that the bot sends the token it was issued and
 answers 429 or 5xx on command::
@@ -161,7 +162,7 @@ class FakeTeams:
         """A token as the channel sends with an activity (``claims`` override or, as None,
         remove the defaults)."""
         now = int(time.time())
-        payload = {"iss": ISSUER, "aud": self.app_id, "serviceUrl": self.service_url,
+        payload = {"iss": ISSUER, "aud": self.app_id, "serviceurl": self.service_url,
                    "nbf": now - 10, "exp": now + 3600, "iat": now - 10}  # fmt: skip
         payload.update(claims)
         payload = {k: v for k, v in payload.items() if v is not None}

@@ -146,8 +146,9 @@ def test_held_statement_card_invoke_result_in_thread(
     out, err = client.communicate(timeout=30)
     assert "DELETE 3" in out and "997" in out and "Microsoft Teams" in err
 
-    (result,) = teams.wait_for("reply", conversation=APPROVALS)
-    assert result.activity_id == card_id and result.activity["replyToId"] == card_id
+    (result,) = wait_until(lambda: [c for c in teams.calls_to("reply", APPROVALS)
+                                    if c.activity_id == card_id], what="the result")  # fmt: skip
+    assert result.activity["replyToId"] == card_id
     shown = runs(card_json(result.activity))
     assert "DELETE 3" in shown and RAW_EMAIL not in shown and "EMAIL" in shown
     view = final(gw, request_id)
@@ -179,7 +180,7 @@ def test_requests_not_signed_by_the_channel_are_401(
         "expired": teams.channel_token(exp=1_600_000_000, nbf=1_599_999_000),
         "audience": teams.channel_token(aud="11111111-2222-3333-4444-555555555555"),
         "issuer": teams.channel_token(iss="https://evil.example.com"),
-        "service-url": teams.channel_token(serviceUrl="https://evil.example.com/"),
+        "service-url": teams.channel_token(serviceurl="https://evil.example.com/"),
         "tenant": teams.channel_token(),
     }[case]
     if case == "tenant":
