@@ -5,6 +5,7 @@ makes the bot's calls, with the token MSAL obtained from the (fake) Entra author
 from __future__ import annotations
 
 import logging
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -128,3 +129,17 @@ def test_hosting_and_the_token_authority_are_checked_at_start(
         gateway_config("postgresql://u@127.0.0.1:5432/x", "postgresql://u@127.0.0.1:5432/y",
                        teams=section)  # fmt: skip
     assert refused.value.key == key
+
+
+def test_botbuilder_hosting_without_the_extra_stops_the_start_naming_the_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # None in sys.modules is how Python marks a module that cannot be imported.
+    monkeypatch.setitem(sys.modules, "botbuilder", None)
+    monkeypatch.setitem(sys.modules, "botbuilder.core", None)
+    section = {"app_id": APP_ID, "app_password": "x", "hosting": "botbuilder"}
+    with pytest.raises(ConfigError) as refused:
+        gateway_config("postgresql://u@127.0.0.1:5432/x", "postgresql://u@127.0.0.1:5432/y",
+                       teams=section)  # fmt: skip
+    assert refused.value.key == "teams.hosting"
+    assert "pip install 'jitgate[botbuilder]'" in str(refused.value)
