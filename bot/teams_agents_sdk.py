@@ -157,7 +157,7 @@ class AgentsSdkHosting:
         session = self._sessions.get(base)
         if session is None:
             session = self._sessions[base] = aiohttp.ClientSession(base_url=base, timeout=TIMEOUT)
-        client = ConnectorClient(base, await self._token.get(), session=session)
+        client = ConnectorClient(base, await self.token(), session=session)
         return ConversationsOperations(
             client.client, max_conversation_id_length=_LONGEST_CONVERSATION_ID
         )

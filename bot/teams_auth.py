@@ -6,7 +6,7 @@ signed by a key from the JWKS that ``teams.openid_metadata`` announces (Microsof
 default), whose ``endorsements`` (when the key lists any) include the activity's
 ``channelId`` (:meth:`ChannelKeys.signing_key`, handed to the SDK's validator, which
 checks the signature, ``aud`` the bot's app id, ``exp`` and ``nbf`` within five minutes of
-now); ``iss`` must be the metadata's issuer and the ``serviceUrl`` claim the activity's own
+now); ``iss`` must be the metadata's issuer and the ``serviceurl`` claim the activity's own
 ``serviceUrl``: a token minted for one connector cannot send replies to another. With
 ``teams.tenant_id``, the activity must come from that tenant (:func:`check_claims`). Any
 failure is :class:`Unauthenticated`, which the endpoint answers with 401.
@@ -105,7 +105,8 @@ def check_claims(claims: dict[str, Any], issuer: str, activity: dict[str, Any],
                  settings: TeamsSettings) -> dict[str, Any]:  # fmt: skip
     """``claims``, verified by an SDK's validator (signature, audience, lifetime), checked
     for what the Bot Framework requires beyond: the metadata's issuer exactly, an expiry,
-    the activity's ``serviceUrl``, and ``teams.tenant_id``'s tenant."""
+    the activity's ``serviceUrl`` (in claim ``serviceurl``, as the channel spells it), and
+    ``teams.tenant_id``'s tenant."""
     if claims.get("iss") != issuer:
         raise Unauthenticated("the token's issuer is not the channel's")
     if not isinstance(claims.get("exp"), int | float):

@@ -29,7 +29,7 @@ from contextlib import AsyncExitStack
 from typing import Any, TypeVar
 
 from azure.core.exceptions import DeserializationError
-from botbuilder.schema import Activity, ConversationParameters
+from botbuilder.schema import Activity, ChannelAccount, ConversationParameters
 from botbuilder.schema.teams import TeamsChannelAccount
 from botframework.connector.aio import ConnectorClient
 from botframework.connector.auth import (
@@ -137,12 +137,11 @@ class BotbuilderHosting:
 
     async def open_personal(self, service_url: str, bot_id: str, user_id: str,
                             tenant: str | None) -> str:  # fmt: skip
-        body: dict[str, Any] = {"bot": {"id": bot_id}, "members": [{"id": user_id}],
-                                "isGroup": False}  # fmt: skip
-        if tenant is not None:
-            body |= {"tenantId": tenant, "channelData": {"tenant": {"id": tenant}}}
+        parameters = ConversationParameters(
+            bot=ChannelAccount(id=bot_id), members=[ChannelAccount(id=user_id)], is_group=False,
+            tenant_id=tenant, channel_data=None if tenant is None else {"tenant": {"id": tenant}},
+        )  # fmt: skip
         operations = (await self._client(service_url)).conversations
-        parameters = ConversationParameters().deserialize(body)
         opened = await _called(operations.create_conversation(parameters))
         if opened is None or not opened.id:
             raise ConnectorError(502, "the connector opened no conversation")
