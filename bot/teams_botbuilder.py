@@ -28,7 +28,6 @@ from collections.abc import Awaitable, Coroutine
 from contextlib import AsyncExitStack
 from typing import Any, TypeVar
 
-from azure.core.exceptions import DeserializationError
 from botbuilder.schema import Activity, ChannelAccount, ConversationParameters
 from botbuilder.schema.teams import TeamsChannelAccount
 from botframework.connector.aio import ConnectorClient
@@ -91,7 +90,7 @@ class BotbuilderHosting:
         assert isinstance(body, dict)
         try:
             Activity().deserialize(body)
-        except DeserializationError:
+        except Exception:  # msrest's DeserializationError, or what a model's setter raises
             return None
         return body
 

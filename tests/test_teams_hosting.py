@@ -143,3 +143,18 @@ def test_botbuilder_hosting_without_the_extra_stops_the_start_naming_the_key(
                        teams=section)  # fmt: skip
     assert refused.value.key == "teams.hosting"
     assert "pip install 'jitgate[botbuilder]'" in str(refused.value)
+
+
+@pytest.mark.parametrize("changes", [
+    {"from": {"id": 5}},
+    {"timestamp": "yesterday"},
+    {"attachments": "a card"},
+])  # fmt: skip
+def test_a_signed_body_the_sdks_activity_model_refuses_is_400(
+    gw: GatewayThread, teams: FakeTeams, changes: dict[str, Any]
+) -> None:
+    activity = teams.activity("message_channel", text="pending", id=f"m-{uuid.uuid4()}")
+    before = len(teams.calls)
+    status, answer = post(gw, {**activity, **changes}, teams.channel_token())
+    assert (status, answer) == (400, "the body is not a Bot Framework activity")
+    assert len(teams.calls) == before
