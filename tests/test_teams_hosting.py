@@ -4,18 +4,20 @@ makes the bot's calls, with the token MSAL obtained from the (fake) Entra author
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import psycopg
 import pytest
 from joserfc.jwk import RSAKey
 
 from jitgate.errors import ConfigError
 from tests.fake_teams import SCOPE, FakeTeams
-from tests.harness import GatewayThread, gateway_config
+from tests.harness import GatewayThread, ask_api, gateway_config
 from tests.slack_gateway import wait_until
 from tests.teams_gateway import (
     ALICE,
@@ -158,3 +160,34 @@ def test_a_signed_body_the_sdks_activity_model_refuses_is_400(
     status, answer = post(gw, {**activity, **changes}, teams.channel_token())
     assert (status, answer) == (400, "the body is not a Bot Framework activity")
     assert len(teams.calls) == before
+
+
+def test_a_secret_entra_refuses_fails_the_card_naming_why(
+    make_database: Callable[[str], str], teams: FakeTeams
+) -> None:
+    target = make_database("jg_teams_hosting_refused_t")
+    with psycopg.connect(target, autocommit=True) as conn:
+        conn.execute("CREATE TABLE items (id int PRIMARY KEY)")
+    config = teams_config(make_database("jg_teams_hosting_refused_s"), target, teams)
+    assert config.teams is not None
+    wrong = dataclasses.replace(config.teams, app_password="an-old-client-secret")
+    gateway = GatewayThread(dataclasses.replace(config, teams=wrong))
+    try:
+        install(gateway, teams)
+        issued = teams.tokens_issued
+        status, _ = ask_api(
+            gateway, gateway.token("alice@example.com"), "DELETE FROM items WHERE id = 1"
+        )
+        assert status == 202
+
+        def failed() -> str | None:
+            sql = "SELECT last_error FROM outbox WHERE chat = 'teams' AND kind = 'card'" \
+                  " AND failed_at IS NOT NULL"  # fmt: skip
+            return gateway.call(gateway.gateway.pool.fetchval(sql))  # type: ignore[no-any-return]
+
+        assert wait_until(failed, what="the card's row to fail") == (
+            "HTTP 401: the bot's token was refused: invalid_client"
+        )
+        assert teams.tokens_issued == issued
+    finally:
+        gateway.stop()
