@@ -126,18 +126,19 @@ _CASES = (str.upper, str.lower, str.title)
 
 def iban(fakers: Fakers, rng: random.Random) -> Positive | None:
     """Faker's IBAN compact or in fours by spaces or dashes, in capitals, in lower case, or
-    mixed as forms get them typed: compact, the country code in capitals, lower case or a
-    capital first and the rest in capitals or lower case (``Gb82west…``); grouped, each group
-    of four in a case of its own (``Gb82 WEST 1234 …``). Checked by
+    mixed as forms get them typed: in fours, the country code in lower case and each further
+    group in capitals, lower case or with a capital first (``gb82 West 1234 …``). Checked by
     :mod:`masking.faker_checks`."""
     number = _faker(fakers, rng).iban()
     layout, case = rng.choice(tuple(_IBAN_SEPARATORS)), rng.choice(("upper", "lower", "mixed"))
-    if case == "mixed" and layout == "compact":
-        value = rng.choice(_CASES)(number[:2]) + number[2:4] + rng.choice(_CASES[:2])(number[4:])
+    groups = re.findall(".{1,4}", number)
+    if case == "mixed":
+        layout = layout if layout != "compact" else rng.choice(("spaced", "dashed"))
+        head = groups[0][:2].lower() + groups[0][2:]
+        value = _IBAN_SEPARATORS[layout].join([head, *(rng.choice(_CASES)(g) for g in groups[1:])])
     else:
-        groups = re.findall(".{1,4}", number)
-        cases = (str.upper if case == "upper" else str.lower,) if case != "mixed" else _CASES
-        value = _IBAN_SEPARATORS[layout].join(rng.choice(cases)(group) for group in groups)
+        cased = str.upper if case == "upper" else str.lower
+        value = _IBAN_SEPARATORS[layout].join(cased(group) for group in groups)
     if not check.iban_ok(value):
         return None
     return Positive(e.IBAN, value, (f"IBAN {number[:2]}", layout, case), value)

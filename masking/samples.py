@@ -60,16 +60,13 @@ def email(rng: random.Random) -> str:
 
 def iban(rng: random.Random) -> str:
     """An IBAN of any registry country, compact (electronic form) or in fours by spaces or
-    dashes (print form), in capitals or, as typed into forms, in lower or mixed case."""
+    dashes (print form), in capitals or, as typed into forms, with its country code in
+    lower case."""
     value = specs.iban(rng)
-    case = rng.random()
-    if case < 0.3:
-        # the country code and the rest each in a case of their own
-        head, tail = (
-            rng.choice((str.lower, str.upper, str.title)),
-            rng.choice((str.lower, str.upper)),
-        )
-        value = head(value[:2]) + value[2:4] + tail(value[4:])
+    if rng.random() < 0.2:
+        value = value.lower()
+    elif rng.random() < 0.1:  # in fours, the country code in lower case
+        return grouped(value[:2].lower() + value[2:], sep=rng.choice(" -"))
     return rng.choice((value, grouped(value), grouped(value, sep="-")))
 
 

@@ -65,20 +65,19 @@ HEX_LETTER_BBAN_DIGITS = {"AD": 8, "AE": 19, "BA": 16, "BE": 12, "DE": 18, "EE":
 
 
 def valid_iban(candidate: str) -> bool:
-    """Country length from :data:`IBAN_LENGTHS` and the ISO 7064 mod-97 check, in any case,
-    compact or grouped by spaces or dashes. Not all in capitals, an IBAN of a country of
-    :data:`HEX_LETTER_BBAN_DIGITS` needs those digits, and a compact one's BBAN letters
-    share one case (``gb82west…``, ``Gb82WEST…``: a random token mixes them)."""
+    """Country length from :data:`IBAN_LENGTHS` and the ISO 7064 mod-97 check, compact or
+    grouped by spaces or dashes, in capitals or with the country code in lower case: then
+    compact all in lower case (``gb82west…``; a random token mixes cases), and for a
+    country of :data:`HEX_LETTER_BBAN_DIGITS` with those digits."""
     compact = candidate.replace(" ", "").replace("-", "")
     country = compact[:2].upper()
     if IBAN_LENGTHS.get(country) != len(compact) or not (compact.isalnum() and compact.isascii()):
         return False
     if compact != compact.upper():
+        if not compact[:2].islower() or (len(compact) == len(candidate) and not compact.islower()):
+            return False
         digits = HEX_LETTER_BBAN_DIGITS.get(country)
         if digits is not None and not compact[4 : 4 + digits].isdigit():
-            return False
-        bban = compact[4:]
-        if len(compact) == len(candidate) and bban.lower() != bban and bban.upper() != bban:
             return False
     rearranged = compact[4:] + compact[:4]
     return int(rearranged.translate(_LETTER_VALUES)) % 97 == 1
