@@ -10,7 +10,9 @@ It is made from the facts :mod:`guard.allowlist_gen` read out of ``pg_proc``,
   ``pg_sleep``, the size and WAL-position functions, ``currval``, …),
 * is not ``SECURITY DEFINER``,
 * and the name is not on :data:`NOT_READS` (stable or immutable by declaration, yet they
-  read files, run SQL from a string or assign a transaction id).
+  read files, run SQL from a string, read relations or types named at run time — whose
+  views, policies and domain CHECKs run there, out of the classifier's sight — or assign a
+  transaction id).
 
 An operator symbol is allowed when every pg_catalog operator of that symbol runs an allowed
 function; a type when it is in pg_catalog (or, written with the schema, information_schema)
@@ -81,6 +83,20 @@ HARMLESS_VOLATILE = frozenset(
     }
 )
 
+RELATION_READERS = (
+    "table_to_xml",
+    "table_to_xmlschema",
+    "table_to_xml_and_xmlschema",
+    "schema_to_xml",
+    "schema_to_xmlschema",
+    "schema_to_xml_and_xmlschema",
+    "database_to_xml",
+    "database_to_xmlschema",
+    "database_to_xml_and_xmlschema",
+)
+"""Built-ins that read the rows of relations named by their arguments (a ``regclass``, a
+schema's name, the whole database) when they run."""
+
 NOT_READS = frozenset(
     {
         # assign a transaction id (a write to the server's state, visible to VACUUM)
@@ -98,6 +114,19 @@ NOT_READS = frozenset(
         "cursor_to_xmlschema",
         "ts_stat",
         "ts_rewrite",
+        # relations named by a value at run time, read (or described) out of the
+        # classifier's sight: a view's definition and a table's policies run there
+        *RELATION_READERS,
+        # values read as a type named at run time: a domain's CHECK runs there
+        "array_in",
+        "record_in",
+        "domain_in",
+        "range_in",
+        "multirange_in",
+        # CREATE FUNCTION's validators: the C one loads the function's shared library
+        "fmgr_c_validator",
+        "fmgr_internal_validator",
+        "fmgr_sql_validator",
         # settings are judged as SET is (guard.queries)
         "set_config",
     }
@@ -143,6 +172,8 @@ DEFAULT_DENIED_FUNCTIONS = frozenset(
         "query_to_xml_and_xmlschema",
         "ts_stat",
         "ts_rewrite",
+        # relations named at run time: their views' and policies' code, out of sight too
+        *RELATION_READERS,
     }
 )
 
