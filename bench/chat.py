@@ -33,7 +33,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from bench import BenchError
+from bench import BenchError, run_alone
 from bench.gateway import APPROVER, RESOURCE, USER, GatewayProcess
 from bench.postgres import DATABASE_ERRORS, BenchServer
 from tests.fake_teams import FakeTeams
@@ -296,14 +296,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
-    try:
-        with BenchServer() as server:
-            latencies = asyncio.run(chat_latency(server, args.rounds))
-    except BenchError as exc:
-        print(f"bench.chat: {exc}", file=sys.stderr)
-        return 1
-    print("\n".join(chat_lines(latencies)))
-    return 0
+    return run_alone("bench.chat", lambda server: chat_latency(server, args.rounds), chat_lines)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ import uvicorn
 import uvloop
 from mcp.server.mcpserver import MCPServer
 
-from bench import BenchError
+from bench import BenchError, run_alone
 from bench.postgres import BenchServer
 from jitgate.config import parse_config
 from jitgate.gateway import Gateway
@@ -190,14 +190,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.calls < 10:
         parser.error("--calls must be at least 10")
-    try:
-        with BenchServer() as server:
-            timings = asyncio.run(mcp_latency(server, args.calls))
-    except BenchError as exc:
-        print(f"bench.mcp: {exc}", file=sys.stderr)
-        return 1
-    print("\n".join(mcp_lines(timings)))
-    return 0
+    return run_alone("bench.mcp", lambda server: mcp_latency(server, args.calls), mcp_lines)
 
 
 if __name__ == "__main__":

@@ -33,5 +33,7 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # The approvals sweep runs every second; its scheduler's per-run lines are noise.
-    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))
+    # The approvals sweep runs every second; its scheduler's per-run lines are noise. So are
+    # the Teams SDKs' lines for every activity sent (ids only; failures still show).
+    for noisy in ("apscheduler", "microsoft_agents", "botbuilder", "msrest", "msal"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
