@@ -6,7 +6,12 @@ A ``read`` may run only:
 * pg_catalog functions and aggregates on the allow-list, called unqualified or as
   ``pg_catalog.f``, and functions named in ``allowed_functions``;
 * pg_catalog operator symbols on the allow-list (written plainly or as
-  ``OPERATOR(pg_catalog.op)``); ``OPERATOR(other_schema.op)`` is never allowed;
+  ``OPERATOR(pg_catalog.op)``); ``OPERATOR(other_schema.op)`` is never allowed, nor a
+  plain symbol the target overloads with an operator of its own that runs code that is not
+  a read (``target_operators``): the parse tree has no types, so which overload answers is
+  not known, and the search path may reach the target's. That covers the operators SQL
+  finds by name without writing them: BETWEEN's ``>=``/``<=`` (NOT BETWEEN's ``<``/``>``),
+  and the ``=`` of ``IN (subquery)``, ``CASE x WHEN`` and ``JOIN … USING``/``NATURAL``;
 * casts to built-in types (pg_catalog, and information_schema when written with it): a
   cast to any other type may run a domain's CHECK or a user-written cast function.
 
@@ -46,6 +51,7 @@ class CallRules:
         "denied",
         "functions",
         "operators",
+        "overloads",
         "relations",
         "target",
         "types",
@@ -59,6 +65,7 @@ class CallRules:
         target: Iterable[str] = (),
         relations: Mapping[str, Finding] | None = None,
         calls: Mapping[str, Finding] | None = None,
+        operators: Mapping[str, Finding] | None = None,
     ) -> None:
         self.denied = frozenset(_unqualified(name) for name in denied)
         # Built-ins that run the target's own code there (a record conversion checking a
@@ -74,6 +81,8 @@ class CallRules:
         self.target = frozenset(_unqualified(name) for name in target)
         # Views of the target whose definitions are not reads, by "schema.view" and "view".
         self.relations = dict(relations or {})
+        # Operator symbols the target overloads with code that is not a read.
+        self.overloads = dict(operators or {})
         self.functions = builtins.read_functions()
         self.operators = builtins.read_operators()
         self.types = builtins.builtin_types()
@@ -117,10 +126,16 @@ class CallRules:
 
     def operator(self, names: object) -> Finding | None:
         parts = strings(names)
+        if len(parts) == 1 and parts[0] in self.overloads:
+            return self.overloads[parts[0]]
         if parts[-1:] and parts[-1] in self.operators and parts[:-1] in ([], ["pg_catalog"]):
             return None
         shown = ".".join(parts)
         return "opaque", f"uses operator {shown}, which is not a known side-effect-free built-in"
+
+    def implied(self, symbol: str) -> Finding | None:
+        """An operator SQL looks up by name without its being written (BETWEEN's, IN's)."""
+        return self.overloads.get(symbol)
 
     def cast(self, names: object) -> Finding | None:
         parts = strings(names)
@@ -177,10 +192,43 @@ def _indirection(walker: Walker, body: Node) -> bool:
     return True
 
 
+# BETWEEN's "name" is the keyword; it is rewritten to comparisons found by name.
+_BETWEEN = {
+    "AEXPR_BETWEEN": (">=", "<="),
+    "AEXPR_BETWEEN_SYM": (">=", "<="),
+    "AEXPR_NOT_BETWEEN": ("<", ">"),
+    "AEXPR_NOT_BETWEEN_SYM": ("<", ">"),
+}
+
+
 def _operator(walker: Walker, body: Node) -> bool:
-    # BETWEEN's "name" is the keyword; it compares with the type's own >= and <=
-    if "BETWEEN" not in str(body.get("kind", "")):
+    between = _BETWEEN.get(str(body.get("kind", "")))
+    if between is None:
         _add(walker, walker.rules.operator(body.get("name")))
+    else:
+        for symbol in between:
+            _add(walker, walker.rules.implied(symbol))
+    return True
+
+
+def _sublink(walker: Walker, body: Node) -> bool:
+    names = body.get("operName")
+    if names is not None:
+        _add(walker, walker.rules.operator(names))
+    elif body.get("subLinkType") == "ANY_SUBLINK":  # IN (subquery) compares with =
+        _add(walker, walker.rules.implied("="))
+    return True
+
+
+def _case(walker: Walker, body: Node) -> bool:
+    if body.get("arg") is not None:  # CASE x WHEN y: x = y
+        _add(walker, walker.rules.implied("="))
+    return True
+
+
+def _join(walker: Walker, body: Node) -> bool:
+    if body.get("usingClause") or body.get("isNatural"):  # USING (c): l.c = r.c
+        _add(walker, walker.rules.implied("="))
     return True
 
 
@@ -240,7 +288,9 @@ HANDLERS: dict[str, Handler] = {
     "TypeCast": _cast,
     "XmlSerialize": _cast,
     "output": _cast,  # JSON functions' RETURNING type
-    "SubLink": _field("operName", "operator"),
+    "SubLink": _sublink,
+    "CaseExpr": _case,
+    "JoinExpr": _join,
     "SortBy": _field("useOp", "operator"),
     "RangeTableSample": _field("method", "sampling"),
     "RangeFunction": _declared_types,

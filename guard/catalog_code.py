@@ -12,18 +12,26 @@
   every call of a record conversion (:data:`RECORD_CONVERSIONS`) is ``opaque``, with the
   reason naming the domain; which row type a call converts to is not known before it runs,
   so one such domain anywhere in the target is enough.
+* **Operators**: an operator the target defines outside pg_catalog (``public.+`` on
+  ``text``) answers a plain use of its symbol wherever its schema is on the search path
+  and its argument types match better than a built-in's. The parse tree has no types, so
+  which overload answers is not known: when some operator's function is not a read (not a
+  side-effect-free built-in, nor on ``functions.allow``), every plain use of its symbol is
+  ``opaque``, with the reason naming the operator; ``OPERATOR(pg_catalog.+)`` stays a read.
+  Every schema counts, on the search path or not: a session's path is not known either.
 
-Each expression is judged by the resource's own classifier as ``SELECT <expression>``; a
-policy that reads a view or another table with such a policy is judged with what was
-found so far, until nothing more is found (views over tables over views). A cast to a
-domain or to a table's row type (``row(…)::t``) is ``opaque`` already: it names a type
-that is not built in.
+Each expression is judged by the resource's own classifier as ``SELECT <expression>``
+(an operator's function as ``SELECT schema.function()``); a policy that reads a view or
+another table with such a policy is judged with what was found so far, until nothing more
+is found (views over tables over views). A cast to a domain or to a table's row type
+(``row(…)::t``) is ``opaque`` already: it names a type that is not built in.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from guard.classify import Classifier
 from guard.verdict import Finding
@@ -45,6 +53,16 @@ WHERE c.contype = 'c' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
 """
 """The CHECK constraints of the target's own domains (``VALUE`` is the value checked)."""
 
+TARGET_OPERATORS_QUERY = """
+SELECT n.nspname, o.oprname, o.oprleft::regtype::text, o.oprright::regtype::text,
+       fn.nspname, p.proname
+FROM pg_operator o JOIN pg_namespace n ON n.oid = o.oprnamespace
+JOIN pg_proc p ON p.oid = o.oprcode JOIN pg_namespace fn ON fn.oid = p.pronamespace
+WHERE NOT starts_with(n.nspname, 'pg_') AND n.nspname <> 'information_schema'
+"""
+"""The target's own operators and the function each runs (schemas named ``pg_*`` are the
+server's: pg_catalog, and temporary schemas, never searched for operators)."""
+
 RECORD_CONVERSIONS = (
     "json_populate_record",
     "json_populate_recordset",
@@ -60,6 +78,9 @@ Policy = tuple[str, str, str, str | None, str | None]
 """Schema, table, policy name, USING expression, WITH CHECK expression."""
 Domain = tuple[str, str, str, str]
 """Schema, domain, constraint name, CHECK expression."""
+Operator = tuple[str, str, str, str, str, str]
+"""Schema, symbol, left and right argument types (``-`` for none), the function's schema
+and name."""
 
 _ROUNDS = 8  # views and policies over each other: passes until nothing more is found
 
@@ -67,25 +88,36 @@ _ROUNDS = 8  # views and policies over each other: passes until nothing more is 
 @dataclass(frozen=True, slots=True)
 class TargetCode:
     """What the classifier must know: ``relations`` (views and tables whose reading runs
-    code that is not a read, as ``name`` and ``schema.name`` in lower case) and ``calls``
-    (built-ins that run such code, by name) — each with the finding it calls for."""
+    code that is not a read, as ``name`` and ``schema.name`` in lower case), ``calls``
+    (built-ins that run such code, by name) and ``operators`` (symbols the target
+    overloads with such code) — each with the finding it calls for."""
 
     relations: dict[str, Finding] = field(default_factory=dict)
     calls: dict[str, Finding] = field(default_factory=dict)
+    operators: dict[str, Finding] = field(default_factory=dict)
+
+    def classifier(self, **options: Any) -> Classifier:
+        """A classifier that knows this code (``options``: the rest of its arguments)."""
+        return Classifier(
+            target_views=self.relations, target_calls=self.calls,
+            target_operators=self.operators, **options,
+        )  # fmt: skip
 
 
 def unsafe_code(
     views: Sequence[View],
     policies: Sequence[Policy],
     domains: Sequence[Domain],
-    classifier: Callable[[Mapping[str, Finding], Mapping[str, Finding]], Classifier],
+    operators: Sequence[Operator],
+    classifier: Callable[[TargetCode], Classifier],
 ) -> TargetCode:
-    """The target's views, policies and domain CHECKs that are not reads, judged by
-    ``classifier(relations, calls)`` built with what was found so far."""
+    """The target's views, policies, domain CHECKs and operators that are not reads, judged
+    by ``classifier(code)`` built with what was found so far."""
     relations: dict[str, Finding] = {}
     calls: dict[str, Finding] = {}
+    overloads = unsafe_operators(operators, classifier(TargetCode()))
     for _ in range(_ROUNDS):
-        judge = classifier(relations, calls)
+        judge = classifier(TargetCode(relations, calls, overloads))
         before = (len(relations), len(calls))
         for schema, name, definition in views:
             why = _not_read(judge, definition)
@@ -108,7 +140,28 @@ def unsafe_code(
                 )))  # fmt: skip
         if (len(relations), len(calls)) == before:
             break
-    return TargetCode(relations, calls)
+    return TargetCode(relations, calls, overloads)
+
+
+def unsafe_operators(operators: Sequence[Operator], judge: Classifier) -> dict[str, Finding]:
+    """Each symbol with an operator whose function is not a read → the finding a plain use
+    of the symbol calls for (the first such operator names it)."""
+    overloads: dict[str, Finding] = {}
+    for schema, symbol, left, right, function_schema, function in sorted(operators):
+        if symbol in overloads:
+            continue
+        why = _not_read(judge, f"SELECT {_quoted(function_schema)}.{_quoted(function)}()")
+        if why is not None:
+            overloads[symbol] = ("opaque", (
+                f"uses operator {symbol}, which the target overloads: {schema}.{symbol}"
+                f" ({left}, {right}) {why[1]}; the statement's types are not known, so any"
+                f" use of {symbol} may run it"
+            ))  # fmt: skip
+    return overloads
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _not_read(judge: Classifier, sql: str) -> Finding | None:

@@ -84,6 +84,7 @@ class Classifier:
         target_functions: Iterable[str] = (),
         target_views: Mapping[str, Finding] | None = None,
         target_calls: Mapping[str, Finding] | None = None,
+        target_operators: Mapping[str, Finding] | None = None,
         cache_size: int = 10_000,
     ) -> None:
         """``denied_functions``: names (matched unqualified, any case: ``pg_catalog.PG_SLEEP``
@@ -99,13 +100,16 @@ class Classifier:
         whose row-level security policies run such code are there too.
         ``target_calls``: built-in functions (unqualified, lower case) that run code of
         the target's own there, such as a record conversion that checks a domain → the
-        finding a call of one calls for (:mod:`guard.catalog_code`)."""
+        finding a call of one calls for (:mod:`guard.catalog_code`). ``target_operators``:
+        operator symbols the target overloads with an operator of its own whose function is
+        not a read → the finding any use of the symbol, written plainly, calls for."""
         self._rules = CallRules(
             denied=denied_functions,
             allowed=allowed_functions,
             target=target_functions,
             relations=target_views,
             calls=target_calls,
+            operators=target_operators,
         )
         self._cache_size = cache_size
         self._by_text: dict[str, tuple[StatementVerdict, ...]] = {}

@@ -10,9 +10,10 @@ A resource's classifier allows the built-in allow-list plus the resource's
   unsafe, until nothing changes): reading a view runs its definition, so a view whose
   definition is not a read (``CREATE VIEW v AS SELECT wipe()``) makes every statement that
   reads it what its definition is, with the reason naming the view;
-* its row-level security policies and domain CHECKs (:mod:`guard.catalog_code`): a table
-  whose policy runs code that is not a read, and a record conversion where a domain's
-  CHECK does, are ``opaque``.
+* its row-level security policies, domain CHECKs and operators
+  (:mod:`guard.catalog_code`): a table whose policy runs code that is not a read, a record
+  conversion where a domain's CHECK does, and a plain use of an operator symbol the target
+  overloads with such code, are ``opaque``.
 
 All are read at start and again every ``refresh`` seconds; a change replaces the
 classifier (and its caches). A session keeps what it had already let through by then.
@@ -40,6 +41,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from guard.builtins import TARGET_FUNCTIONS_QUERY
 from guard.catalog_code import (
     TARGET_DOMAIN_CHECKS_QUERY,
+    TARGET_OPERATORS_QUERY,
     TARGET_POLICIES_QUERY,
     TargetCode,
     unsafe_code,
@@ -130,6 +132,10 @@ class ResourceClassifiers:
                 (str(s), str(d), str(c), str(e))
                 for s, d, c, e in await fetch(resource, TARGET_DOMAIN_CHECKS_QUERY)
             ]
+            operators = [
+                (str(s), str(o), str(left), str(right), str(fs), str(f))
+                for s, o, left, right, fs, f in await fetch(resource, TARGET_OPERATORS_QUERY)
+            ]
             defined = await fetch(resource, ALLOWED_FUNCTIONS_QUERY) if allowed else []
         except Exception as exc:  # any failure: keep what was known, and say so
             log.warning(
@@ -141,9 +147,8 @@ class ResourceClassifiers:
         self._doubt(resource, allowed_function_doubts(allowed, defined))
 
         def judged_with(allowed: tuple[str, ...]) -> TargetCode:
-            return unsafe_code(views, policies, domains, lambda relations, calls: Classifier(
-                allowed_functions=allowed, target_functions=functions, target_views=relations,
-                target_calls=calls, cache_size=0,
+            return unsafe_code(views, policies, domains, operators, lambda code: code.classifier(
+                allowed_functions=allowed, target_functions=functions, cache_size=0,
             ))  # fmt: skip
 
         code = judged_with(allowed)
@@ -151,15 +156,14 @@ class ResourceClassifiers:
         if self._known.get(resource) == (functions, code, strict):
             return
         self._known[resource] = (functions, code, strict)
-        self._by_name[resource] = Classifier(
-            allowed_functions=allowed, target_functions=functions,
-            target_views=code.relations, target_calls=code.calls,
-        )  # fmt: skip
+        self._by_name[resource] = code.classifier(
+            allowed_functions=allowed, target_functions=functions
+        )
         if allowed:
-            self._strict[resource] = (Classifier(
-                target_functions=functions, target_views=strict.relations,
-                target_calls=strict.calls,
-            ), strict != code)  # fmt: skip
+            self._strict[resource] = (
+                strict.classifier(target_functions=functions),
+                strict != code,
+            )
 
     def _doubt(self, resource: str, doubts: tuple[str, ...]) -> None:
         if self._doubts.get(resource, ()) == doubts:

@@ -4,36 +4,39 @@ from rows shaped as the target answers the catalog queries (no database needed).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+
+import pytest
 
 from guard.builtins import TARGET_FUNCTIONS_QUERY
 from guard.catalog_code import (
     RECORD_CONVERSIONS,
     TARGET_DOMAIN_CHECKS_QUERY,
+    TARGET_OPERATORS_QUERY,
     TARGET_POLICIES_QUERY,
     Domain,
+    Operator,
     Policy,
+    TargetCode,
     View,
     unsafe_code,
 )
 from guard.classify import Classifier
 from guard.resources import ALLOWED_FUNCTIONS_QUERY, TARGET_VIEWS_QUERY, ResourceClassifiers
-from guard.verdict import Finding
 
 FUNCTIONS = frozenset({"audit_read", "audit_check", "tenant_of"})
 
 
 def judged(
-    views: list[View], policies: list[Policy], domains: list[Domain], allowed: tuple[str, ...] = ()
+    views: list[View],
+    policies: list[Policy],
+    domains: list[Domain],
+    allowed: tuple[str, ...] = (),
+    operators: list[Operator] | None = None,
 ) -> Classifier:
-    def build(relations: Mapping[str, Finding], calls: Mapping[str, Finding]) -> Classifier:
-        return Classifier(
-            allowed_functions=allowed, target_functions=FUNCTIONS, target_views=relations,
-            target_calls=calls, cache_size=0,
-        )  # fmt: skip
+    def build(code: TargetCode) -> Classifier:
+        return code.classifier(allowed_functions=allowed, target_functions=FUNCTIONS, cache_size=0)
 
-    code = unsafe_code(views, policies, domains, build)
-    return build(code.relations, code.calls)
+    return build(unsafe_code(views, policies, domains, operators or [], build))
 
 
 def verdict(classifier: Classifier, sql: str) -> tuple[str, tuple[str, ...]]:
@@ -104,6 +107,7 @@ def test_the_strict_classifier_sees_a_policy_that_reaches_an_allowed_function() 
         TARGET_VIEWS_QUERY: [],
         TARGET_POLICIES_QUERY: [AUDITED],
         TARGET_DOMAIN_CHECKS_QUERY: [],
+        TARGET_OPERATORS_QUERY: [],
         ALLOWED_FUNCTIONS_QUERY: [("public", "audit_read", "s", False)],
     }
 
@@ -128,3 +132,85 @@ def test_the_strict_classifier_is_asked_only_where_an_allowed_function_may_be_re
         'SELECT U&"monthly\\005ftotals"()',
     ):
         assert classifiers.strict("shop", sql) is not None, sql
+
+
+PLUS: Operator = ("public", "+", "text", "text", "public", "text_plus")
+MATCH: Operator = ("app", "@@@", "text", "text", "app", "text_match")
+PLAIN_EQ: Operator = ("public", "=", "citext", "citext", "pg_catalog", "texteq")
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT name + '!' FROM customers",
+        "SELECT count(*) FROM customers WHERE email + '' IS NOT NULL",
+        "SELECT lag(name + '') OVER (ORDER BY id) FROM customers",
+        "SELECT id FROM customers ORDER BY name + 'x'",
+        "SELECT 'abc' @@@ 'b'",
+        "SELECT id FROM customers WHERE name @@@ ANY (ARRAY['a'])",
+        "SELECT id FROM customers WHERE name @@@ ALL (SELECT 'a')",
+        "CREATE VIEW shout AS SELECT name + '!' FROM customers",
+        "SELECT (SELECT name + '' FROM customers LIMIT 1)",
+    ],
+)
+def test_a_plain_use_of_a_symbol_the_target_overloads_with_code_is_opaque(sql: str) -> None:
+    found = verdict(judged([], [], [], operators=[PLUS, MATCH, PLAIN_EQ]), sql)
+    assert found[0] == "opaque", sql
+    assert "which the target overloads: " in " ".join(found[1]), found
+
+
+def test_the_reason_names_the_operator_and_its_function() -> None:
+    found = verdict(judged([], [], [], operators=[PLUS]), "SELECT name + '!' FROM customers")
+    assert found == ("opaque", (
+        "uses operator +, which the target overloads: public.+ (text, text) calls"
+        " public.text_plus(), which is not a known side-effect-free built-in; the"
+        " statement's types are not known, so any use of + may run it",
+    ))  # fmt: skip
+
+
+def test_operators_found_by_name_without_being_written_count_too() -> None:
+    symbols = {
+        "=": ("public", "=", "text", "text", "public", "text_eq"),
+        ">=": ("public", ">=", "text", "text", "public", "text_ge"),
+        "<": ("public", "<", "text", "text", "public", "text_lt"),
+    }
+    for sql, symbol in [
+        ("SELECT id FROM tickets WHERE subject BETWEEN 'a' AND 'b'", ">="),
+        ("SELECT id FROM tickets WHERE subject BETWEEN SYMMETRIC 'b' AND 'a'", ">="),
+        ("SELECT id FROM tickets WHERE subject NOT BETWEEN 'a' AND 'b'", "<"),
+        ("SELECT id FROM tickets WHERE subject IN (SELECT name FROM customers)", "="),
+        ("SELECT id FROM tickets WHERE subject NOT IN (SELECT name FROM customers)", "="),
+        ("SELECT id FROM tickets WHERE subject IN ('a', 'b')", "="),
+        ("SELECT CASE subject WHEN 'a' THEN 1 END FROM tickets", "="),
+        ("SELECT * FROM tickets JOIN customers USING (name)", "="),
+        ("SELECT * FROM tickets NATURAL JOIN customers", "="),
+        ("SELECT nullif(subject, 'a') FROM tickets", "="),
+        ("SELECT id FROM tickets WHERE subject IS DISTINCT FROM 'a'", "="),
+    ]:
+        found = verdict(judged([], [], [], operators=[symbols[symbol]]), sql)
+        assert found[0] == "opaque" and f"uses operator {symbol}," in found[1][0], (sql, found)
+
+
+def test_symbols_not_overloaded_or_overloaded_with_reads_stay_reads() -> None:
+    allowed = ("app", "||", "text", "int", "app", "audit_read")
+    classifier = judged([], [], [], ("audit_read",), [PLUS, PLAIN_EQ, allowed])
+    for sql in (
+        "SELECT name || '!' FROM customers WHERE id = 1",
+        "SELECT name OPERATOR(pg_catalog.+) 1 FROM customers",
+        "SELECT id FROM tickets WHERE subject BETWEEN 'a' AND 'b'",
+        "SELECT * FROM tickets JOIN customers USING (name)",
+        "SELECT 'a' || 1",
+    ):
+        assert verdict(classifier, sql) == ("read", ()), sql
+    assert verdict(judged([], [], [], operators=[allowed]), "SELECT 'a' || 1")[0] == "opaque"
+
+
+def test_a_view_or_policy_that_uses_such_an_operator_is_not_a_read() -> None:
+    views: list[View] = [("public", "shouted", "SELECT name + '!' AS loud FROM customers")]
+    policy: Policy = ("public", "accounts", "by_name", "(owner @@@ 'x')", None)
+    classifier = judged(views, [policy], [], operators=[PLUS, MATCH])
+    assert (
+        "reads view public.shouted: uses operator +"
+        in verdict(classifier, "SELECT * FROM shouted")[1][0]
+    )
+    assert "policy by_name uses operator @@@" in verdict(classifier, "TABLE accounts")[1][0]
