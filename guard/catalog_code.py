@@ -6,12 +6,17 @@
   policy whose expression is not a read (it calls a function that is not a side-effect-free
   built-in, nor on ``functions.allow``) makes every statement that reads it ``opaque``,
   with the reason naming the policy.
-* **Domain CHECKs**: converting a value to a record type runs the CHECK of every domain
-  among its columns, with no type name in the statement
-  (``jsonb_populate_record(t, '{…}') FROM t``). When some domain's CHECK is not a read,
-  every call of a record conversion (:data:`RECORD_CONVERSIONS`) is ``opaque``, with the
-  reason naming the domain; which row type a call converts to is not known before it runs,
-  so one such domain anywhere in the target is enough.
+* **Domain CHECKs**: a value read as a domain runs its CHECK, with no type name in the
+  statement. A literal (or a parameter, or NULL) combined with a column of the domain, or
+  of a type built on it (an array, a composite, a range, a domain over it), may be read as
+  that type (``ARRAY(SELECT r FROM refs) || '{6}'``, ``array_append(…, '7')``, ``@>``):
+  the parse tree has no types, so when a domain's CHECK is not a read, every read of a
+  table, view or materialized view with such a column is ``opaque``, the reason naming the
+  column and the domain. And converting a value to a record type
+  (``jsonb_populate_record(t, '{…}') FROM t``) runs the CHECK of every domain among its
+  columns: every call of a record conversion (:data:`RECORD_CONVERSIONS`) is ``opaque``
+  then, as which row type a call converts to is not known before it runs. Domains whose
+  CHECKs are reads (``CHECK (VALUE ~ '@')``) cost nothing.
 * **Operators**: an operator the target defines outside pg_catalog (``public.+`` on
   ``text``) answers a plain use of its symbol wherever its schema is on the search path
   and its argument types match better than a built-in's. The parse tree has no types, so
@@ -53,6 +58,34 @@ WHERE c.contype = 'c' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
 """
 """The CHECK constraints of the target's own domains (``VALUE`` is the value checked)."""
 
+TARGET_DOMAIN_COLUMNS_QUERY = """
+WITH RECURSIVE edges(type, base) AS (
+    SELECT t.oid, t.typbasetype FROM pg_type t WHERE t.typtype = 'd'
+    UNION ALL SELECT t.oid, t.typelem FROM pg_type t WHERE t.typelem <> 0
+    UNION ALL SELECT c.reltype, a.atttypid FROM pg_class c
+        JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+        WHERE c.relnamespace NOT IN ('pg_catalog'::regnamespace,
+                                     'information_schema'::regnamespace)
+    UNION ALL SELECT r.rngtypid, r.rngsubtype FROM pg_range r
+    UNION ALL SELECT r.rngmultitypid, r.rngtypid FROM pg_range r
+), built_on(type, domain) AS (
+    SELECT c.contypid, c.contypid FROM pg_constraint c JOIN pg_type t ON t.oid = c.contypid
+    WHERE c.contype = 'c'
+      AND t.typnamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
+    UNION
+    SELECT e.type, b.domain FROM built_on b JOIN edges e ON e.base = b.type
+)
+SELECT DISTINCT n.nspname, c.relname, a.attname, dn.nspname, d.typname
+FROM built_on b
+JOIN pg_attribute a ON a.atttypid = b.type AND a.attnum > 0 AND NOT a.attisdropped
+JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_type d ON d.oid = b.domain JOIN pg_namespace dn ON dn.oid = d.typnamespace
+WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
+"""
+"""Every column of a table, view, materialized view or foreign table whose type is one of
+the target's domains with a CHECK, or is built on one (arrays, composites, ranges and
+multiranges, domains over it, to any depth), with that domain."""
+
 TARGET_OPERATORS_QUERY = """
 SELECT n.nspname, o.oprname, o.oprleft::regtype::text, o.oprright::regtype::text,
        fn.nspname, p.proname
@@ -81,6 +114,20 @@ Domain = tuple[str, str, str, str]
 Operator = tuple[str, str, str, str, str, str]
 """Schema, symbol, left and right argument types (``-`` for none), the function's schema
 and name."""
+DomainColumn = tuple[str, str, str, str, str]
+"""The relation's schema and name, the column, the domain's schema and name."""
+
+
+@dataclass(frozen=True, slots=True)
+class TargetCatalog:
+    """The target's own code, as it answers the catalog queries above."""
+
+    views: Sequence[View] = ()
+    policies: Sequence[Policy] = ()
+    domains: Sequence[Domain] = ()
+    operators: Sequence[Operator] = ()
+    domain_columns: Sequence[DomainColumn] = ()
+
 
 _ROUNDS = 8  # views and policies over each other: passes until nothing more is found
 
@@ -105,42 +152,56 @@ class TargetCode:
 
 
 def unsafe_code(
-    views: Sequence[View],
-    policies: Sequence[Policy],
-    domains: Sequence[Domain],
-    operators: Sequence[Operator],
-    classifier: Callable[[TargetCode], Classifier],
+    catalog: TargetCatalog, classifier: Callable[[TargetCode], Classifier]
 ) -> TargetCode:
     """The target's views, policies, domain CHECKs and operators that are not reads, judged
     by ``classifier(code)`` built with what was found so far."""
     relations: dict[str, Finding] = {}
     calls: dict[str, Finding] = {}
-    overloads = unsafe_operators(operators, classifier(TargetCode()))
+    overloads = unsafe_operators(catalog.operators, classifier(TargetCode()))
     for _ in range(_ROUNDS):
         judge = classifier(TargetCode(relations, calls, overloads))
         before = (len(relations), len(calls))
-        for schema, name, definition in views:
+        for schema, name, definition in catalog.views:
             why = _not_read(judge, definition)
             if why is not None:
                 _found(relations, schema, name, (why[0], f"reads view {schema}.{name}: {why[1]}"))
-        for schema, table, policy, using, check in policies:
+        for schema, table, policy, using, check in catalog.policies:
             for expression in (using, check):
                 why = None if expression is None else _not_read(judge, f"SELECT {expression}")
                 if why is not None:
                     reason = f"reads table {schema}.{table}, whose row-level security policy"
                     _found(relations, schema, table, ("opaque", f"{reason} {policy} {why[1]}"))
-        for schema, domain, _constraint, expression in domains:
-            why = _not_read(judge, f"SELECT {expression}")
-            if why is None:
-                continue
-            for conversion in RECORD_CONVERSIONS:
-                calls.setdefault(conversion, ("opaque", (
-                    f"calls {conversion}, which may convert a value to domain"
-                    f" {schema}.{domain}, whose CHECK {why[1]}"
-                )))  # fmt: skip
+        _domains(catalog, judge, relations, calls)
         if (len(relations), len(calls)) == before:
             break
     return TargetCode(relations, calls, overloads)
+
+
+def _domains(
+    catalog: TargetCatalog,
+    judge: Classifier,
+    relations: dict[str, Finding],
+    calls: dict[str, Finding],
+) -> None:
+    """Record conversions, and relations with a column built on a domain, where the
+    domain's CHECK is not a read."""
+    for schema, domain, _constraint, expression in catalog.domains:
+        why = _not_read(judge, f"SELECT {expression}")
+        if why is None:
+            continue
+        check = f"domain {schema}.{domain}, whose CHECK {why[1]}"
+        for conversion in RECORD_CONVERSIONS:
+            calls.setdefault(conversion, (
+                "opaque", f"calls {conversion}, which may convert a value to {check}"
+            ))  # fmt: skip
+        for rel_schema, relation, column, of_schema, of_domain in catalog.domain_columns:
+            if (of_schema, of_domain) == (schema, domain):
+                _found(relations, rel_schema, relation, ("opaque", (
+                    f"reads {rel_schema}.{relation}, whose column {column} is of (or built"
+                    f" on) {check}: a literal the statement combines with the column may be"
+                    " read as that type and checked"
+                )))  # fmt: skip
 
 
 def unsafe_operators(operators: Sequence[Operator], judge: Classifier) -> dict[str, Finding]:

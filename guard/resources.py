@@ -12,7 +12,8 @@ A resource's classifier allows the built-in allow-list plus the resource's
   reads it what its definition is, with the reason naming the view;
 * its row-level security policies, domain CHECKs and operators
   (:mod:`guard.catalog_code`): a table whose policy runs code that is not a read, a record
-  conversion where a domain's CHECK does, and a plain use of an operator symbol the target
+  conversion and a read of a relation with a column built on a domain where the domain's
+  CHECK does, and a plain use of an operator symbol the target
   overloads with such code, are ``opaque``.
 
 All are read at start and again every ``refresh`` seconds; a change replaces the
@@ -41,8 +42,10 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from guard.builtins import TARGET_FUNCTIONS_QUERY
 from guard.catalog_code import (
     TARGET_DOMAIN_CHECKS_QUERY,
+    TARGET_DOMAIN_COLUMNS_QUERY,
     TARGET_OPERATORS_QUERY,
     TARGET_POLICIES_QUERY,
+    TargetCatalog,
     TargetCode,
     unsafe_code,
 )
@@ -136,6 +139,10 @@ class ResourceClassifiers:
                 (str(s), str(o), str(left), str(right), str(fs), str(f))
                 for s, o, left, right, fs, f in await fetch(resource, TARGET_OPERATORS_QUERY)
             ]
+            columns = [
+                (str(s), str(r), str(c), str(ds), str(d))
+                for s, r, c, ds, d in await fetch(resource, TARGET_DOMAIN_COLUMNS_QUERY)
+            ]
             defined = await fetch(resource, ALLOWED_FUNCTIONS_QUERY) if allowed else []
         except Exception as exc:  # any failure: keep what was known, and say so
             log.warning(
@@ -146,8 +153,10 @@ class ResourceClassifiers:
             return
         self._doubt(resource, allowed_function_doubts(allowed, defined))
 
+        catalog = TargetCatalog(views, policies, domains, operators, columns)
+
         def judged_with(allowed: tuple[str, ...]) -> TargetCode:
-            return unsafe_code(views, policies, domains, operators, lambda code: code.classifier(
+            return unsafe_code(catalog, lambda code: code.classifier(
                 allowed_functions=allowed, target_functions=functions, cache_size=0,
             ))  # fmt: skip
 

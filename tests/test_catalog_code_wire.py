@@ -46,6 +46,9 @@ def target_dsn(make_database: Callable[[str], str], pg_dsn: str) -> str:
             "CREATE DOMAIN checked_text AS text CHECK (audit_check(VALUE))",
             "CREATE TABLE notes (id int PRIMARY KEY, body checked_text)",
             "INSERT INTO notes VALUES (1, 'first')",
+            "CREATE DOMAIN short_text AS text CHECK (length(VALUE) < 100)",
+            "CREATE TABLE memos (id int PRIMARY KEY, body short_text)",
+            "INSERT INTO memos VALUES (1, 'memo')",
             f"GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA public TO {APP}",
         ):
             conn.execute(statement.encode())
@@ -76,7 +79,8 @@ def test_the_attacks_work_on_the_target_itself(target_dsn: str, audit: Callable[
     with psycopg.connect(as_role(target_dsn, APP), autocommit=True) as conn:
         conn.execute("SELECT count(*) FROM accounts")
         conn.execute("""SELECT jsonb_populate_record(n, '{"body": "x"}') FROM notes n""")
-    assert audit() == before + 3  # two rows through the policy, one CHECK
+        conn.execute("SELECT ARRAY(SELECT body FROM notes) || '{x}'")
+    assert audit() == before + 4  # two rows through the policy, two CHECKs
 
 
 @pytest.mark.parametrize(
@@ -92,6 +96,11 @@ def test_the_attacks_work_on_the_target_itself(target_dsn: str, audit: Callable[
          "calls json_populate_recordset"),
         ("""SELECT pg_catalog.jsonb_populate_recordset(n, '[{"body": "z"}]') FROM notes n""",
          "domain public.checked_text"),
+        ("SELECT ARRAY(SELECT body FROM notes) || '{x}'",
+         "reads public.notes, whose column body is of (or built on) domain public.checked_text,"
+         " whose CHECK calls audit_check()"),
+        ("SELECT array_append(ARRAY(SELECT body FROM notes), 'y')", "column body"),
+        ("SELECT body FROM notes", "column body"),
     ],
 )  # fmt: skip
 def test_a_read_that_runs_the_targets_code_is_denied(
@@ -131,14 +140,16 @@ def test_psql_and_asyncpg_are_denied_too(
     assert audit() == before
 
 
-def test_policies_of_built_ins_and_plain_record_reads_stay_reads(
+def test_policies_of_built_ins_and_domains_whose_checks_are_reads_stay_reads(
     gw: GatewayThread, token: str, audit: Callable[[], int]
 ) -> None:
     before = audit()
     with psycopg.connect(gw.dsn(ALICE, token), autocommit=True) as conn:
         assert conn.execute("SELECT id FROM plain").fetchall() == [(1,)]
-        assert conn.execute("SELECT to_jsonb(n) FROM notes n").fetchone() is not None
-        assert conn.execute("SELECT body FROM notes").fetchone() == ("first",)
+        assert conn.execute("SELECT to_jsonb(m) FROM memos m").fetchone() is not None
+        assert conn.execute("SELECT body FROM memos WHERE body <> ''").fetchone() == ("memo",)
+        query = "SELECT ARRAY(SELECT body FROM memos) || '{x}'"
+        assert conn.execute(query.encode()).fetchone() == ("{memo,x}",)
     assert audit() == before
 
 

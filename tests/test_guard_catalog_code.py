@@ -11,11 +11,14 @@ from guard.builtins import TARGET_FUNCTIONS_QUERY
 from guard.catalog_code import (
     RECORD_CONVERSIONS,
     TARGET_DOMAIN_CHECKS_QUERY,
+    TARGET_DOMAIN_COLUMNS_QUERY,
     TARGET_OPERATORS_QUERY,
     TARGET_POLICIES_QUERY,
     Domain,
+    DomainColumn,
     Operator,
     Policy,
+    TargetCatalog,
     TargetCode,
     View,
     unsafe_code,
@@ -32,11 +35,13 @@ def judged(
     domains: list[Domain],
     allowed: tuple[str, ...] = (),
     operators: list[Operator] | None = None,
+    columns: list[DomainColumn] | None = None,
 ) -> Classifier:
     def build(code: TargetCode) -> Classifier:
         return code.classifier(allowed_functions=allowed, target_functions=FUNCTIONS, cache_size=0)
 
-    return build(unsafe_code(views, policies, domains, operators or [], build))
+    catalog = TargetCatalog(views, policies, domains, operators or [], columns or [])
+    return build(unsafe_code(catalog, build))
 
 
 def verdict(classifier: Classifier, sql: str) -> tuple[str, tuple[str, ...]]:
@@ -108,6 +113,7 @@ def test_the_strict_classifier_sees_a_policy_that_reaches_an_allowed_function() 
         TARGET_POLICIES_QUERY: [AUDITED],
         TARGET_DOMAIN_CHECKS_QUERY: [],
         TARGET_OPERATORS_QUERY: [],
+        TARGET_DOMAIN_COLUMNS_QUERY: [],
         ALLOWED_FUNCTIONS_QUERY: [("public", "audit_read", "s", False)],
     }
 
@@ -214,3 +220,58 @@ def test_a_view_or_policy_that_uses_such_an_operator_is_not_a_read() -> None:
         in verdict(classifier, "SELECT * FROM shouted")[1][0]
     )
     assert "policy by_name uses operator @@@" in verdict(classifier, "TABLE accounts")[1][0]
+
+
+TICKET_REF: Domain = ("public", "ticket_ref", "ticket_ref_check", "hit('domain'::text)")
+EMAIL: Domain = ("public", "email", "email_check", "(VALUE ~ '@'::text)")
+DOMAIN_COLUMNS: list[DomainColumn] = [
+    ("public", "refs", "r", "public", "ticket_ref"),
+    ("app", "ref_sets", "rs", "public", "ticket_ref"),  # ticket_ref[], or a composite of it
+    ("public", "v_refs", "r", "public", "ticket_ref"),
+    ("public", "people", "mail", "public", "email"),
+]
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT ARRAY(SELECT r FROM refs) || '{6}'",
+        "SELECT array_append(ARRAY(SELECT r FROM refs), '7')",
+        "SELECT array_cat(ARRAY(SELECT r FROM public.refs), '{8}')",
+        "SELECT ARRAY(SELECT r FROM refs) @> '{9}'",
+        "SELECT array_position(ARRAY(SELECT r FROM refs), NULL)",
+        "SELECT rs || '{1}' FROM app.ref_sets",
+        "SELECT count(*) FROM v_refs",
+        "SELECT x FROM v_wrapped",
+        "EXPLAIN ANALYZE SELECT ARRAY(SELECT r FROM refs) || '{6}'",
+        "DECLARE c CURSOR FOR SELECT ARRAY(SELECT r FROM refs) || '{6}'",
+        "COPY (SELECT ARRAY(SELECT r FROM refs) || '{6}') TO STDOUT",
+    ],
+)
+def test_a_read_of_a_column_of_a_domain_whose_check_runs_code_is_opaque(sql: str) -> None:
+    views: list[View] = [("public", "v_wrapped", "SELECT count(*) AS x FROM refs")]
+    classifier = judged(views, [], [TICKET_REF, EMAIL], columns=DOMAIN_COLUMNS)
+    found = verdict(classifier, sql)
+    assert found[0] == "opaque", (sql, found)
+    assert "built on) domain public.ticket_ref, whose CHECK calls hit()" in " ".join(found[1])
+
+
+def test_the_reason_names_the_column_and_the_domain() -> None:
+    classifier = judged([], [], [TICKET_REF], columns=DOMAIN_COLUMNS)
+    assert verdict(classifier, "SELECT ARRAY(SELECT r FROM refs) || '{6}'") == ("opaque", (
+        "reads public.refs, whose column r is of (or built on) domain public.ticket_ref, whose"
+        " CHECK calls hit(), which is not a known side-effect-free built-in: a literal the"
+        " statement combines with the column may be read as that type and checked",
+    ))  # fmt: skip
+
+
+def test_columns_of_domains_whose_checks_are_reads_stay_reads() -> None:
+    classifier = judged([], [], [EMAIL], columns=DOMAIN_COLUMNS)
+    for sql in (
+        "SELECT mail FROM people WHERE mail ~ 'example'",
+        "SELECT ARRAY(SELECT r FROM refs) || '{6}'",  # ticket_ref's CHECK is unknown here
+        "SELECT * FROM v_refs",
+    ):
+        assert verdict(classifier, sql) == ("read", ()), sql
+    allowed = judged([], [], [TICKET_REF], ("hit",), columns=DOMAIN_COLUMNS)
+    assert verdict(allowed, "SELECT ARRAY(SELECT r FROM refs) || '{6}'") == ("read", ())
