@@ -21,8 +21,9 @@ a function new in one version is not a read on another, where a user's function 
 name could answer the call.
 
 What the list cannot see: overloads of a built-in name or operator symbol that a database
-defines for its own types in another schema (the reader credential is the net there), and
-functions the target defines, unless the caller names them (``Classifier(target_functions)``).
+defines for its own types in another schema, and functions the target defines, unless the
+caller names them (``Classifier(target_functions)``, ``Classifier(target_operators)``, which
+:mod:`guard.resources` reads from the target's catalog); the reader credential is the net.
 """
 
 from __future__ import annotations
