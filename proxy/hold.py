@@ -236,6 +236,11 @@ async def _hold(session: ClientSession, held: Held) -> None:
     event = held.event
     if context.on_reader:
         why = await _not_on_writer(session, held)
+        if session.skips_to_sync:
+            # Something the client sent before it failed (the reader refused its Bind,
+            # say): the target would discard it unseen, and no request is opened for it.
+            session.skip_held(held)
+            return
         if why is not None:
             session.refuse_held(held, pgerrors.reader_session_cannot_hold(why))
             return
@@ -360,10 +365,9 @@ async def _not_on_writer(session: ClientSession, held: Held) -> str | None:
         return "it came through the extended protocol, whose portal lives on the reader"
     if _controls_transactions(held.sql):
         return "it controls a transaction, which would end with the writer's connection"
-    if held.kind == m.EXECUTE:
-        # The target answers what came before a held Execute (its Parse and Bind, a BEGIN
-        # pipelined ahead) only at a Sync or a Flush: ask for it, so the status is known.
-        session.forward_held(m.Flush().encode(), [])
+    # The target answers what came before the held statement (its Parse and Bind, a BEGIN
+    # pipelined ahead) only at a Sync or a Flush: ask for it, so the status is known.
+    session.forward_held(m.Flush().encode(), [])
     await session.settle()  # the transaction status after what the client sent before
     if session.tx_status != "I" or session.unsynced:
         return "it was sent inside a transaction block, which runs on the read-only credential"
@@ -397,20 +401,26 @@ async def _execute(session: ClientSession, held: Held, request_id: int, cap: int
         await approvals.finish(request_id, Outcome(None, None, 0.0, "08006", why))
         session.refuse_held(held, pgerrors.writer_unreachable(request_id, why))
         return
+    failed = False
     try:
         if held.kind == m.EXECUTE:
-            await _run_bound(session, held, request_id, cap)
+            failed = await _run_bound(session, held, request_id, cap)
         else:
             await _run(session, held, request_id, cap)
     finally:
         restore()
+    if failed:
+        # The client saw an error in place of its Execute: the reader skips the rest of
+        # its pipeline up to the Sync, as one connection would have.
+        session.skip_to_sync()
 
 
-async def _run_bound(session: ClientSession, held: Held, request_id: int, cap: int | None) -> None:
+async def _run_bound(session: ClientSession, held: Held, request_id: int, cap: int | None) -> bool:
     """Run a held Execute on a writer connection opened for it: Parse and Bind it there as
     the client bound it on the reader (the gateway's own, unseen by the client), Execute
     it with the client's row limit (its answer is the client's), and Sync (unseen) to end
-    the writer's transaction — after a refusal for touching too many rows, a rollback."""
+    the writer's transaction — after a refusal for touching too many rows, a rollback.
+    True when the client was answered with an error."""
     approvals = session.server.approvals
     assert approvals is not None and held.portal is not None
     portal = held.portal
@@ -443,6 +453,7 @@ async def _run_bound(session: ClientSession, held: Held, request_id: int, cap: i
         approvals.spawn(approvals.finish(request_id, capture.outcome(session, request_id)))
         raise
     await approvals.finish(request_id, capture.outcome(session, request_id))
+    return capture.error is not None or capture.over is not None
 
 
 def _bind_unnamed(rest: bytes) -> bytes:

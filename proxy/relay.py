@@ -1218,10 +1218,17 @@ class ClientSession(asyncio.Protocol):
             self.pause_client_reading()
         self._hold_task = asyncio.get_running_loop().create_task(hold(self, held))
 
+    @property
+    def skips_to_sync(self) -> bool:
+        """Whether a message of the client's extended protocol failed, so that the target
+        discards everything it is sent up to a Sync the client has not sent yet."""
+        return self._skipping and all(entry.kind != SYNC for entry in self._pending)
+
     async def settle(self) -> None:
-        """Wait until the target has answered everything sent before the held Query (a
-        held Execute's Parse and Bind are answered only at the client's Sync)."""
-        while self._pending and not self._closed:
+        """Wait until the target has answered everything sent before the held statement
+        (forward a Flush first: it answers Parse, Bind and Describe only at a Flush or a
+        Sync), or discards all of it up to the client's Sync (:attr:`skips_to_sync`)."""
+        while self._pending and not self._closed and not self.skips_to_sync:
             self._settled = asyncio.Event()
             try:
                 await self._settled.wait()
@@ -1274,6 +1281,20 @@ class ClientSession(asyncio.Protocol):
         if any(e.capture is not None for e in entries):
             self._capturing = True
         upstream.write(data)
+
+    def skip_held(self, held: Held) -> None:
+        """Leave ``held`` unanswered, as the target leaves what it discards up to the
+        client's Sync (:attr:`skips_to_sync`): never sent, filed as skipped at that Sync."""
+        self._pending.append(Pending(held.kind, held.event))
+
+    def skip_to_sync(self) -> None:
+        """Make the target discard what the client sends up to its next Sync, as after an
+        error the client was already sent: an Execute that fails, its error unseen."""
+        upstream = self.upstream
+        if upstream is None or upstream.closed:
+            return
+        self._pending.append(Pending(EXECUTE, substitute=b""))
+        upstream.write(POISON_EXECUTE)
 
     def refuse_held(self, held: Held, error: bytes, decision: str | None = None) -> None:
         """Answer ``held`` with ``error`` in its place in the stream, as any refusal."""
@@ -1542,7 +1563,7 @@ class ClientSession(asyncio.Protocol):
             self.resume()
         if self._draining and not pending and not self._holding:
             self.drain()
-        if self._settled is not None and not pending:
+        if self._settled is not None and (not pending or self.skips_to_sync):
             self._settled.set()
         if self._linger is not None and not self._owes_answers():
             self._end()
