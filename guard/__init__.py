@@ -72,16 +72,15 @@ Classes, most dangerous first (the order :meth:`Classifier.strictest` uses)::
 
 What ``read`` cannot see, and the reader credential must catch: the bodies of views and
 the policies of tables a query reads, the CHECKs of domains a record conversion or a
-literal beside a column of the domain reaches, and the functions of operators a database
-defines under a built-in symbol, unless the caller passes what the target's catalog says
-of them (``Classifier(target_views=…, target_calls=…, target_operators=…)``,
+literal beside a column of the domain reaches, the casts of a database's own types that
+``to_json`` or an implicit conversion of a column runs, and the functions of operators a
+database defines under a built-in symbol, unless the caller passes what the target's
+catalog says of them (``Classifier(target_views=…, target_calls=…, target_operators=…)``,
 :mod:`guard.catalog_code`; which overload of a symbol answers is not known without types,
 so any plain use of an overloaded symbol is ``opaque``); overloads of a built-in function
 name that a database defines for its own types; attribute notation (``c.f`` meaning
 ``f(c)``) and unqualified calls a target's own function could answer, unless the caller
-passes the target's function names (``Classifier(target_functions=…)``); casts a database
-defines from its own types (``CREATE CAST (mood AS json) WITH FUNCTION …``), which
-built-ins such as ``to_json`` and implicit conversions run with no cast in the text.
+passes the target's function names (``Classifier(target_functions=…)``).
 
 A statement's class is the strictest of everything found in it; its reasons list each
 finding above ``read``, most dangerous first. ``PREPARE name AS …`` has the class of what it

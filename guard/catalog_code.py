@@ -17,6 +17,11 @@
   columns: every call of a record conversion (:data:`RECORD_CONVERSIONS`) is ``opaque``
   then, as which row type a call converts to is not known before it runs. Domains whose
   CHECKs are reads (``CHECK (VALUE ~ '@')``) cost nothing.
+* **Casts**: a cast the target defines from or to a type of its own
+  (``CREATE CAST (mood AS json) WITH FUNCTION mood_json(mood)``) runs with no cast in the
+  text — ``to_json``, ``json_build_object``, ``row_to_json`` and implicit conversions call
+  it. When its function is not a read, every read of a relation with a column of that type
+  (or of a type built on it) is ``opaque`` too, the reason naming the column and the cast.
 * **Operators**: an operator the target defines outside pg_catalog (``public.+`` on
   ``text``) answers a plain use of its symbol wherever its schema is on the search path
   and its argument types match better than a built-in's. The parse tree has no types, so
@@ -58,7 +63,21 @@ WHERE c.contype = 'c' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
 """
 """The CHECK constraints of the target's own domains (``VALUE`` is the value checked)."""
 
-TARGET_DOMAIN_COLUMNS_QUERY = """
+TARGET_CASTS_QUERY = """
+SELECT tn.nspname, t.typname, format_type(c.castsource, NULL),
+       format_type(c.casttarget, NULL), fn.nspname, p.proname
+FROM pg_cast c JOIN pg_proc p ON p.oid = c.castfunc
+JOIN pg_namespace fn ON fn.oid = p.pronamespace
+JOIN pg_language l ON l.oid = p.prolang AND l.lanname <> 'internal'
+JOIN pg_type t ON t.oid IN (c.castsource, c.casttarget)
+JOIN pg_namespace tn ON tn.oid = t.typnamespace
+WHERE tn.nspname NOT IN ('pg_catalog', 'information_schema')
+"""
+"""Casts from or to the target's own types that run a function (each row names the type of
+the target's own it is about; ``internal`` functions are the server's own, such as a
+multirange's constructor)."""
+
+TARGET_TYPE_COLUMNS_QUERY = """
 WITH RECURSIVE edges(type, base) AS (
     SELECT t.oid, t.typbasetype FROM pg_type t WHERE t.typtype = 'd'
     UNION ALL SELECT t.oid, t.typelem FROM pg_type t WHERE t.typelem <> 0
@@ -68,10 +87,13 @@ WITH RECURSIVE edges(type, base) AS (
                                      'information_schema'::regnamespace)
     UNION ALL SELECT r.rngtypid, r.rngsubtype FROM pg_range r
     UNION ALL SELECT r.rngmultitypid, r.rngtypid FROM pg_range r
+), coded(type) AS (
+    SELECT c.contypid FROM pg_constraint c WHERE c.contype = 'c' AND c.contypid <> 0
+    UNION SELECT c.castsource FROM pg_cast c WHERE c.castmethod = 'f'
+    UNION SELECT c.casttarget FROM pg_cast c WHERE c.castmethod = 'f'
 ), built_on(type, domain) AS (
-    SELECT c.contypid, c.contypid FROM pg_constraint c JOIN pg_type t ON t.oid = c.contypid
-    WHERE c.contype = 'c'
-      AND t.typnamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
+    SELECT t.oid, t.oid FROM coded JOIN pg_type t ON t.oid = coded.type
+    WHERE t.typnamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
     UNION
     SELECT e.type, b.domain FROM built_on b JOIN edges e ON e.base = b.type
 )
@@ -83,8 +105,9 @@ JOIN pg_type d ON d.oid = b.domain JOIN pg_namespace dn ON dn.oid = d.typnamespa
 WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
 """
 """Every column of a table, view, materialized view or foreign table whose type is one of
-the target's domains with a CHECK, or is built on one (arrays, composites, ranges and
-multiranges, domains over it, to any depth), with that domain."""
+the target's own types with code (a domain with a CHECK, a type with a cast function) or
+is built on one (arrays, composites, ranges and multiranges, domains over it, to any
+depth), with that type."""
 
 TARGET_OPERATORS_QUERY = """
 SELECT n.nspname, o.oprname, o.oprleft::regtype::text, o.oprright::regtype::text,
@@ -114,8 +137,12 @@ Domain = tuple[str, str, str, str]
 Operator = tuple[str, str, str, str, str, str]
 """Schema, symbol, left and right argument types (``-`` for none), the function's schema
 and name."""
-DomainColumn = tuple[str, str, str, str, str]
-"""The relation's schema and name, the column, the domain's schema and name."""
+Cast = tuple[str, str, str, str, str, str]
+"""The schema and name of the target's own type, the cast's source and target, the
+function's schema and name."""
+TypeColumn = tuple[str, str, str, str, str]
+"""The relation's schema and name, the column, the schema and name of the type with code
+it is built on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +153,8 @@ class TargetCatalog:
     policies: Sequence[Policy] = ()
     domains: Sequence[Domain] = ()
     operators: Sequence[Operator] = ()
-    domain_columns: Sequence[DomainColumn] = ()
+    casts: Sequence[Cast] = ()
+    type_columns: Sequence[TypeColumn] = ()
 
 
 _ROUNDS = 8  # views and policies over each other: passes until nothing more is found
@@ -172,36 +200,46 @@ def unsafe_code(
                 if why is not None:
                     reason = f"reads table {schema}.{table}, whose row-level security policy"
                     _found(relations, schema, table, ("opaque", f"{reason} {policy} {why[1]}"))
-        _domains(catalog, judge, relations, calls)
+        _types(catalog, judge, relations, calls)
         if (len(relations), len(calls)) == before:
             break
     return TargetCode(relations, calls, overloads)
 
 
-def _domains(
+def _types(
     catalog: TargetCatalog,
     judge: Classifier,
     relations: dict[str, Finding],
     calls: dict[str, Finding],
 ) -> None:
-    """Record conversions, and relations with a column built on a domain, where the
-    domain's CHECK is not a read."""
+    """Record conversions where a domain's CHECK is not a read, and relations with a
+    column built on such a domain or on a type with a cast whose function is not a read."""
+    coded: dict[tuple[str, str], str] = {}
     for schema, domain, _constraint, expression in catalog.domains:
         why = _not_read(judge, f"SELECT {expression}")
         if why is None:
             continue
-        check = f"domain {schema}.{domain}, whose CHECK {why[1]}"
+        check = coded.setdefault(
+            (schema, domain), f"domain {schema}.{domain}, whose CHECK {why[1]}"
+        )
         for conversion in RECORD_CONVERSIONS:
             calls.setdefault(conversion, (
                 "opaque", f"calls {conversion}, which may convert a value to {check}"
             ))  # fmt: skip
-        for rel_schema, relation, column, of_schema, of_domain in catalog.domain_columns:
-            if (of_schema, of_domain) == (schema, domain):
-                _found(relations, rel_schema, relation, ("opaque", (
-                    f"reads {rel_schema}.{relation}, whose column {column} is of (or built"
-                    f" on) {check}: a literal the statement combines with the column may be"
-                    " read as that type and checked"
-                )))  # fmt: skip
+    for schema, name, source, target, function_schema, function in catalog.casts:
+        why = _not_read(judge, f"SELECT {_quoted(function_schema)}.{_quoted(function)}()")
+        if why is not None:
+            coded.setdefault((schema, name), (
+                f"type {schema}.{name}, whose cast from {source} to {target} {why[1]}"
+            ))  # fmt: skip
+    for rel_schema, relation, column, of_schema, of_type in catalog.type_columns:
+        code = coded.get((of_schema, of_type))
+        if code is not None:
+            _found(relations, rel_schema, relation, ("opaque", (
+                f"reads {rel_schema}.{relation}, whose column {column} is of (or built on)"
+                f" {code}: a literal beside the column, or a conversion of it, may run that"
+                " with no type in the statement"
+            )))  # fmt: skip
 
 
 def unsafe_operators(operators: Sequence[Operator], judge: Classifier) -> dict[str, Finding]:

@@ -10,10 +10,10 @@ A resource's classifier allows the built-in allow-list plus the resource's
   unsafe, until nothing changes): reading a view runs its definition, so a view whose
   definition is not a read (``CREATE VIEW v AS SELECT wipe()``) makes every statement that
   reads it what its definition is, with the reason naming the view;
-* its row-level security policies, domain CHECKs and operators
+* its row-level security policies, domain CHECKs, casts and operators
   (:mod:`guard.catalog_code`): a table whose policy runs code that is not a read, a record
-  conversion and a read of a relation with a column built on a domain where the domain's
-  CHECK does, and a plain use of an operator symbol the target
+  conversion where a domain's CHECK does, a read of a relation with a column built on such
+  a domain or on a type whose cast does, and a plain use of an operator symbol the target
   overloads with such code, are ``opaque``.
 
 All are read at start and again every ``refresh`` seconds; a change replaces the
@@ -41,10 +41,11 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
 from guard.builtins import TARGET_FUNCTIONS_QUERY
 from guard.catalog_code import (
+    TARGET_CASTS_QUERY,
     TARGET_DOMAIN_CHECKS_QUERY,
-    TARGET_DOMAIN_COLUMNS_QUERY,
     TARGET_OPERATORS_QUERY,
     TARGET_POLICIES_QUERY,
+    TARGET_TYPE_COLUMNS_QUERY,
     TargetCatalog,
     TargetCode,
     unsafe_code,
@@ -139,9 +140,13 @@ class ResourceClassifiers:
                 (str(s), str(o), str(left), str(right), str(fs), str(f))
                 for s, o, left, right, fs, f in await fetch(resource, TARGET_OPERATORS_QUERY)
             ]
+            casts = [
+                (str(s), str(t), str(source), str(target), str(fs), str(f))
+                for s, t, source, target, fs, f in await fetch(resource, TARGET_CASTS_QUERY)
+            ]
             columns = [
-                (str(s), str(r), str(c), str(ds), str(d))
-                for s, r, c, ds, d in await fetch(resource, TARGET_DOMAIN_COLUMNS_QUERY)
+                (str(s), str(r), str(c), str(ts), str(t))
+                for s, r, c, ts, t in await fetch(resource, TARGET_TYPE_COLUMNS_QUERY)
             ]
             defined = await fetch(resource, ALLOWED_FUNCTIONS_QUERY) if allowed else []
         except Exception as exc:  # any failure: keep what was known, and say so
@@ -153,7 +158,7 @@ class ResourceClassifiers:
             return
         self._doubt(resource, allowed_function_doubts(allowed, defined))
 
-        catalog = TargetCatalog(views, policies, domains, operators, columns)
+        catalog = TargetCatalog(views, policies, domains, operators, casts, columns)
 
         def judged_with(allowed: tuple[str, ...]) -> TargetCode:
             return unsafe_code(catalog, lambda code: code.classifier(

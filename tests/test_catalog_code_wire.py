@@ -49,6 +49,12 @@ def target_dsn(make_database: Callable[[str], str], pg_dsn: str) -> str:
             "CREATE DOMAIN short_text AS text CHECK (length(VALUE) < 100)",
             "CREATE TABLE memos (id int PRIMARY KEY, body short_text)",
             "INSERT INTO memos VALUES (1, 'memo')",
+            "CREATE TYPE mood AS ENUM ('ok', 'sad')",
+            "CREATE FUNCTION mood_json(m mood) RETURNS json LANGUAGE plpgsql AS"
+            " $$BEGIN INSERT INTO audit_log VALUES ('mood_json'); RETURN to_json(m::text); END$$",
+            "CREATE CAST (mood AS json) WITH FUNCTION mood_json(mood)",
+            "CREATE TABLE people (id int PRIMARY KEY, m mood)",
+            "INSERT INTO people VALUES (1, 'ok')",
             f"GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA public TO {APP}",
         ):
             conn.execute(statement.encode())
@@ -80,7 +86,8 @@ def test_the_attacks_work_on_the_target_itself(target_dsn: str, audit: Callable[
         conn.execute("SELECT count(*) FROM accounts")
         conn.execute("""SELECT jsonb_populate_record(n, '{"body": "x"}') FROM notes n""")
         conn.execute("SELECT ARRAY(SELECT body FROM notes) || '{x}'")
-    assert audit() == before + 4  # two rows through the policy, two CHECKs
+        conn.execute("SELECT json_build_object('m', m) FROM people")
+    assert audit() == before + 5  # two rows through the policy, two CHECKs, one cast
 
 
 @pytest.mark.parametrize(
@@ -101,6 +108,10 @@ def test_the_attacks_work_on_the_target_itself(target_dsn: str, audit: Callable[
          " whose CHECK calls audit_check()"),
         ("SELECT array_append(ARRAY(SELECT body FROM notes), 'y')", "column body"),
         ("SELECT body FROM notes", "column body"),
+        ("SELECT json_build_object('m', m) FROM people",
+         "reads public.people, whose column m is of (or built on) type public.mood, whose"
+         " cast from mood to json calls public.mood_json()"),
+        ("SELECT to_json(p) FROM people p", "cast from mood to json"),
     ],
 )  # fmt: skip
 def test_a_read_that_runs_the_targets_code_is_denied(

@@ -10,16 +10,18 @@ import pytest
 from guard.builtins import TARGET_FUNCTIONS_QUERY
 from guard.catalog_code import (
     RECORD_CONVERSIONS,
+    TARGET_CASTS_QUERY,
     TARGET_DOMAIN_CHECKS_QUERY,
-    TARGET_DOMAIN_COLUMNS_QUERY,
     TARGET_OPERATORS_QUERY,
     TARGET_POLICIES_QUERY,
+    TARGET_TYPE_COLUMNS_QUERY,
+    Cast,
     Domain,
-    DomainColumn,
     Operator,
     Policy,
     TargetCatalog,
     TargetCode,
+    TypeColumn,
     View,
     unsafe_code,
 )
@@ -35,12 +37,13 @@ def judged(
     domains: list[Domain],
     allowed: tuple[str, ...] = (),
     operators: list[Operator] | None = None,
-    columns: list[DomainColumn] | None = None,
+    columns: list[TypeColumn] | None = None,
+    casts: list[Cast] | None = None,
 ) -> Classifier:
     def build(code: TargetCode) -> Classifier:
         return code.classifier(allowed_functions=allowed, target_functions=FUNCTIONS, cache_size=0)
 
-    catalog = TargetCatalog(views, policies, domains, operators or [], columns or [])
+    catalog = TargetCatalog(views, policies, domains, operators or [], casts or [], columns or [])
     return build(unsafe_code(catalog, build))
 
 
@@ -113,7 +116,8 @@ def test_the_strict_classifier_sees_a_policy_that_reaches_an_allowed_function() 
         TARGET_POLICIES_QUERY: [AUDITED],
         TARGET_DOMAIN_CHECKS_QUERY: [],
         TARGET_OPERATORS_QUERY: [],
-        TARGET_DOMAIN_COLUMNS_QUERY: [],
+        TARGET_CASTS_QUERY: [],
+        TARGET_TYPE_COLUMNS_QUERY: [],
         ALLOWED_FUNCTIONS_QUERY: [("public", "audit_read", "s", False)],
     }
 
@@ -224,7 +228,7 @@ def test_a_view_or_policy_that_uses_such_an_operator_is_not_a_read() -> None:
 
 TICKET_REF: Domain = ("public", "ticket_ref", "ticket_ref_check", "hit('domain'::text)")
 EMAIL: Domain = ("public", "email", "email_check", "(VALUE ~ '@'::text)")
-DOMAIN_COLUMNS: list[DomainColumn] = [
+DOMAIN_COLUMNS: list[TypeColumn] = [
     ("public", "refs", "r", "public", "ticket_ref"),
     ("app", "ref_sets", "rs", "public", "ticket_ref"),  # ticket_ref[], or a composite of it
     ("public", "v_refs", "r", "public", "ticket_ref"),
@@ -260,8 +264,8 @@ def test_the_reason_names_the_column_and_the_domain() -> None:
     classifier = judged([], [], [TICKET_REF], columns=DOMAIN_COLUMNS)
     assert verdict(classifier, "SELECT ARRAY(SELECT r FROM refs) || '{6}'") == ("opaque", (
         "reads public.refs, whose column r is of (or built on) domain public.ticket_ref, whose"
-        " CHECK calls hit(), which is not a known side-effect-free built-in: a literal the"
-        " statement combines with the column may be read as that type and checked",
+        " CHECK calls hit(), which is not a known side-effect-free built-in: a literal beside"
+        " the column, or a conversion of it, may run that with no type in the statement",
     ))  # fmt: skip
 
 
@@ -275,3 +279,33 @@ def test_columns_of_domains_whose_checks_are_reads_stay_reads() -> None:
         assert verdict(classifier, sql) == ("read", ()), sql
     allowed = judged([], [], [TICKET_REF], ("hit",), columns=DOMAIN_COLUMNS)
     assert verdict(allowed, "SELECT ARRAY(SELECT r FROM refs) || '{6}'") == ("read", ())
+
+
+MOOD_JSON: Cast = ("public", "mood", "mood", "json", "public", "mood_json")
+MOOD_COLUMNS: list[TypeColumn] = [
+    ("public", "people", "m", "public", "mood"),
+    ("public", "crowds", "moods", "public", "mood"),  # mood[]
+]
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT to_json(m) FROM people",
+        "SELECT json_build_object('m', m) FROM people",
+        "SELECT row_to_json(p) FROM people p",
+        "SELECT upper(m) FROM people",
+        "SELECT to_jsonb(moods) FROM crowds",
+    ],
+)
+def test_a_read_of_a_column_whose_type_has_a_cast_that_runs_code_is_opaque(sql: str) -> None:
+    found = verdict(judged([], [], [], casts=[MOOD_JSON], columns=MOOD_COLUMNS), sql)
+    assert found[0] == "opaque", (sql, found)
+    assert "of (or built on) type public.mood, whose cast from mood to json calls" in found[1][0]
+
+
+def test_casts_whose_functions_are_reads_cost_nothing() -> None:
+    plain: Cast = ("public", "mood", "mood", "text", "pg_catalog", "enum_out")
+    for casts, allowed in (([plain], ()), ([MOOD_JSON], ("mood_json",))):
+        classifier = judged([], [], [], allowed, columns=MOOD_COLUMNS, casts=casts)
+        assert verdict(classifier, "SELECT to_json(m) FROM people") == ("read", ())
