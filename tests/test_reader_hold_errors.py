@@ -129,10 +129,24 @@ def psycopg_error(dsn: str, *steps: str, binary: bool = False) -> psycopg.Error:
     return within(run)  # type: ignore[no-any-return]
 
 
-def raw_session(gw: GatewayThread) -> RawClient:
+def raw_session(gw: GatewayThread, application_name: str = "reader-hold-errors") -> RawClient:
     client = RawClient(gw.port)
-    client.login(ALICE, gw.token(ALICE), "reader-hold-errors")
+    client.login(ALICE, gw.token(ALICE), application_name)
     return client
+
+
+def trail(gw: GatewayThread, application_name: str) -> list[tuple[str, str]]:
+    """The session's statements as audited: text and outcome, in order."""
+    gw.flush_audit()
+    rows = gw.call(
+        gw.gateway.pool.fetch(
+            "SELECT e.sql, e.outcome FROM statement_events e"
+            " JOIN sessions s ON s.id = e.session_id"
+            " WHERE s.application_name = $1 ORDER BY e.seq",
+            application_name,
+        )
+    )
+    return [(r["sql"], r["outcome"]) for r in rows]
 
 
 def kinds(messages: list[m.BackendMessage]) -> list[str]:
@@ -308,7 +322,7 @@ def test_held_statements_behind_a_failed_one_are_skipped_to_the_sync(
         )
 
     before = requests(gw)
-    client = raw_session(gw)
+    client = raw_session(gw, "several-held")
     try:
         client.send(
             m.Parse("", LO_CALL, ()).encode() + m.Bind("", "", (), (), ()).encode()
@@ -329,6 +343,15 @@ def test_held_statements_behind_a_failed_one_are_skipped_to_the_sync(
         client.close()
     assert requests(gw) == before + 1
     assert target("SELECT count(*) FROM tickets WHERE status <> 'open'") == 0
+    assert trail(gw, "several-held") == [
+        (LO_CALL, "skipped"),
+        (update.format(1), "skipped"),
+        (update.format(2), "skipped"),
+        (update.format(3), "refused"),
+        (update.format(4), "skipped"),
+        (update.format(5), "skipped"),
+        ("SELECT 1", "ok"),
+    ]
 
 
 def test_a_query_held_behind_unflushed_extended_messages_is_answered(
