@@ -151,8 +151,7 @@ class Attack:
     pg_sleep), ``file`` (nothing under FILES), ``leak:TEXT`` (TEXT in no result),
     ``checkpoint``. ``inert``: a text whose dangerous part the server, like the gateway,
     reads as data, so it may run; only the witnesses count. ``configs``: where the
-    gateway stops it today (``owner`` alone: the reader session gets no answer at all;
-    ``reader`` alone: it takes effect on the owner's credential)."""
+    gateway stops it today (``reader`` alone: it takes effect on the owner's credential)."""
 
     name: str
     client: str
@@ -193,7 +192,7 @@ ATTACKS: list[Attack] = [
       m.Query("SELECT 'a\\'; DELETE FROM hits WHERE n > 0; --'"), inert=True),
     a("pipeline-runtime-named-setting-then-backslash", "pipeline",
       "SELECT set_config('standard_' || 'conforming_strings', 'off', false)",
-      "SELECT 'a\\'; DELETE FROM tickets WHERE id > 0; --'", configs=("owner",)),
+      "SELECT 'a\\'; DELETE FROM tickets WHERE id > 0; --'"),
     # -- functions with effects reachable from a SELECT
     a("table-to-xml-view-nextval", "psycopg", "SELECT table_to_xml('v_next', true, false, '')"),
     a("schema-to-xml-runs-views", "psycopg", "SELECT schema_to_xml('public', false, true, '')"),
@@ -295,7 +294,7 @@ ATTACKS: list[Attack] = [
     a("pipeline-write-behind-read", "pipeline", "SELECT 1",
       "DELETE FROM hits WHERE n = 1", "SELECT 2"),
     a("asyncpg-executemany-update", "asyncpg-many",
-      "UPDATE tickets SET status = $1 WHERE id = $2", configs=("owner",)),
+      "UPDATE tickets SET status = $1 WHERE id = $2"),
     a("asyncpg-cursor-for-update", "asyncpg-cursor", "SELECT * FROM orders FOR UPDATE"),
     a("named-cursor-key-share", "psycopg-named-cursor",
       "SELECT * FROM customers FOR KEY SHARE"),
@@ -309,7 +308,7 @@ ATTACKS: list[Attack] = [
       "SELECT * FROM customers WHERE id = 1 FOR UPDATE NOWAIT"),
     a("for-update-of-joined-skip-locked", "psycopg-binary", "BEGIN",
       "SELECT o.id FROM orders o JOIN customers c ON c.id = o.customer_id"
-      " FOR UPDATE OF c SKIP LOCKED", configs=("owner",)),
+      " FOR UPDATE OF c SKIP LOCKED"),
     a("for-update-in-exists", "psycopg", "BEGIN",
       "SELECT id FROM customers c WHERE EXISTS"
       " (SELECT 1 FROM orders o WHERE o.customer_id = c.id FOR UPDATE)"),
@@ -352,7 +351,7 @@ ATTACKS: list[Attack] = [
     a("lo-unlink", "psycopg", f"SELECT lo_unlink({LARGE_OBJECT})"),
     a("lo-truncate", "asyncpg", f"SELECT lo_truncate(lo_open({LARGE_OBJECT}, 131072), 0)"),
     a("lo-export", "psycopg", f"SELECT lo_export({LARGE_OBJECT}, '{FILES}lo')", watch="file"),
-    a("lo-from-bytea", "psycopg-binary", "SELECT lo_from_bytea(424243, 'x')", configs=("owner",)),
+    a("lo-from-bytea", "psycopg-binary", "SELECT lo_from_bytea(424243, 'x')"),
     a("lo-import-with-oid", "psycopg", "SELECT lo_import('/etc/hostname', 424244)"),
     a("cancel-backend", "psycopg",
       f"SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = '{VICTIM}'",
