@@ -30,6 +30,11 @@
   ``opaque``, with the reason naming the operator; ``OPERATOR(pg_catalog.+)`` stays a read.
   Every schema counts, on the search path or not: a session's path is not known either.
 
+An operator's or a cast's function that is compiled code (C or internal, which only a
+superuser can create, as ``CREATE EXTENSION`` does) declared ``IMMUTABLE`` or ``STABLE``
+and not ``SECURITY DEFINER`` counts as a read, the rule the built-in allow-list applies to
+pg_catalog: citext's ``=`` and hstore's casts cost nothing.
+
 Each expression is judged by the resource's own classifier as ``SELECT <expression>``
 (an operator's function as ``SELECT schema.function()``); a policy that reads a view or
 another table with such a policy is judged with what was found so far, until nothing more
@@ -63,19 +68,24 @@ WHERE c.contype = 'c' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
 """
 """The CHECK constraints of the target's own domains (``VALUE`` is the value checked)."""
 
-TARGET_CASTS_QUERY = """
+_COMPILED_READ = """(l.lanname IN ('c', 'internal') AND p.provolatile <> 'v'
+     AND NOT p.prosecdef)"""
+# Compiled code (C or internal: only a superuser can create it, as CREATE EXTENSION does)
+# declared IMMUTABLE or STABLE, without SECURITY DEFINER: the rule the built-in allow-list
+# applies to pg_catalog, here for the functions of an extension's operators and casts
+# (citext's =, hstore's casts). A PL's declared volatility binds nothing it calls.
+
+TARGET_CASTS_QUERY = f"""
 SELECT tn.nspname, t.typname, format_type(c.castsource, NULL),
        format_type(c.casttarget, NULL), fn.nspname, p.proname
 FROM pg_cast c JOIN pg_proc p ON p.oid = c.castfunc
-JOIN pg_namespace fn ON fn.oid = p.pronamespace
-JOIN pg_language l ON l.oid = p.prolang AND l.lanname <> 'internal'
+JOIN pg_namespace fn ON fn.oid = p.pronamespace JOIN pg_language l ON l.oid = p.prolang
 JOIN pg_type t ON t.oid IN (c.castsource, c.casttarget)
 JOIN pg_namespace tn ON tn.oid = t.typnamespace
-WHERE tn.nspname NOT IN ('pg_catalog', 'information_schema')
+WHERE tn.nspname NOT IN ('pg_catalog', 'information_schema') AND NOT {_COMPILED_READ}
 """
-"""Casts from or to the target's own types that run a function (each row names the type of
-the target's own it is about; ``internal`` functions are the server's own, such as a
-multirange's constructor)."""
+"""Casts from or to the target's own types that run a function other than compiled code
+declared side-effect-free (each row names the type of the target's own it is about)."""
 
 TARGET_TYPE_COLUMNS_QUERY = """
 WITH RECURSIVE edges(type, base) AS (
@@ -109,15 +119,18 @@ the target's own types with code (a domain with a CHECK, a type with a cast func
 is built on one (arrays, composites, ranges and multiranges, domains over it, to any
 depth), with that type."""
 
-TARGET_OPERATORS_QUERY = """
+TARGET_OPERATORS_QUERY = f"""
 SELECT n.nspname, o.oprname, o.oprleft::regtype::text, o.oprright::regtype::text,
        fn.nspname, p.proname
 FROM pg_operator o JOIN pg_namespace n ON n.oid = o.oprnamespace
 JOIN pg_proc p ON p.oid = o.oprcode JOIN pg_namespace fn ON fn.oid = p.pronamespace
+JOIN pg_language l ON l.oid = p.prolang
 WHERE NOT starts_with(n.nspname, 'pg_') AND n.nspname <> 'information_schema'
+  AND NOT {_COMPILED_READ}
 """
-"""The target's own operators and the function each runs (schemas named ``pg_*`` are the
-server's: pg_catalog, and temporary schemas, never searched for operators)."""
+"""The target's own operators and the function each runs, but for compiled code declared
+side-effect-free (schemas named ``pg_*`` are the server's: pg_catalog, and temporary
+schemas, never searched for operators)."""
 
 RECORD_CONVERSIONS = (
     "json_populate_record",

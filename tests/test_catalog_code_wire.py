@@ -55,6 +55,9 @@ def target_dsn(make_database: Callable[[str], str], pg_dsn: str) -> str:
             "CREATE CAST (mood AS json) WITH FUNCTION mood_json(mood)",
             "CREATE TABLE people (id int PRIMARY KEY, m mood)",
             "INSERT INTO people VALUES (1, 'ok')",
+            "CREATE EXTENSION citext",
+            "CREATE TABLE handles (id int PRIMARY KEY, h citext)",
+            "INSERT INTO handles VALUES (1, 'Ann')",
             f"GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA public TO {APP}",
         ):
             conn.execute(statement.encode())
@@ -151,7 +154,7 @@ def test_psql_and_asyncpg_are_denied_too(
     assert audit() == before
 
 
-def test_policies_of_built_ins_and_domains_whose_checks_are_reads_stay_reads(
+def test_policies_domains_and_extension_operators_that_are_reads_stay_reads(
     gw: GatewayThread, token: str, audit: Callable[[], int]
 ) -> None:
     before = audit()
@@ -161,6 +164,9 @@ def test_policies_of_built_ins_and_domains_whose_checks_are_reads_stay_reads(
         assert conn.execute("SELECT body FROM memos WHERE body <> ''").fetchone() == ("memo",)
         query = "SELECT ARRAY(SELECT body FROM memos) || '{x}'"
         assert conn.execute(query.encode()).fetchone() == ("{memo,x}",)
+        # citext's operators and casts are compiled code declared immutable: reads
+        query = "SELECT id, h::text FROM handles WHERE h = 'ANN' AND h BETWEEN 'a' AND 'b'"
+        assert conn.execute(query.encode()).fetchall() == [(1, "Ann")]
     assert audit() == before
 
 
