@@ -60,8 +60,13 @@ Classes, most dangerous first (the order :meth:`Classifier.strictest` uses)::
     the session does not know; a call anywhere of a function, aggregate or operator that
     is not on the allow-list (``wipe()``, ``crosstab``, ``dblink*``, advisory locks,
     ``txid_current``, stats resets, WAL and replication-slot functions, ``OPERATOR(s.op)``
-    outside pg_catalog), a cast to a type that is not built in, ``c.f`` where ``f`` is one
-    of the caller's ``target_functions`` (attribute notation for ``f(c)``); a call of a
+    outside pg_catalog, ``table_to_xml`` and the other readers of relations or types named
+    at run time), a cast to a type that is not built in, ``c.f`` where ``f`` is one
+    of the caller's ``target_functions`` (attribute notation for ``f(c)``); a plain
+    operator symbol of the caller's ``target_operators``; a read of a relation of the
+    caller's ``target_views`` (a view whose definition is not a read, a table whose policy
+    is not, a relation with a column built on a domain whose CHECK, or on a type whose
+    cast, is not); a call of a
     denied function (:data:`DEFAULT_DENIED_FUNCTIONS`, configurable, matched
     case-insensitively on the unqualified name; denied even when allowed), or an
     aggregate, operator or cast built on one; ``set_config`` of a setting named at run
