@@ -354,6 +354,25 @@ def test_held_statements_behind_a_failed_one_are_skipped_to_the_sync(
     ]
 
 
+def test_a_psycopg_pipeline_of_held_updates_is_refused_once(
+    gw: GatewayThread, target: Callable[[str], object]
+) -> None:
+    before = requests(gw)
+
+    def run() -> str | None:
+        with psycopg.connect(gw.dsn(ALICE, gw.token(ALICE)), autocommit=True) as conn:
+            with pytest.raises(psycopg.Error) as raised, conn.pipeline():
+                for n in (1, 2, 3):
+                    conn.execute(b"UPDATE tickets SET status = %s WHERE id = %s", ("x", n))
+                conn.execute(b"SELECT 1")
+            assert conn.execute(b"SELECT 1").fetchone() == (1,)
+            return raised.value.sqlstate
+
+    assert within(run) == "57014"
+    assert requests(gw) == before + 1
+    assert target("SELECT count(*) FROM tickets WHERE status <> 'open'") == 0
+
+
 def test_a_query_held_behind_unflushed_extended_messages_is_answered(
     gw: GatewayThread, target: Callable[[str], object]
 ) -> None:
