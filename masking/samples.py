@@ -59,13 +59,19 @@ def email(rng: random.Random) -> str:
 
 
 def iban(rng: random.Random) -> str:
-    """An IBAN of any registry country, compact (electronic form) or in fours by spaces or
-    dashes (print form), in capitals or, as typed into forms, with its country code in
-    lower case."""
+    """An IBAN of any registry country, compact (electronic form) or in fours (print form)."""
     value = specs.iban(rng)
-    if rng.random() < 0.2:
+    return rng.choice((value, grouped(value)))
+
+
+def typed_iban(rng: random.Random) -> str:
+    """An IBAN as people type them too: in fours by dashes, in lower case, or in fours with
+    the country code in lower case; otherwise as :func:`iban`."""
+    value = specs.iban(rng)
+    form = rng.random()
+    if form < 0.2:
         value = value.lower()
-    elif rng.random() < 0.1:  # in fours, the country code in lower case
+    elif form < 0.3:
         return grouped(value[:2].lower() + value[2:], sep=rng.choice(" -"))
     return rng.choice((value, grouped(value), grouped(value, sep="-")))
 
@@ -149,7 +155,7 @@ POSITIVES: dict[str, Callable[[random.Random], str]] = {
     e.CREDIT_CARD: card,
     e.US_SSN: ssn,
     e.EMAIL: email,
-    e.IBAN: iban,
+    e.IBAN: typed_iban,
     e.PHONE: phone,
     **id_samples.IDS,
     **SECRETS,
