@@ -115,6 +115,9 @@ class Reading:
         carried = next(_carried(value, self.carried, self._star, self.rows), None)
         if carried is not None:
             return carried
+        called = next(self._called(value), None)
+        if called is not None:
+            return called
         if refers(value, self.masked, self.rows) and not keeps(value, self.masked, self.rows):
             return describe(value, self.masked, self.rows, self._names)
         return None
@@ -126,14 +129,19 @@ class Reading:
     def reasons(self) -> list[str]:
         """Why each transforming output, or call of a transforming function, is one."""
         found = [r for _, value in self.outputs if (r := self.reason(value)) is not None]
-        for body in walk_dicts(self.tree):
+        return list(dict.fromkeys([*found, *self._called(self.tree)]))
+
+    def _called(self, node: object) -> Iterator[str]:
+        """The reasons of the transforming functions called in ``node``."""
+        if not self._calls:
+            return
+        for body in walk_dicts(node):
             call = body.get("FuncCall")
             if type(call) is dict:
                 name = ".".join(strings(call.get("funcname"))).lower()
                 reason = self._calls.get(name) or self._calls.get(name.rpartition(".")[2])
                 if reason is not None:
-                    found.append(reason)
-        return list(dict.fromkeys(found))
+                    yield reason
 
 
 def _relations(tree: object) -> list[str]:

@@ -13,8 +13,8 @@ resource:
   hands a sensitive value on unchanged (``SELECT ssn AS x``) is a sensitive column of the
   view. Views over views are read until nothing more is found, each view a reason adds to
   (``… in view v, in view w``);
-* a function whose body has such an output is a transform wherever it is called
-  (``… in function leak()``).
+* a function whose body has such an output, or calls such a function, is a transform
+  wherever it is called (``… in function leak()``), in a statement or in a view's column.
 
 What is known sensitive grows as masking learns names (:mod:`guard.sensitive`), so the
 answer is worked out again for each new set of names and each new catalog. A catalog that
@@ -59,13 +59,14 @@ class DefinedCode:
 
 
 def transforming_code(code: DefinedCode, sensitive: Masked) -> TransformingCode:
-    """What ``code`` transforms, given which column names are ``sensitive``."""
+    """What ``code`` transforms, given which column names are ``sensitive``: views and
+    functions read over each other until nothing more is found."""
     views = [(s.lower(), n.lower(), tree) for s, n, d in code.views if (tree := _parse(d))]
-    columns: dict[str, dict[str, str]] = {}
-    kept: dict[str, frozenset[str]] = {}
+    bodies = [(s.lower(), n.lower(), body) for s, n, d in code.functions if (body := _body(d))]
+    known = TransformingCode()
     for _ in range(_ROUNDS):
-        known = TransformingCode(columns, kept)
-        found_columns, found_kept = {}, {}
+        columns: dict[str, dict[str, str]] = {}
+        kept: dict[str, frozenset[str]] = {}
         for schema, name, tree in views:
             reading = Reading(tree, sensitive, known, qualify=True)
             transformed, keeping = {}, set()
@@ -77,27 +78,28 @@ def transforming_code(code: DefinedCode, sensitive: Masked) -> TransformingCode:
                     keeping.add(column)
             for key in (name, f"{schema}.{name}"):
                 if transformed:
-                    found_columns[key] = transformed
+                    columns[key] = transformed
                 if keeping:
-                    found_kept[key] = frozenset(keeping)
-        if (found_columns, found_kept) == (columns, kept):
+                    kept[key] = frozenset(keeping)
+        functions: dict[str, str] = {}
+        for schema, name, body in bodies:
+            reasons = Reading(body, sensitive, known, qualify=True).reasons()
+            if reasons:
+                functions[name] = functions[f"{schema}.{name}"] = _within(
+                    reasons[0], f"function {name}()"
+                )
+        found = TransformingCode(columns, kept, functions)
+        if found == known:
             break
-        columns, kept = found_columns, found_kept
-    views_known = TransformingCode(columns, kept)
-    functions: dict[str, str] = {}
-    for schema, name, text in code.functions:
-        body = _function_body(text)
-        reasons = Reading(body, sensitive, views_known, qualify=True).reasons() if body else []
-        if reasons:
-            reason = _within(reasons[0], f"function {name.lower()}()")
-            functions[name.lower()] = functions[f"{schema.lower()}.{name.lower()}"] = reason
-    return TransformingCode(columns, kept, functions)
+        known = found
+    return known
 
 
 def _within(reason: str, where: str) -> str:
     """``reason`` of a transform found inside ``where`` (``view v``): ``… in view v``, and
     ``…, in view w`` after a reason that already says where."""
-    return f"{reason}, in {where}" if " in view " in reason else f"{reason} in {where}"
+    inside = " in view " in reason or " in function " in reason
+    return f"{reason}, in {where}" if inside else f"{reason} in {where}"
 
 
 def _parse(sql: str) -> list[Any] | None:
@@ -134,7 +136,7 @@ def _top_outputs(tree: list[Any]) -> list[tuple[str, list[Any]]]:
     return outputs
 
 
-def _function_body(text: str) -> list[Any] | None:
+def _body(text: str) -> list[Any] | None:
     """The statements of a SQL function: a ``BEGIN ATOMIC`` body as parsed, a quoted body
     parsed, or ``text`` itself when it is no ``CREATE FUNCTION``."""
     tree = _parse(text)

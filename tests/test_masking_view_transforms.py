@@ -156,8 +156,10 @@ def test_what_a_definition_transforms() -> None:
         ("s", "t", "SELECT lpad(k.kept, 11) AS padded, count(*) AS n FROM public.k GROUP BY 1;"),
         ("public", "u", "SELECT customers.id FROM customers WHERE reverse(customers.ssn) > '';"),
     )
+    views += (("public", "calls", "SELECT f() AS h, 1 AS one;"),)
     functions = (
         ("public", "f", "SELECT md5(ssn) FROM customers"),
+        ("public", "f2", "SELECT upper(x) FROM f() AS x"),
         ("public", "g", "SELECT 1 + $1"),
         ("public", "bad", "SELECT FROM WHERE"),
     )
@@ -174,4 +176,6 @@ def test_what_a_definition_transforms() -> None:
     assert code.kept["k"] == frozenset({"kept"})
     assert "u" not in code.columns and "bad" not in code.functions
     reason = "md5() over masked column customers.ssn in function f()"
-    assert code.functions == {"f": reason, "public.f": reason}
+    in_f2 = f"{reason}, in function f2()"
+    assert code.functions == {"f": reason, "public.f": reason, "f2": in_f2, "public.f2": in_f2}
+    assert code.columns["calls"] == {"h": f"{reason}, in view calls"}
