@@ -22,22 +22,19 @@ as in :mod:`jitgate.api`.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
 from identity import Principal
 from identity.delegations import delegation, grant, revoke
-from jitgate.api import error
+from jitgate.api import bearer_guarded, error
 from jitgate.config import parse_duration
-from jitgate.errors import ConfigError, GrantRefused, StoreUnavailable
+from jitgate.errors import ConfigError, GrantRefused
 from jitgate.gateway import Gateway
-from jitgate.webauth import STORE_ERRORS, bearer_principal, bearer_token
+from jitgate.webauth import bearer_token
 from store.tokens import revoke_tokens
 
-PrincipalHandler = Callable[[web.Request, Principal], Awaitable[web.StreamResponse]]
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 DEFAULT_AGENT_TTL = "8h"
 
 
@@ -47,25 +44,11 @@ class AgentsApi:
 
     def routes(self) -> list[web.RouteDef]:
         return [
-            web.get("/api/whoami", self._guarded(self.whoami)),
-            web.post("/api/logout", self._guarded(self.logout)),
-            web.post("/api/agents", self._guarded(self.grant)),
-            web.delete("/api/agents/{name}", self._guarded(self.revoke)),
+            web.get("/api/whoami", bearer_guarded(self.gateway, self.whoami)),
+            web.post("/api/logout", bearer_guarded(self.gateway, self.logout)),
+            web.post("/api/agents", bearer_guarded(self.gateway, self.grant)),
+            web.delete("/api/agents/{name}", bearer_guarded(self.gateway, self.revoke)),
         ]
-
-    def _guarded(self, handler: PrincipalHandler) -> Handler:
-        async def guarded(request: web.Request) -> web.StreamResponse:
-            try:
-                principal = await bearer_principal(request, self.gateway.directory)
-                if principal is None:
-                    return error(401, "unauthorized", "a valid access token is required")
-                return await handler(request, principal)
-            except StoreUnavailable as exc:
-                return error(503, "unavailable", str(exc))
-            except STORE_ERRORS as exc:
-                return error(503, "unavailable", f"the store failed: {exc}")
-
-        return guarded
 
     async def whoami(self, _request: web.Request, who: Principal) -> web.Response:
         return web.json_response({

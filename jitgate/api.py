@@ -66,6 +66,24 @@ def error(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": message, "code": code}, status=status)
 
 
+def bearer_guarded(gateway: Gateway, handler: UserHandler) -> Handler:
+    """``handler`` behind the Bearer token: authenticated first (401 without a valid one); a
+    store outage is a 503, never a guess."""
+
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        try:
+            who = await bearer_principal(request, gateway.directory)
+            if who is None:
+                return error(401, "unauthorized", "a valid access token is required")
+            return await handler(request, who)
+        except StoreUnavailable as exc:
+            return error(503, "unavailable", str(exc))
+        except STORE_ERRORS as exc:
+            return error(503, "unavailable", f"the store failed: {exc}")
+
+    return guarded
+
+
 def outcome_json(outcome: Outcome) -> dict[str, Any]:
     """``outcome`` (already through :func:`shown_outcome`) as JSON."""
     return {
@@ -143,27 +161,13 @@ class RequestsApi:
 
     def routes(self) -> list[web.RouteDef]:
         return [
-            web.post("/api/requests", self._guarded(self.create)),
-            web.get("/api/requests", self._guarded(self.index)),
-            web.get(r"/api/requests/{id:\d+}", self._guarded(self.show)),
-            web.post(r"/api/requests/{id:\d+}/decisions", self._guarded(self.decide)),
+            web.post("/api/requests", bearer_guarded(self.gateway, self.create)),
+            web.get("/api/requests", bearer_guarded(self.gateway, self.index)),
+            web.get(r"/api/requests/{id:\d+}", bearer_guarded(self.gateway, self.show)),
+            web.post(
+                r"/api/requests/{id:\d+}/decisions", bearer_guarded(self.gateway, self.decide)
+            ),
         ]
-
-    def _guarded(self, handler: UserHandler) -> Handler:
-        """Authenticate first; a store outage is a 503, never a guess."""
-
-        async def guarded(request: web.Request) -> web.StreamResponse:
-            try:
-                who = await bearer_principal(request, self.gateway.directory)
-                if who is None:
-                    return error(401, "unauthorized", "a valid access token is required")
-                return await handler(request, who)
-            except StoreUnavailable as exc:
-                return error(503, "unavailable", str(exc))
-            except STORE_ERRORS as exc:
-                return error(503, "unavailable", f"the store failed: {exc}")
-
-        return guarded
 
     async def create(self, request: web.Request, who: Principal) -> web.Response:
         body = await _json_body(request)
