@@ -1,4 +1,5 @@
-"""Fixtures shared by the suite: real PostgreSQL servers and their client binaries.
+"""Fixtures shared by the suite: real PostgreSQL servers and their client binaries, and the
+MCP servers the governing proxy's tests put behind it.
 
 ``JITGATE_TEST_DSN`` (a superuser URL such as ``postgresql://postgres@127.0.0.1:5432/postgres``)
 points the suite at an existing server; without it one is started for the session.
@@ -8,12 +9,14 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 import psycopg
 import pytest
+from mcp.server.mcpserver import MCPServer
 from psycopg import sql
 
 from jitgate.cluster import (
@@ -23,6 +26,7 @@ from jitgate.cluster import (
     local_socket_dir,
     supports_ssl,
 )
+from tests.mcp_servers import BrokenServer, ServerThread, tickets_server
 
 AUTH_ROLES = {
     "scram_user": ("scram-pass", "scram-sha-256"),
@@ -114,3 +118,19 @@ def auth_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             conn.execute("CREATE DATABASE authdb OWNER postgres")
             conn.execute("GRANT CONNECT ON DATABASE authdb TO scram_user, md5_user")
         yield cluster
+
+
+# The MCP servers the governing proxy's tests put behind it, one of each per test module.
+@pytest.fixture(scope="module")
+def tickets() -> Iterator[tuple[MCPServer, Counter[str], ServerThread]]:
+    server, calls = tickets_server()
+    thread = ServerThread(server.streamable_http_app())
+    yield server, calls, thread
+    thread.stop()
+
+
+@pytest.fixture(scope="module")
+def broken() -> Iterator[BrokenServer]:
+    server = BrokenServer()
+    yield server
+    server.stop()

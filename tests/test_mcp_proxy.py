@@ -27,26 +27,10 @@ from jitgate.config import Config, parse_config
 from jitgate.errors import ConfigError
 from tests.harness import GatewayThread
 from tests.mcp_servers import CARD, EMAIL, BrokenServer, ServerThread, set_description
-from tests.mcp_servers import tickets_server as make_tickets_server
 from tests.test_approvals import decide
 
 ALICE, BOB, EVE = "alice@example.com", "bob@example.com", "eve@example.com"
 AGENT = "claude-code"
-
-
-@pytest.fixture(scope="module")
-def tickets() -> Iterator[tuple[MCPServer, Counter[str], ServerThread]]:
-    server, calls = make_tickets_server()
-    thread = ServerThread(server.streamable_http_app())
-    yield server, calls, thread
-    thread.stop()
-
-
-@pytest.fixture(scope="module")
-def broken() -> Iterator[BrokenServer]:
-    server = BrokenServer()
-    yield server
-    server.stop()
 
 
 def proxy_config(store_dsn: str, tickets_url: str, broken: BrokenServer) -> Config:

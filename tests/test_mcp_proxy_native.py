@@ -25,7 +25,6 @@ from mcp_types import Implementation, Result
 from jitgate.config import parse_config
 from tests.harness import GatewayThread
 from tests.mcp_servers import CARD, EMAIL, BrokenServer, ServerThread
-from tests.mcp_servers import tickets_server as make_tickets_server
 from tests.test_mcp_native import (
     CancelTask,
     DetailedTask,
@@ -40,21 +39,6 @@ from tests.test_mcp_server import gw_fetchrow
 
 ALICE, BOB = "alice@example.com", "bob@example.com"
 AGENT = "claude-code"
-
-
-@pytest.fixture(scope="module")
-def tickets() -> Iterator[tuple[MCPServer, Counter[str], ServerThread]]:
-    server, calls = make_tickets_server()
-    thread = ServerThread(server.streamable_http_app())
-    yield server, calls, thread
-    thread.stop()
-
-
-@pytest.fixture(scope="module")
-def broken() -> Iterator[BrokenServer]:
-    server = BrokenServer()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -12,13 +12,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from mcp.server.mcpserver import MCPServer
 
 from jitgate.config import parse_config
 from tests.fakeslack import FakeSlack
 from tests.harness import GatewayThread
 from tests.mcp_servers import ServerThread
-from tests.mcp_servers import tickets_server as make_tickets_server
 from tests.slack_gateway import (
     APPROVALS,
     SECRET,
@@ -33,14 +31,6 @@ from tests.slack_requests import BOB, block_action
 from tests.test_mcp_proxy import AGENT, ALICE, connected, request_id_of, text
 
 APPROVER = "bob@example.com"
-
-
-@pytest.fixture(scope="module")
-def tickets() -> Iterator[tuple[MCPServer, Counter[str], ServerThread]]:
-    server, calls = make_tickets_server()
-    thread = ServerThread(server.streamable_http_app())
-    yield server, calls, thread
-    thread.stop()
 
 
 @pytest.fixture(scope="module")
