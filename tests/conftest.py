@@ -1,5 +1,5 @@
 """Fixtures shared by the suite: real PostgreSQL servers and their client binaries, and the
-MCP servers the governing proxy's tests put behind it.
+MCP servers the governing proxy's tests put behind it, and the fake Bot Framework.
 
 ``JITGATE_TEST_DSN`` (a superuser URL such as ``postgresql://postgres@127.0.0.1:5432/postgres``)
 points the suite at an existing server; without it one is started for the session.
@@ -26,7 +26,9 @@ from jitgate.cluster import (
     local_socket_dir,
     supports_ssl,
 )
+from tests.fake_teams import FakeTeams
 from tests.mcp_servers import BrokenServer, ServerThread, tickets_server
+from tests.teams_gateway import APP_ID, MEMBERS, PASSWORD
 
 AUTH_ROLES = {
     "scram_user": ("scram-pass", "scram-sha-256"),
@@ -134,3 +136,11 @@ def broken() -> Iterator[BrokenServer]:
     server = BrokenServer()
     yield server
     server.stop()
+
+
+# The fake Bot Framework (connector, OpenID/JWKS, sign-in authority), one per test module; a
+# module that needs another roster defines its own.
+@pytest.fixture(scope="module")
+def teams() -> Iterator[FakeTeams]:
+    with FakeTeams(APP_ID, PASSWORD, MEMBERS) as fake:
+        yield fake

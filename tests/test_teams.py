@@ -29,8 +29,6 @@ from tests.teams_gateway import (
     BOB,
     EVE,
     MALLORY,
-    MEMBERS,
-    PASSWORD,
     SECURITY,
     TENANT,
     card_json,
@@ -56,12 +54,6 @@ def target_dsn(make_database: Callable[[str], str]) -> str:
         conn.execute("INSERT INTO items SELECT g, 'carol.customer@example.org', 'n' || g, 0"
                      " FROM generate_series(1, 1000) g")  # fmt: skip
     return dsn
-
-
-@pytest.fixture(scope="module")
-def teams() -> Iterator[FakeTeams]:
-    with FakeTeams(APP_ID, PASSWORD, MEMBERS) as fake:
-        yield fake
 
 
 @pytest.fixture(scope="module")

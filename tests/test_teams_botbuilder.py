@@ -20,12 +20,9 @@ from tests.fake_teams import FakeTeams
 from tests.harness import GatewayThread
 from tests.slack_gateway import wait_until
 from tests.teams_gateway import (
-    APP_ID,
     APPROVALS,
     BOB,
     MALLORY,
-    MEMBERS,
-    PASSWORD,
     install,
     post,
     sender,
@@ -60,12 +57,6 @@ __all__ = [
     "test_reject_asks_for_a_reason_then_rejects",
     "test_requests_not_signed_by_the_channel_are_401",
 ]
-
-
-@pytest.fixture(scope="module")
-def teams() -> Iterator[FakeTeams]:
-    with FakeTeams(APP_ID, PASSWORD, MEMBERS) as fake:
-        yield fake
 
 
 @pytest.fixture(scope="module")

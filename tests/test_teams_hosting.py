@@ -23,8 +23,6 @@ from tests.teams_gateway import (
     ALICE,
     ALICE_CHAT,
     APP_ID,
-    MEMBERS,
-    PASSWORD,
     install,
     post,
     sender,
@@ -32,12 +30,6 @@ from tests.teams_gateway import (
 )  # fmt: skip
 
 SDK_VALIDATOR = "microsoft_agents.hosting.core.authorization.jwt.jwt_token_validator"
-
-
-@pytest.fixture(scope="module")
-def teams() -> Iterator[FakeTeams]:
-    with FakeTeams(APP_ID, PASSWORD, MEMBERS) as fake:
-        yield fake
 
 
 @pytest.fixture(scope="module")

@@ -17,11 +17,8 @@ from tests.fake_teams import FakeTeams
 from tests.harness import GatewayThread, scalar
 from tests.slack_gateway import wait_until
 from tests.teams_gateway import (
-    APP_ID,
     APPROVALS,
     BOB,
-    MEMBERS,
-    PASSWORD,
     card_of,
     install,
     invoke,
@@ -41,12 +38,6 @@ def target(make_database: Callable[[str], str]) -> str:
         conn.execute("INSERT INTO items SELECT g, 'x@example.org', 'n', 0"
                      " FROM generate_series(1, 10) g")  # fmt: skip
     return dsn
-
-
-@pytest.fixture(scope="module")
-def teams() -> Iterator[FakeTeams]:
-    with FakeTeams(APP_ID, PASSWORD, MEMBERS) as fake:
-        yield fake
 
 
 @pytest.fixture(scope="module")
